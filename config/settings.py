@@ -1,0 +1,184 @@
+"""Load settings: embedded defaults < optional TOML file < environment variables.
+
+The embedded ``default.toml`` is the schema: a key that is not in it is refused,
+so a typo in a site's file or environment fails at start-up instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "HUIZHEN_"
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable is malformed or names an unknown key."""
+
+
+@dataclass(frozen=True)
+class IceServer:
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.credential is not None:
+            out["credential"] = self.credential
+        return out
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str
+    port: int
+    public_url: str
+    max_message_bytes: int
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    token_secret: str
+    issuer: str
+    audience: str
+    default_ttl: int
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    ice_addresses: tuple[str, ...]
+    keyframe_interval: float
+    retransmission_buffer: int
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings
+    auth: AuthSettings
+    media: MediaSettings
+    storage: StorageSettings
+    ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
+
+
+def _defaults() -> dict[str, dict[str, Any]]:
+    text = resources.files("config").joinpath("default.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def _coerce(name: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, list):
+            value = json.loads(raw)
+            if not isinstance(value, list):
+                raise ValueError("expected a JSON list")
+            return value
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name}: {exc}") from None
+
+
+def _merge(base: dict[str, dict[str, Any]], overlay: Mapping[str, Any], origin: str) -> None:
+    for section, values in overlay.items():
+        if section not in base or not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: unknown section [{section}]")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+            base[section][key] = value
+
+
+def _ice_servers(raw: Any) -> tuple[IceServer, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("ice.servers must be a list")
+    servers = []
+    for item in raw:
+        if not isinstance(item, Mapping) or "urls" not in item:
+            raise ConfigError("each ice.servers entry needs 'urls'")
+        urls = item["urls"]
+        if isinstance(urls, str):
+            urls = [urls]
+        servers.append(
+            IceServer(
+                urls=tuple(str(u) for u in urls),
+                username=item.get("username"),
+                credential=item.get("credential"),
+            )
+        )
+    return tuple(servers)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings from defaults, then ``path`` (or $HUIZHEN_CONFIG), then the environment."""
+    env = os.environ if environ is None else environ
+    merged = _defaults()
+    file_path = path if path is not None else env.get(ENV_PREFIX + "CONFIG")
+    if file_path:
+        try:
+            overlay = tomllib.loads(Path(file_path).read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {file_path}: {exc}") from None
+        _merge(merged, overlay, str(file_path))
+    for section, values in merged.items():
+        for key, default in list(values.items()):
+            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            if name in env:
+                values[key] = _coerce(name, env[name], default)
+    try:
+        s, a, m = merged["server"], merged["auth"], merged["media"]
+        return Settings(
+            server=ServerSettings(
+                host=str(s["host"]),
+                port=int(s["port"]),
+                public_url=str(s["public_url"]),
+                max_message_bytes=int(s["max_message_bytes"]),
+            ),
+            auth=AuthSettings(
+                token_secret=str(a["token_secret"]),
+                issuer=str(a["issuer"]),
+                audience=str(a["audience"]),
+                default_ttl=int(a["default_ttl"]),
+            ),
+            media=MediaSettings(
+                ice_addresses=tuple(str(x) for x in m["ice_addresses"]),
+                keyframe_interval=float(m["keyframe_interval"]),
+                retransmission_buffer=int(m["retransmission_buffer"]),
+            ),
+            storage=StorageSettings(data_dir=Path(str(merged["storage"]["data_dir"]))),
+            ice_servers=_ice_servers(merged["ice"]["servers"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid configuration value: {exc}") from None

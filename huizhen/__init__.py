@@ -1,0 +1,1 @@
+"""huizhen: composition root (app factory, CLI, demo) of the consultation media server."""

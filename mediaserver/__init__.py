@@ -1,0 +1,40 @@
+"""mediaserver: a forwarding WebRTC SFU on aiortc (rooms, participants, producers, consumers).
+
+Domain-neutral: it knows rooms and roles as opaque strings, and imports nothing
+from signaling, recorder, devices or consult_api.
+"""
+
+from mediaserver.consumer import Consumer
+from mediaserver.errors import (
+    ClosedError,
+    LimitError,
+    MediaServerError,
+    NegotiationError,
+    NotFoundError,
+)
+from mediaserver.latency_probe import LatencyProbe, LatencySummary
+from mediaserver.participant import Participant
+from mediaserver.producer import Producer
+from mediaserver.room import Room, RoomLimits
+from mediaserver.server import MediaServer
+from mediaserver.transport import MediaConfig, Publication, Subscription, Transport
+
+__all__ = [
+    "ClosedError",
+    "Consumer",
+    "LatencyProbe",
+    "LatencySummary",
+    "LimitError",
+    "MediaConfig",
+    "MediaServer",
+    "MediaServerError",
+    "NegotiationError",
+    "NotFoundError",
+    "Participant",
+    "Producer",
+    "Publication",
+    "Room",
+    "RoomLimits",
+    "Subscription",
+    "Transport",
+]

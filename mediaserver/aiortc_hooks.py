@@ -1,0 +1,444 @@
+"""Every use of aiortc's (and aioice's) private internals, in one place.
+
+aiortc has no public API for forwarding RTP packets (its maintainer's view: it is
+not built for an SFU). The forwarding path therefore hooks into a handful of
+private methods and name-mangled attributes. All of them are listed in
+``RECEIVER_HOOKS``/``SENDER_HOOKS``/... and checked with ``hasattr`` before use:
+assigning to a renamed private attribute would silently create a new one and the
+hook would stop working. ``tests/test_aiortc_hooks.py`` exercises every hook, so an
+aiortc upgrade that moves one fails loudly. pyproject.toml pins aiortc exactly.
+
+What is hooked:
+
+* publisher side (``RTCRtpReceiver``): ``_handle_rtp_packet`` is replaced by a
+  packet tap that keeps aiortc's RTCP statistics, REMB, RTX unwrapping and NACK
+  generation, but skips depayloading, the jitter buffer and the decoder thread's
+  queue, so no decoder is ever created. ``_handle_rtcp_packet`` is wrapped to see
+  the publisher's sender reports. ``_send_rtcp_pli`` asks for a keyframe.
+* subscriber side (``RTCRtpSender``): the track never yields a frame, so aiortc
+  never creates an encoder; ``send`` is wrapped to learn the negotiated payload
+  types and extension IDs; ``_retransmit`` and ``_send_keyframe`` (NACK, PLI/FIR
+  from the subscriber) are redirected to the consumer; the sender-report counters
+  are written so aiortc's own RTCP loop reports the forwarded stream.
+* transport (``RTCDtlsTransport`` / aioice ``Connection``): SRTP ``protect`` and
+  the nominated candidate pair's datagram transport, to send a forwarded packet
+  with one synchronous call instead of three awaited coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fcntl
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import is_rtx
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpSrPacket, RtpPacket, pack_remb_fci
+from aiortc.rtp import unwrap_rtx as aiortc_unwrap_rtx
+
+RECEIVER_METHODS = ("_handle_rtp_packet", "_handle_rtcp_packet", "_send_rtcp_pli",
+                    "_send_rtcp_nack", "_send_rtcp")
+RECEIVER_ATTRIBUTES = (
+    "_RTCRtpReceiver__codecs",
+    "_RTCRtpReceiver__rtx_ssrc",
+    "_RTCRtpReceiver__remote_streams",
+    "_RTCRtpReceiver__nack_generator",
+    "_RTCRtpReceiver__remote_bitrate_estimator",
+    "_RTCRtpReceiver__rtcp_ssrc",
+)
+SENDER_METHODS = ("send", "_retransmit", "_send_keyframe", "_handle_rtcp_packet")
+SENDER_ATTRIBUTES = (
+    "_ssrc",
+    "_rtx_ssrc",
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__octet_count",
+)
+DTLS_ATTRIBUTES = ("_tx_srtp", "transport", "state")
+ICE_CONNECTION_ATTRIBUTES = ("_nominated", "_queue", "get_component_candidates",
+                             "_local_candidates", "_local_candidates_end")
+
+
+class AiortcHookError(RuntimeError):
+    """An aiortc internal that the forwarder relies on is missing: aiortc changed."""
+
+
+def _require(obj: object, names: tuple[str, ...], what: str) -> None:
+    missing = [name for name in names if not hasattr(obj, name)]
+    if missing:
+        raise AiortcHookError(
+            f"aiortc internals changed: {what} lacks {', '.join(missing)}; "
+            "mediaserver/aiortc_hooks.py must be updated for this aiortc version"
+        )
+
+
+def check_receiver(receiver: RTCRtpReceiver) -> None:
+    _require(receiver, RECEIVER_METHODS + RECEIVER_ATTRIBUTES, "RTCRtpReceiver")
+
+
+def check_sender(sender: RTCRtpSender) -> None:
+    _require(sender, SENDER_METHODS + SENDER_ATTRIBUTES, "RTCRtpSender")
+
+
+# --------------------------------------------------------------------------- publisher side
+
+PacketCallback = Callable[[RtpPacket], None]
+SenderReportCallback = Callable[[int, int, int], None]  # ssrc, ntp timestamp, rtp timestamp
+
+
+class ReceiverTap:
+    """Taps an ``RTCRtpReceiver``'s RTP packets without decoding them."""
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        on_packet: PacketCallback,
+        on_sender_report: SenderReportCallback,
+    ) -> None:
+        check_receiver(receiver)
+        self._receiver = receiver
+        self._on_packet = on_packet
+        self._on_sender_report = on_sender_report
+        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs
+        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc
+        self._streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
+        self._nack = receiver._RTCRtpReceiver__nack_generator
+        self._estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator
+        self._original_rtcp = receiver._handle_rtcp_packet
+        self._stream_stats_class: Any = None
+        receiver._handle_rtp_packet = self._handle_rtp_packet
+        receiver._handle_rtcp_packet = self._handle_rtcp_packet
+        self.last_ssrc: int | None = None
+
+    @property
+    def codec(self) -> RTCRtpCodecParameters | None:
+        """The negotiated media codec (the first non-RTX one)."""
+        for codec in self._codecs.values():
+            if not is_rtx(codec):
+                return codec
+        return None
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        receiver = self._receiver
+        if not receiver._enabled:
+            return
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+        if self._estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = self._estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            if rtcp_ssrc is not None and remb is not None:
+                await receiver._send_rtcp(
+                    RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
+                                   fci=pack_remb_fci(*remb))
+                )
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stats = self._streams.get(packet.ssrc)
+        if stats is None:
+            stats = self._new_stream_statistics(codec.clockRate)
+            self._streams[packet.ssrc] = stats
+        stats.add(packet)
+        if is_rtx(codec):
+            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
+                return
+            packet = aiortc_unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+        if self._nack is not None and self._nack.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
+        self.last_ssrc = packet.ssrc
+        self._on_packet(packet)
+
+    def _new_stream_statistics(self, clock_rate: int) -> Any:
+        from aiortc.rtcrtpreceiver import StreamStatistics
+
+        return StreamStatistics(clock_rate)
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        await self._original_rtcp(packet)
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            self._on_sender_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+
+    async def request_keyframe(self) -> None:
+        """Send a PLI for the stream to the publisher."""
+        if self.last_ssrc is not None:
+            await self._receiver._send_rtcp_pli(self.last_ssrc)
+
+
+# --------------------------------------------------------------------------- subscriber side
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """The track an SFU sender carries: it never yields a frame.
+
+    aiortc's sender creates its encoder only after the first ``recv()`` returns,
+    so a track that never returns keeps every encoder uncreated; packets are sent
+    by the consumer through ``RawRtpSink`` instead.
+    """
+
+    def __init__(self, kind: str, track_id: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._id = track_id
+        self._never: asyncio.Future[None] | None = None
+
+    async def recv(self) -> Any:
+        if self._never is None:
+            self._never = asyncio.get_running_loop().create_future()
+        await self._never
+        raise RuntimeError("unreachable")  # pragma: no cover
+
+    def stop(self) -> None:
+        super().stop()
+        if self._never is not None and not self._never.done():
+            self._never.cancel()
+
+
+@dataclass(frozen=True)
+class NegotiatedSend:
+    """What a subscriber negotiated for one forwarded track."""
+
+    payload_type: int
+    codec: RTCRtpCodecParameters
+    rtx_payload_type: int | None
+    extension_ids: dict[str, int]
+    mid: str | None
+    ssrc: int
+    rtx_ssrc: int
+
+
+class SenderHooks:
+    """Redirects an ``RTCRtpSender``'s NACK/PLI handling and SR counters to a consumer."""
+
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        on_negotiated: Callable[[NegotiatedSend], None],
+        on_nack: Callable[[int], None],
+        on_keyframe_request: Callable[[], None],
+    ) -> None:
+        check_sender(sender)
+        self._sender = sender
+        original_send = sender.send
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            await original_send(parameters)
+            on_negotiated(_negotiated(sender, parameters))
+
+        async def retransmit(sequence_number: int) -> None:
+            on_nack(sequence_number)
+
+        sender.send = send
+        sender._retransmit = retransmit
+        sender._send_keyframe = on_keyframe_request
+
+    def set_report(self, ntp_timestamp: int, rtp_timestamp: int, packets: int, octets: int) -> None:
+        """Values aiortc's RTCP loop puts in its next sender report."""
+        sender = self._sender
+        sender._RTCRtpSender__ntp_timestamp = ntp_timestamp
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
+        sender._RTCRtpSender__packet_count = packets
+        sender._RTCRtpSender__octet_count = octets
+
+    @property
+    def transport(self) -> Any:
+        return self._sender.transport
+
+
+def _negotiated(sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> NegotiatedSend:
+    codec = parameters.codecs[0]
+    rtx_pt = None
+    for candidate in parameters.codecs:
+        if is_rtx(candidate) and candidate.parameters.get("apt") == codec.payloadType:
+            rtx_pt = candidate.payloadType
+            break
+    return NegotiatedSend(
+        payload_type=codec.payloadType,
+        codec=codec,
+        rtx_payload_type=rtx_pt,
+        extension_ids={ext.uri: ext.id for ext in parameters.headerExtensions},
+        mid=parameters.muxId,
+        ssrc=sender._ssrc,
+        rtx_ssrc=sender._rtx_ssrc,
+    )
+
+
+class RawRtpSink:
+    """Protects and sends serialised RTP on a DTLS transport with one synchronous call."""
+
+    __slots__ = ("_dtls", "_nominated", "_protect", "packets_sent")
+
+    def __init__(self, dtls_transport: Any) -> None:
+        _require(dtls_transport, DTLS_ATTRIBUTES, "RTCDtlsTransport")
+        connection = dtls_transport.transport._connection
+        _require(connection, ICE_CONNECTION_ATTRIBUTES, "aioice.Connection")
+        self._dtls = dtls_transport
+        self._nominated: dict[int, Any] = connection._nominated
+        self._protect: Callable[[bytes], bytes] | None = None
+        self.packets_sent = 0
+
+    def send(self, packet: bytes) -> bool:
+        """Send one packet; False when the transport is not (or no longer) connected."""
+        protect = self._protect
+        if protect is None:
+            if self._dtls.state != "connected" or self._dtls._tx_srtp is None:
+                return False
+            protect = self._protect = self._dtls._tx_srtp.protect
+        pair = self._nominated.get(1)
+        if pair is None:
+            return False
+        transport = pair.protocol.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.sendto(protect(packet), pair.remote_addr)
+        self.packets_sent += 1
+        return True
+
+
+# --------------------------------------------------------------------------- ICE
+
+
+def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
+    connections = []
+    for transceiver in pc.getTransceivers():
+        for dtls in (transceiver.sender.transport, transceiver.receiver.transport):
+            if dtls is None:
+                continue
+            connection = dtls.transport._connection
+            if connection not in connections:
+                connections.append(connection)
+    return connections
+
+
+def restrict_host_addresses(pc: RTCPeerConnection, addresses: tuple[str, ...]) -> None:
+    """Gather host candidates only on ``addresses`` (call before setLocalDescription).
+
+    aioice gathers on every interface of the machine; a server usually must offer
+    only its public (or, for the demo and tests, its loopback) address.
+    """
+    if not addresses:
+        return
+    for connection in _ice_connections(pc):
+        _require(connection, ICE_CONNECTION_ATTRIBUTES, "aioice.Connection")
+        if getattr(connection, "_huizhen_restricted", False):
+            continue
+
+        async def gather(connection: Any = connection) -> None:
+            if connection._local_candidates_end:
+                return
+            connection._local_candidates_start = True
+            for component in connection._components:
+                connection._local_candidates += await connection.get_component_candidates(
+                    component=component, addresses=list(addresses)
+                )
+            connection._local_candidates_end = True
+
+        connection.gather_candidates = gather
+        connection._huizhen_restricted = True
+
+
+# --------------------------------------------------------------------------- latency probe
+
+SIOCGSTAMPNS = 0x8907
+_TIMESPEC = struct.Struct("@qq")
+
+
+class ArrivalStamps:
+    """Kernel arrival time of each datagram a publisher's ICE connection receives.
+
+    Benchmark instrumentation only. The kernel receive timestamp of the socket's
+    last datagram (``SIOCGSTAMPNS``) is read as each datagram leaves the socket and
+    carried through aioice's receive queue beside it, so ``current`` is the arrival
+    time of the datagram aiortc is processing now, including any time it waited
+    in the kernel or in aioice's queue. Nanoseconds on ``time.time_ns()``'s clock.
+    """
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self.current = 0
+        self._pending = 0
+        self._connections: list[Any] = []
+        for connection in _ice_connections(pc):
+            _require(connection, ICE_CONNECTION_ATTRIBUTES, "aioice.Connection")
+            self._wrap_connection(connection)
+
+    def _wrap_connection(self, connection: Any) -> None:
+        stamps = self
+
+        class StampedQueue(asyncio.Queue):  # type: ignore[type-arg]
+            def _init(self, maxsize: int) -> None:
+                self._queue: collections.deque[Any] = collections.deque()
+
+            def _put(self, item: Any) -> None:
+                self._queue.append((item, stamps._pending or time.time_ns()))
+                stamps._pending = 0
+
+            def _get(self) -> Any:
+                item, stamps.current = self._queue.popleft()
+                return item
+
+        old = connection._queue
+        queue: asyncio.Queue[Any] = StampedQueue()
+        while not old.empty():
+            queue.put_nowait(old.get_nowait())
+        connection._queue = queue
+        self._connections.append(connection)
+
+    def hook_sockets(self) -> None:
+        """Wrap each local socket's protocol to read kernel timestamps (after ICE connects)."""
+        protocols = [p for c in self._connections for p in getattr(c, "_protocols", [])]
+        for protocol in protocols:
+            if getattr(protocol, "_huizhen_stamped", False):
+                continue
+            sock = protocol.transport.get_extra_info("socket")
+            fd = sock.fileno()
+            original = protocol.datagram_received
+
+            def datagram_received(data: Any, addr: Any, fd: int = fd,
+                                  original: Callable[..., None] = original) -> None:
+                try:
+                    raw = fcntl.ioctl(fd, SIOCGSTAMPNS, bytes(_TIMESPEC.size))
+                    sec, nsec = _TIMESPEC.unpack(raw)
+                    self._pending = sec * 1_000_000_000 + nsec
+                except OSError:
+                    self._pending = time.time_ns()
+                original(data, addr)
+
+            protocol.datagram_received = datagram_received
+            protocol._huizhen_stamped = True
+
+
+
+# --------------------------------------------------------------------------- negotiation
+
+
+def keep_first_codec(transceiver: Any) -> RTCRtpCodecParameters | None:
+    """Answer with the publisher's first supported codec (and its RTX) only.
+
+    A forwarding SFU maps one publisher codec onto each subscriber's payload type,
+    so a publisher must not switch codecs mid-stream. Call between
+    setRemoteDescription(offer) and createAnswer().
+    """
+    _require(transceiver, ("_codecs",), "RTCRtpTransceiver")
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    media = next((c for c in codecs if not is_rtx(c)), None)
+    if media is None:
+        return None
+    kept = [media] + [
+        c for c in codecs if is_rtx(c) and c.parameters.get("apt") == media.payloadType
+    ][:1]
+    transceiver._codecs = kept
+    return media

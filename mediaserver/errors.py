@@ -1,0 +1,31 @@
+"""The media server's exceptions: user errors carry a code; internal ones never reach clients."""
+
+from __future__ import annotations
+
+
+class MediaServerError(Exception):
+    """Base class. ``code`` is a stable, machine-readable identifier for clients."""
+
+    code = "media-error"
+
+
+class ClosedError(MediaServerError):
+    """An operation was attempted on a room, transport, producer or consumer after close()."""
+
+    code = "closed"
+
+
+class NotFoundError(MediaServerError):
+    code = "not-found"
+
+
+class NegotiationError(MediaServerError):
+    """An SDP offer or answer was malformed or could not be negotiated."""
+
+    code = "negotiation-failed"
+
+
+class LimitError(MediaServerError):
+    """A per-room or per-participant limit was reached."""
+
+    code = "limit-reached"

@@ -1,0 +1,96 @@
+"""Events a room sends to its participants' observers (domain-neutral)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    id: str
+    kind: str
+    codec: str
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A publication: the tracks one peer connection of one participant sends."""
+
+    id: str
+    participant_id: str
+    tracks: tuple[TrackInfo, ...]
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    id: str
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class ParticipantJoined:
+    participant: ParticipantInfo
+
+
+@dataclass(frozen=True)
+class ParticipantLeft:
+    participant_id: str
+
+
+@dataclass(frozen=True)
+class StreamAdded:
+    stream: StreamInfo
+
+
+@dataclass(frozen=True)
+class StreamRemoved:
+    stream_id: str
+    participant_id: str
+
+
+@dataclass(frozen=True)
+class TransportStateChanged:
+    """A participant's publication or subscription changed connection state."""
+
+    participant_id: str
+    transport_id: str
+    direction: str
+    state: str
+
+
+@dataclass(frozen=True)
+class SubscriptionClosed:
+    subscription_id: str
+    stream_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoomClosed:
+    reason: str = "closed"
+
+
+RoomEvent = (
+    ParticipantJoined
+    | ParticipantLeft
+    | StreamAdded
+    | StreamRemoved
+    | TransportStateChanged
+    | SubscriptionClosed
+    | RoomClosed
+)
+
+__all__ = [
+    "ParticipantInfo",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "RoomClosed",
+    "RoomEvent",
+    "StreamAdded",
+    "StreamInfo",
+    "StreamRemoved",
+    "SubscriptionClosed",
+    "TrackInfo",
+    "TransportStateChanged",
+]

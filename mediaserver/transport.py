@@ -1,0 +1,275 @@
+"""Transport: one RTCPeerConnection, either a publication (in) or a subscription (out).
+
+Each publication and each subscription has its own peer connection, as in Galène:
+adding or removing a stream never renegotiates anybody else's connection, and a
+subscriber that goes away takes only its own connections with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from mediaserver.aiortc_hooks import (
+    ArrivalStamps,
+    ForwardedTrack,
+    ReceiverTap,
+    keep_first_codec,
+    restrict_host_addresses,
+)
+from mediaserver.consumer import Consumer
+from mediaserver.errors import ClosedError, NegotiationError
+from mediaserver.events import StreamInfo, TrackInfo
+from mediaserver.latency_probe import LatencyProbe
+from mediaserver.producer import Producer
+
+logger = logging.getLogger(__name__)
+
+MAX_SDP_BYTES = 32768
+MAX_MEDIA_SECTIONS = 4
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    ice_servers: tuple[RTCIceServer, ...] = ()
+    ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    keyframe_interval: float = 0.5
+    retransmission_buffer: int = 512
+    connect_timeout: float = 30.0
+    probe: LatencyProbe | None = field(default=None, compare=False)
+
+
+StateCallback = Callable[["Transport", str], None]
+
+
+class Transport:
+    """Common life cycle: a peer connection, its state, and one idempotent close."""
+
+    direction = "none"
+
+    def __init__(self, transport_id: str, participant_id: str, config: MediaConfig,
+                 on_state: StateCallback) -> None:
+        self.id = transport_id
+        self.participant_id = participant_id
+        self.config = config
+        self.closed = False
+        self.state = "new"
+        self._on_state = on_state
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(config.ice_servers)))
+        self.pc.on("connectionstatechange", self._connection_state_changed)
+        self._loop = asyncio.get_running_loop()
+        self._timeout = self._loop.call_later(config.connect_timeout, self._connect_timed_out)
+        self._close_task: asyncio.Task[None] | None = None
+
+    def _connection_state_changed(self) -> None:
+        state = self.pc.connectionState
+        if self.closed:
+            return
+        self.state = state
+        if state == "connected":
+            self._timeout.cancel()
+        self._on_state(self, state)
+        if state in ("failed", "closed"):
+            self.close()
+
+    def _connect_timed_out(self) -> None:
+        if not self.closed and self.state != "connected":
+            logger.info("[%s] transport %s did not connect in time", self.participant_id, self.id)
+            self.close()
+
+    async def _apply_local(self, description: RTCSessionDescription) -> str:
+        restrict_host_addresses(self.pc, self.config.ice_addresses)
+        await self.pc.setLocalDescription(description)
+        return str(self.pc.localDescription.sdp)
+
+    def close(self) -> None:
+        """Close once: media objects first (synchronously), then the peer connection."""
+        if self.closed:
+            return
+        self.closed = True
+        self._timeout.cancel()
+        self._close_media()
+        self.state = "closed"
+        self._on_state(self, "closed")
+        self._close_task = self._loop.create_task(self.pc.close())
+
+    def pc_closed(self) -> bool:
+        return self._close_task is not None and self._close_task.done()
+
+    async def wait_closed(self) -> None:
+        if self._close_task is not None:
+            await asyncio.shield(self._close_task)
+
+    def _close_media(self) -> None:
+        raise NotImplementedError
+
+
+def _check_sdp(sdp: object, kind: str) -> str:
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise NegotiationError(f"the {kind} must be a non-empty SDP string")
+    if len(sdp) > MAX_SDP_BYTES:
+        raise NegotiationError(f"the {kind} is larger than {MAX_SDP_BYTES} bytes")
+    if not sdp.lstrip().startswith("v=0"):
+        raise NegotiationError(f"the {kind} is not SDP (it must start with v=0)")
+    return sdp
+
+
+class Publication(Transport):
+    """A participant's published tracks: one producer per incoming audio/video track."""
+
+    direction = "publish"
+
+    def __init__(self, transport_id: str, participant_id: str, config: MediaConfig,
+                 on_state: StateCallback) -> None:
+        super().__init__(transport_id, participant_id, config, on_state)
+        self.producers: list[Producer] = []
+        self._stamps: ArrivalStamps | None = None
+
+    async def negotiate(self, offer_sdp: object) -> str:
+        """Apply the publisher's offer and return the answer SDP."""
+        if self.closed:
+            raise ClosedError(f"publication {self.id} is closed")
+        sdp = _check_sdp(offer_sdp, "offer")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError, OperationError, ...
+            logger.info("[%s] rejected publish offer: %s", self.participant_id, type(exc).__name__)
+            raise NegotiationError("the offer could not be applied (malformed or unsupported SDP)") from None
+        transceivers = [t for t in self.pc.getTransceivers() if t.receiver.track is not None]
+        if not transceivers:
+            raise NegotiationError("the offer sends no audio or video track")
+        if len(transceivers) > MAX_MEDIA_SECTIONS:
+            raise NegotiationError(f"at most {MAX_MEDIA_SECTIONS} tracks per publication")
+        if self.config.probe is not None:
+            self._stamps = ArrivalStamps(self.pc)
+            self.pc.on("connectionstatechange", self._hook_probe_sockets)
+        for index, transceiver in enumerate(transceivers):
+            codec = keep_first_codec(transceiver)
+            if codec is None:
+                raise NegotiationError(f"no supported codec for the {transceiver.kind} track")
+            self._add_producer(f"{self.id}-{index}", transceiver.kind, codec,
+                               transceiver.receiver)
+        answer = await self.pc.createAnswer()
+        return await self._apply_local(answer)
+
+    def _hook_probe_sockets(self) -> None:
+        if self._stamps is not None and self.pc.connectionState == "connected":
+            self._stamps.hook_sockets()
+
+    def _add_producer(self, producer_id: str, kind: str, codec: RTCRtpCodecParameters,
+                      receiver: RTCRtpReceiver) -> None:
+        probe, stamps = self.config.probe, self._stamps
+
+        def make_tap(producer: Producer) -> ReceiverTap:
+            if probe is None or stamps is None:
+                return ReceiverTap(receiver, producer.on_packet, producer.on_sender_report)
+
+            def on_packet(packet: RtpPacket) -> None:
+                probe.arrival_ns = stamps.current
+                producer.on_packet(packet)
+
+            return ReceiverTap(receiver, on_packet, producer.on_sender_report)
+
+        self.producers.append(Producer(producer_id, kind, codec.name, dict(codec.parameters),
+                                       make_tap, self.config.keyframe_interval, probe))
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(
+            id=self.id,
+            participant_id=self.participant_id,
+            tracks=tuple(TrackInfo(p.id, p.kind, p.codec_name) for p in self.producers),
+        )
+
+    def _close_media(self) -> None:
+        for producer in self.producers:
+            producer.close()
+
+
+def _capabilities_for(producer_codec_name: str, kind: str, parameters: dict[str, object]
+                      ) -> list[RTCRtpCodecCapability]:
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [
+        c for c in capabilities
+        if c.name.lower() == producer_codec_name.lower() and c.parameters == parameters
+    ][:1]
+    if not chosen:
+        chosen = [c for c in capabilities if c.name.lower() == producer_codec_name.lower()][:1]
+    rtx = [c for c in capabilities if c.name.lower() == "rtx"][:1]
+    return chosen + rtx
+
+
+class Subscription(Transport):
+    """One subscriber's copy of one publication: a consumer per producer."""
+
+    direction = "subscribe"
+
+    def __init__(self, transport_id: str, participant_id: str, stream_id: str,
+                 config: MediaConfig, on_state: StateCallback,
+                 on_consumer_closed: Callable[[Subscription], None]) -> None:
+        super().__init__(transport_id, participant_id, config, on_state)
+        self.stream_id = stream_id
+        self.consumers: list[Consumer] = []
+        self._on_consumer_closed = on_consumer_closed
+        self._offered = False
+        self._answered = False
+
+    async def create_offer(self, producers: list[Producer]) -> str:
+        """Create the server's offer carrying one sendonly track per producer."""
+        if self.closed:
+            raise ClosedError(f"subscription {self.id} is closed")
+        for producer in producers:
+            track: MediaStreamTrack = ForwardedTrack(producer.kind, producer.id)
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(
+                _capabilities_for(producer.codec_name, producer.kind, producer.codec_parameters)
+            )
+            consumer = Consumer(
+                f"{self.id}-{len(self.consumers)}", producer, transceiver.sender,
+                self.config.retransmission_buffer, on_close=self._consumer_closed,
+            )
+            self.consumers.append(consumer)
+        offer = await self.pc.createOffer()
+        sdp = await self._apply_local(offer)
+        self._offered = True
+        return sdp
+
+    async def accept_answer(self, answer_sdp: object) -> None:
+        if self.closed:
+            raise ClosedError(f"subscription {self.id} is closed")
+        if not self._offered or self._answered:
+            raise NegotiationError("no offer is waiting for an answer on this subscription")
+        sdp = _check_sdp(answer_sdp, "answer")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            logger.info("[%s] rejected subscribe answer: %s", self.participant_id,
+                        type(exc).__name__)
+            raise NegotiationError("the answer could not be applied (malformed or unsupported SDP)") from None
+        self._answered = True
+
+    def _consumer_closed(self, consumer: Consumer) -> None:
+        # The producer went away (its publisher left): this subscription is over.
+        if not self.closed:
+            self._on_consumer_closed(self)
+
+    def _close_media(self) -> None:
+        for consumer in self.consumers:
+            consumer.close()
+        for transceiver in self.pc.getTransceivers():
+            track = transceiver.sender.track
+            if track is not None:
+                track.stop()
