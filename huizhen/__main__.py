@@ -1,0 +1,3 @@
+from huizhen.cli import main
+
+main()

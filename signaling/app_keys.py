@@ -1,0 +1,26 @@
+"""Typed application state shared by the signalling handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from mediaserver import LatencyProbe, MediaServer
+from signaling.tokens import TokenAuthority
+
+
+@dataclass(frozen=True)
+class SignalingConfig:
+    ice_servers: tuple[dict[str, object], ...] = ()
+    max_message_bytes: int = 65536
+    join_timeout: float = 10.0
+    messages_per_second: float = 20.0
+    message_burst: int = 60
+    outgoing_queue: int = 512
+
+
+MEDIA_SERVER = web.AppKey("media_server", MediaServer)
+AUTHORITY = web.AppKey("token_authority", TokenAuthority)
+SIGNALING_CONFIG = web.AppKey("signaling_config", SignalingConfig)
+LATENCY_PROBE = web.AppKey("latency_probe", LatencyProbe)

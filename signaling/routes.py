@@ -1,0 +1,90 @@
+"""HTTP routes: the signalling WebSocket, health, statistics, and the web client."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from signaling.app_keys import AUTHORITY, LATENCY_PROBE, MEDIA_SERVER, SIGNALING_CONFIG
+from signaling.session import SignalingSession
+from signaling.tokens import TokenError
+
+logger = logging.getLogger(__name__)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    config = request.app[SIGNALING_CONFIG]
+    # Messages up to 4x the protocol limit get an error and the connection lives on;
+    # beyond that aiohttp closes the socket with 1009 (message too big).
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4 * config.max_message_bytes)
+    await ws.prepare(request)
+    session = SignalingSession(ws, request.app[MEDIA_SERVER], request.app[AUTHORITY], config)
+    try:
+        await session.run()
+    finally:
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def health(request: web.Request) -> web.Response:
+    media = request.app[MEDIA_SERVER]
+    return web.json_response({"status": "ok", "rooms": len(media.rooms)})
+
+
+def _operator(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else ""
+    try:
+        grant = request.app[AUTHORITY].verify(token)
+    except TokenError as exc:
+        raise web.HTTPUnauthorized(text=exc.message) from None
+    if not grant.allows("stats"):
+        raise web.HTTPForbidden(text="this token does not grant 'stats'")
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Counters per room, producer and consumer (no names, no patient data)."""
+    _operator(request)
+    media = request.app[MEDIA_SERVER]
+    rooms = []
+    for room in media.rooms.values():
+        producers = []
+        for participant in room.participants.values():
+            for publication in participant.publications.values():
+                for producer in publication.producers:
+                    producers.append({
+                        "id": producer.id, "kind": producer.kind, "codec": producer.codec_name,
+                        "packetsReceived": producer.packets_received,
+                        "keyframeRequestsSent": producer.keyframe_requests_sent,
+                        "consumers": [{
+                            "id": c.id, "packetsSent": c.packets_sent,
+                            "retransmissions": c.retransmissions,
+                            "keyframeRequests": c.keyframe_requests, "started": c.started,
+                        } for c in producer.consumers],
+                    })
+        rooms.append({"name": room.name, "participants": len(room.participants),
+                      "producers": producers})
+    body: dict[str, object] = {"rooms": rooms}
+    probe = request.app.get(LATENCY_PROBE)
+    if probe is not None:
+        summary = probe.summary()
+        body["latency"] = {"copies": summary.copies, "p50Ms": summary.p50_ms,
+                           "p99Ms": summary.p99_ms, "maxMs": summary.max_ms}
+        if request.query.get("reset") == "1":
+            probe.reset()
+    return web.json_response(body)
+
+
+def setup_routes(app: web.Application, web_root: Path) -> None:
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/api/v1/health", health)
+    app.router.add_get("/api/v1/stats", stats)
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(web_root / "index.html")
+
+    app.router.add_get("/", index)
+    app.router.add_static("/", web_root, show_index=False, follow_symlinks=False)

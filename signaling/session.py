@@ -1,0 +1,218 @@
+"""One signalling WebSocket: join with a token, then publish/subscribe requests and events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from mediaserver import MediaServer, MediaServerError, Participant, Room
+from mediaserver.events import RoomClosed, RoomEvent
+from signaling.app_keys import SignalingConfig
+from signaling.messages import (
+    PROTOCOL_VERSION,
+    Answer,
+    Join,
+    Leave,
+    Ping,
+    ProtocolError,
+    Publish,
+    Request,
+    Subscribe,
+    Unpublish,
+    Unsubscribe,
+    error_json,
+    event_json,
+    parse_request,
+    participant_json,
+    stream_json,
+)
+from signaling.rate_limit import TokenBucket
+from signaling.tokens import Grant, TokenAuthority, TokenError
+
+logger = logging.getLogger(__name__)
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+
+class SignalingSession:
+    """The state machine of one client connection (not joined -> joined -> closed)."""
+
+    def __init__(self, ws: web.WebSocketResponse, media: MediaServer,
+                 authority: TokenAuthority, config: SignalingConfig) -> None:
+        self.ws = ws
+        self.media = media
+        self.authority = authority
+        self.config = config
+        self.grant: Grant | None = None
+        self.room: Room | None = None
+        self.participant: Participant | None = None
+        self._outgoing: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(config.outgoing_queue)
+        self._bucket = TokenBucket(config.messages_per_second, config.message_burst)
+        self._loop = asyncio.get_running_loop()
+        self._log_prefix = "-"
+
+    # ----------------------------------------------------------------- I/O loop
+
+    async def run(self) -> None:
+        writer = self._loop.create_task(self._write_loop())
+        join_timer = self._loop.call_later(self.config.join_timeout, self._join_timed_out)
+        try:
+            async for message in self.ws:
+                if message.type == WSMsgType.TEXT:
+                    await self._handle_text(message.data)
+                    if self.participant is not None:
+                        join_timer.cancel()
+                elif message.type == WSMsgType.BINARY:
+                    self.send(error_json("bad-message", "binary messages are not accepted"))
+                elif message.type == WSMsgType.ERROR:
+                    logger.info("[%s] websocket error: %s", self._log_prefix,
+                                type(self.ws.exception()).__name__)
+                if self.ws.closed or self._left:
+                    break
+        finally:
+            join_timer.cancel()
+            self._leave()
+            self._outgoing.put_nowait(None) if not self._outgoing.full() else None
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(writer, 2.0)
+            writer.cancel()
+
+    _left = False
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._outgoing.get()
+            if item is None or self.ws.closed:
+                return
+            await self.ws.send_str(json.dumps(item, separators=(",", ":")))
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self._outgoing.put_nowait(message)
+        except asyncio.QueueFull:
+            # A client that does not read its events is dropped, not buffered forever.
+            logger.warning("[%s] outgoing queue full; closing", self._log_prefix)
+            self._loop.create_task(self.ws.close(code=CLOSE_POLICY, message=b"too slow"))
+
+    def _join_timed_out(self) -> None:
+        if self.participant is None and not self.ws.closed:
+            self.send(error_json("join-timeout", "no join message was received in time"))
+            self._loop.create_task(self._close_after_flush(CLOSE_POLICY, b"join timeout"))
+
+    async def _close_after_flush(self, code: int, reason: bytes) -> None:
+        await asyncio.sleep(0.05)
+        await self.ws.close(code=code, message=reason)
+
+    # ----------------------------------------------------------------- dispatch
+
+    async def _handle_text(self, raw: str) -> None:
+        if not self._bucket.allow(self._loop.time()):
+            self.send(error_json("rate-limited", "too many messages; slow down"))
+            return
+        if len(raw) > self.config.max_message_bytes:
+            self.send(error_json("message-too-large",
+                                 f"messages are limited to {self.config.max_message_bytes} bytes"))
+            return
+        request_id = None
+        try:
+            request = parse_request(raw)
+            request_id = request.id
+            await self._dispatch(request)
+        except ProtocolError as exc:
+            self.send(error_json(exc.code, exc.message, exc.request_id or request_id))
+        except TokenError as exc:
+            self.send(error_json("unauthorized", exc.message, request_id))
+        except MediaServerError as exc:
+            self.send(error_json(exc.code, str(exc), request_id))
+        except Exception:
+            logger.exception("[%s] internal error handling a request", self._log_prefix)
+            self.send(error_json("internal-error", "the server could not handle this request",
+                                 request_id))
+
+    async def _dispatch(self, request: Request) -> None:
+        if isinstance(request, Ping):
+            self.send({"type": "pong", "id": request.id})
+            return
+        if isinstance(request, Join):
+            self._join(request)
+            return
+        participant, room = self._joined(request.id)
+        if isinstance(request, Publish):
+            self._require("publish", request.id)
+            publication, answer = await room.publish(participant, request.sdp)
+            self.send({"type": "published", "id": request.id,
+                       "stream": stream_json(publication.info()), "sdp": answer})
+        elif isinstance(request, Unpublish):
+            room.unpublish(participant, request.stream)
+            self.send({"type": "ok", "id": request.id})
+        elif isinstance(request, Subscribe):
+            self._require("subscribe", request.id)
+            subscription, offer = await room.subscribe(participant, request.stream)
+            self.send({"type": "offer", "id": request.id, "subscription": subscription.id,
+                       "stream": request.stream, "sdp": offer})
+        elif isinstance(request, Answer):
+            await room.answer(participant, request.subscription, request.sdp)
+            self.send({"type": "answered", "id": request.id,
+                       "subscription": request.subscription})
+        elif isinstance(request, Unsubscribe):
+            room.unsubscribe(participant, request.subscription)
+            self.send({"type": "ok", "id": request.id})
+        elif isinstance(request, Leave):
+            self._leave()
+            self.send({"type": "left", "id": request.id})
+            self._left = True
+
+    def _joined(self, request_id: str | int | None) -> tuple[Participant, Room]:
+        if self.participant is None or self.room is None:
+            raise ProtocolError("not-joined", "send a join message first", request_id)
+        return self.participant, self.room
+
+    def _require(self, grant: str, request_id: str | int | None) -> None:
+        if self.grant is None or not self.grant.allows(grant):
+            raise ProtocolError("forbidden", f"this token does not grant '{grant}'", request_id)
+
+    def _join(self, request: Join) -> None:
+        if self.participant is not None:
+            raise ProtocolError("already-joined", "this connection has already joined",
+                                request.id)
+        if request.version != PROTOCOL_VERSION:
+            raise ProtocolError("unsupported-version",
+                                f"this server speaks protocol version {PROTOCOL_VERSION}",
+                                request.id)
+        grant = self.authority.verify(request.token)
+        if grant.room == "*" or not grant.grants & {"publish", "subscribe"}:
+            raise ProtocolError("forbidden", "this token does not admit to a room", request.id)
+        room = self.media.room(grant.room)
+        participant = room.join(grant.name, grant.role, self._on_event)
+        self.grant, self.room, self.participant = grant, room, participant
+        self._log_prefix = f"{room.name}/{participant.id}"
+        others = [participant_json(p.info()) for p in room.participants.values()
+                  if p is not participant]
+        self.send({
+            "type": "joined", "id": request.id, "version": PROTOCOL_VERSION,
+            "room": room.name, "participant": participant_json(participant.info()),
+            "grants": sorted(grant.grants), "participants": others,
+            "streams": [stream_json(s) for s in room.streams()],
+            "iceServers": list(self.config.ice_servers),
+            "expiresAt": grant.expires_at,
+        })
+
+    def _on_event(self, event: RoomEvent) -> None:
+        self.send(event_json(event))
+        if isinstance(event, RoomClosed):
+            self.participant = None
+            self.room = None
+
+    def _leave(self) -> None:
+        participant, room = self.participant, self.room
+        self.participant = None
+        self.room = None
+        if participant is not None and room is not None:
+            room.leave(participant)
+            self.media.close_if_empty(room)
