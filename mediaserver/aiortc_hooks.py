@@ -104,18 +104,19 @@ class ReceiverTap:
         on_sender_report: SenderReportCallback,
     ) -> None:
         check_receiver(receiver)
-        self._receiver = receiver
+        # Private members are reached through an untyped alias: they are not aiortc's API.
+        private: Any = receiver
+        self._receiver: Any = receiver
         self._on_packet = on_packet
         self._on_sender_report = on_sender_report
-        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs
-        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc
-        self._streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
-        self._nack = receiver._RTCRtpReceiver__nack_generator
-        self._estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator
+        self._codecs: dict[int, RTCRtpCodecParameters] = private._RTCRtpReceiver__codecs
+        self._rtx_ssrc: dict[int, int] = private._RTCRtpReceiver__rtx_ssrc
+        self._streams: dict[int, Any] = private._RTCRtpReceiver__remote_streams
+        self._nack = private._RTCRtpReceiver__nack_generator
+        self._estimator = private._RTCRtpReceiver__remote_bitrate_estimator
         self._original_rtcp = receiver._handle_rtcp_packet
-        self._stream_stats_class: Any = None
-        receiver._handle_rtp_packet = self._handle_rtp_packet
-        receiver._handle_rtcp_packet = self._handle_rtcp_packet
+        private._handle_rtp_packet = self._handle_rtp_packet
+        private._handle_rtcp_packet = self._handle_rtcp_packet
         self.last_ssrc: int | None = None
 
     @property
@@ -232,7 +233,8 @@ class SenderHooks:
         on_keyframe_request: Callable[[], None],
     ) -> None:
         check_sender(sender)
-        self._sender = sender
+        self._sender: Any = sender
+        private: Any = sender
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -242,9 +244,9 @@ class SenderHooks:
         async def retransmit(sequence_number: int) -> None:
             on_nack(sequence_number)
 
-        sender.send = send
-        sender._retransmit = retransmit
-        sender._send_keyframe = on_keyframe_request
+        private.send = send
+        private._retransmit = retransmit
+        private._send_keyframe = on_keyframe_request
 
     def set_report(self, ntp_timestamp: int, rtp_timestamp: int, packets: int, octets: int) -> None:
         """Values aiortc's RTCP loop puts in its next sender report."""
@@ -259,15 +261,17 @@ class SenderHooks:
         return self._sender.transport
 
 
-def _negotiated(sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> NegotiatedSend:
+def _negotiated(sender: Any, parameters: RTCRtpSendParameters) -> NegotiatedSend:
     codec = parameters.codecs[0]
+    if codec.payloadType is None:
+        raise AiortcHookError("negotiated codec has no payload type")
     rtx_pt = None
     for candidate in parameters.codecs:
         if is_rtx(candidate) and candidate.parameters.get("apt") == codec.payloadType:
             rtx_pt = candidate.payloadType
             break
     return NegotiatedSend(
-        payload_type=codec.payloadType,
+        payload_type=int(codec.payloadType),
         codec=codec,
         rtx_payload_type=rtx_pt,
         extension_ids={ext.uri: ext.id for ext in parameters.headerExtensions},
@@ -437,8 +441,7 @@ def keep_first_codec(transceiver: Any) -> RTCRtpCodecParameters | None:
     media = next((c for c in codecs if not is_rtx(c)), None)
     if media is None:
         return None
-    kept = [media] + [
-        c for c in codecs if is_rtx(c) and c.parameters.get("apt") == media.payloadType
-    ][:1]
+    rtx = [c for c in codecs if is_rtx(c) and c.parameters.get("apt") == media.payloadType]
+    kept = [media, *rtx[:1]]
     transceiver._codecs = kept
     return media

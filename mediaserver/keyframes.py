@@ -11,10 +11,8 @@ from collections.abc import Callable
 
 KeyframeDetector = Callable[[bytes], bool]
 
-H264_IDR = 5
 H264_SPS = 7
 H264_STAP_A = 24
-H264_FU_A = 28
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:
@@ -44,11 +42,16 @@ def vp8_keyframe_start(payload: bytes) -> bool:
 
 
 def h264_keyframe_start(payload: bytes) -> bool:
-    """True for a packet that starts an H.264 IDR access unit (SPS or IDR slice start)."""
+    """True for the packet that starts an H.264 IDR access unit: the one carrying its SPS.
+
+    WebRTC encoders (libwebrtc, OpenH264, x264 in aiortc) send SPS and PPS in front
+    of every IDR picture, usually aggregated in one STAP-A. Starting a subscriber at
+    the IDR slice itself would leave its decoder without parameter sets.
+    """
     if not payload:
         return False
     nal_type = payload[0] & 0x1F
-    if nal_type in (H264_SPS, H264_IDR):
+    if nal_type == H264_SPS:
         return True
     if nal_type == H264_STAP_A:
         offset = 1
@@ -56,13 +59,9 @@ def h264_keyframe_start(payload: bytes) -> bool:
             size = int.from_bytes(payload[offset : offset + 2], "big")
             if size == 0 or offset + 2 + size > len(payload):
                 return False
-            if payload[offset + 2] & 0x1F in (H264_SPS, H264_IDR):
+            if payload[offset + 2] & 0x1F == H264_SPS:
                 return True
             offset += 2 + size
-        return False
-    if nal_type == H264_FU_A and len(payload) >= 2:
-        fu_header = payload[1]
-        return bool(fu_header & 0x80) and (fu_header & 0x1F) == H264_IDR
     return False
 
 

@@ -148,7 +148,8 @@ class Publication(Transport):
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             logger.info("[%s] rejected publish offer: %s", self.participant_id, type(exc).__name__)
-            raise NegotiationError("the offer could not be applied (malformed or unsupported SDP)") from None
+            raise NegotiationError(
+                "the offer could not be applied (malformed or unsupported SDP)") from None
         transceivers = [t for t in self.pc.getTransceivers() if t.receiver.track is not None]
         if not transceivers:
             raise NegotiationError("the offer sends no audio or video track")
@@ -258,7 +259,8 @@ class Subscription(Transport):
         except Exception as exc:
             logger.info("[%s] rejected subscribe answer: %s", self.participant_id,
                         type(exc).__name__)
-            raise NegotiationError("the answer could not be applied (malformed or unsupported SDP)") from None
+            raise NegotiationError(
+                "the answer could not be applied (malformed or unsupported SDP)") from None
         self._answered = True
 
     def _consumer_closed(self, consumer: Consumer) -> None:

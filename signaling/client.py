@@ -31,6 +31,7 @@ class SignalingClient:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
+        self._backlog: list[dict[str, Any]] = []
 
     async def connect(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -87,12 +88,17 @@ class SignalingClient:
         return subscription
 
     async def next_event(self, kind: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The oldest unread event of type ``kind``; other events stay readable."""
+        for index, event in enumerate(self._backlog):
+            if event.get("type") == kind:
+                return self._backlog.pop(index)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             remaining = deadline - asyncio.get_running_loop().time()
             event = await asyncio.wait_for(self.events.get(), max(0.001, remaining))
             if event.get("type") == kind:
                 return event
+            self._backlog.append(event)
 
     async def close(self) -> None:
         if self._ws is not None:

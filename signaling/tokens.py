@@ -56,8 +56,8 @@ class TokenAuthority:
     """Mints and verifies room tokens with one shared secret."""
 
     def __init__(self, secret: str, issuer: str, audience: str) -> None:
-        if len(secret) < 16:
-            raise ValueError("the token secret must be at least 16 characters")
+        if len(secret) < 32:
+            raise ValueError("the token secret must be at least 32 characters (RFC 7518 3.2)")
         self._secret = secret
         self.issuer = issuer
         self.audience = audience

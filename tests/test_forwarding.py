@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from aiortc import RTCSessionDescription
@@ -25,7 +26,7 @@ async def server():
 async def publish(server: MediaServer, codec: str = "VP8", audio: bool = True):
     room = server.room("bed-1")
     ward = room.join("ward", "ward", noop)
-    pc, offer, tracks = await make_publisher_offer(codec=codec, audio=audio)
+    pc, offer, _tracks = await make_publisher_offer(codec=codec, audio=audio)
     publication, answer = await room.publish(ward, offer)
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     return room, ward, pc, publication
@@ -42,7 +43,7 @@ async def subscribe(room, stream_id: str) -> Subscriber:
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_three_subscribers_decode_the_right_pictures_and_tone(server, codec):
-    room, ward, pub_pc, publication = await publish(server, codec)
+    room, _ward, pub_pc, publication = await publish(server, codec)
     assert [p.codec_name for p in publication.producers] == [codec, "opus"]
     subs = [await subscribe(room, publication.id) for _ in range(3)]
     await wait_for(lambda: all(s.received.video_frames >= 45 and
@@ -51,7 +52,7 @@ async def test_three_subscribers_decode_the_right_pictures_and_tone(server, code
         r = sub.received
         # Consecutive frame numbers decoded from the picture itself: real content, in order.
         numbers = r.frame_numbers[-30:]
-        assert all(b > a for a, b in zip(numbers, numbers[1:], strict=False)), numbers
+        assert all(b > a for a, b in itertools.pairwise(numbers)), numbers
         assert r.mean_difference < 12, r.mean_difference
         assert abs(r.audio_frequency() - 440) < 15
     # Forwarded, not transcoded: every copy carries the publisher's codec.
@@ -63,7 +64,7 @@ async def test_three_subscribers_decode_the_right_pictures_and_tone(server, code
 
 
 async def test_late_joiner_starts_on_a_keyframe(server):
-    room, ward, pub_pc, publication = await publish(server, audio=False)
+    room, _ward, pub_pc, publication = await publish(server, audio=False)
     first = await subscribe(room, publication.id)
     await wait_for(lambda: first.received.video_frames >= 30)
     requests_before = publication.producers[0].keyframe_requests_sent
@@ -78,7 +79,7 @@ async def test_late_joiner_starts_on_a_keyframe(server):
 
 
 async def test_subscriber_leaving_does_not_disturb_others(server):
-    room, ward, pub_pc, publication = await publish(server, audio=False)
+    room, _ward, pub_pc, publication = await publish(server, audio=False)
     a = await subscribe(room, publication.id)
     b = await subscribe(room, publication.id)
     await wait_for(lambda: a.received.video_frames >= 15 and b.received.video_frames >= 15)
@@ -91,7 +92,7 @@ async def test_subscriber_leaving_does_not_disturb_others(server):
 
 
 async def test_closing_the_room_closes_everything_once(server):
-    room, ward, pub_pc, publication = await publish(server)
+    room, _ward, pub_pc, publication = await publish(server)
     sub = await subscribe(room, publication.id)
     await wait_for(lambda: sub.received.video_frames >= 5)
     producers = list(publication.producers)

@@ -1,0 +1,39 @@
+# The two commands a newcomer needs:  make demo   and   make test
+# Everything else here is what they depend on.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench browser-deps clean
+
+demo: $(STAMP)
+	$(PY) -m huizhen demo
+
+test: $(STAMP) browser-deps lint typecheck
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mediaserver signaling huizhen config tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not browser"
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.forwarding
+
+browser-deps:
+	./scripts/ensure-chromium
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks for huizhen (run with ``python -m benchmarks.forwarding``)."""

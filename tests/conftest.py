@@ -1,0 +1,57 @@
+"""Shared fixtures: the real server on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+
+from config import Settings, load_settings
+from huizhen.app import create_app, token_authority
+from signaling import TokenAuthority
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    app: web.Application
+    settings: Settings
+    authority: TokenAuthority
+    base_url: str
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http", "ws", 1) + "/ws"
+
+    def token(self, role: str, room: str = "bed-1", name: str | None = None,
+              ttl: int = 600) -> str:
+        return self.authority.mint(room=room, role=role, name=name or role, ttl=ttl)
+
+
+def test_settings(**overrides: str) -> Settings:
+    env = {"HUIZHEN_SERVER_HOST": "127.0.0.1", "HUIZHEN_SERVER_PORT": str(free_port()),
+           "HUIZHEN_AUTH_TOKEN_SECRET": "test-secret-0123456789abcdef-0123456789"}
+    env.update(overrides)
+    return load_settings(environ=env)
+
+
+@pytest.fixture
+async def running_server() -> AsyncIterator[RunningServer]:
+    settings = test_settings()
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    await site.start()
+    try:
+        yield RunningServer(app, settings, token_authority(settings), settings.server.base_url)
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,270 @@
+"""A real headless Chromium against the real server: the web client end to end.
+
+The ward page publishes Chromium's fake camera and microphone, the expert page
+subscribes through the SFU and decodes it. Debian's /usr/bin/chromium is driven
+by Playwright (never a downloaded browser); without it these tests fail.
+Set HUIZHEN_SCREENSHOTS=<dir> to keep screenshots of the pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from config import load_settings
+from huizhen.app import create_app, token_authority
+from signaling.tokens import TokenAuthority
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream=fps=30",
+    "--use-fake-ui-for-media-stream",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+ROOM = "bed-12"
+SECRET = "browser-test-secret-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    authority: TokenAuthority
+
+    def token(self, role: str, name: str) -> str:
+        return self.authority.mint(room=ROOM, role=role, name=name, ttl=600)
+
+
+@dataclass
+class PageLog:
+    """Console output and page errors of every page, shown when an assertion fails."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def attach(self, page: Page, label: str) -> Page:
+        page.on("console", lambda m: self.lines.append(f"[{label}] {m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.lines.append(f"[{label}] pageerror: {e}"))
+        return page
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines[-40:]) or "(no console output)"
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
+    port = free_port()
+    settings = load_settings(environ={
+        "HUIZHEN_SERVER_HOST": "127.0.0.1",
+        "HUIZHEN_SERVER_PORT": str(port),
+        "HUIZHEN_AUTH_TOKEN_SECRET": SECRET,
+        "HUIZHEN_MEDIA_ICE_ADDRESSES": '["127.0.0.1"]',
+        "HUIZHEN_STORAGE_DATA_DIR": str(tmp_path),
+    })
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    await site.start()
+    try:
+        yield LiveServer(settings.server.base_url, token_authority(settings))
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package "
+                    "(apt-get install chromium); they never download a browser", pytrace=False)
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+@pytest.fixture
+def log() -> PageLog:
+    return PageLog()
+
+
+async def open_page(browser: Browser, log: PageLog, label: str, url: str) -> Page:
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    page = log.attach(await context.new_page(), label)
+    await page.goto(url)
+    return page
+
+
+async def wait_joined(page: Page, timeout: float = 10.0) -> None:
+    await page.wait_for_function("window.huizhen && window.huizhen.state === 'joined'",
+                                 timeout=timeout * 1000)
+
+
+async def frames_decoded(page: Page, at_least: int, timeout: float, log: PageLog) -> int:
+    """Poll window.huizhen.framesDecoded() until it reaches ``at_least``; return the last value."""
+    deadline = time.monotonic() + timeout
+    frames = 0
+    while time.monotonic() < deadline:
+        frames = int(await page.evaluate("window.huizhen.framesDecoded()"))
+        if frames >= at_least:
+            return frames
+        await asyncio.sleep(0.25)
+    state = await page.evaluate("""() => ({
+        state: window.huizhen.state,
+        subscriptions: Object.values(window.huizhen.subscriptions).map(
+            s => ({stream: s.streamId, id: s.id, pc: s.pcState})),
+        errors: window.huizhen.errors})""")
+    raise AssertionError(f"framesDecoded stayed at {frames} < {at_least} for {timeout} s; "
+                         f"page state {state}\n{log}")
+
+
+async def screenshot(page: Page, name: str) -> None:
+    directory = os.environ.get("HUIZHEN_SCREENSHOTS")
+    if directory:
+        await page.screenshot(path=str(Path(directory) / name), full_page=True)
+
+
+async def test_ward_camera_plays_on_the_expert_page(server: LiveServer, browser: Browser,
+                                                    log: PageLog) -> None:
+    base = server.base_url
+    expert = await open_page(browser, log, "expert",
+                             f"{base}/expert.html#token={server.token('expert', 'Dr. Test')}")
+    # The expert is in first, so it sees every connection-state event of the ward.
+    await wait_joined(expert)
+    started = time.monotonic()
+    ward_token = server.token("ward", "Ward 3 nurse")
+    ward = await open_page(browser, log, "ward", f"{base}/ward.html#token={ward_token}&autostart=1")
+
+    frames = await frames_decoded(expert, 60, 40, log)
+    elapsed = time.monotonic() - started
+    print(f"\nexpert page decoded {frames} frames {elapsed:.1f} s after the ward page opened")
+    assert frames >= 60
+
+    # The expert's model lists the ward with its publication connected (server's view).
+    people = await expert.evaluate("""Object.values(window.huizhen.participants).map(
+        p => ({name: p.name, role: p.role, self: p.self,
+               transports: Object.values(p.transports)}))""")
+    wards = [p for p in people if p["role"] == "ward"]
+    assert [p["name"] for p in wards] == ["Ward 3 nurse"], people
+    assert any(t["direction"] == "publish" and t["state"] == "connected"
+               for t in wards[0]["transports"]), people
+    assert any(p["self"] and p["name"] == "Dr. Test" and p["role"] == "expert" for p in people)
+
+    # ... and so does the page itself.
+    row = expert.locator('li.participant[data-role="ward"]')
+    await expect(row.locator(".name")).to_have_text("Ward 3 nurse")
+    await expect(row.locator('.transport[data-direction="publish"] .badge')).to_have_text(
+        "connected")
+    tile = expert.locator("figure.tile")
+    await expect(tile).to_have_count(1)
+    await expect(tile.locator(".name")).to_have_text("Ward 3 nurse")
+    await expect(tile.locator(".badge")).to_have_text("connected")
+    playing = await tile.locator("video").evaluate(
+        "v => ({width: v.videoWidth, paused: v.paused, time: v.currentTime})")
+    assert playing["width"] > 0 and not playing["paused"] and playing["time"] > 0, playing
+    await expect(expert.locator("#status")).to_have_attribute("data-state", "joined")
+
+    # The ward page sees its own publication connected, in the browser and on the server.
+    await expect(ward.locator("#publication-state")).to_have_attribute("data-state", "connected")
+    await expect(ward.locator("#publication-state")).to_have_attribute(
+        "data-server-state", "connected")
+    await screenshot(expert, "expert.png")
+    await screenshot(ward, "ward.png")
+
+
+@pytest.mark.parametrize("kind", ["expired", "foreign", "garbage"])
+async def test_a_bad_token_shows_unauthorized(server: LiveServer, browser: Browser,
+                                             log: PageLog, kind: str) -> None:
+    if kind == "expired":
+        token = server.authority.mint(room=ROOM, role="expert", name="Dr. Late", ttl=60,
+                                      now=time.time() - 3600)
+    elif kind == "foreign":
+        other = TokenAuthority("another-service-secret-0123456789", "huizhen", "huizhen-media")
+        token = other.mint(room=ROOM, role="expert", name="Dr. Elsewhere", ttl=600)
+    else:
+        token = "not-a-token"
+    page = await open_page(browser, log, "expert", f"{server.base_url}/expert.html#token={token}")
+    status = page.locator("#status")
+    await expect(status).to_contain_text("unauthorized", timeout=10_000)
+    await expect(status).to_have_attribute("data-state", "failed")
+    assert await page.evaluate("window.huizhen.state") == "failed"
+    assert "unauthorized" in (await status.text_content() or ""), str(log)
+    # A refused token is final: the page does not keep retrying.
+    await asyncio.sleep(1.5)
+    assert await page.evaluate("window.huizhen.state") == "failed"
+    assert await page.locator("figure.tile").count() == 0
+
+
+async def test_late_expert_sees_the_bedside_and_talks_back(server: LiveServer, browser: Browser,
+                                                           log: PageLog) -> None:
+    base = server.base_url
+    ward_token = server.token("ward", "Ward 3 nurse")
+    ward = await open_page(browser, log, "ward", f"{base}/ward.html#token={ward_token}&autostart=1")
+    await expect(ward.locator("#publication-state")).to_have_attribute(
+        "data-state", "connected", timeout=15_000)
+
+    # Joining after the publication: the stream comes from `joined.streams`.
+    expert = await open_page(browser, log, "expert",
+                             f"{base}/expert.html#token={server.token('expert', 'Dr. Late')}")
+    await wait_joined(expert)
+    assert await frames_decoded(expert, 30, 30, log) >= 30
+
+    # "Talk to bedside": the ward page subscribes to the expert and decodes it.
+    await expert.locator("#talk").click()
+    await expect(expert.locator("#talk")).to_have_text("Stop talking")
+    assert await frames_decoded(ward, 30, 30, log) >= 30
+    await expect(ward.locator("figure.tile .name")).to_have_text("Dr. Late")
+    await expect(expert.locator('li.participant[data-role="expert"] .you')).to_have_count(1)
+
+    # Stopping the talk-back removes the tile on the ward page.
+    await expert.locator("#talk").click()
+    await expect(ward.locator("figure.tile")).to_have_count(0, timeout=10_000)
+
+
+async def test_a_dropped_socket_rejoins_and_republishes(server: LiveServer, browser: Browser,
+                                                        log: PageLog) -> None:
+    base = server.base_url
+    expert = await open_page(browser, log, "expert",
+                             f"{base}/expert.html#token={server.token('expert', 'Dr. Test')}")
+    await wait_joined(expert)
+    ward_token = server.token("ward", "Ward 3 nurse")
+    ward = await open_page(browser, log, "ward", f"{base}/ward.html#token={ward_token}&autostart=1")
+    await frames_decoded(expert, 15, 30, log)
+    first_ward = await expert.evaluate(
+        "Object.values(window.huizhen.participants).find(p => p.role === 'ward').id")
+
+    # The ward's signalling socket drops (as on a network blip): it shows it, then rejoins.
+    await ward.evaluate("window.huizhen.session.client.ws.close()")
+    await expect(ward.locator("#status")).to_contain_text("Disconnected")
+    await wait_joined(ward, 15)
+    # The expert sees a new ward participant, with a new stream, and decodes it again.
+    await expert.wait_for_function(
+        f"""Object.values(window.huizhen.participants).some(
+            p => p.role === 'ward' && p.id !== '{first_ward}')""", timeout=15_000)
+    assert await frames_decoded(expert, 30, 30, log) >= 30
+    await expect(expert.locator('li.participant[data-role="ward"]')).to_have_count(1)

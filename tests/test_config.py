@@ -1,0 +1,58 @@
+"""Settings: embedded defaults, a TOML file over them, environment variables over both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+
+
+def test_embedded_defaults_need_no_file_and_no_service():
+    settings = load_settings(environ={})
+    assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
+    assert settings.media.ice_addresses == ("127.0.0.1",)
+    assert settings.ice_servers == ()
+    assert settings.server.base_url == "http://127.0.0.1:8080"
+
+
+def test_file_then_environment_override(tmp_path: Path):
+    path = tmp_path / "site.toml"
+    path.write_text('[server]\nport = 9000\npublic_url = "https://consult.example.org/"\n'
+                    '[ice]\nservers = [{ urls = "turn:turn.example.org:3478", '
+                    'username = "u", credential = "c" }]\n')
+    settings = load_settings(path, environ={"HUIZHEN_SERVER_PORT": "9100",
+                                            "HUIZHEN_MEDIA_KEYFRAME_INTERVAL": "1.5",
+                                            "HUIZHEN_MEDIA_ICE_ADDRESSES": '["10.0.0.5"]'})
+    assert settings.server.port == 9100
+    assert settings.server.base_url == "https://consult.example.org"
+    assert settings.media.keyframe_interval == 1.5
+    assert settings.media.ice_addresses == ("10.0.0.5",)
+    assert settings.ice_servers[0].to_json() == {
+        "urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "c"}
+
+
+def test_config_path_from_environment(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text("[storage]\ndata_dir = '/srv/huizhen'\n")
+    settings = load_settings(environ={"HUIZHEN_CONFIG": str(path)})
+    assert str(settings.storage.data_dir) == "/srv/huizhen"
+
+
+@pytest.mark.parametrize(
+    ("content", "env", "message"),
+    [
+        ("[server]\nprot = 1\n", {}, "unknown key server.prot"),
+        ("[serve]\nport = 1\n", {}, "unknown section [serve]"),
+        ("[server\n", {}, "cannot read configuration file"),
+        ("", {"HUIZHEN_SERVER_PORT": "eighty"}, "HUIZHEN_SERVER_PORT"),
+        ("", {"HUIZHEN_MEDIA_ICE_ADDRESSES": "{}"}, "HUIZHEN_MEDIA_ICE_ADDRESSES"),
+        ("[ice]\nservers = [{ username = 'x' }]\n", {}, "needs 'urls'"),
+    ],
+)
+def test_bad_configuration_is_refused_clearly(tmp_path: Path, content, env, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(path, environ=env)

@@ -1,0 +1,80 @@
+// Specialist page: every participant and their connection states, every stream
+// subscribed and shown, and a talk-back publication to the bedside.
+
+import { RoomSession } from "./room.js";
+import { readFragment } from "./signaling.js";
+import { TileGrid, badge, renderIdentity, renderParticipants, renderStatus, requireToken } from "./ui.js";
+
+const $ = (id) => document.getElementById(id);
+const status = $("status");
+const talkButton = $("talk");
+const talkPreview = $("talk-preview");
+const talkState = $("talk-state");
+
+const token = requireToken(readFragment(), status);
+if (token) {
+  const session = new RoomSession(token, { autoSubscribe: () => true });
+  const tiles = new TileGrid($("tiles"), session, {
+    preferSound: false,
+    emptyText: "Waiting for the bedside camera…",
+  });
+  let talk = null; // the talk-back publication, while active
+  let busy = false;
+
+  function renderTalk() {
+    const canPublish = session.state === "joined" && session.grants.includes("publish");
+    talkButton.disabled = busy || (!talk && !canPublish);
+    talkButton.textContent = talk ? "Stop talking" : "Talk to bedside";
+    talkButton.classList.toggle("danger", Boolean(talk));
+    talkPreview.hidden = !talk;
+    if (!talk) {
+      talkState.replaceChildren();
+      return;
+    }
+    const server = talk.streamId ? session.transportState(talk.streamId) : null;
+    const parts = [document.createTextNode("Browser "), badge(talk.pcState)];
+    if (server) parts.push(document.createTextNode(" Server "), badge(server));
+    if (talk.error) parts.push(document.createTextNode(` ${talk.error.message}`));
+    talkState.replaceChildren(...parts);
+  }
+
+  function render() {
+    renderStatus(status, session);
+    renderIdentity($("identity"), session);
+    renderParticipants($("participants"), session);
+    tiles.render();
+    renderTalk();
+  }
+
+  talkButton.addEventListener("click", async () => {
+    if (busy) return;
+    busy = true;
+    renderTalk();
+    try {
+      if (talk) {
+        const ending = talk;
+        talk = null;
+        talkPreview.srcObject = null;
+        await session.unpublish(ending);
+      } else {
+        const media = await navigator.mediaDevices.getUserMedia({
+          audio: true, video: { width: 640, height: 480 },
+        });
+        talkPreview.srcObject = media;
+        talk = await session.publish(media, "specialist microphone and camera");
+      }
+    } catch (err) {
+      session.reportError("device", `microphone/camera unavailable (${err.name}: ${err.message})`);
+    } finally {
+      busy = false;
+      renderTalk();
+    }
+  });
+
+  session.onChange(render);
+  session.exposeForTests({
+    talk: () => talkButton.click(),
+  });
+  session.start();
+  render();
+}

@@ -1,0 +1,295 @@
+// huizhen signalling client, protocol version 1 (see signaling/PROTOCOL.md).
+//
+// One WebSocket at /ws. Requests carry an `id`; the reply (or error) carries the
+// same id. Events carry none. The server does NOT support trickle ICE: every
+// offer/answer is sent once ICE gathering is complete (or after a timeout).
+
+export const PROTOCOL_VERSION = 1;
+
+// Join errors that a retry cannot fix: the page stops and shows them.
+const FATAL_JOIN_ERRORS = new Set(["unauthorized", "unsupported-version", "forbidden"]);
+
+export class SignalingError extends Error {
+  constructor(code, message) {
+    super(`${code}: ${message}`);
+    this.name = "SignalingError";
+    this.code = code;
+    this.detail = message;
+  }
+}
+
+/** The URL fragment (#token=…&autostart=1) as URLSearchParams; it never reaches the server. */
+export function readFragment(hash = location.hash) {
+  return new URLSearchParams(hash.startsWith("#") ? hash.slice(1) : hash);
+}
+
+export function signalingUrl(loc = location) {
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
+}
+
+/**
+ * Resolve once `pc` has finished gathering ICE candidates (true), or after
+ * `timeoutMs` (false): the caller then sends whatever candidates it has.
+ */
+export function waitForIceGathering(pc, timeoutMs = 3000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const finish = (complete) => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", onState);
+      pc.removeEventListener("icecandidate", onCandidate);
+      resolve(complete);
+    };
+    const onState = () => {
+      if (pc.iceGatheringState === "complete") finish(true);
+    };
+    const onCandidate = (event) => {
+      if (event.candidate === null) finish(true); // end of candidates
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    pc.addEventListener("icegatheringstatechange", onState);
+    pc.addEventListener("icecandidate", onCandidate);
+  });
+}
+
+/**
+ * Connects, joins with a token, matches replies to requests and dispatches events.
+ *
+ * Emitted (via `on(type, fn)`): every server event by its `type`
+ * ("participant-joined", "track-added", "connection-state", ...), plus
+ * "joined" (the join reply, also after each reconnection), "error" (every
+ * server error message), "state" ({state, ...}) and "disconnected".
+ *
+ * States: idle, connecting, joining, joined, disconnected (a retry is
+ * scheduled), failed (gave up or join refused: see `fatal`), closed.
+ */
+export class SignalingClient {
+  constructor(token, options = {}) {
+    this.token = token;
+    this.url = options.url ?? signalingUrl();
+    this.maxRetries = options.maxRetries ?? 5;
+    this.retryDelayMs = options.retryDelayMs ?? 1000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 20000;
+    this.iceGatheringTimeoutMs = options.iceGatheringTimeoutMs ?? 3000;
+    this.state = "idle";
+    this.joined = null;
+    this.fatal = null;
+    this.ws = null;
+    this._pending = new Map();
+    this._handlers = new Map();
+    this._nextId = 1;
+    this._attempt = 0;
+    this._stopped = false;
+    this._retryTimer = null;
+  }
+
+  get iceServers() {
+    return this.joined?.iceServers ?? [];
+  }
+
+  /** A new peer connection configured with the ICE servers from the `joined` reply. */
+  createPeerConnection() {
+    return new RTCPeerConnection({ iceServers: this.iceServers });
+  }
+
+  on(type, handler) {
+    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
+    this._handlers.get(type).add(handler);
+    return () => this._handlers.get(type)?.delete(handler);
+  }
+
+  _emit(type, data) {
+    for (const handler of this._handlers.get(type) ?? []) {
+      try {
+        handler(data);
+      } catch (err) {
+        console.error(`huizhen: ${type} handler failed`, err);
+      }
+    }
+  }
+
+  _setState(state, detail = {}) {
+    this.state = state;
+    this._emit("state", { state, ...detail });
+  }
+
+  start() {
+    this._stopped = false;
+    this.fatal = null;
+    this._attempt = 0;
+    this._connect();
+  }
+
+  /** Close the socket on purpose (a retry follows unless `stop` is true). */
+  reconnect() {
+    this.ws?.close(1000, "reconnecting");
+  }
+
+  close() {
+    this._stopped = true;
+    clearTimeout(this._retryTimer);
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN && this.joined) {
+      try {
+        ws.send(JSON.stringify({ type: "leave" }));
+      } catch {
+        // closing anyway
+      }
+    }
+    ws?.close(1000, "bye");
+    if (this.state !== "failed") this._setState("closed");
+  }
+
+  _connect() {
+    this._setState("connecting");
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this._scheduleRetry(String(err));
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => this._join(ws);
+    ws.onmessage = (message) => this._onMessage(ws, message);
+    ws.onclose = (event) => this._onClose(ws, event);
+    ws.onerror = () => {}; // a close event always follows
+  }
+
+  async _join(ws) {
+    this._setState("joining");
+    try {
+      const reply = await this.request({ type: "join", version: PROTOCOL_VERSION, token: this.token });
+      if (ws !== this.ws) return;
+      this.joined = reply;
+      this._attempt = 0;
+      this._setState("joined");
+      this._emit("joined", reply);
+    } catch (err) {
+      if (ws !== this.ws) return;
+      if (FATAL_JOIN_ERRORS.has(err.code)) {
+        // Retrying with the same token cannot succeed.
+        this.fatal = err;
+        this._stopped = true;
+        this._setState("failed", { error: err });
+      }
+      ws.close(1000, "join failed");
+    }
+  }
+
+  _onMessage(ws, message) {
+    if (ws !== this.ws || typeof message.data !== "string") return;
+    let data;
+    try {
+      data = JSON.parse(message.data);
+    } catch {
+      console.warn("huizhen: ignoring a frame that is not JSON");
+      return;
+    }
+    if (!data || typeof data !== "object" || typeof data.type !== "string") return;
+    if (data.type === "error") this._emit("error", data);
+    const key = data.id === undefined || data.id === null ? null : String(data.id);
+    const pending = key === null ? undefined : this._pending.get(key);
+    if (pending) {
+      this._pending.delete(key);
+      clearTimeout(pending.timer);
+      if (data.type === "error") pending.reject(new SignalingError(data.code, data.message));
+      else pending.resolve(data);
+      return;
+    }
+    if (data.type !== "error") this._emit(data.type, data);
+  }
+
+  _onClose(ws, event) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    const wasJoined = this.joined !== null;
+    this.joined = null;
+    for (const pending of this._pending.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(new SignalingError("disconnected", "the signalling connection closed"));
+    }
+    this._pending.clear();
+    this._emit("disconnected", { code: event.code, reason: event.reason, wasJoined });
+    if (this._stopped) {
+      if (this.state !== "failed") this._setState("closed");
+      return;
+    }
+    this._scheduleRetry(`connection closed (code ${event.code})`);
+  }
+
+  _scheduleRetry(reason) {
+    if (this._attempt >= this.maxRetries) {
+      this._stopped = true;
+      this.fatal = new SignalingError("disconnected",
+        `the server could not be reached after ${this.maxRetries} attempts`);
+      this._setState("failed", { error: this.fatal });
+      return;
+    }
+    const delay = Math.min(this.retryDelayMs * 2 ** this._attempt, 16000);
+    this._attempt += 1;
+    this._setState("disconnected", { reason, retryInMs: delay, attempt: this._attempt });
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => {
+      if (!this._stopped) this._connect();
+    }, delay);
+  }
+
+  /** Send a request; resolves with the reply, rejects with a SignalingError. */
+  request(message, timeoutMs = this.requestTimeoutMs) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new SignalingError("disconnected", "the signalling connection is not open"));
+    }
+    const id = `c${this._nextId++}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new SignalingError("timeout", `no reply to '${message.type}' in ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      this._pending.set(id, { resolve, reject, timer });
+      ws.send(JSON.stringify({ ...message, id }));
+    });
+  }
+
+  /** Offer `pc`'s tracks as one new stream; returns the stream {id, participant, tracks}. */
+  async publish(pc) {
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForIceGathering(pc, this.iceGatheringTimeoutMs);
+    const reply = await this.request({ type: "publish", sdp: pc.localDescription.sdp });
+    await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    return reply.stream;
+  }
+
+  /**
+   * Receive stream `streamId` on `pc` (a fresh peer connection, one per
+   * subscription). `onSubscription(id)` is called as soon as the server's
+   * offer names the subscription. Returns the subscription id.
+   */
+  async subscribe(streamId, pc, { onSubscription } = {}) {
+    const offer = await this.request({ type: "subscribe", stream: streamId });
+    onSubscription?.(offer.subscription);
+    try {
+      await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      await waitForIceGathering(pc, this.iceGatheringTimeoutMs);
+      await this.request({ type: "answer", subscription: offer.subscription, sdp: pc.localDescription.sdp });
+    } catch (err) {
+      this.unsubscribe(offer.subscription).catch(() => {});
+      throw err;
+    }
+    return offer.subscription;
+  }
+
+  unpublish(streamId) {
+    return this.request({ type: "unpublish", stream: streamId });
+  }
+
+  unsubscribe(subscriptionId) {
+    return this.request({ type: "unsubscribe", subscription: subscriptionId });
+  }
+
+  ping() {
+    return this.request({ type: "ping" });
+  }
+}
