@@ -19,6 +19,7 @@ class StreamInfo:
     id: str
     participant_id: str
     tracks: tuple[TrackInfo, ...]
+    state: str = "new"  # the publication's connection state when this was built
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,7 @@ class Publication(Transport):
             id=self.id,
             participant_id=self.participant_id,
             tracks=tuple(TrackInfo(p.id, p.kind, p.codec_name) for p in self.producers),
+            state=self.state,
         )
 
     def _close_media(self) -> None:

@@ -156,6 +156,7 @@ def stream_json(info: StreamInfo) -> dict[str, Any]:
         "id": info.id,
         "participant": info.participant_id,
         "tracks": [{"id": t.id, "kind": t.kind, "codec": t.codec} for t in info.tracks],
+        "state": info.state,
     }
 
 

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Playwright, async_playwright, expect
 
-from config import load_settings
-from huizhen.app import create_app, token_authority
 from signaling.tokens import TokenAuthority
+from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -39,24 +36,10 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
     "--disable-features=WebRtcHideLocalIpsWithMdns",
     "--autoplay-policy=no-user-gesture-required",
+    # On a machine whose only interface is lo, Chromium offers no candidate otherwise.
+    "--allow-loopback-in-peer-connection",
 ]
 ROOM = "bed-12"
-SECRET = "browser-test-secret-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    base_url: str
-    authority: TokenAuthority
-
-    def token(self, role: str, name: str) -> str:
-        return self.authority.mint(room=ROOM, role=role, name=name, ttl=600)
 
 
 @dataclass
@@ -75,49 +58,50 @@ class PageLog:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    port = free_port()
-    settings = load_settings(environ={
-        "HUIZHEN_SERVER_HOST": "127.0.0.1",
-        "HUIZHEN_SERVER_PORT": str(port),
-        "HUIZHEN_AUTH_TOKEN_SECRET": SECRET,
-        "HUIZHEN_MEDIA_ICE_ADDRESSES": '["127.0.0.1"]',
-        "HUIZHEN_STORAGE_DATA_DIR": str(tmp_path),
-    })
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
-    await site.start()
-    try:
-        yield LiveServer(settings.server.base_url, token_authority(settings))
-    finally:
-        await runner.cleanup()
+def server(running_server: RunningServer) -> RunningServer:
+    """The real server (tests/conftest.py) on a free loopback port."""
+    return running_server
+
+
+def token(server: RunningServer, role: str, name: str) -> str:
+    return server.token(role, room=ROOM, name=name)
+
+
+class Chromium:
+    """Debian's Chromium, launched on the first page a test opens.
+
+    Launching inside the test (not in a fixture) makes a missing browser a test
+    FAILURE with a clear message, never a skip or a setup error.
+    """
+
+    def __init__(self, playwright: Playwright) -> None:
+        self.playwright = playwright
+        self.browser: Browser | None = None
+        self.log = PageLog()
+
+    async def open(self, label: str, url: str) -> Page:
+        if self.browser is None:
+            if not CHROMIUM.exists():
+                pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium "
+                            "package (./scripts/ensure-chromium installs it); they never "
+                            "download a browser", pytrace=False)
+            self.browser = await self.playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = await self.browser.new_context(viewport={"width": 1280, "height": 860})
+        page = self.log.attach(await context.new_page(), label)
+        await page.goto(url)
+        return page
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package "
-                    "(apt-get install chromium); they never download a browser", pytrace=False)
+async def chromium() -> AsyncIterator[Chromium]:
     async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        instance = Chromium(playwright)
         try:
             yield instance
         finally:
-            await instance.close()
-
-
-@pytest.fixture
-def log() -> PageLog:
-    return PageLog()
-
-
-async def open_page(browser: Browser, log: PageLog, label: str, url: str) -> Page:
-    context = await browser.new_context(viewport={"width": 1280, "height": 860})
-    page = log.attach(await context.new_page(), label)
-    await page.goto(url)
-    return page
+            if instance.browser is not None:
+                await instance.browser.close()
 
 
 async def wait_joined(page: Page, timeout: float = 10.0) -> None:
@@ -149,18 +133,18 @@ async def screenshot(page: Page, name: str) -> None:
         await page.screenshot(path=str(Path(directory) / name), full_page=True)
 
 
-async def test_ward_camera_plays_on_the_expert_page(server: LiveServer, browser: Browser,
-                                                    log: PageLog) -> None:
+async def test_ward_camera_plays_on_the_expert_page(
+        server: RunningServer, chromium: Chromium) -> None:
     base = server.base_url
-    expert = await open_page(browser, log, "expert",
-                             f"{base}/expert.html#token={server.token('expert', 'Dr. Test')}")
+    expert_token = token(server, "expert", "Dr. Test")
+    expert = await chromium.open("expert", f"{base}/expert.html#token={expert_token}")
     # The expert is in first, so it sees every connection-state event of the ward.
     await wait_joined(expert)
     started = time.monotonic()
-    ward_token = server.token("ward", "Ward 3 nurse")
-    ward = await open_page(browser, log, "ward", f"{base}/ward.html#token={ward_token}&autostart=1")
+    ward_token = token(server, "ward", "Ward 3 nurse")
+    ward = await chromium.open("ward", f"{base}/ward.html#token={ward_token}&autostart=1")
 
-    frames = await frames_decoded(expert, 60, 40, log)
+    frames = await frames_decoded(expert, 60, 40, chromium.log)
     elapsed = time.monotonic() - started
     print(f"\nexpert page decoded {frames} frames {elapsed:.1f} s after the ward page opened")
     assert frames >= 60
@@ -198,46 +182,50 @@ async def test_ward_camera_plays_on_the_expert_page(server: LiveServer, browser:
 
 
 @pytest.mark.parametrize("kind", ["expired", "foreign", "garbage"])
-async def test_a_bad_token_shows_unauthorized(server: LiveServer, browser: Browser,
-                                             log: PageLog, kind: str) -> None:
+async def test_a_bad_token_shows_unauthorized(server: RunningServer, chromium: Chromium,
+                                             kind: str) -> None:
     if kind == "expired":
-        token = server.authority.mint(room=ROOM, role="expert", name="Dr. Late", ttl=60,
+        bad = server.authority.mint(room=ROOM, role="expert", name="Dr. Late", ttl=60,
                                       now=time.time() - 3600)
     elif kind == "foreign":
         other = TokenAuthority("another-service-secret-0123456789", "huizhen", "huizhen-media")
-        token = other.mint(room=ROOM, role="expert", name="Dr. Elsewhere", ttl=600)
+        bad = other.mint(room=ROOM, role="expert", name="Dr. Elsewhere", ttl=600)
     else:
-        token = "not-a-token"
-    page = await open_page(browser, log, "expert", f"{server.base_url}/expert.html#token={token}")
+        bad = "not-a-token"
+    page = await chromium.open("expert", f"{server.base_url}/expert.html#token={bad}")
     status = page.locator("#status")
     await expect(status).to_contain_text("unauthorized", timeout=10_000)
     await expect(status).to_have_attribute("data-state", "failed")
     assert await page.evaluate("window.huizhen.state") == "failed"
-    assert "unauthorized" in (await status.text_content() or ""), str(log)
+    assert "unauthorized" in (await status.text_content() or ""), str(chromium.log)
     # A refused token is final: the page does not keep retrying.
     await asyncio.sleep(1.5)
     assert await page.evaluate("window.huizhen.state") == "failed"
     assert await page.locator("figure.tile").count() == 0
 
 
-async def test_late_expert_sees_the_bedside_and_talks_back(server: LiveServer, browser: Browser,
-                                                           log: PageLog) -> None:
+async def test_late_expert_sees_the_bedside_and_talks_back(
+        server: RunningServer, chromium: Chromium) -> None:
     base = server.base_url
-    ward_token = server.token("ward", "Ward 3 nurse")
-    ward = await open_page(browser, log, "ward", f"{base}/ward.html#token={ward_token}&autostart=1")
+    ward_token = token(server, "ward", "Ward 3 nurse")
+    ward = await chromium.open("ward", f"{base}/ward.html#token={ward_token}&autostart=1")
     await expect(ward.locator("#publication-state")).to_have_attribute(
         "data-state", "connected", timeout=15_000)
 
     # Joining after the publication: the stream comes from `joined.streams`.
-    expert = await open_page(browser, log, "expert",
-                             f"{base}/expert.html#token={server.token('expert', 'Dr. Late')}")
+    expert_token = token(server, "expert", "Dr. Late")
+    expert = await chromium.open("expert", f"{base}/expert.html#token={expert_token}")
     await wait_joined(expert)
-    assert await frames_decoded(expert, 30, 30, log) >= 30
+    assert await frames_decoded(expert, 30, 30, chromium.log) >= 30
+    # The publication connected before the expert joined; its state still shows.
+    row = expert.locator('li.participant[data-role="ward"]')
+    await expect(row.locator('.transport[data-direction="publish"] .badge')).to_have_text(
+        "connected")
 
     # "Talk to bedside": the ward page subscribes to the expert and decodes it.
     await expert.locator("#talk").click()
     await expect(expert.locator("#talk")).to_have_text("Stop talking")
-    assert await frames_decoded(ward, 30, 30, log) >= 30
+    assert await frames_decoded(ward, 30, 30, chromium.log) >= 30
     await expect(ward.locator("figure.tile .name")).to_have_text("Dr. Late")
     await expect(expert.locator('li.participant[data-role="expert"] .you')).to_have_count(1)
 
@@ -246,15 +234,15 @@ async def test_late_expert_sees_the_bedside_and_talks_back(server: LiveServer, b
     await expect(ward.locator("figure.tile")).to_have_count(0, timeout=10_000)
 
 
-async def test_a_dropped_socket_rejoins_and_republishes(server: LiveServer, browser: Browser,
-                                                        log: PageLog) -> None:
+async def test_a_dropped_socket_rejoins_and_republishes(
+        server: RunningServer, chromium: Chromium) -> None:
     base = server.base_url
-    expert = await open_page(browser, log, "expert",
-                             f"{base}/expert.html#token={server.token('expert', 'Dr. Test')}")
+    expert_token = token(server, "expert", "Dr. Test")
+    expert = await chromium.open("expert", f"{base}/expert.html#token={expert_token}")
     await wait_joined(expert)
-    ward_token = server.token("ward", "Ward 3 nurse")
-    ward = await open_page(browser, log, "ward", f"{base}/ward.html#token={ward_token}&autostart=1")
-    await frames_decoded(expert, 15, 30, log)
+    ward_token = token(server, "ward", "Ward 3 nurse")
+    ward = await chromium.open("ward", f"{base}/ward.html#token={ward_token}&autostart=1")
+    await frames_decoded(expert, 15, 30, chromium.log)
     first_ward = await expert.evaluate(
         "Object.values(window.huizhen.participants).find(p => p.role === 'ward').id")
 
@@ -266,5 +254,5 @@ async def test_a_dropped_socket_rejoins_and_republishes(server: LiveServer, brow
     await expert.wait_for_function(
         f"""Object.values(window.huizhen.participants).some(
             p => p.role === 'ward' && p.id !== '{first_ward}')""", timeout=15_000)
-    assert await frames_decoded(expert, 30, 30, log) >= 30
+    assert await frames_decoded(expert, 30, 30, chromium.log) >= 30
     await expect(expert.locator('li.participant[data-role="ward"]')).to_have_count(1)

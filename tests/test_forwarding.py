@@ -105,3 +105,33 @@ async def test_closing_the_room_closes_everything_once(server):
     assert publication.pc.connectionState == "closed"
     await sub.close()
     await pub_pc.close()
+
+
+async def test_subscriber_plis_reach_the_publisher_throttled(server):
+    room, _ward, pub_pc, publication = await publish(server, audio=False)
+    video_sender = pub_pc.getSenders()[0]
+    upstream = []
+    original = video_sender._send_keyframe
+
+    def counting_keyframe() -> None:
+        upstream.append(asyncio.get_running_loop().time())
+        original()
+
+    video_sender._send_keyframe = counting_keyframe  # the publisher sees each PLI arrive
+    subs = [await subscribe(room, publication.id) for _ in range(3)]
+    await wait_for(lambda: all(s.received.video_frames >= 10 for s in subs))
+    await asyncio.sleep(1.0)
+    upstream.clear()
+    # 3 subscribers x 20 PLIs over ~1 s: 60 requests.
+    for _ in range(20):
+        for sub in subs:
+            receiver = sub.pc.getReceivers()[0]
+            ssrc = receiver.getSynchronizationSources()[0].source
+            await receiver._send_rtcp_pli(ssrc)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.8)  # let a deferred request go out
+    assert 2 <= len(upstream) <= 4, upstream
+    gaps = [b - a for a, b in itertools.pairwise(upstream)]
+    assert min(gaps) >= 0.45, gaps
+    await asyncio.gather(*(s.close() for s in subs))
+    await pub_pc.close()

@@ -280,8 +280,10 @@ export class RoomSession {
     this.streams[stream.id] = stream;
     const owner = this.participants[stream.participant];
     if (owner && !owner.transports[stream.id]) {
-      // The publication's connection state is only known from later events.
-      owner.transports[stream.id] = { id: stream.id, direction: "publish", state: "unknown" };
+      // The server reports the publication's state as of now; events keep it current.
+      owner.transports[stream.id] = {
+        id: stream.id, direction: "publish", state: stream.state || "unknown",
+      };
     }
     const mine = stream.participant === this.self?.id;
     if (!mine && this.autoSubscribe(stream, this)) this.subscribe(stream.id);

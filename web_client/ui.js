@@ -145,6 +145,7 @@ export class TileGrid {
       const tile = this.tiles.get(sub.streamId) ?? this._create(sub);
       this._update(tile);
     }
+    this.empty.textContent = this.session.state === "joined" ? this.emptyText : "Not connected.";
     if (this.tiles.size === 0) this.container.replaceChildren(this.empty);
     else this.empty.remove();
   }
@@ -215,10 +216,12 @@ export class TileGrid {
 export function requireToken(params, statusNode) {
   const token = params.get("token");
   if (!token) {
-    statusNode.textContent =
-      "No token: open this page with #token=… in the address (see the start page).";
+    statusNode.replaceChildren("No token: open this page with #token=… in the address (see ",
+      el("a", { href: "./", text: "the start page" }), ").");
     statusNode.dataset.state = "no-token";
     statusNode.dataset.kind = "error";
+    window.huizhen = { state: "no-token", participants: {}, peerConnections: [],
+      framesDecoded: async () => 0 };
   }
   return token;
 }
