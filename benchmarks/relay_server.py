@@ -12,8 +12,8 @@ re-encodes them: one VP8 encoder per subscriber. Benchmark-only protocol:
 VP8 encoders here are pinned to the publisher's 1.5 Mbit/s (the benchmark's
 subscribers send no REMB, so aiortc would otherwise stay at its 500 kbit/s default)
 so both servers send subscribers the same bitrate. Subscribers get
-``relay.subscribe(track, buffered=False)``: a subscriber whose encoder falls behind
-skips frames instead of queueing them without bound.
+``relay.subscribe(track)`` as in aiortc's examples (buffered: a subscriber whose
+encoder falls behind queues frames; ``--unbuffered`` makes it skip them instead).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from benchmarks.common import (
 
 
 class RelayServer:
-    def __init__(self) -> None:
+    def __init__(self, buffered: bool = True) -> None:
         self.relay = MediaRelay()
+        self.buffered = buffered
         self.source: MediaStreamTrack | None = None
         self.pcs: set[RTCPeerConnection] = set()
         self.subscribers = 0
@@ -89,7 +90,7 @@ class RelayServer:
             raise web.HTTPConflict(text="nothing is published yet")
         pc = self._new_pc()
         await pc.setRemoteDescription(offer)
-        pc.addTrack(self.relay.subscribe(self.source, buffered=False))
+        pc.addTrack(self.relay.subscribe(self.source, buffered=self.buffered))
         self.subscribers += 1
         return await self._answer(pc)
 
@@ -98,9 +99,9 @@ class RelayServer:
         await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
 
 
-async def run(port: int) -> None:
+async def run(port: int, buffered: bool) -> None:
     pin_vp8_bitrate()
-    server = RelayServer()
+    server = RelayServer(buffered)
     app = web.Application()
     app.router.add_post("/publish", server.publish)
     app.router.add_post("/subscribe", server.subscribe)
@@ -119,9 +120,11 @@ async def run(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--unbuffered", action="store_true",
+                        help="relay.subscribe(track, buffered=False)")
     args = parser.parse_args()
     quiet_logging()
-    asyncio.run(run(args.port))
+    asyncio.run(run(args.port, not args.unbuffered))
 
 
 if __name__ == "__main__":

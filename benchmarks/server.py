@@ -22,7 +22,10 @@ from mediaserver import LatencyProbe
 async def run(port: int) -> None:
     settings = bench_settings(port)
     app = create_app(settings, probe=LatencyProbe())
-    runner = web.AppRunner(app, access_log=None)
+    # aiohttp waits up to shutdown_timeout for open WebSocket handlers to end, and the
+    # app does not close them on shutdown: cap the wait (the orchestrator stops the
+    # clients first anyway).
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, HOST, port)

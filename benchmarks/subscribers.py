@@ -78,7 +78,7 @@ class RtpCounter:
 
 def count_instead_of_decoding(pc: RTCPeerConnection, counter: RtpCounter) -> None:
     for transceiver in pc.getTransceivers():
-        receiver = transceiver.receiver
+        receiver: Any = transceiver.receiver  # a private method, replaced on the instance
         if not hasattr(receiver, "_handle_rtp_packet"):
             raise RuntimeError("aiortc's RTCRtpReceiver has no _handle_rtp_packet any more")
         receiver._handle_rtp_packet = counter.handle
