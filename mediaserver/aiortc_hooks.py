@@ -284,7 +284,7 @@ def _negotiated(sender: Any, parameters: RTCRtpSendParameters) -> NegotiatedSend
 class RawRtpSink:
     """Protects and sends serialised RTP on a DTLS transport with one synchronous call."""
 
-    __slots__ = ("_dtls", "_nominated", "_protect", "packets_sent")
+    __slots__ = ("_addr", "_dtls", "_nominated", "_pair", "_protect", "_sendto", "packets_sent")
 
     def __init__(self, dtls_transport: Any) -> None:
         _require(dtls_transport, DTLS_ATTRIBUTES, "RTCDtlsTransport")
@@ -292,25 +292,49 @@ class RawRtpSink:
         _require(connection, ICE_CONNECTION_ATTRIBUTES, "aioice.Connection")
         self._dtls = dtls_transport
         self._nominated: dict[int, Any] = connection._nominated
+        self._pair: Any = None
         self._protect: Callable[[bytes], bytes] | None = None
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._addr: Any = None
         self.packets_sent = 0
 
     def send(self, packet: bytes) -> bool:
         """Send one packet; False when the transport is not (or no longer) connected."""
-        protect = self._protect
-        if protect is None:
-            if self._dtls.state != "connected" or self._dtls._tx_srtp is None:
+        sendto = self._sendto
+        if sendto is None or self._nominated.get(1) is not self._pair:
+            sendto = self._resolve()
+            if sendto is None:
                 return False
-            protect = self._protect = self._dtls._tx_srtp.protect
-        pair = self._nominated.get(1)
-        if pair is None:
-            return False
-        transport = pair.protocol.transport
-        if transport is None or transport.is_closing():
-            return False
-        transport.sendto(protect(packet), pair.remote_addr)
+        sendto(self._protect(packet), self._addr)  # type: ignore[misc]
         self.packets_sent += 1
         return True
+
+    def _resolve(self) -> Callable[[bytes, Any], None] | None:
+        """Look up SRTP and the nominated pair's socket; cached until the pair changes."""
+        self._sendto = None
+        dtls = self._dtls
+        if dtls.state != "connected" or dtls._tx_srtp is None:
+            return None
+        pair = self._nominated.get(1)
+        if pair is None:
+            return None
+        transport = pair.protocol.transport
+        if transport is None or transport.is_closing():
+            return None
+        self._protect = dtls._tx_srtp.protect
+        self._pair, self._addr = pair, pair.remote_addr
+        self._sendto = transport.sendto
+        return self._sendto
+
+    def close(self) -> None:
+        """Stop sending: later calls return False."""
+        self._dtls = _ClosedDtls()
+        self._sendto = None
+
+
+class _ClosedDtls:
+    state = "closed"
+    _tx_srtp = None
 
 
 # --------------------------------------------------------------------------- ICE

@@ -190,6 +190,8 @@ class Consumer:
             return
         self.closed = True
         self.producer.remove_consumer(self)
+        if self._sink is not None:
+            self._sink.close()
         self._sink = None
         if self._on_close is not None:
             callback, self._on_close = self._on_close, None

@@ -24,3 +24,6 @@ MEDIA_SERVER = web.AppKey("media_server", MediaServer)
 AUTHORITY = web.AppKey("token_authority", TokenAuthority)
 SIGNALING_CONFIG = web.AppKey("signaling_config", SignalingConfig)
 LATENCY_PROBE = web.AppKey("latency_probe", LatencyProbe)
+# Open signalling sockets, closed with 1001 on shutdown (aiohttp would otherwise wait
+# for every handler to end by itself).
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("signaling_sockets")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling.app_keys import AUTHORITY, LATENCY_PROBE, MEDIA_SERVER, SIGNALING_CONFIG
+from signaling.app_keys import AUTHORITY, LATENCY_PROBE, MEDIA_SERVER, SIGNALING_CONFIG, SOCKETS
 from signaling.session import SignalingSession
 from signaling.tokens import TokenError
 
@@ -20,13 +20,23 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # beyond that aiohttp closes the socket with 1009 (message too big).
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4 * config.max_message_bytes)
     await ws.prepare(request)
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
     session = SignalingSession(ws, request.app[MEDIA_SERVER], request.app[AUTHORITY], config)
     try:
         await session.run()
     finally:
+        sockets.discard(ws)
         if not ws.closed:
             await ws.close()
     return ws
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown, tell every client the server is going away (1001) instead of waiting."""
+    sockets = app[SOCKETS]
+    for ws in [*sockets]:
+        await ws.close(code=1001, message=b"server shutdown")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -79,6 +89,8 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application, web_root: Path) -> None:
+    app[SOCKETS] = set()
+    app.on_shutdown.append(close_sockets)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/api/v1/health", health)
     app.router.add_get("/api/v1/stats", stats)

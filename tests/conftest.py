@@ -36,7 +36,7 @@ class RunningServer:
         return self.authority.mint(room=room, role=role, name=name or role, ttl=ttl)
 
 
-def test_settings(**overrides: str) -> Settings:
+def make_settings(**overrides: str) -> Settings:
     env = {"HUIZHEN_SERVER_HOST": "127.0.0.1", "HUIZHEN_SERVER_PORT": str(free_port()),
            "HUIZHEN_AUTH_TOKEN_SECRET": "test-secret-0123456789abcdef-0123456789"}
     env.update(overrides)
@@ -45,7 +45,7 @@ def test_settings(**overrides: str) -> Settings:
 
 @pytest.fixture
 async def running_server() -> AsyncIterator[RunningServer]:
-    settings = test_settings()
+    settings = make_settings()
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()

@@ -107,6 +107,9 @@ async def test_subscriber_nacks_are_answered_from_the_retransmission_buffer():
                 return True
             return self.inner.send(packet)
 
+        def close(self) -> None:
+            self.inner.close()
+
     consumer._sink = LossySink(consumer._sink)
     start = sub.received.video_frames
     await wait_for(lambda: len(dropped) >= 20 and sub.received.video_frames > start + 60, 30)

@@ -195,3 +195,24 @@ async def test_full_session_over_signalling(running_server):
     await sub.close()
     await expert.close()
     await asyncio.sleep(0)
+
+
+async def test_shutdown_closes_client_sockets_promptly():
+    from aiohttp import web
+
+    from huizhen.app import create_app, token_authority
+    from tests.conftest import make_settings
+
+    settings = make_settings()
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.server.port).start()
+    client = SignalingClient(settings.server.base_url.replace("http", "ws") + "/ws")
+    await client.connect()
+    await client.join(token_authority(settings).mint(room="r", role="ward", name="w", ttl=60))
+    started = asyncio.get_running_loop().time()
+    await runner.cleanup()
+    assert asyncio.get_running_loop().time() - started < 5
+    await client._reader
+    assert client._ws.close_code == 1001
+    await client.close()
