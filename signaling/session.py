@@ -56,6 +56,7 @@ class SignalingSession:
         self._bucket = TokenBucket(config.messages_per_second, config.message_burst)
         self._loop = asyncio.get_running_loop()
         self._log_prefix = "-"
+        self._left = False
 
     # ----------------------------------------------------------------- I/O loop
 
@@ -78,12 +79,12 @@ class SignalingSession:
         finally:
             join_timer.cancel()
             self._leave()
-            self._outgoing.put_nowait(None) if not self._outgoing.full() else None
+            # Let the writer flush what is queued (e.g. the reply to `leave`), briefly.
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outgoing.put_nowait(None)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(writer, 2.0)
             writer.cancel()
-
-    _left = False
 
     async def _write_loop(self) -> None:
         while True:

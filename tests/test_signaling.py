@@ -216,3 +216,29 @@ async def test_shutdown_closes_client_sockets_promptly():
     await client._reader
     assert client._ws.close_code == 1001
     await client.close()
+
+
+async def test_unsubscribe_unpublish_and_leave(running_server):
+    ward = SignalingClient(running_server.ws_url)
+    await ward.connect()
+    await ward.join(running_server.token("ward"))
+    expert = SignalingClient(running_server.ws_url)
+    await expert.connect()
+    joined = await expert.join(running_server.token("expert"))
+    pub = RTCPeerConnection()
+    pub.addTrack(PatternVideoTrack(160, 120, 15))
+    stream = await ward.publish(pub)
+    sub = Subscriber()
+    subscription = await expert.subscribe(stream["id"], sub.pc)
+    await wait_for(lambda: sub.received.video_frames >= 5, 30)
+    assert (await expert.request({"type": "unsubscribe", "subscription": subscription}))[
+        "type"] == "ok"
+    with pytest.raises(SignalingError) as info:
+        await expert.request({"type": "unsubscribe", "subscription": subscription})
+    assert info.value.code == "not-found"
+    assert (await ward.request({"type": "unpublish", "stream": stream["id"]}))["type"] == "ok"
+    assert (await expert.next_event("track-removed"))["stream"] == stream["id"]
+    assert (await expert.request({"type": "leave"}))["type"] == "left"
+    left = await ward.next_event("participant-left")
+    assert left["participant"] == joined["participant"]["id"]
+    await asyncio.gather(sub.close(), pub.close(), expert.close(), ward.close())
