@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, Playwright, async_playwright, expect
 
+from signaling import MEDIA_SERVER
 from signaling.tokens import TokenAuthority
 from tests.conftest import RunningServer
 
@@ -256,3 +257,39 @@ async def test_a_dropped_socket_rejoins_and_republishes(
             p => p.role === 'ward' && p.id !== '{first_ward}')""", timeout=15_000)
     assert await frames_decoded(expert, 30, 30, chromium.log) >= 30
     await expect(expert.locator('li.participant[data-role="ward"]')).to_have_count(1)
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+async def test_chromium_codecs_are_forwarded_as_sent(
+        server: RunningServer, chromium: Chromium, codec: str) -> None:
+    """Chromium's own encoder output (OpenH264 or libvpx) reaches the expert untouched."""
+    base = server.base_url
+    ward_token = token(server, "ward", "Ward 3 nurse")
+    ward = await chromium.open(
+        "ward", f"{base}/ward.html#token={ward_token}&autostart=1&codec={codec}")
+    await expect(ward.locator("#publication-state")).to_have_attribute(
+        "data-state", "connected", timeout=15_000)
+    expert_token = token(server, "expert", "Dr. C")
+    expert = await chromium.open("expert", f"{base}/expert.html#token={expert_token}")
+    await wait_joined(expert)
+    assert await frames_decoded(expert, 60, 40, chromium.log) >= 60
+    room = server.app[MEDIA_SERVER].rooms[ROOM]
+    producers = [p for participant in room.participants.values()
+                 for publication in participant.publications.values()
+                 for p in publication.producers]
+    assert sorted(p.codec_name for p in producers) == sorted([codec, "opus"])
+    video = next(p for p in producers if p.kind == "video")
+    assert video.keyframes_seen >= 1 and all(c.started for c in video.consumers)
+    # The expert's browser decodes the same codec the ward's browser encoded.
+    decoded_codec = await expert.evaluate("""async () => {
+        for (const pc of window.huizhen.peerConnections) {
+            const stats = await pc.getStats();
+            for (const s of stats.values()) {
+                if (s.type === "inbound-rtp" && s.kind === "video" && s.codecId) {
+                    return stats.get(s.codecId).mimeType;
+                }
+            }
+        }
+        return null;
+    }""")
+    assert decoded_codec == f"video/{codec}"

@@ -2,7 +2,7 @@
 // streams, and this page's own publications and subscriptions (one
 // RTCPeerConnection each). Pages render it; `window.huizhen` exposes it to tests.
 
-import { SignalingClient } from "./signaling.js";
+import { readFragment, SignalingClient } from "./signaling.js";
 
 const FORGET_CLOSED_MS = 15000;
 const RESUBSCRIBE_ATTEMPTS = 3;
@@ -257,7 +257,10 @@ export class RoomSession {
     // Video first, then audio: the stream's tracks are listed in this order.
     const tracks = [...publication.media.getVideoTracks(), ...publication.media.getAudioTracks()];
     for (const track of tracks) {
-      pc.addTransceiver(track, { direction: "sendonly", streams: [publication.media] });
+      const transceiver = pc.addTransceiver(track, {
+        direction: "sendonly", streams: [publication.media],
+      });
+      if (track.kind === "video") preferVideoCodec(transceiver, readFragment().get("codec"));
     }
     this._changed();
     try {
@@ -366,4 +369,27 @@ export class RoomSession {
     }
     if (Object.keys(this.subscriptions).length) this._changed();
   }
+}
+
+/**
+ * Put the codec named in the URL fragment (`&codec=H264` or `&codec=VP8`) first in the
+ * offer. For H.264, the profile the server forwards (constrained baseline,
+ * packetization-mode 1) goes first.
+ */
+function preferVideoCodec(transceiver, name) {
+  if (!name || !transceiver.setCodecPreferences || !RTCRtpSender.getCapabilities) return;
+  const codecs = RTCRtpSender.getCapabilities("video").codecs;
+  const mime = `video/${name.toLowerCase()}`;
+  const score = (c) => {
+    const fmtp = c.sdpFmtpLine || "";
+    return (fmtp.includes("packetization-mode=1") ? 2 : 0)
+      + (/profile-level-id=42e01f/i.test(fmtp) ? 1 : 0);
+  };
+  const chosen = codecs.filter((c) => c.mimeType.toLowerCase() === mime)
+    .sort((a, b) => score(b) - score(a));
+  if (!chosen.length) {
+    console.warn(`huizhen: this browser cannot send ${name}`);
+    return;
+  }
+  transceiver.setCodecPreferences([...chosen, ...codecs.filter((c) => !chosen.includes(c))]);
 }
