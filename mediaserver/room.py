@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mediaserver.errors import ClosedError, LimitError, NotFoundError
+from mediaserver.errors import ClosedError, LimitError, NegotiationError, NotFoundError
 from mediaserver.events import (
     ParticipantJoined,
     ParticipantLeft,
@@ -147,7 +147,13 @@ class Room:
         subscription = participant.subscriptions.get(subscription_id)
         if subscription is None:
             raise NotFoundError("no such subscription")
-        await subscription.accept_answer(answer_sdp)
+        try:
+            await subscription.accept_answer(answer_sdp)
+        except NegotiationError:
+            # A connection that took a bad answer is not reusable: the subscriber starts over.
+            if participant.subscriptions.pop(subscription_id, None) is not None:
+                self._track_close(subscription)
+            raise
 
     def unsubscribe(self, participant: Participant, subscription_id: str) -> None:
         subscription = participant.subscriptions.pop(subscription_id, None)

@@ -105,7 +105,13 @@ class Transport:
         self._close_media()
         self.state = "closed"
         self._on_state(self, "closed")
-        self._close_task = self._loop.create_task(self.pc.close())
+        self._close_task = self._loop.create_task(self._close_pc())
+
+    async def _close_pc(self) -> None:
+        try:
+            await self.pc.close()
+        except Exception as exc:  # aiortc may fail to close a half-negotiated connection
+            logger.debug("[%s] closing transport %s: %r", self.participant_id, self.id, exc)
 
     def pc_closed(self) -> bool:
         return self._close_task is not None and self._close_task.done()
@@ -125,6 +131,9 @@ def _check_sdp(sdp: object, kind: str) -> str:
         raise NegotiationError(f"the {kind} is larger than {MAX_SDP_BYTES} bytes")
     if not sdp.lstrip().startswith("v=0"):
         raise NegotiationError(f"the {kind} is not SDP (it must start with v=0)")
+    sections = sum(1 for line in sdp.splitlines() if line.startswith("m="))
+    if sections > MAX_MEDIA_SECTIONS:
+        raise NegotiationError(f"the {kind} has more than {MAX_MEDIA_SECTIONS} media sections")
     return sdp
 
 
@@ -164,8 +173,13 @@ class Publication(Transport):
                 raise NegotiationError(f"no supported codec for the {transceiver.kind} track")
             self._add_producer(f"{self.id}-{index}", transceiver.kind, codec,
                                transceiver.receiver)
-        answer = await self.pc.createAnswer()
-        return await self._apply_local(answer)
+        try:
+            answer = await self.pc.createAnswer()
+            return await self._apply_local(answer)
+        except Exception as exc:  # an offer aiortc parsed but cannot answer
+            logger.info("[%s] cannot answer publish offer: %s", self.participant_id,
+                        type(exc).__name__)
+            raise NegotiationError("the offer could not be answered (inconsistent SDP)") from None
 
     def _hook_probe_sockets(self) -> None:
         if self._stamps is not None and self.pc.connectionState == "connected":

@@ -113,9 +113,6 @@ class SignalingSession:
     # ----------------------------------------------------------------- dispatch
 
     async def _handle_text(self, raw: str) -> None:
-        if not self._bucket.allow(self._loop.time()):
-            self.send(error_json("rate-limited", "too many messages; slow down"))
-            return
         if len(raw) > self.config.max_message_bytes:
             self.send(error_json("message-too-large",
                                  f"messages are limited to {self.config.max_message_bytes} bytes"))
@@ -124,6 +121,8 @@ class SignalingSession:
         try:
             request = parse_request(raw)
             request_id = request.id
+            if not self._bucket.allow(self._loop.time()):
+                raise ProtocolError("rate-limited", "too many messages; slow down", request_id)
             await self._dispatch(request)
         except ProtocolError as exc:
             self.send(error_json(exc.code, exc.message, exc.request_id or request_id))

@@ -242,3 +242,17 @@ async def test_unsubscribe_unpublish_and_leave(running_server):
     left = await ward.next_event("participant-left")
     assert left["participant"] == joined["participant"]["id"]
     await asyncio.gather(sub.close(), pub.close(), expert.close(), ward.close())
+
+
+async def test_floods_are_rate_limited_with_the_request_id(running_server):
+    session, ws = await raw_socket(running_server)
+    for i in range(80):
+        await ws.send_str(json.dumps({"type": "ping", "id": i}))
+    replies = [json.loads((await ws.receive(timeout=10)).data) for _ in range(80)]
+    limited = [r for r in replies if r["type"] == "error"]
+    assert limited and all(r["code"] == "rate-limited" for r in limited)
+    assert {r["id"] for r in replies} == set(range(80))  # every request got its answer
+    await asyncio.sleep(1.0)
+    assert await exchange(ws, {"type": "ping", "id": "later"}) == {"type": "pong",
+                                                                   "id": "later"}
+    await session.close()
