@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
-
-from aiohttp import web
 
 from config import ConfigError, Settings, load_settings
 from huizhen.app import create_app, token_authority
+from huizhen.running import serving, wait_for_stop
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -22,28 +19,14 @@ def _settings(args: argparse.Namespace) -> Settings:
         sys.exit(f"huizhen: {exc}")
 
 
-async def _run_until_signal(runner: web.AppRunner, settings: Settings,
-                            after_start: object = None) -> None:
-    await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        if after_start is not None:
-            await after_start  # type: ignore[misc]
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+async def _serve(settings: Settings) -> None:
+    async with serving(create_app(settings), settings.server.host, settings.server.port):
+        print(f"huizhen listening on {settings.server.base_url}", flush=True)
+        await wait_for_stop()
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    settings = _settings(args)
-    print(f"huizhen listening on {settings.server.base_url}", flush=True)
-    asyncio.run(_run_until_signal(web.AppRunner(create_app(settings)), settings))
+    asyncio.run(_serve(_settings(args)))
 
 
 def cmd_token(args: argparse.Namespace) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -12,6 +15,15 @@ from aiohttp import web
 from config import Settings, load_settings
 from huizhen.app import create_app, token_authority
 from signaling import TokenAuthority
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 15) -> int:
+    """SIGTERM, then SIGKILL if it has not exited in time; returns the exit code."""
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return process.wait(timeout)
+    process.kill()
+    return process.wait()
 
 
 def free_port() -> int:

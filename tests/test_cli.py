@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import subprocess
@@ -11,7 +10,7 @@ import sys
 
 from huizhen.app import token_authority
 from signaling.client import SignalingClient
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, make_settings, stop_process
 from tests.peers import Subscriber, wait_for
 
 SECRET = "cli-test-secret-0123456789abcdef-0123456"
@@ -70,9 +69,5 @@ async def test_demo_comes_up_and_streams_the_moving_pattern():
         await sub.close()
         await client.close()
     finally:
-        demo.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            demo.wait(15)
-        if demo.poll() is None:
-            demo.kill()
-    assert demo.returncode == 0
+        returncode = stop_process(demo)
+    assert returncode == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from aiortc import RTCPeerConnection
 from huizhen.testpattern import PatternVideoTrack, ToneAudioTrack
 from signaling import TokenAuthority
 from signaling.client import SignalingClient
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 from tests.peers import Subscriber, prefer_codec, wait_for
 
 SECRET = "codec-spy-secret-0123456789abcdef-0123"
@@ -59,11 +58,7 @@ async def spy_server() -> AsyncIterator[str]:
         assert line.strip() == b"ready"
         yield f"http://127.0.0.1:{port}"
     finally:
-        child.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(10)
-        if child.poll() is None:
-            child.kill()
+        stop_process(child)
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
