@@ -17,8 +17,9 @@ ALGORITHM = "HS256"
 ALL_ROOMS = "*"
 
 ROLE_GRANTS: dict[str, frozenset[str]] = {
-    # Ward staff publish the bedside camera and microphone and hear/see the experts.
-    "ward": frozenset({"publish", "subscribe"}),
+    # Ward staff publish the bedside camera and microphone, hear/see the experts, and
+    # may take the PTZ camera back from a remote expert at any time.
+    "ward": frozenset({"publish", "subscribe", "ptz"}),
     # Experts watch the bedside, talk back and (later) steer the PTZ camera.
     "expert": frozenset({"publish", "subscribe", "ptz"}),
     # Observers (e.g. trainees) may only watch and listen.
