@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,21 @@ class RoomClosed:
     reason: str = "closed"
 
 
+@dataclass(frozen=True)
+class AppEvent:
+    """An application event for the room's participants (device readings, control state).
+
+    The media server only delivers it; ``kind`` and ``body`` mean something to the
+    application layers (e.g. "vitals", "ptz-state"), never to mediaserver.
+    """
+
+    kind: str
+    body: Mapping[str, Any]
+
+
 RoomEvent = (
-    ParticipantJoined
+    AppEvent
+    | ParticipantJoined
     | ParticipantLeft
     | StreamAdded
     | StreamRemoved
@@ -83,6 +98,7 @@ RoomEvent = (
 )
 
 __all__ = [
+    "AppEvent",
     "ParticipantInfo",
     "ParticipantJoined",
     "ParticipantLeft",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mediaserver.errors import ClosedError, LimitError, NegotiationError, NotFoundError
 from mediaserver.events import (
+    AppEvent,
     ParticipantJoined,
     ParticipantLeft,
     RoomClosed,
@@ -82,6 +84,14 @@ class Room:
         del self.participants[participant.id]
         self._broadcast(ParticipantLeft(participant.id))
         logger.info("[%s] participant %s left", self.name, participant.id)
+
+    def broadcast(self, kind: str, body: Mapping[str, Any], exclude: str | None = None) -> int:
+        """Deliver an application event to every participant; returns how many got it."""
+        if self.closed:
+            return 0
+        event = AppEvent(kind, body)
+        self._broadcast(event, exclude=exclude)
+        return len(self.participants) - (1 if exclude in self.participants else 0)
 
     def streams(self) -> list[StreamInfo]:
         return [

@@ -4,11 +4,13 @@ from signaling.app_keys import (
     AUTHORITY,
     LATENCY_PROBE,
     MEDIA_SERVER,
+    ROOM_SERVICES,
     SIGNALING_CONFIG,
     SignalingConfig,
 )
 from signaling.messages import PROTOCOL_VERSION
 from signaling.routes import setup_routes
+from signaling.services import Caller, NoRoomServices, PtzCommand, RoomServices, ServiceError
 from signaling.tokens import ROLE_GRANTS, Grant, TokenAuthority, TokenError
 
 __all__ = [
@@ -17,8 +19,14 @@ __all__ = [
     "MEDIA_SERVER",
     "PROTOCOL_VERSION",
     "ROLE_GRANTS",
+    "ROOM_SERVICES",
     "SIGNALING_CONFIG",
+    "Caller",
     "Grant",
+    "NoRoomServices",
+    "PtzCommand",
+    "RoomServices",
+    "ServiceError",
     "SignalingConfig",
     "TokenAuthority",
     "TokenError",

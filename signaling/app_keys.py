@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from mediaserver import LatencyProbe, MediaServer
+from signaling.services import RoomServices
 from signaling.tokens import TokenAuthority
 
 
@@ -24,6 +25,7 @@ MEDIA_SERVER = web.AppKey("media_server", MediaServer)
 AUTHORITY = web.AppKey("token_authority", TokenAuthority)
 SIGNALING_CONFIG = web.AppKey("signaling_config", SignalingConfig)
 LATENCY_PROBE = web.AppKey("latency_probe", LatencyProbe)
+ROOM_SERVICES: web.AppKey[RoomServices] = web.AppKey("room_services")
 # Open signalling sockets, closed with 1001 on shutdown (aiohttp would otherwise wait
 # for every handler to end by itself).
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("signaling_sockets")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mediaserver.events import (
+    AppEvent,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
@@ -23,6 +24,7 @@ from mediaserver.events import (
     SubscriptionClosed,
     TransportStateChanged,
 )
+from signaling.services import PTZ_ACTIONS, PtzCommand
 
 PROTOCOL_VERSION = 1
 MAX_ID_LENGTH = 64
@@ -84,7 +86,13 @@ class Ping:
     id: str | int | None
 
 
-Request = Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Leave | Ping
+@dataclass(frozen=True)
+class Ptz:
+    id: str | int | None
+    command: PtzCommand
+
+
+Request = Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Leave | Ping | Ptz
 
 
 def _request_id(message: dict[str, Any]) -> str | int | None:
@@ -141,7 +149,35 @@ def parse_request(raw: str) -> Request:
         return Leave(request_id)
     if kind == "ping":
         return Ping(request_id)
+    if kind == "ptz":
+        return Ptz(request_id, _ptz_command(message, request_id))
     raise ProtocolError("bad-message", "unknown message type", request_id)
+
+
+def _speed(message: dict[str, Any], key: str, request_id: str | int | None) -> float:
+    value = message.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ProtocolError("bad-message", f"'{key}' must be a number from -1 to 1", request_id)
+    if not -1 <= value <= 1:
+        raise ProtocolError("bad-message", f"'{key}' must be a number from -1 to 1", request_id)
+    return float(value)
+
+
+def _ptz_command(message: dict[str, Any], request_id: str | int | None) -> PtzCommand:
+    action = message.get("action")
+    if action not in PTZ_ACTIONS:
+        raise ProtocolError("bad-message", f"'action' must be one of {', '.join(PTZ_ACTIONS)}",
+                            request_id)
+    if action == "move":
+        return PtzCommand(action, _speed(message, "pan", request_id),
+                          _speed(message, "tilt", request_id), _speed(message, "zoom", request_id))
+    if action in ("preset-recall", "preset-set"):
+        preset = message.get("preset")
+        if isinstance(preset, bool) or not isinstance(preset, int) or not 0 <= preset < 256:
+            raise ProtocolError("bad-message", "'preset' must be an integer from 0 to 255",
+                                request_id)
+        return PtzCommand(action, preset=preset)
+    return PtzCommand(action)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -168,6 +204,8 @@ def error_json(code: str, message: str, request_id: str | int | None = None) -> 
 
 
 def event_json(event: RoomEvent) -> dict[str, Any]:
+    if isinstance(event, AppEvent):
+        return {**event.body, "type": event.kind}
     if isinstance(event, ParticipantJoined):
         return {"type": "participant-joined", "participant": participant_json(event.participant)}
     if isinstance(event, ParticipantLeft):

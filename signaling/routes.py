@@ -7,7 +7,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling.app_keys import AUTHORITY, LATENCY_PROBE, MEDIA_SERVER, SIGNALING_CONFIG, SOCKETS
+from signaling.app_keys import (
+    AUTHORITY,
+    LATENCY_PROBE,
+    MEDIA_SERVER,
+    ROOM_SERVICES,
+    SIGNALING_CONFIG,
+    SOCKETS,
+)
+from signaling.services import NoRoomServices
 from signaling.session import SignalingSession
 from signaling.tokens import TokenError
 
@@ -22,7 +30,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
     sockets.add(ws)
-    session = SignalingSession(ws, request.app[MEDIA_SERVER], request.app[AUTHORITY], config)
+    services = request.app.get(ROOM_SERVICES) or NoRoomServices()
+    session = SignalingSession(ws, request.app[MEDIA_SERVER], request.app[AUTHORITY], config,
+                               services)
     try:
         await session.run()
     finally:

@@ -20,6 +20,7 @@ from signaling.messages import (
     Leave,
     Ping,
     ProtocolError,
+    Ptz,
     Publish,
     Request,
     Subscribe,
@@ -32,6 +33,7 @@ from signaling.messages import (
     stream_json,
 )
 from signaling.rate_limit import TokenBucket
+from signaling.services import Caller, NoRoomServices, RoomServices, ServiceError
 from signaling.tokens import Grant, TokenAuthority, TokenError
 
 logger = logging.getLogger(__name__)
@@ -44,9 +46,11 @@ class SignalingSession:
     """The state machine of one client connection (not joined -> joined -> closed)."""
 
     def __init__(self, ws: web.WebSocketResponse, media: MediaServer,
-                 authority: TokenAuthority, config: SignalingConfig) -> None:
+                 authority: TokenAuthority, config: SignalingConfig,
+                 services: RoomServices | None = None) -> None:
         self.ws = ws
         self.media = media
+        self.services: RoomServices = services or NoRoomServices()
         self.authority = authority
         self.config = config
         self.grant: Grant | None = None
@@ -130,6 +134,8 @@ class SignalingSession:
             self.send(error_json("unauthorized", exc.message, request_id))
         except MediaServerError as exc:
             self.send(error_json(exc.code, str(exc), request_id))
+        except ServiceError as exc:
+            self.send(error_json(exc.code, exc.message, request_id))
         except Exception:
             logger.exception("[%s] internal error handling a request", self._log_prefix)
             self.send(error_json("internal-error", "the server could not handle this request",
@@ -163,6 +169,13 @@ class SignalingSession:
         elif isinstance(request, Unsubscribe):
             room.unsubscribe(participant, request.subscription)
             self.send({"type": "ok", "id": request.id})
+        elif isinstance(request, Ptz):
+            self._require("ptz", request.id)
+            assert self.grant is not None
+            caller = Caller(room.name, participant.id, participant.name, participant.role,
+                            self.grant.subject)
+            await self.services.ptz(caller, request.command)
+            self.send({"type": "ptz-ok", "id": request.id})
         elif isinstance(request, Leave):
             self._leave()
             self.send({"type": "left", "id": request.id})
@@ -201,6 +214,7 @@ class SignalingSession:
             "streams": [stream_json(s) for s in room.streams()],
             "iceServers": list(self.config.ice_servers),
             "expiresAt": grant.expires_at,
+            **self.services.room_state(room.name),
         })
 
     def _on_event(self, event: RoomEvent) -> None:
@@ -214,5 +228,7 @@ class SignalingSession:
         self.participant = None
         self.room = None
         if participant is not None and room is not None:
+            # Devices first: a camera the participant was steering stops before anything else.
+            self.services.participant_left(room.name, participant.id)
             room.leave(participant)
             self.media.close_if_empty(room)
