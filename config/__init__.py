@@ -3,6 +3,7 @@
 from config.settings import (
     AuthSettings,
     ConfigError,
+    DeviceSettings,
     IceServer,
     MediaSettings,
     ServerSettings,
@@ -14,6 +15,7 @@ from config.settings import (
 __all__ = [
     "AuthSettings",
     "ConfigError",
+    "DeviceSettings",
     "IceServer",
     "MediaSettings",
     "ServerSettings",

@@ -72,11 +72,30 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class DeviceSettings:
+    database_url: str
+    hl7_listen: str
+    hl7_default_zone: str
+    beds: tuple[dict[str, Any], ...]
+
+    def database_for(self, data_dir: Path) -> str:
+        return self.database_url or f"sqlite:///{data_dir / 'devices.sqlite3'}"
+
+    @property
+    def hl7_address(self) -> tuple[str, int] | None:
+        if not self.hl7_listen:
+            return None
+        host, _, port = self.hl7_listen.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings
     auth: AuthSettings
     media: MediaSettings
     storage: StorageSettings
+    devices: DeviceSettings
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
 
 
@@ -138,6 +157,23 @@ def _ice_servers(raw: Any) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
+def _devices(raw: Mapping[str, Any]) -> DeviceSettings:
+    beds = raw["beds"]
+    if not isinstance(beds, list) or not all(isinstance(b, Mapping) for b in beds):
+        raise ConfigError("devices.beds must be a list of tables")
+    listen = str(raw["hl7_listen"])
+    if listen:
+        _host, sep, port = listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError("devices.hl7_listen must be HOST:PORT")
+    return DeviceSettings(
+        database_url=str(raw["database_url"]),
+        hl7_listen=listen,
+        hl7_default_zone=str(raw["hl7_default_zone"]),
+        beds=tuple(dict(b) for b in beds),
+    )
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -178,6 +214,7 @@ def load_settings(
                 retransmission_buffer=int(m["retransmission_buffer"]),
             ),
             storage=StorageSettings(data_dir=Path(str(merged["storage"]["data_dir"]))),
+            devices=_devices(merged["devices"]),
             ice_servers=_ice_servers(merged["ice"]["servers"]),
         )
     except (TypeError, ValueError) as exc:

@@ -56,3 +56,18 @@ def test_bad_configuration_is_refused_clearly(tmp_path: Path, content, env, mess
     path.write_text(content)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_settings(path, environ=env)
+
+
+def test_device_section(tmp_path: Path):
+    path = tmp_path / "beds.toml"
+    path.write_text('[devices]\nhl7_listen = "0.0.0.0:2575"\n'
+                    'beds = [{ room = "icu3-bed12", camera = "visca-udp://10.0.0.9" }]\n')
+    settings = load_settings(path, environ={})
+    assert settings.devices.hl7_address == ("0.0.0.0", 2575)
+    assert settings.devices.beds == ({"room": "icu3-bed12", "camera": "visca-udp://10.0.0.9"},)
+    assert settings.devices.database_for(Path("/d")) == "sqlite:////d/devices.sqlite3"
+    assert load_settings(environ={}).devices.hl7_address is None
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        load_settings(environ={"HUIZHEN_DEVICES_HL7_LISTEN": "nowhere"})
+    with pytest.raises(ConfigError, match="list of tables"):
+        load_settings(environ={"HUIZHEN_DEVICES_BEDS": '["x"]'})
