@@ -1,9 +1,12 @@
 // Specialist page: every participant and their connection states, every stream
-// subscribed and shown, and a talk-back publication to the bedside.
+// subscribed and shown, a talk-back publication to the bedside, the bedside
+// camera's PTZ pad and the patient monitor's live vital signs.
 
+import { PtzModel, PtzPad } from "./ptz.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
 import { TileGrid, badge, renderIdentity, renderParticipants, renderStatus, requireToken } from "./ui.js";
+import { VitalsPanel } from "./vitals.js";
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
@@ -18,6 +21,10 @@ if (token) {
     preferSound: false,
     emptyText: "Waiting for the bedside camera…",
   });
+  const ptz = new PtzModel(session);
+  const pad = new PtzPad($("ptz"), ptz);
+  const vitalsNode = $("vitals");
+  const vitals = new VitalsPanel(vitalsNode, session);
   let talk = null; // the talk-back publication, while active
   let busy = false;
 
@@ -44,6 +51,8 @@ if (token) {
     renderParticipants($("participants"), session);
     tiles.render();
     renderTalk();
+    pad.render();
+    $("layout").classList.toggle("has-vitals", !vitalsNode.hidden);
   }
 
   talkButton.addEventListener("click", async () => {
@@ -72,9 +81,11 @@ if (token) {
   });
 
   session.onChange(render);
-  session.exposeForTests({
-    talk: () => talkButton.click(),
-  });
+  vitals.onToggle = () => render();
+  const exposed = { talk: () => talkButton.click(), ptz: ptz.expose(), pad };
+  // vitals, vitalSamples, waveforms: live getters (copied as descriptors, not values).
+  Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(vitals.expose()));
+  session.exposeForTests(exposed);
   session.start();
   render();
 }

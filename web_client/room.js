@@ -179,7 +179,7 @@ export class RoomSession {
   /** The object tests (and curious engineers) reach through `window.huizhen`. */
   exposeForTests(extra = {}) {
     const session = this;
-    window.huizhen = Object.assign({
+    const exposed = {
       session,
       get state() { return session.state; },
       get room() { return session.room; },
@@ -191,8 +191,11 @@ export class RoomSession {
       get peerConnections() { return session.peerConnections; },
       get errors() { return session.errors; },
       framesDecoded: () => session.framesDecoded(),
-    }, extra);
-    return window.huizhen;
+    };
+    // Copy descriptors, not values: getters in `extra` stay live.
+    Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(extra));
+    window.huizhen = exposed;
+    return exposed;
   }
 
   // ------------------------------------------------------------------ internals

@@ -1,10 +1,13 @@
 // Bedside page: publish the camera and microphone, show whether the connection
-// is up, and play what the specialists send back.
+// is up, play what the specialists send back, show who steers the PTZ camera (ward
+// staff can take it over) and the monitor's vital signs.
 // `#token=…&autostart=1` starts the camera without a click (used by the tests).
 
+import { PtzModel, PtzTakeover } from "./ptz.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
 import { TileGrid, badge, renderIdentity, renderParticipants, renderStatus, requireToken } from "./ui.js";
+import { VitalsPanel } from "./vitals.js";
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
@@ -22,6 +25,9 @@ if (token) {
     preferSound: true,
     emptyText: "No specialist is talking to this bedside.",
   });
+  const ptz = new PtzModel(session);
+  const takeover = new PtzTakeover($("ptz"), ptz);
+  const vitals = new VitalsPanel($("vitals"), session);
   let camera = null; // the camera publication, while active
   let busy = false;
 
@@ -51,6 +57,7 @@ if (token) {
     renderParticipants($("participants"), session);
     tiles.render();
     renderPublication();
+    takeover.render();
   }
 
   async function startCamera() {
@@ -88,11 +95,9 @@ if (token) {
   startButton.addEventListener("click", startCamera);
   stopButton.addEventListener("click", stopCamera);
   session.onChange(render);
-  session.exposeForTests({
-    startCamera,
-    stopCamera,
-    get camera() { return camera; },
-  });
+  const exposed = { startCamera, stopCamera, get camera() { return camera; }, ptz: ptz.expose() };
+  Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(vitals.expose()));
+  session.exposeForTests(exposed);
   if (params.get("autostart") === "1") {
     // Publish as soon as the first join succeeds (later joins republish by themselves).
     const off = session.client.on("joined", () => {
