@@ -1,0 +1,120 @@
+"""Original-mode acknowledgements (ACK) for received messages, sans-I/O.
+
+``MSH`` swaps sending and receiving application/facility, carries a new control id,
+``now`` as MSH-7 and the message's own MSH-18 (the ACK is encoded in that character
+set); ``MSA|<AA/AE/AR>|<MSH-10 of the message>[|reason]``; for AE/AR an ``ERR``
+segment with the HL7 table 0357 code and the location (ERR-2..4 from v2.5 on,
+ERR-1 before). Reasons are short, fixed texts: never data from the message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from .errors import ErrorCode, Location, MessageError
+from .escape import DEFAULT_SEPARATORS, Separators, escape
+from .oru import MessageHeader
+from .timestamp import format_timestamp
+
+AckCode = Literal["AA", "AE", "AR"]
+_OLD_ERR = re.compile(r"2\.[34](\.\d+)*")
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """What to answer: the code, and for AE/AR why and where."""
+
+    code: AckCode
+    reason: str | None = None
+    error_code: ErrorCode | None = None
+    location: Location | None = None
+
+    @classmethod
+    def accept(cls) -> Acknowledgement:
+        return cls("AA")
+
+    @classmethod
+    def for_error(cls, error: MessageError) -> Acknowledgement:
+        code: AckCode = "AR" if error.ack_code == "AR" else "AE"
+        return cls(code, error.reason, error.code, error.location)
+
+    @classmethod
+    def not_stored(cls) -> Acknowledgement:
+        return cls("AE", "not stored", ErrorCode.INTERNAL)
+
+
+@dataclass(frozen=True)
+class Responder:
+    """Who answers: MSH-3/MSH-4 of the ACK when the message left MSH-5/MSH-6 empty."""
+
+    application: str = "HUIZHEN"
+    facility: str = ""
+
+
+def build_ack(header: MessageHeader | None, ack: Acknowledgement, *, control_id: str,
+              now: datetime, responder: Responder | None = None) -> str:
+    """The ACK message text (segments ended by ``\\r``) for a message's ``header``.
+
+    ``header`` is None when the bytes were not an HL7 message: the ACK then has
+    empty receiving fields and an empty MSA-2.
+    """
+    responder = responder or Responder()
+    seps = header.separators if header is not None else DEFAULT_SEPARATORS
+    f = seps.field
+    msh = [
+        "MSH",
+        seps.encoding_characters,
+        header.receiving_application if header and header.receiving_application
+        else escape(responder.application, seps),
+        header.receiving_facility if header and header.receiving_facility
+        else escape(responder.facility, seps),
+        header.sending_application if header else "",
+        header.sending_facility if header else "",
+        format_timestamp(now),
+        "",
+        _ack_type(header, seps),
+        escape(control_id, seps),
+        header.processing_id if header and header.processing_id else "P",
+        header.version if header and header.version else "2.6",
+    ]
+    if header is not None and header.charset:
+        msh += [""] * 5 + [header.charset]
+    segments = [f.join(msh)]
+    msa = ["MSA", ack.code, header.control_id if header else ""]
+    if ack.reason:
+        msa.append(escape(ack.reason, seps))
+    segments.append(f.join(msa))
+    if ack.code != "AA":
+        segments.append(_err(ack, header, seps))
+    return "\r".join(segments) + "\r"
+
+
+def encode_ack(text: str, header: MessageHeader | None) -> bytes:
+    """The ACK text in the message's character set (ASCII when it has none we know)."""
+    codec = header.codec if header is not None and header.codec else "ascii"
+    return text.encode(codec, "replace")
+
+
+def _ack_type(header: MessageHeader | None, seps: Separators) -> str:
+    event = header.trigger_event if header is not None else ""
+    if not event:
+        return "ACK"
+    return seps.component.join(("ACK", escape(event, seps), "ACK"))
+
+
+def _err(ack: Acknowledgement, header: MessageHeader | None, seps: Separators) -> str:
+    code = ack.error_code or ErrorCode.INTERNAL
+    location = ack.location
+    c, s = seps.component, seps.subcomponent
+    place = [location.segment, str(location.sequence), str(location.field or "")] \
+        if location is not None else []
+    if header is not None and _OLD_ERR.fullmatch(header.version):
+        # v2.3/2.4: ERR-1 (ELD) = segment^sequence^field^code&text&HL70357
+        eld = (place or ["", "", ""]) + [s.join((str(int(code)), code.text, "HL70357"))]
+        return seps.field.join(("ERR", c.join(eld)))
+    severity = "E"
+    return seps.field.join(("ERR", "", c.join(place),
+                            c.join((str(int(code)), code.text, "HL70357")), severity))

@@ -1,0 +1,216 @@
+"""Shared by the HL7 tests: messages (the GE B40 sample, a builder), stores on SQLite and
+PostgreSQL, a running listener and a raw MLLP client. Its own tests check the fixtures.
+
+PostgreSQL: ``HUIZHEN_TEST_POSTGRES_URL`` (default the local ``test`` database). Each
+store gets its own schema, dropped afterwards, so concurrent runs do not clash. An
+unreachable server or a missing driver FAILS the tests that use it: never a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import hl7
+import pytest
+import sqlalchemy as sa
+
+from devices.hl7.listener import HL7Listener, ListenerConfig, StoredCallback
+from devices.hl7.storage import SampleStore
+from devices.vitals import SampleSink
+
+PG_URL = os.environ.get("HUIZHEN_TEST_POSTGRES_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+STORE_KINDS = ["sqlite", "postgresql"]
+
+# The public GE B40/B20 sample (HL7 Reference Manual, PCD-01), as in hl7-vitals.md.
+GE_SAMPLE = "\r".join([
+    "MSH|^~\\&|VSP^080019FFFE134535^EUI-64|GE Healthcare|||20130122134100||ORU^R01^ORU_R01|"
+    "004097134535|P|2.6|||NE|AL||UNICODE UTF-8|||PCD_DEC_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1"
+    "^ISO",
+    "PID|||HED12^^^PID^MR||LAZY^KITTY^^^^^L|||",
+    "PV1||R|SURGERY^^V2",
+    "OBR|1|080019FFFE13453520130122134100^VSP^080019FFFE134535^EUI-64|080019FFFE1345352013012213"
+    "4100^VSP^080019FFFE134535^EUI-64|182777000^monitoring of patient^SCT|||20130122134100",
+    "OBX|1||69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|1.0.0.0|||||||X",
+    "OBX|43|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.22.1.2|100|262688^MDC_DIM_PERCENT^MDC|||||R|||||"
+    "||080019FFFE0B4020^B40_GE",
+    "OBX|45|NM|151562^MDC_RESP_RATE^MDC|1.20.1.1|18|264928^MDC_DIM_RESP_PER_MIN^MDC|||||R|||||||0"
+    "80019FFFE0B4020^B40_GE",
+    "OBX|49|NM|150344^MDC_TEMP^MDC|1.26.1.1|37.1|268192^MDC_DIM_DEGC^MDC|||||R|||||||080019FFFE0B"
+    "4020^B40_GE",
+]) + "\r"
+GE_CONTROL_ID = "004097134535"
+GE_PATIENT_ID = "HED12"
+GE_PATIENT_DATA = ("HED12", "LAZY", "KITTY")
+"""Strings that must never appear in a log line, an error message or an ACK."""
+
+
+def oru(*obx: str, charset: str = "UNICODE UTF-8", control_id: str = "MSG00001",
+        patient: str = "HED12^^^PID^MR||LAZY^KITTY^^^^^L", sent_at: str = "20130122134100",
+        message_type: str = "ORU^R01^ORU_R01", version: str = "2.6", obr_time: str = "",
+        sender: str = "VSP^080019FFFE134535^EUI-64") -> str:
+    """An ORU^R01 message; each ``obx`` is the segment from OBX-2 on (OBX-1 is numbered)."""
+    segments = [
+        f"MSH|^~\\&|{sender}|GE Healthcare|||{sent_at}||{message_type}|{control_id}|P|"
+        f"{version}|||NE|AL||{charset}",
+        f"PID|||{patient}",
+        "PV1||R|SURGERY^^V2",
+        f"OBR|1|X1^VSP|X1^VSP|182777000^monitoring of patient^SCT|||{obr_time}",
+    ]
+    segments += [f"OBX|{n}|{row}" for n, row in enumerate(obx, 1)]
+    return "\r".join(segments) + "\r"
+
+
+def nm(code: str, value: str, unit: str = "", *, time: str = "", status: str = "R",
+       device: str = "080019FFFE0B4020^EUI-64", sub: str = "1.1.1.1") -> str:
+    """An OBX (from OBX-2) with value type NM; ``code`` is OBX-3 (``code^name^system``)."""
+    return f"NM|{code}|{sub}|{value}|{unit}|||||{status}|||{time}||||{device}"
+
+
+def frame(payload: bytes) -> bytes:
+    return b"\x0b" + payload + b"\x1c\r"
+
+
+# --- stores --------------------------------------------------------------------------
+
+def _postgres_engine() -> sa.Engine:
+    try:
+        engine = sa.create_engine(PG_URL)
+        with engine.connect():
+            pass
+    except ModuleNotFoundError as exc:
+        pytest.fail(f"no PostgreSQL driver for {PG_URL} ({exc}): install psycopg")
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} is unreachable: {exc.orig}")
+    return engine
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Any:
+    """A fresh schema in the test database, dropped on exit."""
+    engine = _postgres_engine()
+    name = f"hl7_test_{uuid.uuid4().hex[:16]}"
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield name
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+        engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def open_store(kind: str, tmp_path: Path, **options: Any) -> AsyncIterator[SampleStore]:
+    """A ``SampleStore`` on SQLite (in ``tmp_path``) or PostgreSQL (in its own schema)."""
+    if kind == "sqlite":
+        async with SampleStore(data_dir=tmp_path, **options) as store:
+            yield store
+        return
+    assert kind == "postgresql", kind
+    with postgres_schema() as schema:
+        async with SampleStore(PG_URL, schema=schema, **options) as store:
+            yield store
+
+
+# --- listener and client --------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def running_listener(sink: SampleSink, *, on_stored: StoredCallback | None = None,
+                           **config: Any) -> AsyncIterator[HL7Listener]:
+    listener = HL7Listener(sink, ListenerConfig(port=0, **config), on_stored=on_stored)
+    await listener.start()
+    try:
+        yield listener
+    finally:
+        await listener.stop(grace=1.0)
+
+
+class RawClient:
+    """An MLLP client on plain asyncio streams: exact bytes out, frames in."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send_message(self, text: str, encoding: str = "utf-8") -> None:
+        await self.send(frame(text.encode(encoding)))
+
+    async def read_frame(self, timeout: float = 5.0) -> bytes:
+        data = await asyncio.wait_for(self.reader.readuntil(b"\x1c\r"), timeout)
+        assert data.startswith(b"\x0b"), data[:10]
+        return data[1:-2]
+
+    async def read_ack(self, timeout: float = 5.0, encoding: str = "utf-8") -> Any:
+        return hl7.parse(( await self.read_frame(timeout)).decode(encoding))
+
+    async def nothing_within(self, seconds: float) -> bool:
+        """True if no byte arrives (and the connection stays open) for ``seconds``."""
+        try:
+            data = await asyncio.wait_for(self.reader.read(1), seconds)
+        except TimeoutError:
+            return True
+        raise AssertionError(f"unexpected bytes or end of stream: {data!r}")
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+def msa(ack: Any) -> tuple[str, str, str]:
+    """MSA-1, MSA-2, MSA-3 of a parsed ACK."""
+    segment = ack.segment("MSA")
+    return tuple(str(segment[i]) if i < len(segment) else "" for i in (1, 2, 3))  # type: ignore[return-value]
+
+
+class RecordingSink:
+    """A sink that keeps what it is given (and can be made to fail ``failures`` times)."""
+
+    def __init__(self, failures: int = 0, then: SampleSink | None = None) -> None:
+        self.batches: list[list[Any]] = []
+        self.failures = failures
+        self.then = then
+
+    async def __call__(self, samples: Any) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("database down while storing HED12")  # patient data on purpose
+        if self.then is not None:
+            await self.then(samples)
+        self.batches.append(list(samples))
+
+
+# --- the fixtures' own tests ----------------------------------------------------------
+
+def test_ge_sample_is_the_reference_message() -> None:
+    message = hl7.parse(GE_SAMPLE)
+    assert [str(s[0]) for s in message] == ["MSH", "PID", "PV1", "OBR", "OBX", "OBX", "OBX", "OBX"]
+    assert str(message.segment("MSH")[10]) == GE_CONTROL_ID
+    assert str(message.segment("MSH")[18]) == "UNICODE UTF-8"
+
+
+def test_builder_numbers_obx_and_places_fields() -> None:
+    message = hl7.parse(oru(nm("150456^MDC_PULS_OXIM_SAT_O2^MDC", "97", time="20240101")))
+    obx = message.segment("OBX")
+    assert str(obx[1]) == "1" and str(obx[5]) == "97"
+    assert str(obx[14]) == "20240101" and str(obx[18]) == "080019FFFE0B4020^EUI-64"
+
+
+def test_postgresql_is_reachable() -> None:
+    """Fails (never skips) when the PostgreSQL the store tests need is not there."""
+    with postgres_schema() as schema:
+        assert schema.startswith("hl7_test_")
