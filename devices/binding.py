@@ -1,9 +1,8 @@
 """Which camera and which monitor belong to which room (bed), from configuration (pure).
 
-Camera addresses:
-  ``visca-udp://HOST[:52381]``            Sony VISCA over IP (8-byte header, sequence numbers)
-  ``visca-tcp://HOST:PORT``               raw VISCA over TCP (PTZOptics and others)
-  ``visca-serial:///dev/ttyUSB0?baud=9600&address=1``
+Camera addresses: the URLs of ``devices.visca.url`` (``visca-udp://HOST[:52381]``,
+``visca-tcp://HOST:PORT``, ``visca-raw-udp://HOST:PORT``,
+``visca-serial:///dev/ttyUSB0?baud=9600&address=1``).
 Monitor addresses:
   ``hl7:DEVICE-ID``                       samples arriving on the HL7 listener from that device
                                           (OBX-18 EUI-64 or MSH-3), e.g. ``hl7:080019FFFE0B4020``
@@ -16,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-CAMERA_SCHEMES = ("visca-udp", "visca-tcp", "visca-serial")
+from devices.visca.url import transport_from_url
+
 SERIAL_MONITOR_SCHEMES = ("nonin", "cms50d")
-DEFAULT_VISCA_UDP_PORT = 52381
 
 
 class BindingError(ValueError):
@@ -28,54 +27,27 @@ class BindingError(ValueError):
 
 
 @dataclass(frozen=True)
-class CameraAddress:
-    scheme: str
-    host: str = ""
-    port: int = 0
-    device: str = ""
-    baudrate: int = 9600
-    address: int = 1
-
-
-@dataclass(frozen=True)
 class MonitorAddress:
     scheme: str  # "hl7", "nonin" or "cms50d"
-    device_id: str = ""  # hl7: the sender's device id
+    device_id: str = ""  # the id its samples carry (hl7: the sender's device id)
     device: str = ""  # serial: the port path
 
 
 @dataclass(frozen=True)
 class BedBinding:
     room: str
-    camera: CameraAddress | None = None
+    camera: str | None = None
+    """A camera URL, as devices.visca.url understands it."""
     monitor: MonitorAddress | None = None
 
 
-def parse_camera(url: str) -> CameraAddress:
-    parts = urlsplit(url)
-    if parts.scheme not in CAMERA_SCHEMES:
-        raise BindingError(f"camera address must start with {', '.join(CAMERA_SCHEMES)}")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+def check_camera(url: str) -> str:
+    """Validate a camera URL without opening anything."""
     try:
-        address = int(query.get("address", "1"))
-        baudrate = int(query.get("baud", "9600"))
-        port = parts.port
-    except ValueError:
-        raise BindingError(f"camera address {url!r} has a bad number") from None
-    if not 1 <= address <= 7:
-        raise BindingError("VISCA camera address must be 1 to 7")
-    if parts.scheme == "visca-serial":
-        if not parts.path:
-            raise BindingError("visca-serial needs a device path, e.g. visca-serial:///dev/ttyUSB0")
-        if baudrate not in (9600, 19200, 38400):
-            raise BindingError("VISCA serial speed must be 9600, 19200 or 38400 baud")
-        return CameraAddress(parts.scheme, device=parts.path, baudrate=baudrate, address=address)
-    if not parts.hostname:
-        raise BindingError(f"{parts.scheme} needs a host")
-    if parts.scheme == "visca-tcp" and port is None:
-        raise BindingError("visca-tcp needs a port")
-    return CameraAddress(parts.scheme, host=parts.hostname,
-                         port=port or DEFAULT_VISCA_UDP_PORT, address=address)
+        transport_from_url(url)
+    except ValueError as exc:
+        raise BindingError(str(exc)) from None
+    return url
 
 
 def parse_monitor(url: str) -> MonitorAddress:
@@ -112,7 +84,7 @@ def parse_bindings(raw: Sequence[Mapping[str, Any]]) -> list[BedBinding]:
         try:
             bindings.append(BedBinding(
                 room=room,
-                camera=parse_camera(camera) if camera else None,
+                camera=check_camera(camera) if camera else None,
                 monitor=parse_monitor(monitor) if monitor else None,
             ))
         except BindingError as exc:

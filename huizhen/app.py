@@ -8,12 +8,15 @@ from pathlib import Path
 from aiohttp import web
 from aiortc import RTCIceServer
 
-from config import Settings
+from config import ConfigError, Settings
+from devices.binding import BindingError, parse_bindings
+from huizhen.device_hub import DeviceHub
 from mediaserver import LatencyProbe, MediaConfig, MediaServer
 from signaling import (
     AUTHORITY,
     LATENCY_PROBE,
     MEDIA_SERVER,
+    ROOM_SERVICES,
     SIGNALING_CONFIG,
     SignalingConfig,
     TokenAuthority,
@@ -61,5 +64,32 @@ def create_app(settings: Settings, *, probe: LatencyProbe | None = None,
         await media.close()
 
     app.cleanup_ctx.append(media_lifecycle)
+    hub = device_hub(settings, media)
+    if hub is not None:
+        app[ROOM_SERVICES] = hub
+
+        async def devices_lifecycle(app: web.Application) -> AsyncIterator[None]:
+            await hub.start()
+            yield
+            await hub.stop()
+
+        # Registered after the media server, so it is cleaned up before it.
+        app.cleanup_ctx.append(devices_lifecycle)
     setup_routes(app, web_root)
     return app
+
+
+def device_hub(settings: Settings, media: MediaServer) -> DeviceHub | None:
+    """The bedside devices of this node, or None when the configuration names none."""
+    devices = settings.devices
+    if not devices.beds and devices.hl7_address is None:
+        return None
+    try:
+        bindings = parse_bindings(devices.beds)
+    except BindingError as exc:
+        raise ConfigError(str(exc)) from None
+    data_dir = settings.storage.data_dir
+    if not devices.database_url:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    return DeviceHub(media, bindings, devices.database_for(data_dir), devices.hl7_address,
+                     devices.hl7_default_zone)

@@ -1,0 +1,221 @@
+"""Bedside devices wired to rooms: PTZ cameras, HL7 and serial monitors, vitals to clients.
+
+This is part of the composition root: it alone imports both the device drivers and
+the media server, and implements signalling's ``RoomServices`` interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from devices.binding import BedBinding
+from devices.hl7 import HL7Listener, ListenerConfig, OruConfig
+from devices.hl7.storage import SampleStore
+from devices.ptz_audit import PtzAudit
+from devices.ptz_control import PtzDenied
+from devices.ptz_service import CameraUnavailable, Operator, PtzService
+from devices.serial_monitors import CMS50D, NONIN, SerialMonitor
+from devices.visca.camera import PtzCamera
+from devices.visca.url import camera_from_url
+from devices.vitals import VitalSample
+from mediaserver import MediaServer
+from signaling.services import Caller, PtzCommand, ServiceError
+
+logger = logging.getLogger(__name__)
+
+
+class ViscaCameraPort:
+    """Adapts a VISCA ``PtzCamera`` to the PTZ service's camera port."""
+
+    def __init__(self, camera: PtzCamera) -> None:
+        self.camera = camera
+
+    @property
+    def online(self) -> bool:
+        return self.camera.online
+
+    async def drive(self, pan: float, tilt: float, zoom: float) -> None:
+        await self.camera.move_normalised(pan, tilt, zoom)
+
+    async def halt(self) -> None:
+        await self.camera.stop()
+
+    async def recall_preset(self, preset: int) -> None:
+        await self.camera.preset_recall(preset)
+
+    async def store_preset(self, preset: int) -> None:
+        await self.camera.preset_set(preset)
+
+    async def go_home(self) -> None:
+        await self.camera.home()
+
+
+def sample_json(sample: VitalSample) -> dict[str, Any]:
+    """A sample as clients see it: measurements only, never the patient identifier."""
+    out: dict[str, Any] = {
+        "vital": sample.vital, "code": sample.code, "codeSystem": sample.code_system,
+        "name": sample.name, "unit": sample.unit, "loinc": sample.loinc,
+        "status": sample.status,
+        "observedAt": sample.observed_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+    }
+    if sample.values is not None:
+        out["values"] = list(sample.values)
+        out["sampleRate"] = sample.sample_rate
+    else:
+        out["value"] = sample.value
+    if sample.text is not None:
+        out["text"] = sample.text
+    return out
+
+
+class DeviceHub:
+    """Owns every bedside device of this node and routes its data to the bound rooms."""
+
+    def __init__(self, media: MediaServer, bindings: Sequence[BedBinding], database_url: str,
+                 hl7_address: tuple[str, int] | None = None, hl7_zone: str = "UTC",
+                 camera_options: dict[str, Any] | None = None) -> None:
+        self.media = media
+        self.bindings = list(bindings)
+        self.store = SampleStore(database_url)
+        self.hl7_address = hl7_address
+        self.hl7_zone = hl7_zone
+        self.camera_options = camera_options or {}
+        self.audit: PtzAudit | None = None
+        self.listener: HL7Listener | None = None
+        self.ptz_services: dict[str, PtzService] = {}
+        self.cameras: dict[str, PtzCamera] = {}
+        self.serial_monitors: list[SerialMonitor] = []
+        self._rooms_by_device: dict[str, list[str]] = {}
+        self._monitored_rooms: set[str] = set()
+        self._latest: dict[str, dict[str, VitalSample]] = {}
+        for binding in self.bindings:
+            if binding.monitor is not None:
+                self._rooms_by_device.setdefault(binding.monitor.device_id, []).append(
+                    binding.room)
+                self._monitored_rooms.add(binding.room)
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.audit = PtzAudit(self.store.engine)
+        for binding in self.bindings:
+            if binding.camera is not None:
+                await self._start_camera(binding.room, binding.camera)
+            monitor = binding.monitor
+            if monitor is not None and monitor.scheme in ("nonin", "cms50d"):
+                reader = SerialMonitor(monitor.device, NONIN if monitor.scheme == "nonin"
+                                       else CMS50D, self.store_and_route, monitor.device_id)
+                await reader.start()
+                self.serial_monitors.append(reader)
+        if self.hl7_address is not None:
+            host, port = self.hl7_address
+            self.listener = HL7Listener(
+                self.store.store,
+                ListenerConfig(host=host, port=port, oru=OruConfig(default_zone=self._zone())),
+                on_stored=self.route,
+            )
+            await self.listener.start()
+            logger.info("HL7 listener on %s:%d", host, self.listener.port)
+
+    def _zone(self) -> Any:
+        try:
+            return ZoneInfo(self.hl7_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            logger.warning("unknown time zone %r for HL7 times; using UTC", self.hl7_zone)
+            return UTC
+
+    async def _start_camera(self, room: str, url: str) -> None:
+        service: PtzService | None = None
+
+        def state_changed(online: bool) -> None:
+            logger.info("[%s] PTZ camera %s", room, "online" if online else "offline")
+            if service is not None:
+                service.camera_state_changed()
+
+        camera = camera_from_url(url, on_state_change=state_changed, name=f"ptz-{room}",
+                                 **self.camera_options)
+        try:
+            await camera.open()
+        except Exception as exc:  # offline at start: the driver keeps re-probing
+            logger.warning("[%s] PTZ camera not reachable yet: %s", room, type(exc).__name__)
+        service = PtzService(room, ViscaCameraPort(camera), audit=self.audit,
+                             on_state=lambda state: self._broadcast(room, "ptz-state", state))
+        self.cameras[room] = camera
+        self.ptz_services[room] = service
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+        for reader in self.serial_monitors:
+            await reader.stop()
+        for service in self.ptz_services.values():
+            with contextlib.suppress(Exception):
+                await service.close()
+        for camera in self.cameras.values():
+            with contextlib.suppress(Exception):
+                await camera.close()
+        if self.audit is not None:
+            self.audit.close()
+        await self.store.close()
+
+    # ----------------------------------------------------------------- vitals
+
+    async def store_and_route(self, samples: Sequence[VitalSample]) -> None:
+        """The sink for serial monitors: store durably, then send to the rooms."""
+        await self.store.store(samples)
+        self.route(samples)
+
+    def route(self, samples: Sequence[VitalSample]) -> None:
+        """Send stored samples to every participant of the rooms bound to their device."""
+        by_device: dict[str, list[VitalSample]] = {}
+        for sample in samples:
+            by_device.setdefault(sample.device_id, []).append(sample)
+        for device_id, device_samples in by_device.items():
+            for room in self._rooms_by_device.get(device_id, ()):
+                latest = self._latest.setdefault(room, {})
+                for sample in device_samples:
+                    if sample.vital and sample.values is None:
+                        latest[sample.vital] = sample
+                self._broadcast(room, "vitals", {
+                    "device": device_id, "samples": [sample_json(s) for s in device_samples]})
+
+    def _broadcast(self, room_name: str, kind: str, body: dict[str, Any]) -> None:
+        room = self.media.rooms.get(room_name)
+        if room is not None:
+            room.broadcast(kind, body)
+
+    # ----------------------------------------------------------------- RoomServices
+
+    def room_state(self, room: str) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        service = self.ptz_services.get(room)
+        if service is not None:
+            state["ptz"] = service.state()
+        if room in self._monitored_rooms:
+            state["vitals"] = [sample_json(s) for s in self._latest.get(room, {}).values()]
+        return state
+
+    async def ptz(self, caller: Caller, command: PtzCommand) -> None:
+        service = self.ptz_services.get(caller.room)
+        if service is None:
+            raise ServiceError("ptz-unavailable", "no PTZ camera is bound to this room")
+        who = Operator(caller.participant_id, caller.name, caller.role, caller.subject)
+        try:
+            await service.request(who, command.action, command.pan, command.tilt, command.zoom,
+                                  command.preset)
+        except PtzDenied as exc:
+            raise ServiceError("ptz-denied", exc.message) from None
+        except CameraUnavailable as exc:
+            raise ServiceError("camera-offline", exc.message) from None
+
+    def participant_left(self, room: str, participant_id: str) -> None:
+        service = self.ptz_services.get(room)
+        if service is not None:
+            service.participant_left(participant_id)
+

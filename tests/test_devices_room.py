@@ -1,0 +1,210 @@
+"""Bedside devices in a live room: PTZ over signalling to the VISCA simulator, vitals to clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import hl7
+import hl7.mllp
+import pytest
+from aiohttp import web
+
+from config import Settings
+from devices.visca.simulated_camera import SimulatedCamera
+from devices.visca.simulator import CameraSimulator
+from huizhen.app import create_app, token_authority
+from signaling import ROOM_SERVICES
+from signaling.client import SignalingClient, SignalingError
+from tests.conftest import free_port, make_settings, stop_process
+from tests.test_hl7_fixtures import GE_CONTROL_ID, GE_SAMPLE
+
+ROOM = "bed-1"
+MONITOR = "080019FFFE0B4020"  # OBX-18 of the GE sample's B40
+
+
+@dataclass
+class Bedside:
+    base_url: str
+    camera: SimulatedCamera
+    simulator: CameraSimulator
+    hl7_port: int
+    app: web.Application
+    settings: Settings
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http", "ws", 1) + "/ws"
+
+    def token(self, role: str, name: str | None = None) -> str:
+        return token_authority(self.settings).mint(room=ROOM, role=role, name=name or role, ttl=600)
+
+    def pan(self) -> int:
+        return self.camera.position(self.simulator.now()).pan
+
+    async def client(self, role: str, name: str | None = None) -> SignalingClient:
+        client = SignalingClient(self.ws_url)
+        await client.connect()
+        await client.join(self.token(role, name))
+        return client
+
+
+@pytest.fixture
+async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
+    camera = SimulatedCamera()
+    simulator = CameraSimulator(camera)
+    _, camera_port = await simulator.serve_udp("127.0.0.1", 0)
+    hl7_port = free_port()
+    settings = make_settings(
+        HUIZHEN_STORAGE_DATA_DIR=str(tmp_path),
+        HUIZHEN_DEVICES_HL7_LISTEN=f"127.0.0.1:{hl7_port}",
+        HUIZHEN_DEVICES_BEDS=json.dumps([{"room": ROOM,
+                                          "camera": f"visca-udp://127.0.0.1:{camera_port}",
+                                          "monitor": f"hl7:{MONITOR}"}]),
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.server.port).start()
+    try:
+        yield Bedside(settings.server.base_url, camera, simulator, hl7_port, app, settings)
+    finally:
+        await runner.cleanup()
+        await simulator.close()
+
+
+async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_joined_reports_the_camera_and_the_monitor(bedside: Bedside):
+    expert = await bedside.client("expert", "Dr. Li")
+    assert expert.joined is not None
+    assert expert.joined["ptz"] == {"holder": None, "holderName": None, "holderRole": None,
+                                    "camera": "online", "moving": False}
+    assert expert.joined["vitals"] == []
+    await expert.close()
+
+
+async def test_hl7_client_gets_aa_and_the_samples_reach_the_room(bedside: Bedside):
+    expert = await bedside.client("expert")
+    observer = await bedside.client("observer")
+    reader, writer = await hl7.mllp.open_hl7_connection("127.0.0.1", bedside.hl7_port,
+                                                        encoding="utf-8")
+    writer.writemessage(hl7.parse(GE_SAMPLE))
+    await writer.drain()
+    ack = await asyncio.wait_for(reader.readmessage(), 5)
+    writer.close()
+    assert str(ack.segment("MSA")).startswith(f"MSA|AA|{GE_CONTROL_ID}")
+    for client in (expert, observer):
+        event = await client.next_event("vitals", 5)
+        assert event["device"] == MONITOR
+        values = {s["vital"]: (s["value"], s["unit"], s["loinc"]) for s in event["samples"]}
+        assert values == {"spo2": (100, "%", "59408-5"), "rr": (18, "/min", "9279-1"),
+                          "temp": (37.1, "Cel", "8310-5")}
+        assert "HED12" not in json.dumps(event)  # no patient identifier goes to clients
+    # A participant joining later gets the latest numbers in `joined`.
+    late = await bedside.client("observer")
+    assert late.joined is not None
+    assert {s["vital"]: s["value"] for s in late.joined["vitals"]} == {
+        "spo2": 100, "rr": 18, "temp": 37.1}
+    for client in (expert, observer, late):
+        await client.close()
+
+
+async def test_expert_steers_the_camera_and_every_command_is_audited(bedside: Bedside):
+    expert = await bedside.client("expert", "Dr. Li")
+    start = bedside.pan()
+    await expert.request({"type": "ptz", "action": "move", "pan": 1, "tilt": 0, "zoom": 0})
+    state = await expert.next_event("ptz-state")
+    assert state["holderName"] == "Dr. Li" and state["moving"] is True
+    await asyncio.sleep(0.3)
+    await expert.request({"type": "ptz", "action": "stop"})
+    moved = bedside.pan()
+    assert moved > start
+    await asyncio.sleep(0.2)
+    assert bedside.pan() == moved  # stopped
+    await expert.request({"type": "ptz", "action": "preset-set", "preset": 2})
+    await expert.request({"type": "ptz", "action": "home"})
+    await wait_until(lambda: bedside.pan() == 0)
+    await expert.request({"type": "ptz", "action": "preset-recall", "preset": 2})
+    await wait_until(lambda: bedside.pan() == moved)
+    hub = bedside.app[ROOM_SERVICES]
+    entries = hub.audit.entries(ROOM)  # type: ignore[attr-defined]
+    actions = [(e.action, e.params.get("command")) for e in entries]
+    assert actions[:2] == [("move", "move pan=+1.00 tilt=+0.00 zoom=+0.00"),
+                           ("stop", "stop (requested)")]
+    assert ("preset-recall", "recall preset 2") in actions
+    assert {e.role for e in entries} == {"expert"} and all(e.outcome == "ok" for e in entries)
+    await expert.close()
+
+
+async def test_lease_equal_rank_is_denied_and_ward_takes_over(bedside: Bedside):
+    first = await bedside.client("expert", "Dr. A")
+    second = await bedside.client("expert", "Dr. B")
+    ward = await bedside.client("ward", "Nurse C")
+    observer = await bedside.client("observer")
+    await first.request({"type": "ptz", "action": "move", "pan": 0.5, "tilt": 0, "zoom": 0})
+    with pytest.raises(SignalingError) as denied:
+        await second.request({"type": "ptz", "action": "move", "pan": -1, "tilt": 0, "zoom": 0})
+    assert denied.value.code == "ptz-denied"
+    with pytest.raises(SignalingError) as forbidden:
+        await observer.request({"type": "ptz", "action": "acquire"})
+    assert forbidden.value.code == "forbidden"
+    await ward.request({"type": "ptz", "action": "acquire"})
+    await wait_until(lambda: bedside.camera.pan.velocity == 0)  # the expert's move stopped
+    state = await observer.next_event("ptz-state")
+    while state["holderName"] != "Nurse C":
+        state = await observer.next_event("ptz-state")
+    assert state == {"type": "ptz-state", "holder": ward.joined["participant"]["id"],
+                     "holderName": "Nurse C", "holderRole": "ward", "camera": "online",
+                     "moving": False}
+    for client in (first, second, ward, observer):
+        await client.close()
+
+
+async def test_dead_man_a_move_not_refreshed_stops_within_500_ms(bedside: Bedside):
+    expert = await bedside.client("expert")
+    await expert.request({"type": "ptz", "action": "move", "pan": 1, "tilt": 0, "zoom": 0})
+    sent = bedside.simulator.now()
+    await wait_until(lambda: bedside.camera.pan.velocity != 0)
+    await wait_until(lambda: bedside.camera.pan.velocity == 0, timeout=2)
+    stopped_after = bedside.camera.pan.since - sent
+    print(f"\nunrefreshed move stopped {stopped_after * 1000:.0f} ms after the last move")
+    assert stopped_after < 0.5
+    await expert.close()
+
+
+async def test_dead_man_killing_the_controlling_client_stops_the_camera(bedside: Bedside):
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.ptz_client", bedside.ws_url, bedside.token("expert")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert child.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
+        assert line.strip() == "moving"
+        await asyncio.sleep(1.0)  # it keeps refreshing: the camera keeps moving
+        assert bedside.camera.pan.velocity != 0
+        killed = bedside.simulator.now()
+        os.kill(child.pid, signal.SIGKILL)
+        await wait_until(lambda: bedside.camera.pan.velocity == 0, timeout=2)
+        stopped_after = bedside.camera.pan.since - killed
+        print(f"\ncamera stopped {stopped_after * 1000:.0f} ms after kill -9 of its controller")
+        assert stopped_after < 0.5
+    finally:
+        stop_process(child)
+    hub = bedside.app[ROOM_SERVICES]
+    entries = hub.audit.entries(ROOM)  # type: ignore[attr-defined]
+    assert entries[-1].action in ("participant-left", "dead-man")
+    assert entries[-1].params["command"].startswith("stop")
