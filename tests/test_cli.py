@@ -38,9 +38,10 @@ def test_token_command_refuses_bad_input():
     assert bad.returncode != 0 and "HUIZHEN_SERVER_PORT" in bad.stderr
 
 
-async def test_demo_comes_up_and_streams_the_moving_pattern():
+async def test_demo_comes_up_and_streams_the_moving_pattern(tmp_path):
     port = free_port()
-    env = {**os.environ, "HUIZHEN_SERVER_PORT": str(port)}
+    env = {**os.environ, "HUIZHEN_SERVER_PORT": str(port),
+           "HUIZHEN_STORAGE_DATA_DIR": str(tmp_path)}
     demo = subprocess.Popen([sys.executable, "-m", "huizhen", "demo", "--duration", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
@@ -59,6 +60,12 @@ async def test_demo_comes_up_and_streams_the_moving_pattern():
         await client.connect()
         joined = await client.join(token)
         assert joined["grants"] == ["ptz", "publish", "subscribe"]
+        # The simulated PTZ camera and monitor are bound to the demo room.
+        assert joined["ptz"]["camera"] == "online"
+        vitals = await client.next_event("vitals", 15)
+        assert {s["vital"] for s in vitals["samples"]} >= {"hr", "spo2"}
+        await client.request({"type": "ptz", "action": "move", "pan": 1, "tilt": 0, "zoom": 0})
+        await client.request({"type": "ptz", "action": "stop"})
         [stream] = joined["streams"]
         assert [t["kind"] for t in stream["tracks"]] == ["video", "audio"]
         sub = Subscriber()
