@@ -25,6 +25,8 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.forwarding
+	$(PY) -m benchmarks.hl7_ingest
+	$(PY) -m benchmarks.vitals_latency
 
 browser-deps:
 	./scripts/ensure-chromium
