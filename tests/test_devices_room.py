@@ -208,3 +208,47 @@ async def test_dead_man_killing_the_controlling_client_stops_the_camera(bedside:
     entries = hub.audit.entries(ROOM)  # type: ignore[attr-defined]
     assert entries[-1].action in ("participant-left", "dead-man")
     assert entries[-1].params["command"].startswith("stop")
+
+
+async def test_a_serial_oximeter_bound_to_a_room_reaches_its_clients(tmp_path: Path):
+    """A Nonin oximeter on a real pty, bound by configuration: numbers reach the room."""
+    from devices.hl7.storage import SampleStore
+    from devices.serial_monitors.simulator import (
+        NoninSimulator,
+        PtyDevice,
+        SimulatedPatient,
+        run_simulator,
+    )
+
+    device = PtyDevice(link=tmp_path / "ttyNONIN")
+    device.plug()
+    writer = asyncio.create_task(run_simulator(NoninSimulator(SimulatedPatient(seed=5)),
+                                               device, speed=10))
+    settings = make_settings(
+        HUIZHEN_STORAGE_DATA_DIR=str(tmp_path),
+        HUIZHEN_DEVICES_BEDS=json.dumps([{"room": "bed-9",
+                                          "monitor": f"nonin://{device.port}"}]))
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.server.port).start()
+    try:
+        client = SignalingClient(settings.server.base_url.replace("http", "ws", 1) + "/ws")
+        await client.connect()
+        await client.join(token_authority(settings).mint(room="bed-9", role="expert", name="e",
+                                                         ttl=60))
+        event = await client.next_event("vitals", 10)
+        assert event["device"] == f"nonin:{device.port}"
+        vitals = {s["vital"]: s for s in event["samples"]}
+        assert 90 <= vitals["spo2"]["value"] <= 100 and vitals["spo2"]["unit"] == "%"
+        assert 40 <= vitals["pr"]["value"] <= 140 and vitals["pr"]["unit"] == "/min"
+        await client.close()
+    finally:
+        await runner.cleanup()
+        writer.cancel()
+        device.close()
+    # ... and what reached the room was stored first (kept for the recorder).
+    store = SampleStore(f"sqlite:///{tmp_path / 'devices.sqlite3'}")
+    await store.open()
+    stored = await store.samples_since(device_id=f"nonin:{device.port}")
+    await store.close()
+    assert {s.sample.vital for s in stored} >= {"spo2", "pr"}
