@@ -14,7 +14,7 @@ from mediaserver.errors import (
 )
 from mediaserver.latency_probe import LatencyProbe, LatencySummary
 from mediaserver.participant import Participant
-from mediaserver.producer import Producer
+from mediaserver.producer import PacketSink, Producer
 from mediaserver.room import Room, RoomLimits
 from mediaserver.server import MediaServer
 from mediaserver.transport import MediaConfig, Publication, Subscription, Transport
@@ -30,6 +30,7 @@ __all__ = [
     "MediaServerError",
     "NegotiationError",
     "NotFoundError",
+    "PacketSink",
     "Participant",
     "Producer",
     "Publication",

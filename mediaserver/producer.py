@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mediaserver.aiortc_hooks import ReceiverTap
 from mediaserver.errors import ClosedError
@@ -28,6 +28,18 @@ NTP_EPOCH_OFFSET = 2208988800
 def abs_send_time_now() -> int:
     """The 24-bit abs-send-time value (6.18 fixed-point seconds of NTP time) for now."""
     return int((time.time() + NTP_EPOCH_OFFSET) * 262144) & 0xFFFFFF
+
+
+class PacketSink(Protocol):
+    """An in-process reader of a producer's packets (a recorder, an analyser).
+
+    ``on_packet`` runs on the forwarding path: it must be quick and must not block
+    (queue the work). ``on_producer_closed`` is called once, when the track ends.
+    """
+
+    def on_packet(self, packet: RtpPacket) -> None: ...
+
+    def on_producer_closed(self) -> None: ...
 
 
 class ExtensionTemplate:
@@ -67,6 +79,7 @@ class Producer:
         self.keyframes_seen = 0
         self.keyframe_requests_sent = 0
         self._consumers: tuple[Consumer, ...] = ()
+        self._sinks: tuple[PacketSink, ...] = ()
         self._templates: dict[tuple[ExtensionIds, str | None], ExtensionTemplate] = {}
         self._template_list: tuple[ExtensionTemplate, ...] = ()
         self._waiting = 0
@@ -104,6 +117,15 @@ class Producer:
             if consumer.waiting_for_keyframe:
                 self.keyframe_wait_ended()
 
+    def add_sink(self, sink: PacketSink) -> None:
+        """Give ``sink`` every packet from now on (ask for a keyframe to start cleanly)."""
+        if self.closed:
+            raise ClosedError(f"producer {self.id} is closed")
+        self._sinks = (*self._sinks, sink)
+
+    def remove_sink(self, sink: PacketSink) -> None:
+        self._sinks = tuple(s for s in self._sinks if s is not sink)
+
     def keyframe_wait_started(self) -> None:
         self._waiting += 1
         self.request_keyframe()
@@ -125,6 +147,12 @@ class Producer:
         abs_send_time = abs_send_time_now()
         for template in self._template_list:
             template.update(abs_send_time, extensions.audio_level)
+        for sink in self._sinks:
+            try:
+                sink.on_packet(packet)
+            except Exception:
+                logger.exception("[%s] packet sink failed; removing it", self.id)
+                self.remove_sink(sink)
         probe = self._probe
         if probe is None:
             for consumer in self._consumers:
@@ -187,5 +215,11 @@ class Producer:
         consumers, self._consumers = self._consumers, ()
         for consumer in consumers:
             consumer.close()
+        sinks, self._sinks = self._sinks, ()
+        for sink in sinks:
+            try:
+                sink.on_producer_closed()
+            except Exception:
+                logger.exception("[%s] packet sink failed on close", self.id)
         for task in list(self._tasks):
             task.cancel()

@@ -135,3 +135,39 @@ async def test_subscriber_plis_reach_the_publisher_throttled(server):
     assert min(gaps) >= 0.45, gaps
     await asyncio.gather(*(s.close() for s in subs))
     await pub_pc.close()
+
+
+async def test_packet_sinks_see_every_packet_and_the_end(server):
+    from mediaserver.keyframes import vp8_keyframe_start
+
+    room, _ward, pub_pc, publication = await publish(server, audio=False)
+    video = publication.producers[0]
+
+    class Sink:
+        def __init__(self) -> None:
+            self.packets: list[int] = []
+            self.keyframes = 0
+            self.closed = 0
+
+        def on_packet(self, packet) -> None:  # type: ignore[no-untyped-def]
+            self.packets.append(packet.sequence_number)
+            self.keyframes += vp8_keyframe_start(packet.payload)
+
+        def on_producer_closed(self) -> None:
+            self.closed += 1
+
+    class Broken(Sink):
+        def on_packet(self, packet) -> None:  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom")
+
+    sink, broken = Sink(), Broken()
+    video.add_sink(broken)
+    video.add_sink(sink)
+    video.request_keyframe()
+    await wait_for(lambda: sink.keyframes >= 1 and len(sink.packets) > 100)
+    # In order, no gaps on loopback; a failing sink is dropped without disturbing the others.
+    gaps = sum(1 for a, b in itertools.pairwise(sink.packets) if (b - a) & 0xFFFF != 1)
+    assert gaps == 0
+    room.close()
+    assert sink.closed == 1 and broken.closed == 0
+    await pub_pc.close()
