@@ -20,10 +20,13 @@ class Participant:
     what a role may do is decided by the signalling layer's grants.
     """
 
-    def __init__(self, participant_id: str, name: str, role: str, observer: Observer) -> None:
+    def __init__(self, participant_id: str, name: str, role: str, observer: Observer,
+                 service: bool = False) -> None:
         self.id = participant_id
         self.name = name
         self.role = role
+        # A service participant (the recorder) does not keep a room alive on its own.
+        self.service = service
         self.closed = False
         self.publications: dict[str, Publication] = {}
         self.subscriptions: dict[str, Subscription] = {}

@@ -59,11 +59,11 @@ class Room:
             raise ClosedError(f"room {self.name} is closed")
 
     def join(self, name: str, role: str, observer: Observer,
-             participant_id: str | None = None) -> Participant:
+             participant_id: str | None = None, service: bool = False) -> Participant:
         self._check_open()
         if len(self.participants) >= self.limits.participants:
             raise LimitError(f"the room is full ({self.limits.participants} participants)")
-        participant = Participant(participant_id or new_id("p-"), name, role, observer)
+        participant = Participant(participant_id or new_id("p-"), name, role, observer, service)
         if participant.id in self.participants:
             raise LimitError("a participant with this id is already in the room")
         self._broadcast(ParticipantJoined(participant.info()))
@@ -92,6 +92,10 @@ class Room:
         event = AppEvent(kind, body)
         self._broadcast(event, exclude=exclude)
         return len(self.participants) - (1 if exclude in self.participants else 0)
+
+    @property
+    def only_services_left(self) -> bool:
+        return all(p.service for p in self.participants.values())
 
     def streams(self) -> list[StreamInfo]:
         return [

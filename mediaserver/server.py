@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from mediaserver.errors import ClosedError
 from mediaserver.room import Room, RoomLimits
@@ -21,6 +22,8 @@ class MediaServer:
         self.rooms: dict[str, Room] = {}
         self.closed = False
         self._closed_rooms: list[Room] = []
+        # Called with each new room (e.g. the recorder joins it).
+        self.room_created: list[Callable[[Room], None]] = []
 
     def room(self, name: str) -> Room:
         """The live room called ``name``, created if needed."""
@@ -30,10 +33,16 @@ class MediaServer:
         if room is None or room.closed:
             room = Room(name, self.config, self.limits, on_closed=self._room_closed)
             self.rooms[name] = room
+            for callback in list(self.room_created):
+                try:
+                    callback(room)
+                except Exception:
+                    logger.exception("[%s] room-created callback failed", name)
         return room
 
     def close_if_empty(self, room: Room) -> None:
-        if not room.participants:
+        """Close a room nobody but services (the recorder) is in any more."""
+        if room.only_services_left:
             room.close("empty")
 
     def _room_closed(self, room: Room) -> None:

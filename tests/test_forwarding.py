@@ -171,3 +171,19 @@ async def test_packet_sinks_see_every_packet_and_the_end(server):
     room.close()
     assert sink.closed == 1 and broken.closed == 0
     await pub_pc.close()
+
+
+async def test_a_room_with_only_service_participants_left_closes():
+    server = MediaServer(MediaConfig())
+    created = []
+    server.room_created.append(created.append)
+    room = server.room("r")
+    assert created == [room]
+    events = []
+    recorder = room.join("recorder", "recorder", events.append, service=True)
+    ward = room.join("ward", "ward", noop)
+    room.leave(ward)
+    server.close_if_empty(room)
+    assert room.closed and "r" not in server.rooms
+    assert type(events[-1]).__name__ == "RoomClosed" and recorder.closed
+    await server.close()
