@@ -68,12 +68,14 @@ SYSTEM = Operator("system", "huizhen", "system", "system")
 class PtzService:
     def __init__(self, room: str, camera: CameraPort, control: PtzControl | None = None,
                  audit: PtzAudit | None = None,
-                 on_state: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_state: Callable[[dict[str, Any]], None] | None = None,
+                 on_command: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.room = room
         self.camera = camera
         self.control = control or PtzControl()
         self.audit = audit
         self._on_state = on_state
+        self._on_command = on_command
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
@@ -181,6 +183,9 @@ class PtzService:
                     continue
                 await self._audit(who, action, {**params, "command": _describe(command)},
                                   outcome)
+                if self._on_command is not None:
+                    self._on_command({"participant": who.participant_id, "role": who.role,
+                                      "action": action, "command": _describe(command)})
 
     async def _execute(self, command: Command) -> None:
         camera = self.camera

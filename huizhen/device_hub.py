@@ -144,8 +144,10 @@ class DeviceHub:
             await camera.open()
         except Exception as exc:  # offline at start: the driver keeps re-probing
             logger.warning("[%s] PTZ camera not reachable yet: %s", room, type(exc).__name__)
-        service = PtzService(room, ViscaCameraPort(camera), audit=self.audit,
-                             on_state=lambda state: self._broadcast(room, "ptz-state", state))
+        service = PtzService(
+            room, ViscaCameraPort(camera), audit=self.audit,
+            on_state=lambda state: self._broadcast(room, "ptz-state", state),
+            on_command=lambda command: self._broadcast(room, "ptz-command", command))
         self.cameras[room] = camera
         self.ptz_services[room] = service
 

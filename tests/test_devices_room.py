@@ -129,6 +129,10 @@ async def test_expert_steers_the_camera_and_every_command_is_audited(bedside: Be
     await expert.request({"type": "ptz", "action": "move", "pan": 1, "tilt": 0, "zoom": 0})
     state = await expert.next_event("ptz-state")
     assert state["holderName"] == "Dr. Li" and state["moving"] is True
+    command = await expert.next_event("ptz-command")
+    assert command == {"type": "ptz-command", "participant": expert.joined["participant"]["id"],
+                       "role": "expert", "action": "move",
+                       "command": "move pan=+1.00 tilt=+0.00 zoom=+0.00"}
     await asyncio.sleep(0.3)
     await expert.request({"type": "ptz", "action": "stop"})
     moved = bedside.pan()
