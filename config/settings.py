@@ -72,6 +72,17 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class RecorderSettings:
+    enabled: bool
+    directory: str
+    handoff_url: str
+    retention_days: int
+
+    def directory_for(self, data_dir: Path) -> Path:
+        return Path(self.directory) if self.directory else data_dir / "recordings"
+
+
+@dataclass(frozen=True)
 class DeviceSettings:
     database_url: str
     hl7_listen: str
@@ -96,6 +107,7 @@ class Settings:
     media: MediaSettings
     storage: StorageSettings
     devices: DeviceSettings
+    recorder: RecorderSettings
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
 
 
@@ -215,6 +227,12 @@ def load_settings(
             ),
             storage=StorageSettings(data_dir=Path(str(merged["storage"]["data_dir"]))),
             devices=_devices(merged["devices"]),
+            recorder=RecorderSettings(
+                enabled=bool(merged["recorder"]["enabled"]),
+                directory=str(merged["recorder"]["directory"]),
+                handoff_url=str(merged["recorder"]["handoff_url"]),
+                retention_days=int(merged["recorder"]["retention_days"]),
+            ),
             ice_servers=_ice_servers(merged["ice"]["servers"]),
         )
     except (TypeError, ValueError) as exc:

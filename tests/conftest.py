@@ -50,7 +50,9 @@ class RunningServer:
 
 def make_settings(**overrides: str) -> Settings:
     env = {"HUIZHEN_SERVER_HOST": "127.0.0.1", "HUIZHEN_SERVER_PORT": str(free_port()),
-           "HUIZHEN_AUTH_TOKEN_SECRET": "test-secret-0123456789abcdef-0123456789"}
+           "HUIZHEN_AUTH_TOKEN_SECRET": "test-secret-0123456789abcdef-0123456789",
+           # Recording is on by default in production; tests that record say so.
+           "HUIZHEN_RECORDER_ENABLED": "false"}
     env.update(overrides)
     return load_settings(environ=env)
 

@@ -71,3 +71,14 @@ def test_device_section(tmp_path: Path):
         load_settings(environ={"HUIZHEN_DEVICES_HL7_LISTEN": "nowhere"})
     with pytest.raises(ConfigError, match="list of tables"):
         load_settings(environ={"HUIZHEN_DEVICES_BEDS": '["x"]'})
+
+
+def test_recorder_section():
+    settings = load_settings(environ={"HUIZHEN_RECORDER_HANDOFF_URL": "http://records/api",
+                                      "HUIZHEN_RECORDER_RETENTION_DAYS": "30"})
+    assert settings.recorder.enabled is True
+    assert settings.recorder.directory_for(Path("/d")) == Path("/d/recordings")
+    assert (settings.recorder.handoff_url, settings.recorder.retention_days) == (
+        "http://records/api", 30)
+    off = load_settings(environ={"HUIZHEN_RECORDER_ENABLED": "no"})
+    assert off.recorder.enabled is False
