@@ -1,0 +1,211 @@
+"""Hand-off of finished recordings to the consultation records service, over HTTP.
+
+For each recording, one JSON body is built once (the manifest plus where each
+artefact lies on this node) and stored as ``handoff-request.json``; it is POSTed to
+the configured URL with ``Idempotency-Key: <recording id>``, the same bytes every
+time, retried with exponential backoff until the service answers 2xx. The state
+(``handoff.json``: pending or delivered, attempts) is kept beside the recording,
+so a restarted service resumes what is pending. The artefacts themselves are not
+uploaded: the body carries their local paths, sizes and SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from recorder.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    file_digest,
+    iso_utc,
+    load_manifest,
+    read_json,
+    write_json_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+HANDOFF_STATE_FILE = "handoff.json"
+HANDOFF_REQUEST_FILE = "handoff-request.json"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial: float = 1.0  # seconds before the first retry
+    maximum: float = 60.0  # longest wait between attempts
+    factor: float = 2.0
+    timeout: float = 30.0  # per request
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.maximum)
+
+
+def handoff_body(directory: Path, manifest: Manifest) -> bytes:
+    """The request body: the manifest and the local location of every artefact."""
+    root = directory.resolve()
+    files = [(MANIFEST_FILE, "application/json"),
+             *((t.file, t.mime_type) for t in manifest.tracks),
+             (manifest.timeline.file, "application/vnd.msgpack")]
+    artefacts = []
+    for name, mime_type in files:
+        size, digest = file_digest(root / name)
+        artefacts.append({"file": name, "path": str(root / name), "mime_type": mime_type,
+                          "bytes": size, "sha256": digest})
+    document = {"recording": manifest.id, "manifest": manifest.to_json(),
+                "artefacts": {"transfer": "local-path", "host": socket.gethostname(),
+                              "directory": str(root), "files": artefacts}}
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+class HandoffQueue:
+    """Delivers recordings to ``url``; an empty URL means recordings stay local."""
+
+    def __init__(self, url: str, retry: RetryPolicy | None = None) -> None:
+        self.url = url
+        self.retry = retry or RetryPolicy()
+        self.delivered = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    @property
+    def pending(self) -> list[str]:
+        return [key for key, task in self._tasks.items() if not task.done()]
+
+    async def start(self) -> None:
+        self._closed = False
+        if self.enabled and self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.retry.timeout))
+
+    async def submit(self, directory: Path) -> bool:
+        """Queue a finished recording (idempotent); False when hand-off is disabled."""
+        if not self.enabled:
+            return False
+        key = await asyncio.to_thread(self._prepare, directory)
+        if key is not None and key not in self._tasks and not self._closed:
+            if self._session is None:
+                await self.start()
+            self._tasks[key] = asyncio.create_task(self._deliver(directory, key))
+        return True
+
+    async def resume(self, recordings_dir: Path) -> int:
+        """Queue every finished recording whose hand-off is pending or never started."""
+        if not self.enabled:
+            return 0
+        directories = await asyncio.to_thread(self._undelivered, recordings_dir)
+        for directory in directories:
+            await self.submit(directory)
+        return len(directories)
+
+    async def wait(self, recording_id: str) -> None:
+        """Wait until a queued recording is delivered (for tests and shutdown)."""
+        task = self._tasks.get(recording_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Stop retrying (pending hand-offs stay persisted) and close the HTTP session."""
+        self._closed = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ----------------------------------------------------------------- file steps (threads)
+
+    @staticmethod
+    def _undelivered(recordings_dir: Path) -> list[Path]:
+        if not recordings_dir.is_dir():
+            return []
+        found = []
+        for directory in sorted(recordings_dir.iterdir()):
+            if not (directory / MANIFEST_FILE).is_file():
+                continue
+            state_path = directory / HANDOFF_STATE_FILE
+            try:
+                delivered = (state_path.is_file()
+                             and read_json(state_path).get("status") == "delivered")
+            except Exception:
+                delivered = False
+            if not delivered:
+                found.append(directory)
+        return found
+
+    def _prepare(self, directory: Path) -> str | None:
+        """Write the request body and the pending state once; the key, or None if done."""
+        state_path = directory / HANDOFF_STATE_FILE
+        request_path = directory / HANDOFF_REQUEST_FILE
+        state = read_json(state_path) if state_path.is_file() else None
+        if state is not None and state.get("status") == "delivered":
+            return None
+        if state is None or not request_path.is_file():
+            manifest = load_manifest(directory)
+            request_path.write_bytes(handoff_body(directory, manifest))
+            state = {"status": "pending", "idempotency_key": manifest.id, "attempts": 0,
+                     "request": HANDOFF_REQUEST_FILE}
+        state["url"] = self.url
+        write_json_atomic(state_path, state)
+        return str(state["idempotency_key"])
+
+    @staticmethod
+    def _update(directory: Path, **changes: Any) -> None:
+        state_path = directory / HANDOFF_STATE_FILE
+        write_json_atomic(state_path, {**read_json(state_path), **changes})
+
+    # ----------------------------------------------------------------- delivery
+
+    async def _deliver(self, directory: Path, key: str) -> None:
+        body = await asyncio.to_thread((directory / HANDOFF_REQUEST_FILE).read_bytes)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        delays = self.retry.delays()
+        attempts = int((await asyncio.to_thread(
+            read_json, directory / HANDOFF_STATE_FILE)).get("attempts", 0))
+        while True:
+            attempts += 1
+            status, error = await self._post(body, headers)
+            if status is not None and 200 <= status < 300:
+                await asyncio.to_thread(self._update, directory, status="delivered",
+                                        attempts=attempts, last_status=status,
+                                        last_error=None,
+                                        delivered_at=iso_utc(round(time.time() * 1000)))
+                self.delivered += 1
+                logger.info("[%s] handed off after %d attempt(s)", key, attempts)
+                return
+            delay = next(delays)
+            logger.warning("[%s] hand-off attempt %d failed (%s); retrying in %.1f s",
+                           key, attempts, error or status, delay)
+            await asyncio.to_thread(self._update, directory, attempts=attempts,
+                                    last_status=status, last_error=error)
+            await asyncio.sleep(delay)
+
+    async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
+        if self._session is None:
+            return None, "no HTTP session"
+        try:
+            async with self._session.post(self.url, data=body, headers=headers) as response:
+                await response.read()
+                return response.status, None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return None, type(exc).__name__

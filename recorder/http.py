@@ -1,0 +1,368 @@
+"""HTTP access to recordings: listing, manifests, vitals, rendering and the teaching video.
+
+API (JSON; ``Authorization: Bearer <token>``; the injected ``authorize(request, room)``
+decides whether the token grants the recording's room)::
+
+    GET  /api/v1/recordings                  the recordings the token may see, newest first
+    GET  /api/v1/recordings/{id}             one recording: summary, tracks, video state
+    GET  /api/v1/recordings/{id}/vitals      vitals as a time series on the video's clock
+    POST /api/v1/recordings/{id}/render      start rendering the teaching video (202)
+    POST /api/v1/recordings/{id}/playback    a playback ticket as a cookie (and a render)
+
+Media (cookie ``hz_vod``, never a token in the URL: URLs end up in access logs)::
+
+    GET  /recordings/{id}/teaching.mp4       fragmented MP4, HTTP Range (206)
+    GET  /recordings/{id}/hls/index.m3u8     HLS playlist, its init.mp4 and segments
+
+A ``<video>`` element cannot send an Authorization header, so the page first POSTs
+``playback`` with its Bearer token; the answer sets an HttpOnly, SameSite=Strict
+cookie whose Path is ``/recordings/{id}/``, holding a ticket that names the recording
+and expires after ``ticket_ttl`` seconds, signed with HMAC-SHA256 (a key derived from
+``ticket_secret``). Media requests are served only with a valid ticket for that id;
+the page renews it while it plays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import inspect
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from recorder.library import RecordingLibrary, RecordingSummary
+from recorder.vod import HLS_DIR, MP4, RENDER_JSON, VITALS_JSON, VOD_DIR, vitals_document
+from recorder.vod_input import Recording
+
+logger = logging.getLogger(__name__)
+
+Authorize = Callable[[web.Request, str], bool | Awaitable[bool]]
+"""``authorize(request, room)``: does the request's token grant access to ``room``?
+It may also raise ``web.HTTPUnauthorized`` itself (e.g. an expired token)."""
+RenderRunner = Callable[[Path], Awaitable[None]]
+"""Renders one recording directory; raises on failure."""
+
+COOKIE = "hz_vod"
+TICKET_TTL = 600.0
+MEDIA_TYPES = {".mp4": "video/mp4", ".m4s": "video/iso.segment", ".ts": "video/mp2t",
+               ".m3u8": "application/vnd.apple.mpegurl"}
+_HLS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(m3u8|m4s|mp4|ts)$")
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer"}
+
+
+class PlaybackTickets:
+    """Short-lived signed tickets that let media requests of ONE recording through (pure)."""
+
+    def __init__(self, secret: str | bytes, ttl: float = TICKET_TTL) -> None:
+        raw = secret.encode() if isinstance(secret, str) else secret
+        if len(raw) < 32:
+            raise ValueError("the ticket secret must be at least 32 bytes")
+        # A key of its own: a ticket can never pass for a token signed with the same secret.
+        self._key = hmac.new(raw, b"huizhen recordings playback ticket v1", hashlib.sha256).digest()
+        self.ttl = ttl
+
+    def issue(self, recording_id: str, now: float) -> str:
+        expires = int(now + self.ttl)
+        nonce = secrets.token_urlsafe(9)
+        return f"v1.{expires}.{nonce}.{self._sign(recording_id, expires, nonce)}"
+
+    def verify(self, ticket: str | None, recording_id: str, now: float) -> bool:
+        if not ticket or len(ticket) > 200:
+            return False
+        parts = ticket.split(".")
+        if len(parts) != 4 or parts[0] != "v1" or not parts[1].isdigit():
+            return False
+        expected = self._sign(recording_id, int(parts[1]), parts[2])
+        return hmac.compare_digest(expected, parts[3]) and int(parts[1]) > now
+
+    def _sign(self, recording_id: str, expires: int, nonce: str) -> str:
+        message = f"{recording_id}|{expires}|{nonce}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+async def render_in_subprocess(directory: Path) -> None:
+    """``python -m recorder.vod DIR`` at a lower CPU priority: rendering never competes
+    with the media server's event loop for the GIL."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "recorder.vod", str(directory), "--nice", "10",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    try:
+        stdout, stderr = await process.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"render exited with {process.returncode}: {tail[0]}")
+    logger.info("vod %s: rendered %s", directory.name, stdout.decode(errors="replace").strip())
+
+
+@dataclass
+class VodRenderer:
+    """Renders teaching videos on demand, one at a time, never twice at once."""
+
+    runner: RenderRunner = render_in_subprocess
+    concurrency: int = 1
+    _tasks: dict[Path, asyncio.Task[None]] = field(default_factory=dict)
+    _failed: set[Path] = field(default_factory=set)
+    _slots: asyncio.Semaphore | None = None
+
+    def state(self, recording: Recording) -> str:
+        """"ready", "rendering", "failed", "none" (not rendered) or "unfinished"."""
+        directory = recording.directory
+        task = self._tasks.get(directory)
+        if task is not None and not task.done():
+            return "rendering"
+        if (directory / VOD_DIR / RENDER_JSON).is_file():
+            return "ready"
+        if directory in self._failed:
+            return "failed"
+        return "none" if recording.finished else "unfinished"
+
+    def ensure(self, recording: Recording, retry: bool = False) -> str:
+        """Start rendering unless it is ready, running, unfinished (or failed and not
+        ``retry``); returns the state afterwards."""
+        state = self.state(recording)
+        if state == "none" or (state == "failed" and retry):
+            self._failed.discard(recording.directory)
+            self._tasks[recording.directory] = asyncio.create_task(
+                self._render(recording), name=f"vod-render-{recording.id}")
+            return "rendering"
+        return state
+
+    async def wait(self, recording: Recording) -> None:
+        task = self._tasks.get(recording.directory)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _render(self, recording: Recording) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        async with self._slots:
+            started = time.monotonic()
+            try:
+                await self.runner(recording.directory)
+            except Exception as exc:
+                self._failed.add(recording.directory)
+                logger.warning("vod %s: render failed: %s", recording.id, exc)
+                return
+            logger.info("vod %s: ready after %.1f s", recording.id, time.monotonic() - started)
+
+    async def close(self) -> None:
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class RecordingService:
+    library: RecordingLibrary
+    authorize: Authorize
+    tickets: PlaybackTickets
+    renderer: VodRenderer
+    secure_cookies: bool = False
+    """Always mark the cookie Secure (behind a TLS-terminating proxy); it is also Secure
+    whenever the request itself came over TLS."""
+    clock: Callable[[], float] = time.time
+
+
+RECORDINGS = web.AppKey("recordings", RecordingService)
+
+
+def setup_recording_routes(app: web.Application, recordings_dir: Path, authorize: Authorize,
+                           ticket_secret: str | bytes, *, ticket_ttl: float = TICKET_TTL,
+                           renderer: VodRenderer | None = None,
+                           secure_cookies: bool = False) -> RecordingService:
+    """Add the recordings API and media routes to ``app``; returns the service."""
+    service = RecordingService(RecordingLibrary(recordings_dir), authorize,
+                               PlaybackTickets(ticket_secret, ticket_ttl),
+                               renderer or VodRenderer(), secure_cookies)
+    app[RECORDINGS] = service
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await service.renderer.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/api/v1/recordings", list_recordings)
+    app.router.add_get("/api/v1/recordings/{id}", get_recording)
+    app.router.add_get("/api/v1/recordings/{id}/vitals", get_vitals)
+    app.router.add_post("/api/v1/recordings/{id}/render", start_render)
+    app.router.add_post("/api/v1/recordings/{id}/playback", start_playback)
+    app.router.add_get("/recordings/{id}/teaching.mp4", get_mp4)
+    app.router.add_get("/recordings/{id}/hls/{name}", get_hls)
+    return service
+
+
+# ----------------------------------------------------------------------------- API
+
+
+async def _allowed(request: web.Request, room: str) -> bool:
+    verdict = request.app[RECORDINGS].authorize(request, room)
+    if inspect.isawaitable(verdict):
+        verdict = await verdict
+    return bool(verdict)
+
+
+def _unauthorized() -> web.HTTPUnauthorized:
+    return web.HTTPUnauthorized(text=json.dumps({"error": "a bearer token is required"}),
+                                content_type="application/json",
+                                headers={"WWW-Authenticate": 'Bearer realm="recordings"',
+                                         **NO_STORE})
+
+
+def _require_credentials(request: web.Request) -> None:
+    if not request.headers.get("Authorization", "").startswith("Bearer "):
+        raise _unauthorized()
+
+
+async def _authorized_recording(request: web.Request) -> Recording:
+    """The recording of the URL, if the request's token grants its room (else 401/403/404)."""
+    _require_credentials(request)
+    service = request.app[RECORDINGS]
+    recording = await asyncio.to_thread(service.library.get, request.match_info["id"])
+    if recording is None:
+        raise _error(web.HTTPNotFound, "no such recording")
+    if not await _allowed(request, recording.room):
+        raise _error(web.HTTPForbidden, "this token does not grant access to the recording")
+    return recording
+
+
+def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
+    return kind(text=json.dumps({"error": message}), content_type="application/json",
+                headers=NO_STORE)
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, headers=NO_STORE)
+
+
+def _urls(recording_id: str) -> dict[str, str]:
+    base = f"/recordings/{recording_id}/"
+    return {"media": base + MP4, "hls": f"{base}{HLS_DIR}/index.m3u8",
+            "vitals": f"/api/v1/recordings/{recording_id}/vitals"}
+
+
+async def list_recordings(request: web.Request) -> web.Response:
+    _require_credentials(request)
+    service = request.app[RECORDINGS]
+    summaries = await asyncio.to_thread(service.library.summaries)
+    visible: list[RecordingSummary] = []
+    allowed_rooms: dict[str, bool] = {}
+    for summary in summaries:
+        if not summary.room:
+            continue  # still being written: no manifest, no room to authorise against
+        if summary.room not in allowed_rooms:
+            allowed_rooms[summary.room] = await _allowed(request, summary.room)
+        if allowed_rooms[summary.room]:
+            visible.append(summary)
+    return _json({"recordings": [s.to_json() for s in visible]})
+
+
+async def get_recording(request: web.Request) -> web.Response:
+    recording = await _authorized_recording(request)
+    service = request.app[RECORDINGS]
+    summary = await asyncio.to_thread(service.library.summary, recording.id)
+    body: dict[str, Any] = summary.to_json() if summary else {"id": recording.id}
+    body["tracks"] = [{"id": t.id, "kind": t.kind, "codec": t.codec, "duration": t.duration,
+                       "startMs": t.start_ms, "participant": t.participant, "role": t.role}
+                      for t in recording.tracks]
+    body["video"] = {"state": service.renderer.state(recording), **_urls(recording.id)}
+    return _json(body)
+
+
+async def get_vitals(request: web.Request) -> web.StreamResponse:
+    recording = await _authorized_recording(request)
+    rendered = recording.directory / VOD_DIR / VITALS_JSON
+    if rendered.is_file():
+        return web.FileResponse(rendered, headers={**NO_STORE,
+                                                   "Content-Type": "application/json"})
+    # Not rendered yet: the same document, computed now (no media is decoded).
+    document = await asyncio.to_thread(vitals_document, recording)
+    return _json(document)
+
+
+async def start_render(request: web.Request) -> web.Response:
+    recording = await _authorized_recording(request)
+    if not recording.finished:
+        raise _error(web.HTTPConflict, "the recording is not finished")
+    state = request.app[RECORDINGS].renderer.ensure(recording, retry=True)
+    return _json({"state": state, **_urls(recording.id)}, status=200 if state == "ready" else 202)
+
+
+async def start_playback(request: web.Request) -> web.Response:
+    recording = await _authorized_recording(request)
+    service = request.app[RECORDINGS]
+    state = service.renderer.ensure(recording)
+    now = service.clock()
+    ticket = service.tickets.issue(recording.id, now)
+    response = _json({"state": state, "ticketExpiresIn": service.tickets.ttl,
+                      **_urls(recording.id)})
+    response.set_cookie(COOKIE, ticket, path=f"/recordings/{recording.id}/",
+                        max_age=int(service.tickets.ttl), httponly=True, samesite="Strict",
+                        secure=service.secure_cookies or request.secure)
+    logger.info("recording %s: playback ticket issued", recording.id)
+    return response
+
+
+# ----------------------------------------------------------------------------- media
+
+
+async def get_mp4(request: web.Request) -> web.StreamResponse:
+    return await _media(request, MP4)
+
+
+async def get_hls(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if not _HLS_NAME.match(name):
+        raise _error(web.HTTPNotFound, "no such file")
+    return await _media(request, f"{HLS_DIR}/{name}")
+
+
+async def _media(request: web.Request, relative: str) -> web.StreamResponse:
+    service = request.app[RECORDINGS]
+    recording_id = request.match_info["id"]
+    if not service.tickets.verify(request.cookies.get(COOKIE), recording_id, service.clock()):
+        raise _error(web.HTTPForbidden, "no valid playback ticket for this recording")
+    directory = service.library.path(recording_id)
+    if directory is None:
+        raise _error(web.HTTPNotFound, "no such recording")
+    path = directory / VOD_DIR / relative
+    if not path.is_file():
+        if not (directory / VOD_DIR / RENDER_JSON).is_file():
+            recording = await asyncio.to_thread(service.library.get, recording_id)
+            if recording is not None and recording.finished:
+                service.renderer.ensure(recording)  # lazily, for a ticket from before a purge
+                raise web.HTTPServiceUnavailable(headers={"Retry-After": "5", **NO_STORE})
+        raise _error(web.HTTPNotFound, "no such file")
+    content_type = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
+    # FileResponse answers Range / If-Range with 206 + Content-Range (or 416).
+    return web.FileResponse(path, headers={"Content-Type": content_type,
+                                           "Cache-Control": "private, no-store",
+                                           "X-Content-Type-Options": "nosniff"})
+
+
+__all__ = ["COOKIE", "RECORDINGS", "Authorize", "PlaybackTickets", "RecordingService",
+           "VodRenderer", "render_in_subprocess", "setup_recording_routes"]

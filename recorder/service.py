@@ -1,0 +1,97 @@
+"""RecorderService: records every room of a MediaServer and hands the recordings off.
+
+Lifecycle (wire it into the app's cleanup context)::
+
+    service = RecorderService(media_server, recordings_dir, handoff_url)
+    await service.start()   # recover interrupted recordings, resume hand-offs, hook rooms
+    ...
+    await service.stop()    # finish every recording (manifests), stop retrying hand-offs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from mediaserver.errors import ClosedError
+from mediaserver.room import Room
+from mediaserver.server import MediaServer
+from recorder.handoff import HandoffQueue, RetryPolicy
+from recorder.manifest import Manifest
+from recorder.recovery import recover_all
+from recorder.session_recorder import SessionRecorder
+
+logger = logging.getLogger(__name__)
+
+
+class RecorderService:
+    def __init__(self, media: MediaServer, recordings_dir: Path | str, handoff_url: str = "",
+                 *, sync_interval: float = 1.0, retry: RetryPolicy | None = None) -> None:
+        self.media = media
+        self.recordings_dir = Path(recordings_dir)
+        self.handoff = HandoffQueue(handoff_url, retry)
+        self.sync_interval = sync_interval
+        self.recorders: dict[str, SessionRecorder] = {}  # unfinished, by recording id
+        self.recovered: list[Manifest] = []
+        self.started = False
+        self._handoffs: set[asyncio.Task[bool]] = set()
+
+    async def start(self) -> None:
+        """Recover interrupted recordings, resume pending hand-offs, record every room."""
+        if self.started:
+            return
+        self.started = True
+        await asyncio.to_thread(self.recordings_dir.mkdir, parents=True, exist_ok=True)
+        self.recovered = await asyncio.to_thread(recover_all, self.recordings_dir)
+        await self.handoff.start()
+        await self.handoff.resume(self.recordings_dir)
+        self.media.room_created.append(self._room_created)
+        for room in list(self.media.rooms.values()):
+            self._room_created(room)
+
+    async def stop(self) -> None:
+        """Finish every recording (writing its manifest) and stop retrying hand-offs."""
+        if self._room_created in self.media.room_created:
+            self.media.room_created.remove(self._room_created)
+        recorders = list(self.recorders.values())
+        results = await asyncio.gather(*(r.stop("stopped") for r in recorders),
+                                       return_exceptions=True)
+        for recorder, result in zip(recorders, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error("[%s] recording did not finish cleanly: %r", recorder.id, result)
+        if self._handoffs:
+            await asyncio.gather(*self._handoffs, return_exceptions=True)
+        await self.handoff.close()
+        self.started = False
+
+    def recorder_for(self, room_name: str) -> SessionRecorder | None:
+        """The live recording of a room, if any."""
+        for recorder in self.recorders.values():
+            if recorder.room.name == room_name and not recorder.finishing:
+                return recorder
+        return None
+
+    def _room_created(self, room: Room) -> None:
+        if room.closed or self.recorder_for(room.name) is not None:
+            return
+        recorder = SessionRecorder(room, self.recordings_dir, sync_interval=self.sync_interval,
+                                   on_finished=self._finished)
+        try:
+            recorder.start()
+        except ClosedError:
+            return
+        self.recorders[recorder.id] = recorder
+
+    def _finished(self, recorder: SessionRecorder) -> None:
+        self.recorders.pop(recorder.id, None)
+        if recorder.manifest is None or not self.handoff.enabled:
+            return
+        task = asyncio.get_running_loop().create_task(self.handoff.submit(recorder.path))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoff_submitted)
+
+    def _handoff_submitted(self, task: asyncio.Task[bool]) -> None:
+        self._handoffs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("hand-off could not be queued: %r", task.exception())

@@ -1,0 +1,377 @@
+"""SessionRecorder: the recorder participant of one room.
+
+It joins the room as a service participant ("recorder"), taps every producer of
+every stream with a ``PacketSink`` (streams present at the start and those added
+later), and writes one file per track plus the session timeline. The event loop
+only enqueues; all file work happens on the recording's worker thread. When the
+room closes (or ``stop()``), the files are finished and ``manifest.json`` written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mediaserver.errors import NotFoundError
+from mediaserver.events import (
+    AppEvent,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomClosed,
+    RoomEvent,
+    StreamAdded,
+    StreamInfo,
+    StreamRemoved,
+)
+from recorder.errors import RecorderError, UnsupportedCodecError
+from recorder.manifest import (
+    STATE_FILE,
+    TRACKS_DIR,
+    FileEntry,
+    Manifest,
+    TrackEntry,
+    file_digest,
+    iso_utc,
+    write_json_atomic,
+)
+from recorder.opus import CHANNELS
+from recorder.timeline import TIMELINE_FILE, TimelineWriter, wall_ms
+from recorder.track_recorder import TrackRecorder, TrackSpec, TrackSummary
+from recorder.track_writer import container_for
+from recorder.worker import RecordingWorker
+
+if TYPE_CHECKING:
+    from aiortc.rtp import RtpPacket
+
+    from mediaserver.participant import Participant
+    from mediaserver.producer import Producer
+    from mediaserver.room import Room
+
+logger = logging.getLogger(__name__)
+
+RECORDER_NAME = "recorder"
+RECORDER_ROLE = "recorder"
+# Application events kept in the timeline, and body fields never kept (staff names).
+RECORDED_APP_EVENTS = ("vitals", "ptz-state", "ptz-command")
+DROPPED_FIELDS = frozenset({"holderName", "name", "displayName", "operatorName"})
+
+
+def new_recording_id(room_name: str, now: float) -> str:
+    """``20250102T030405Z-<room slug>-<random>``: sortable, unique, one safe path component."""
+    slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in room_name)[:40].strip("-")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{stamp}-{slug or 'room'}-{secrets.token_hex(3)}"
+
+
+def _without_names(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in DROPPED_FIELDS}
+
+
+class _ProducerSink:
+    """The ``PacketSink`` on one producer: copies what the recording needs and enqueues it."""
+
+    __slots__ = ("_producer", "_recorder", "_report", "_worker", "session")
+
+    def __init__(self, session: SessionRecorder, producer: Producer,
+                 recorder: TrackRecorder, worker: RecordingWorker) -> None:
+        self.session = session
+        self._producer = producer
+        self._recorder = recorder
+        self._worker = worker
+        self._report: tuple[int, int] | None = None
+
+    def on_packet(self, packet: RtpPacket) -> None:
+        report = self._producer.sender_report
+        if report is not self._report:
+            self._report = report
+            if report is not None:
+                self._worker.submit(self._recorder.sender_report, *report)
+        self._worker.offer(self._recorder.packet, packet.sequence_number, packet.timestamp,
+                           packet.marker, packet.payload, time.time())
+
+    def on_producer_closed(self) -> None:
+        self.session._track_ended(self._recorder.spec.id)
+
+    def detach(self) -> None:
+        self._producer.remove_sink(self)
+
+
+class SessionRecorder:
+    """Records one room into ``<recordings_dir>/<recording id>/``."""
+
+    def __init__(self, room: Room, recordings_dir: Path | str, *,
+                 recording_id: str | None = None, sync_interval: float = 1.0,
+                 clock: Callable[[], float] = time.time,
+                 on_finished: Callable[[SessionRecorder], None] | None = None) -> None:
+        self.room = room
+        self._clock = clock
+        self.id = recording_id or new_recording_id(room.name, clock())
+        self.path = Path(recordings_dir) / self.id
+        self.participant: Participant | None = None
+        self.manifest: Manifest | None = None
+        self.start_ms = 0
+        self._sync_interval = sync_interval
+        self._on_finished = on_finished
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._roles: dict[str, str] = {}
+        self._sinks: dict[str, _ProducerSink] = {}
+        self._finishing = False
+        self._worker = RecordingWorker(self.id, self._idle)
+        self._result: concurrent.futures.Future[Manifest] = concurrent.futures.Future()
+        # Worker-thread state.
+        self._timeline: TimelineWriter | None = None
+        self._tracks: dict[str, TrackRecorder] = {}
+        self._summaries: list[TrackSummary] = []
+        self._next_sync = 0.0
+
+    @property
+    def finishing(self) -> bool:
+        return self._finishing
+
+    @property
+    def finished(self) -> bool:
+        return self._result.done()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Join the room and start recording everything in it. Raises ClosedError if the
+        room is closed."""
+        if self.participant is not None or self._finishing:
+            raise RecorderError("this session recorder was already started")
+        self._loop = asyncio.get_running_loop()
+        self.start_ms = wall_ms(self._clock())
+        self.participant = self.room.join(RECORDER_NAME, RECORDER_ROLE, self._on_event,
+                                          service=True)
+        self._worker.start()
+        self._worker.submit(self._open)
+        for participant in list(self.room.participants.values()):
+            if participant is not self.participant:
+                self._roles[participant.id] = participant.role
+                self._timeline_event({"kind": "join", "t": self.start_ms,
+                                      "participant": participant.id,
+                                      "role": participant.role, "present": True})
+        for stream in self.room.streams():
+            self._attach(stream)
+        logger.info("[%s] recording room to %s", self.id, self.path)
+
+    async def stop(self, reason: str = "stopped") -> Manifest:
+        """Leave the room, finish every file and write the manifest (idempotent)."""
+        if self.participant is None:
+            raise RecorderError("this session recorder was never started")
+        if not self._finishing:
+            participant = self.participant
+            self._finish(reason)
+            if not self.room.closed:
+                self.room.leave(participant)
+        return await self.wait_finished()
+
+    async def wait_finished(self) -> Manifest:
+        """The manifest, once the session has ended (room closed or ``stop()``)."""
+        return await asyncio.wrap_future(self._result)
+
+    # ----------------------------------------------------------------- room events (loop)
+
+    def _now_ms(self) -> int:
+        return wall_ms(self._clock())
+
+    def _on_event(self, event: RoomEvent) -> None:
+        if self._finishing:
+            return
+        if isinstance(event, AppEvent):
+            self._app_event(event)
+        elif isinstance(event, ParticipantJoined):
+            info = event.participant
+            self._roles[info.id] = info.role
+            self._timeline_event({"kind": "join", "t": self._now_ms(), "participant": info.id,
+                                  "role": info.role})
+        elif isinstance(event, ParticipantLeft):
+            self._timeline_event({"kind": "leave", "t": self._now_ms(),
+                                  "participant": event.participant_id,
+                                  "role": self._roles.get(event.participant_id, "")})
+        elif isinstance(event, StreamAdded):
+            self._attach(event.stream)
+        elif isinstance(event, StreamRemoved):
+            for track_id, sink in list(self._sinks.items()):
+                if sink._recorder.spec.stream == event.stream_id:
+                    self._track_ended(track_id)
+        elif isinstance(event, RoomClosed):
+            self._finish("room-closed")
+
+    def _app_event(self, event: AppEvent) -> None:
+        if event.kind not in RECORDED_APP_EVENTS:
+            return
+        now = self._now_ms()
+        body = event.body
+        if event.kind == "vitals":
+            record = {"kind": "vitals", "t": now, "device": body.get("device"),
+                      "samples": body.get("samples", [])}
+        elif event.kind == "ptz-state":
+            record = {"kind": "ptz-state", "t": now, "state": _without_names(body)}
+        else:
+            record = {**_without_names(body), "kind": event.kind, "t": now}
+        self._timeline_event(record)
+
+    def _attach(self, stream: StreamInfo) -> None:
+        try:
+            producers = self.room.find_publication(stream.id).producers
+        except NotFoundError:
+            return
+        for producer in producers:
+            if producer.id in self._sinks or producer.closed:
+                continue
+            try:
+                container_for(producer.codec_name)
+            except UnsupportedCodecError:
+                logger.warning("[%s] track %s: %s is not recorded (no remux support)",
+                               self.id, producer.id, producer.codec_name)
+                continue
+            spec = TrackSpec(producer.id, stream.id, stream.participant_id,
+                             self._roles.get(stream.participant_id, ""), producer.kind,
+                             producer.codec_name)
+            recorder = TrackRecorder(spec, self.path, self._timeline_event_on_worker,
+                                     self._keyframe_requester(producer))
+            sink = _ProducerSink(self, producer, recorder, self._worker)
+            self._sinks[producer.id] = sink
+            self._worker.submit(self._add_track, recorder)
+            producer.add_sink(sink)
+            producer.request_keyframe()
+
+    def _keyframe_requester(self, producer: Producer) -> Callable[[], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def request() -> None:  # called on the worker thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(producer.request_keyframe)
+
+        return request
+
+    def _track_ended(self, track_id: str) -> None:
+        sink = self._sinks.pop(track_id, None)
+        if sink is not None:
+            sink.detach()
+            self._worker.submit(self._close_track, track_id)
+
+    def _timeline_event(self, event: dict[str, Any]) -> None:
+        self._worker.submit(self._timeline_event_on_worker, event)
+
+    def _finish(self, reason: str) -> None:
+        if self._finishing:
+            return
+        self._finishing = True
+        for track_id in list(self._sinks):
+            self._track_ended(track_id)
+        self._worker.submit_last(self._write_manifest, reason, self._now_ms())
+        loop = self._loop
+        if self._on_finished is not None and loop is not None:
+
+            def finished(_: object) -> None:  # called on the worker thread
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._notify_finished)
+
+            self._result.add_done_callback(finished)
+
+    def _notify_finished(self) -> None:
+        if self._on_finished is not None:
+            try:
+                self._on_finished(self)
+            except Exception:
+                logger.exception("[%s] on_finished callback failed", self.id)
+
+    # ----------------------------------------------------------------- worker thread
+
+    def _state(self, status: str) -> dict[str, Any]:
+        return {"version": 1, "id": self.id, "room": self.room.name, "status": status,
+                "started_at": iso_utc(self.start_ms), "start_ms": self.start_ms,
+                "pid": os.getpid(), "host": socket.gethostname()}
+
+    def _open(self) -> None:
+        (self.path / TRACKS_DIR).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path / STATE_FILE, self._state("recording"))
+        self._timeline = TimelineWriter(self.path / TIMELINE_FILE)
+        self._timeline.append({"kind": "recording-start", "t": self.start_ms,
+                               "recording": self.id, "room": self.room.name})
+
+    def _timeline_event_on_worker(self, event: dict[str, Any]) -> None:
+        if self._timeline is not None:
+            self._timeline.append(event)
+
+    def _add_track(self, recorder: TrackRecorder) -> None:
+        self._tracks[recorder.spec.id] = recorder
+
+    def _close_track(self, track_id: str) -> None:
+        recorder = self._tracks.pop(track_id, None)
+        if recorder is not None:
+            summary = recorder.close()
+            if summary is not None:
+                self._summaries.append(summary)
+
+    def _idle(self, now: float) -> None:
+        for recorder in self._tracks.values():
+            recorder.tick(now)
+        if now >= self._next_sync:
+            self._next_sync = now + self._sync_interval
+            for recorder in self._tracks.values():
+                recorder.sync()
+            if self._timeline is not None:
+                self._timeline.sync()
+
+    def _write_manifest(self, reason: str, end_ms: int) -> None:
+        try:
+            for track_id in list(self._tracks):
+                self._close_track(track_id)
+            if self._timeline is None:
+                raise RecorderError("the recording directory was never opened")
+            self._timeline.append({"kind": "recording-end", "t": end_ms, "reason": reason})
+            events = self._timeline.events
+            self._timeline.close()
+            manifest = build_manifest(self.path, self.id, self.room.name, "complete", reason,
+                                      self.start_ms, end_ms, self._summaries, events)
+            manifest.write(self.path)
+            write_json_atomic(self.path / STATE_FILE, self._state("complete"))
+        except BaseException as exc:
+            logger.exception("[%s] could not finish the recording", self.id)
+            self._result.set_exception(exc)
+            return
+        self.manifest = manifest
+        logger.info("[%s] recording complete: %d tracks", self.id, len(manifest.tracks))
+        self._result.set_result(manifest)
+
+
+def track_entry(directory: Path, summary: TrackSummary) -> TrackEntry:
+    size, digest = file_digest(directory / summary.file)
+    spec = summary.spec
+    audio = spec.kind == "audio"
+    return TrackEntry(
+        id=spec.id, stream=spec.stream, participant=spec.participant, role=spec.role,
+        kind=spec.kind, codec=spec.codec, container=summary.container.format,
+        mime_type=summary.container.mime_type, file=summary.file,
+        duration=round(summary.duration, 4), bytes=size, sha256=digest,
+        start_ms=summary.start_ms, end_ms=summary.end_ms, clock=summary.clock,
+        frames=summary.frames, width=summary.width, height=summary.height,
+        sample_rate=summary.container.clock_rate if audio else None,
+        channels=CHANNELS if audio else None, dropped_frames=summary.dropped_frames,
+        lost_packets=summary.lost_packets)
+
+
+def build_manifest(directory: Path, recording_id: str, room: str, status: str, reason: str,
+                   start_ms: int, end_ms: int, summaries: list[TrackSummary],
+                   events: int) -> Manifest:
+    tracks = sorted((track_entry(directory, s) for s in summaries),
+                    key=lambda t: (t.start_ms, t.id))
+    size, digest = file_digest(directory / TIMELINE_FILE)
+    end_ms = max([end_ms, *(t.end_ms for t in tracks)])
+    return Manifest(id=recording_id, room=room, status=status, reason=reason,
+                    started_at=iso_utc(start_ms), ended_at=iso_utc(end_ms),
+                    start_ms=start_ms, end_ms=end_ms, tracks=tracks,
+                    timeline=FileEntry(TIMELINE_FILE, size, digest, events))

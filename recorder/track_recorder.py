@@ -1,0 +1,232 @@
+"""One producer's packets to one file: reorder, depacketize, start at a keyframe, remux.
+
+A ``TrackRecorder`` runs on its recording's worker thread, never on the event
+loop. It asks for keyframes through a callback (the caller hops to the loop),
+and reports what happens as timeline events through ``emit``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+
+from recorder.clock import MediaClock
+from recorder.depacketizer import Depacketizer, EncodedFrame, depacketizer_for
+from recorder.manifest import TRACKS_DIR
+from recorder.opus import CHANNELS
+from recorder.reorder import ReorderBuffer
+from recorder.timeline import wall_ms
+from recorder.track_writer import ContainerSpec, TrackWriter, container_for
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_RETRY = 1.0  # seconds between keyframe requests while waiting for one
+SYNC_EVENT_INTERVAL = 10.0  # seconds of media between track-sync (drift) events
+
+Emit = Callable[[dict[str, Any]], None]
+Packet = tuple[int, int, bool, bytes, float]  # seq, timestamp, marker, payload, arrival
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    id: str
+    stream: str
+    participant: str
+    role: str
+    kind: str  # "video" | "audio"
+    codec: str
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    spec: TrackSpec
+    container: ContainerSpec
+    file: str  # relative to the recording directory
+    start_ms: int
+    end_ms: int
+    clock: str
+    duration: float
+    frames: int
+    width: int | None
+    height: int | None
+    dropped_frames: int
+    lost_packets: int
+
+
+def safe_name(track_id: str) -> str:
+    """A track id as a file name: letters, digits, '-', '_' and '.' only."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in track_id)
+    return cleaned.lstrip(".") or "track"
+
+
+class TrackRecorder:
+    def __init__(self, spec: TrackSpec, directory: Path, emit: Emit,
+                 request_keyframe: Callable[[], None]) -> None:
+        self.spec = spec
+        self.container = container_for(spec.codec)
+        self.file = f"{TRACKS_DIR}/{safe_name(spec.id)}{self.container.extension}"
+        self._path = directory / self.file
+        self._emit = emit
+        self._request_keyframe = request_keyframe
+        self._reorder: ReorderBuffer[Packet] = ReorderBuffer()
+        self._depacketizer: Depacketizer = depacketizer_for(spec.codec)
+        self.clock = MediaClock(self._depacketizer.clock_rate)
+        self.writer: TrackWriter | None = None
+        self._video = spec.kind == "video"
+        self._waiting = self._video  # for a keyframe: at the start and after a loss
+        self._last_request = float("-inf")
+        self._origin = 0  # extended RTP timestamp of media time 0
+        self.start_ms = 0
+        self.clock_source = "arrival"
+        self._synced = False
+        self._next_sync_media = 0.0
+        self._size: tuple[int, int] | None = None
+        self.dropped_frames = 0
+        self.failed = False
+        self.closed = False
+
+    # ----------------------------------------------------------------- input
+
+    def packet(self, seq: int, timestamp: int, marker: bool, payload: bytes,
+               arrival: float) -> None:
+        if self.closed or self.failed:
+            return
+        self.clock.observe_arrival(timestamp, arrival)
+        for item in self._reorder.push(seq, (seq, timestamp, marker, payload, arrival), arrival):
+            self._depacketize(item)
+        self._maybe_request_keyframe(arrival)
+
+    def sender_report(self, ntp: int, rtp_timestamp: int) -> None:
+        self.clock.observe_sender_report(ntp, rtp_timestamp)
+        if self.writer is None:
+            return
+        if not self._synced:
+            wall = self.clock.report_wall(self._origin)
+            if wall is not None:
+                self._synced = True
+                self._next_sync_media = SYNC_EVENT_INTERVAL
+                self.start_ms = wall_ms(wall)
+                self.clock_source = "sender-report"
+                self._emit({"kind": "track-sync", "t": self.start_ms, "track": self.spec.id,
+                            "media_time": 0.0, "clock": "sender-report"})
+            elif self.clock.report_disagrees:
+                self._synced = True
+                logger.warning("[%s] the publisher's clock disagrees with arrival times; "
+                               "timing the track by arrival", self.spec.id)
+            return
+        media_time = (self.clock.relative(rtp_timestamp) - self._origin) / self.clock.clock_rate
+        wall = self.clock.report_wall(self.clock.relative(rtp_timestamp))
+        if wall is not None and media_time >= self._next_sync_media:
+            self._next_sync_media = media_time + SYNC_EVENT_INTERVAL
+            self._emit({"kind": "track-sync", "t": wall_ms(wall), "track": self.spec.id,
+                        "media_time": round(media_time, 4), "clock": "sender-report"})
+
+    def tick(self, now: float) -> None:
+        """Called when idle: release packets held behind a gap, repeat keyframe requests."""
+        if self.closed or self.failed:
+            return
+        for item in self._reorder.poll(now):
+            self._depacketize(item)
+        self._maybe_request_keyframe(now)
+
+    def sync(self) -> None:
+        if self.writer is not None and not self.failed:
+            self.writer.sync()
+
+    def close(self) -> TrackSummary | None:
+        """Write what is left, finish the file; None if nothing was ever written."""
+        if self.closed:
+            return None
+        self.closed = True
+        if not self.failed:
+            for item in self._reorder.flush():
+                self._depacketize(item)
+            for frame in self._depacketizer.flush():
+                self._frame(frame)
+        writer = self.writer
+        if writer is None:
+            return None
+        try:
+            writer.close()
+        except (av.FFmpegError, OSError):
+            logger.exception("[%s] could not finish %s", self.spec.id, self.file)
+        duration = writer.end_pts / self.clock.clock_rate
+        end_ms = self.start_ms + round(duration * 1000)
+        self._emit({"kind": "track-end", "t": end_ms, "track": self.spec.id,
+                    "duration": round(duration, 4), "frames": writer.frames})
+        width, height = self._size if self._size else (None, None)
+        logger.info("[%s] %s finished: %d frames, %.1f s, %d dropped, %d packets lost",
+                    self.spec.id, self.file, writer.frames, duration,
+                    self.dropped_frames + self._depacketizer.dropped_frames, self._reorder.lost)
+        return TrackSummary(self.spec, self.container, self.file, self.start_ms, end_ms,
+                            self.clock_source, duration, writer.frames, width, height,
+                            self.dropped_frames + self._depacketizer.dropped_frames,
+                            self._reorder.lost)
+
+    # ----------------------------------------------------------------- internals
+
+    def _maybe_request_keyframe(self, now: float) -> None:
+        if self._waiting and now - self._last_request >= KEYFRAME_RETRY:
+            self._last_request = now
+            self._request_keyframe()
+
+    def _depacketize(self, item: Packet) -> None:
+        for frame in self._depacketizer.push(*item):
+            self._frame(frame)
+
+    def _frame(self, frame: EncodedFrame) -> None:
+        if self._video:
+            if frame.after_loss and not frame.keyframe and not self._waiting:
+                self._waiting = True  # the pictures that follow reference a lost one
+                self._last_request = float("-inf")
+            if self._waiting:
+                if not (frame.keyframe and (self.writer is not None or frame.size)):
+                    self.dropped_frames += 1
+                    return
+                self._waiting = False
+        if self.writer is None:
+            self._start(frame)
+            if self.writer is None:
+                return
+        pts = self.clock.relative(frame.timestamp) - self._origin
+        if pts < 0:
+            self.dropped_frames += 1  # older than the file's first frame
+            return
+        if frame.size:
+            self._size = frame.size
+        try:
+            self.writer.write(frame.data, pts, frame.keyframe, frame.duration)
+        except (av.FFmpegError, ValueError):
+            self.dropped_frames += 1
+            logger.warning("[%s] could not mux a frame at %d", self.spec.id, pts, exc_info=True)
+
+    def _start(self, frame: EncodedFrame) -> None:
+        self._origin = self.clock.relative(frame.timestamp)
+        wall = self.clock.report_wall(self._origin)
+        if wall is not None:
+            self._synced = True
+            self._next_sync_media = SYNC_EVENT_INTERVAL
+            self.clock_source = "sender-report"
+        else:
+            wall = self.clock.arrival_wall(self._origin) or frame.arrival
+        self.start_ms = wall_ms(wall)
+        width, height = frame.size or (0, 0)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # The event goes first: a file on disk always has its track-start in the timeline.
+        self._emit({"kind": "track-start", "t": self.start_ms, "track": self.spec.id,
+                    "stream": self.spec.stream, "participant": self.spec.participant,
+                    "role": self.spec.role, "media": self.spec.kind, "codec": self.spec.codec,
+                    "file": self.file, "clock": self.clock_source})
+        try:
+            self.writer = TrackWriter(self._path, self.spec.codec, width=width, height=height,
+                                      channels=CHANNELS)
+        except (av.FFmpegError, OSError, ValueError):
+            self.failed = True
+            logger.exception("[%s] cannot create %s", self.spec.id, self.file)
+        logger.info("[%s] recording %s %s to %s", self.spec.id, self.spec.kind,
+                    self.spec.codec, self.file)

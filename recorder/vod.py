@@ -1,0 +1,697 @@
+"""Teaching video on demand: compose a finished recording into one H.264 + AAC video.
+
+The bedside camera (a video track of a "ward" participant; else the first video
+track) fills the large tile, every other participant gets a smaller tile beside it,
+the vitals of the timeline are drawn over the bedside picture, and the audio tracks
+are mixed. Every track is placed by its ``start_ms`` on one wall clock; the video
+starts at the earliest track and ends with the last one.
+
+Outputs, in ``<recording>/vod/`` (written to a temporary directory, then renamed, so
+a reader sees either nothing or a complete set):
+
+- ``teaching.mp4``: fragmented MP4 (H.264 High + AAC-LC), a keyframe every 2 s;
+- ``hls/index.m3u8`` + ``hls/init.mp4`` + ``hls/seg*.m4s``: the same packets as HLS
+  with fMP4 segments (remuxed from teaching.mp4, not encoded twice);
+- ``vitals.json``: the vitals as a time series in seconds from the video's start;
+- ``render.json``: layout, timing and render speed.
+
+Decoding is fine here: this is offline rendering, never the live path. Run it out of
+the server's process (``python -m recorder.vod DIR``): ``recorder.http`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import fractions
+import json
+import logging
+import math
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import av.container
+import cv2
+import numpy as np
+
+from recorder.errors import RecorderError
+from recorder.vod_input import (
+    MediaClock,
+    Recording,
+    Track,
+    media_clocks,
+    read_recording,
+    read_timeline,
+)
+from recorder.vod_overlay import Rect, draw_vitals
+from recorder.vod_vitals import VitalsSeries
+
+logger = logging.getLogger(__name__)
+
+VOD_DIR = "vod"
+MP4 = "teaching.mp4"
+HLS_DIR = "hls"
+HLS_PLAYLIST = "index.m3u8"
+VITALS_JSON = "vitals.json"
+RENDER_JSON = "render.json"
+AUDIO_RATE = 48000
+AAC_FRAME = 1024
+MAIN_ROLE = "ward"
+BACKGROUND = 18
+HOLD_MS = 500.0
+"""A track's last frame stays on screen this long after it; then the tile goes dark."""
+FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
+
+
+class RenderError(RecorderError):
+    """The recording cannot be rendered (not finished, no media, unreadable)."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    width: int = 1280
+    height: int = 720
+    fps: int = 25
+    preset: str = "veryfast"
+    crf: int = 23
+    keyframe_seconds: float = 2.0
+    segment_seconds: float = 4.0
+    audio_bitrate: int = 96000
+    threads: int = 0
+    """Encoder threads; 0 lets x264 choose."""
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    directory: Path
+    duration: float
+    """Seconds of video written."""
+    frames: int
+    render_seconds: float
+
+    @property
+    def speed(self) -> float:
+        """Render speed as a multiple of real time."""
+        return self.duration / self.render_seconds if self.render_seconds > 0 else math.inf
+
+    @property
+    def mp4(self) -> Path:
+        return self.directory / MP4
+
+    @property
+    def playlist(self) -> Path:
+        return self.directory / HLS_DIR / HLS_PLAYLIST
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One tile of the picture and the tracks shown in it (one participant)."""
+
+    label: str
+    rect: Rect
+    tracks: tuple[Track, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    main: Slot
+    others: tuple[Slot, ...]
+    vitals: Rect
+
+    def to_json(self) -> dict[str, Any]:
+        def slot(s: Slot) -> dict[str, Any]:
+            return {"label": s.label, "rect": s.rect.to_json(),
+                    "tracks": [t.id for t in s.tracks]}
+        return {"main": slot(self.main), "others": [slot(s) for s in self.others],
+                "vitals": self.vitals.to_json()}
+
+
+def plan_layout(recording: Recording, width: int, height: int) -> Layout:
+    """The bedside large on the left, the other participants stacked on the right."""
+    videos = recording.video_tracks
+    main_tracks = tuple(t for t in videos if t.role == MAIN_ROLE) or videos[:1]
+    by_participant: dict[str, list[Track]] = {}
+    for track in videos:
+        if track not in main_tracks:
+            by_participant.setdefault(track.participant or track.id, []).append(track)
+    if by_participant:
+        main_w = _even(width * 3 // 4)
+        side_w = width - main_w
+        tile_h = _even(min(side_w * 3 // 4, height // len(by_participant)))
+        others = tuple(
+            Slot(tracks[0].role or "participant", Rect(main_w, i * tile_h, side_w, tile_h),
+                 tuple(tracks))
+            for i, tracks in enumerate(by_participant.values()))
+    else:
+        main_w, others = width, ()
+    main = Slot(MAIN_ROLE if main_tracks and main_tracks[0].role == MAIN_ROLE else "main",
+                Rect(0, 0, main_w, height), main_tracks)
+    strip_h = max(48, height // 6)
+    return Layout(main, others, Rect(0, height - strip_h, main_w, strip_h))
+
+
+def _even(value: int) -> int:
+    return value - value % 2
+
+
+def fit(width: int, height: int, area: Rect) -> Rect:
+    """The largest rectangle of ``width``:``height`` centred in ``area`` (letterbox)."""
+    scale = min(area.w / width, area.h / height)
+    w = max(2, min(area.w, round(width * scale)))
+    h = max(2, min(area.h, round(height * scale)))
+    return Rect(area.x + (area.w - w) // 2, area.y + (area.h - h) // 2, w, h)
+
+
+def media_span(recording: Recording) -> tuple[float, float]:
+    """(first, last) wall-clock ms covered by any track."""
+    if not recording.tracks:
+        raise RenderError("the recording has no tracks")
+    starts = [t.start_ms for t in recording.tracks]
+    ends = [t.start_ms + _duration(t) * 1000.0 for t in recording.tracks]
+    return min(starts), max(ends)
+
+
+def _duration(track: Track) -> float:
+    """The manifest's duration, or the container's when the manifest says 0."""
+    if track.duration > 0:
+        return track.duration
+    try:
+        with av.open(str(track.file)) as container:
+            return (container.duration or 0) / av.time_base
+    except (av.error.FFmpegError, OSError):
+        return 0.0
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+class VideoCursor:
+    """Decoded frames of one video track, looked up by wall-clock ms (monotonic)."""
+
+    def __init__(self, track: Track, clock: MediaClock | None = None) -> None:
+        self.track = track
+        self.clock = clock or MediaClock(track.start_ms)
+        self._container: av.container.InputContainer | None = None
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._current: tuple[float, av.VideoFrame] | None = None
+        self._next: tuple[float, av.VideoFrame] | None = None
+        self._done = False
+        self._image: tuple[int, Rect, np.ndarray] | None = None
+        self._serial = 0
+        self.decoded = 0
+
+    def frame_at(self, t_ms: float) -> tuple[int, av.VideoFrame] | None:
+        """(serial, frame) on screen at ``t_ms``, or None (not started, or over)."""
+        if t_ms < self.track.start_ms - 1 or (self._done and self._current is None):
+            return None
+        if self._frames is None and not self._done:
+            self._open()
+        while True:
+            if self._next is None:
+                self._next = self._pull()
+                if self._next is None:
+                    break
+            if self._next[0] > t_ms + 0.5:
+                break
+            self._current, self._next = self._next, None
+            self._serial += 1
+        if self._current is None:
+            return None
+        if self._next is None and t_ms - self._current[0] > HOLD_MS:
+            self.close()
+            self._current = None
+            return None
+        return self._serial, self._current[1]
+
+    def image(self, serial: int, frame: av.VideoFrame, area: Rect) -> tuple[Rect, np.ndarray]:
+        """The frame scaled into ``area`` (kept aspect), as BGR; cached per frame."""
+        box = fit(frame.width, frame.height, area)
+        if self._image is None or self._image[0] != serial or self._image[1] != box:
+            pixels = frame.reformat(width=box.w, height=box.h, format="bgr24",
+                                    interpolation="BILINEAR").to_ndarray()
+            self._image = (serial, box, pixels)
+        return box, self._image[2]
+
+    def _open(self) -> None:
+        try:
+            self._container = av.open(str(self.track.file))
+            stream = self._container.streams.video[0]
+            stream.thread_type = "AUTO"
+        except (av.error.FFmpegError, OSError, IndexError) as exc:
+            logger.warning("vod: cannot open video track %s: %s", self.track.id, exc)
+            self._done = True
+            return
+        self._frames = self._decode(self._container, stream)
+
+    @staticmethod
+    def _decode(container: av.container.InputContainer,
+                stream: av.VideoStream) -> Iterator[av.VideoFrame]:
+        try:
+            for packet in container.demux(stream):
+                try:
+                    yield from packet.decode()
+                except av.error.InvalidDataError:
+                    continue  # a damaged frame (packet loss): the next keyframe repairs it
+        except av.error.FFmpegError as exc:
+            logger.info("vod: video input ends early: %s", exc)
+
+    def _pull(self) -> tuple[float, av.VideoFrame] | None:
+        if self._frames is None:
+            return None
+        for frame in self._frames:
+            if frame.pts is None or frame.time_base is None:
+                continue
+            self.decoded += 1
+            return self.clock.wall_ms(float(frame.pts * frame.time_base)), frame
+        self._frames = None
+        self._done = True
+        return None
+
+    def close(self) -> None:
+        self._frames = None
+        self._done = True
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+class AudioCursor:
+    """One audio track as mono float samples at AUDIO_RATE, placed on the output clock.
+
+    Small timestamp jitter (< 20 ms) is absorbed so the sound stays continuous; a
+    longer gap (packet loss, a muted sender) is silence, kept as a gap between decoded
+    runs (never materialised: a one-hour gap costs nothing); an overlap is dropped.
+    """
+
+    TOLERANCE = AUDIO_RATE // 50
+
+    def __init__(self, track: Track, origin_ms: float, clock: MediaClock | None = None) -> None:
+        self.track = track
+        self.origin_ms = origin_ms
+        self.clock = clock or MediaClock(track.start_ms)
+        self._frames: Iterator[tuple[int, np.ndarray]] | None = None
+        self._container: av.container.InputContainer | None = None
+        self._runs: collections.deque[tuple[int, np.ndarray]] = collections.deque()
+        self._end = self._start_index  # output sample index after the last decoded sample
+        self._done = False
+        self._opened = False
+
+    @property
+    def _start_index(self) -> int:
+        return round((self.track.start_ms - self.origin_ms) * AUDIO_RATE / 1000.0)
+
+    def read(self, start: int, count: int) -> np.ndarray | None:
+        """Samples [start, start + count) of the output clock, or None if silent."""
+        stop = start + count
+        if stop <= self._start_index or (self._done and not self._runs):
+            return None
+        if not self._opened:
+            self._open()
+        while self._end < stop and not self._done:
+            self._pull()
+        out = np.zeros(count, dtype=np.float32)
+        for run_start, samples in self._runs:
+            lo, hi = max(start, run_start), min(stop, run_start + len(samples))
+            if hi > lo:
+                out[lo - start:hi - start] = samples[lo - run_start:hi - run_start]
+        while self._runs and self._runs[0][0] + len(self._runs[0][1]) <= stop:
+            self._runs.popleft()
+        return out
+
+    def _open(self) -> None:
+        self._opened = True
+        try:
+            self._container = av.open(str(self.track.file))
+            stream = self._container.streams.audio[0]
+        except (av.error.FFmpegError, OSError, IndexError) as exc:
+            logger.warning("vod: cannot open audio track %s: %s", self.track.id, exc)
+            self._done = True
+            return
+        self._frames = self._decode(self._container, stream)
+
+    def _decode(self, container: av.container.InputContainer,
+                stream: av.AudioStream) -> Iterator[tuple[int, np.ndarray]]:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        try:
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.InvalidDataError:
+                    continue
+                for frame in decoded:
+                    if not isinstance(frame, av.AudioFrame):
+                        continue
+                    time_s = (float(frame.pts * frame.time_base)
+                              if frame.pts is not None and frame.time_base is not None else None)
+                    for out in resampler.resample(frame):
+                        samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                        index = (-1 if time_s is None else round(
+                            (self.clock.wall_ms(time_s) - self.origin_ms) * AUDIO_RATE / 1000))
+                        yield index, samples
+                        time_s = None  # further output of the same input follows on
+        except av.error.FFmpegError as exc:
+            logger.info("vod: audio input ends early: %s", exc)
+
+    def _pull(self) -> None:
+        item = next(self._frames, None) if self._frames is not None else None
+        if item is None:
+            self.close()
+            return
+        index, samples = item
+        if index < 0 or abs(index - self._end) <= self.TOLERANCE:
+            index = self._end  # continuous: absorb timestamp jitter
+        elif index < self._end:
+            samples = samples[self._end - index:]  # overlap: keep what is new
+            index = self._end
+        if len(samples):
+            self._runs.append((index, samples))
+            self._end = index + len(samples)
+
+    def close(self) -> None:
+        self._done = True
+        self._frames = None
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+# ----------------------------------------------------------------------------- render
+
+
+@dataclass
+class Mp4Encoder:
+    """H.264 + AAC into a fragmented MP4."""
+
+    path: Path
+    options: RenderOptions
+    has_audio: bool
+    container: av.container.OutputContainer = field(init=False)
+    video: av.VideoStream = field(init=False)
+    audio: av.AudioStream | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        o = self.options
+        self.container = av.open(str(self.path), "w", format="mp4",
+                                 options={"movflags": FRAGMENTED_MP4})
+        keyint = max(1, round(o.fps * o.keyframe_seconds))
+        # No B-frames: presentation time == decode time, so frame i is shown at exactly
+        # i / fps (with B-frames the mp4 muxer shifts every frame by the reorder delay,
+        # and the vitals would lag the picture by it).
+        video = self.container.add_stream("libx264", rate=o.fps, options={
+            "preset": o.preset, "crf": str(o.crf), "profile": "high",
+            "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes=0",
+            "threads": str(o.threads)})
+        video.width, video.height, video.pix_fmt = o.width, o.height, "yuv420p"
+        video.time_base = fractions.Fraction(1, o.fps)
+        self.video = video
+        if self.has_audio:
+            audio = self.container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+            audio.bit_rate = o.audio_bitrate
+            self.audio = audio
+
+    def picture(self, index: int, bgr: np.ndarray) -> None:
+        # OpenCV's BGR -> I420 is BT.601 limited range like swscale's default, 5x faster.
+        self.picture_i420(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
+
+    def picture_i420(self, index: int, yuv: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = index
+        frame.time_base = fractions.Fraction(1, self.options.fps)
+        self.container.mux(self.video.encode(frame))
+
+    def sound(self, start: int, samples: np.ndarray) -> None:
+        assert self.audio is not None
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="fltp", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = start
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self.container.mux(self.audio.encode(frame))
+
+    def close(self) -> None:
+        self.container.mux(self.video.encode(None))
+        if self.audio is not None:
+            self.container.mux(self.audio.encode(None))
+        self.container.close()
+
+
+class BackgroundEncoder:
+    """An ``Mp4Encoder`` in a thread of its own: the next picture is composed while the
+    last one is encoded (PyAV releases the GIL while FFmpeg works)."""
+
+    def __init__(self, encoder: Mp4Encoder, depth: int = 8) -> None:
+        self.encoder = encoder
+        self._queue: queue.Queue[tuple[str, int, np.ndarray] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vod-encoder", daemon=True)
+        self._thread.start()
+
+    def picture(self, index: int, bgr: np.ndarray) -> None:
+        self._put(("video", index, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)))
+
+    def sound(self, start: int, samples: np.ndarray) -> None:
+        self._put(("audio", start, samples.copy()))
+
+    def close(self) -> None:
+        """Flush and close the file; raises what the encoder raised, if anything."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _put(self, item: tuple[str, int, np.ndarray]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # failed: drain until the end marker
+            kind, position, data = item
+            try:
+                if kind == "video":
+                    self.encoder.picture_i420(position, data)
+                else:
+                    self.encoder.sound(position, data)
+            except BaseException as exc:  # handed to the composing thread
+                self._error = exc
+        try:
+            self.encoder.close()
+        except BaseException as exc:
+            self._error = self._error or exc
+
+
+def vitals_series(recording: Recording, origin_ms: float) -> VitalsSeries:
+    return VitalsSeries.from_events(read_timeline(recording.timeline), origin_ms)
+
+
+def vitals_document(recording: Recording) -> dict[str, Any]:
+    """The page's vitals document, ``vod/vitals.json`` (cheap: no media is decoded)."""
+    origin_ms, end_ms = media_span(recording)
+    return vitals_series(recording, origin_ms).to_json((end_ms - origin_ms) / 1000.0)
+
+
+def write_vitals_json(recording: Recording, path: Path) -> Path:
+    _write_json(path, vitals_document(recording))
+    return path
+
+
+def _write_json(path: Path, document: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, separators=(",", ":"), allow_nan=False),
+                   encoding="utf-8")
+    tmp.replace(path)
+
+
+def compose(recording: Recording, out_dir: Path, options: RenderOptions) -> int:
+    """Compose and encode ``teaching.mp4`` into ``out_dir``; returns frames written."""
+    origin_ms, end_ms = media_span(recording)
+    duration = (end_ms - origin_ms) / 1000.0
+    frames = max(1, math.ceil(duration * options.fps - 1e-6))
+    layout = plan_layout(recording, options.width, options.height)
+    series = vitals_series(recording, origin_ms)
+    clocks = media_clocks(recording, read_timeline(recording.timeline))
+    slots = [(slot, [VideoCursor(t, clocks.get(t.id)) for t in slot.tracks])
+             for slot in (layout.main, *layout.others)]
+    audio = [AudioCursor(t, origin_ms, clocks.get(t.id)) for t in recording.audio_tracks]
+    total_samples = round(duration * AUDIO_RATE)
+    encoder = BackgroundEncoder(Mp4Encoder(out_dir / MP4, options, has_audio=bool(audio)))
+    canvas = np.empty((options.height, options.width, 3), dtype=np.uint8)
+    # The AAC encoder's first packet is priming (1024 samples before its input). Starting
+    # the input at 1024 puts that packet at time 0: no negative timestamps, so the muxer
+    # shifts nothing and sound and picture share time 0 (the first 21 ms are silent).
+    written = AAC_FRAME
+    try:
+        for index in range(frames):
+            t_ms = origin_ms + index * 1000.0 / options.fps
+            canvas.fill(BACKGROUND)
+            for slot, cursors in slots:
+                _draw_slot(canvas, slot, cursors, t_ms, slot is not layout.main)
+            if not series.empty:
+                draw_vitals(canvas, layout.vitals, series.state_at((t_ms - origin_ms) / 1000.0),
+                            (t_ms - origin_ms) / 1000.0)
+            encoder.picture(index, canvas)
+            target = min(total_samples, round((index + 1) * AUDIO_RATE / options.fps))
+            while audio and written < target and (target - written >= AAC_FRAME
+                                                  or index == frames - 1):
+                count = min(AAC_FRAME, total_samples - written)
+                encoder.sound(written, _mix(audio, written, count))
+                written += count
+    except BaseException:
+        encoder.abort()
+        raise
+    else:
+        encoder.close()
+    finally:
+        for _, cursors in slots:
+            for cursor in cursors:
+                cursor.close()
+        for sound in audio:
+            sound.close()
+    return frames
+
+
+def _draw_slot(canvas: np.ndarray, slot: Slot, cursors: Sequence[VideoCursor], t_ms: float,
+               labelled: bool) -> None:
+    shown = None
+    for cursor in cursors:  # every cursor advances; the latest-started live one is shown
+        found = cursor.frame_at(t_ms)
+        if found is not None:
+            shown = (cursor, found)
+    area = slot.rect
+    if shown is None:
+        canvas[area.y:area.y + area.h, area.x:area.x + area.w] = 40
+    else:
+        cursor, (serial, frame) = shown
+        box, pixels = cursor.image(serial, frame, area)
+        canvas[box.y:box.y + box.h, box.x:box.x + box.w] = pixels
+    if labelled:
+        cv2.putText(canvas, slot.label.capitalize(), (area.x + 8, area.y + area.h - 10),
+                    cv2.FONT_HERSHEY_DUPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(canvas, slot.label.capitalize(), (area.x + 8, area.y + area.h - 10),
+                    cv2.FONT_HERSHEY_DUPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _mix(cursors: Sequence[AudioCursor], start: int, count: int) -> np.ndarray:
+    mixed = np.zeros(count, dtype=np.float32)
+    for cursor in cursors:
+        samples = cursor.read(start, count)
+        if samples is not None:
+            mixed += samples
+    return np.clip(mixed, -1.0, 1.0, out=mixed)
+
+
+def segment_hls(mp4: Path, out_dir: Path, segment_seconds: float) -> Path:
+    """Remux ``mp4`` (no re-encoding) into an HLS VOD playlist with fMP4 segments."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    playlist = out_dir / HLS_PLAYLIST
+    with av.open(str(mp4)) as source, av.open(str(playlist), "w", format="hls", options={
+            "hls_time": f"{segment_seconds:g}", "hls_playlist_type": "vod",
+            "hls_segment_type": "fmp4", "hls_fmp4_init_filename": "init.mp4",
+            "hls_segment_filename": str(out_dir / "seg%05d.m4s"),
+            "hls_flags": "independent_segments"}) as target:
+        mapping = {s.index: target.add_stream_from_template(s) for s in source.streams
+                   if s.type in ("video", "audio")}
+        for packet in source.demux(*[source.streams[i] for i in mapping]):
+            if packet.dts is None:
+                continue
+            packet.stream = mapping[packet.stream.index]
+            target.mux(packet)
+    return playlist
+
+
+def render(recording_dir: Path, options: RenderOptions | None = None,
+           clock: Any = time.perf_counter) -> RenderResult:
+    """Render ``<recording_dir>/vod/`` (replacing an older one) and return what it took."""
+    options = options or RenderOptions()
+    recording = read_recording(recording_dir)
+    if not recording.finished:
+        raise RenderError(f"recording {recording.id} is not finished ({recording.status})")
+    if not recording.tracks:
+        raise RenderError(f"recording {recording.id} has no tracks")
+    started = clock()
+    work = Path(tempfile.mkdtemp(prefix=".vod-", dir=recording_dir))
+    try:
+        frames = compose(recording, work, options)
+        segment_hls(work / MP4, work / HLS_DIR, options.segment_seconds)
+        write_vitals_json(recording, work / VITALS_JSON)
+        elapsed = clock() - started
+        origin_ms, _ = media_span(recording)
+        duration = frames / options.fps
+        _write_json(work / RENDER_JSON, {
+            "version": 1, "recording": recording.id, "fps": options.fps,
+            "width": options.width, "height": options.height, "frames": frames,
+            "duration": duration, "originMs": origin_ms,
+            "layout": plan_layout(recording, options.width, options.height).to_json(),
+            "renderSeconds": round(elapsed, 3), "speed": round(duration / elapsed, 2)})
+        final = recording_dir / VOD_DIR
+        _replace_dir(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    logger.info("vod %s: %d frames (%.1f s) in %.1f s, %.1fx real time", recording.id,
+                frames, duration, elapsed, duration / elapsed)
+    return RenderResult(final, duration, frames, elapsed)
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(f".vod-old-{os.getpid()}-{time.monotonic_ns()}")
+        final.rename(old)
+    os.chmod(new, 0o755)
+    new.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def is_rendered(recording_dir: Path) -> bool:
+    return (recording_dir / VOD_DIR / RENDER_JSON).is_file()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recorder.vod",
+                                     description="Render a recording's teaching video.")
+    parser.add_argument("recording", type=Path, help="the recording directory")
+    parser.add_argument("--width", type=int, default=RenderOptions.width)
+    parser.add_argument("--height", type=int, default=RenderOptions.height)
+    parser.add_argument("--fps", type=int, default=RenderOptions.fps, choices=(25, 30))
+    parser.add_argument("--preset", default=RenderOptions.preset)
+    parser.add_argument("--nice", type=int, default=0, help="lower the CPU priority by this")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.nice:
+        with contextlib.suppress(OSError):
+            os.nice(args.nice)
+    try:
+        result = render(args.recording, RenderOptions(args.width, args.height, args.fps,
+                                                      args.preset))
+    except (RenderError, ValueError, FileNotFoundError) as exc:
+        print(f"cannot render: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"duration": result.duration, "frames": result.frames,
+                      "renderSeconds": round(result.render_seconds, 3),
+                      "speed": round(result.speed, 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""TrackRecorder + TrackWriter: real encoded packets in, files PyAV decodes out, no codec."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import msgpack
+import numpy as np
+import pytest
+
+from huizhen.testpattern import dominant_frequency, pattern_difference, read_frame_number
+from recorder.track_recorder import TrackRecorder, TrackSpec
+from tests.recorder_child import opus_packets, video_packets
+
+ARRIVAL0 = 1_700_000_000.0
+
+
+class Run:
+    def __init__(self, directory: Path, codec: str, kind: str) -> None:
+        self.events: list[dict] = []
+        self.requests = 0
+        self.recorder = TrackRecorder(TrackSpec("s-1-0", "s-1", "p-1", "ward", kind, codec),
+                                      directory, self.events.append, self.request)
+        self.path = directory / self.recorder.file
+
+    def request(self) -> None:
+        self.requests += 1
+
+    def feed(self, packets, arrival: float) -> None:  # type: ignore[no-untyped-def]
+        for seq, timestamp, marker, payload in packets:
+            self.recorder.packet(seq, timestamp, marker, payload, arrival)
+
+
+def decode_video(path: Path) -> list[tuple[float, int, float]]:
+    """(time, frame number, difference to the pattern) of every decoded picture."""
+    out = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            image = frame.to_ndarray(format="bgr24")
+            number = read_frame_number(image)
+            out.append((float(frame.time), number, pattern_difference(image, number)))
+    return out
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+def test_video_starts_at_a_keyframe_and_skips_to_the_next_after_a_loss(tmp_path, codec):
+    frames = video_packets(codec, 90, keyframe_every=30)
+    run = Run(tmp_path, codec, "video")
+    # The recorder joins mid-stream: the first packets it sees are of frame 5 (no keyframe).
+    for index, packets in enumerate(frames):
+        if index < 5 or index == 40:  # frame 40 is lost on the way
+            continue
+        run.feed(packets, ARRIVAL0 + index / 30)
+    summary = run.recorder.close()
+    assert summary is not None and summary.width == 320 and summary.height == 240
+    assert run.path.suffix == (".webm" if codec == "VP8" else ".mkv")
+    decoded = decode_video(run.path)
+    numbers = [n for _, n, _ in decoded]
+    # Frames 5..29 precede the first keyframe; 41..59 follow the loss until the next one.
+    assert numbers == [*range(30, 40), *range(60, 90)], numbers
+    assert max(d for _, _, d in decoded) < 12  # every picture written is whole
+    # Media time 0 is the first keyframe; gaps keep their length.
+    times = dict((n, t) for t, n, _ in decoded)
+    assert times[30] == 0 and times[60] == pytest.approx(1.0, abs=0.002)
+    assert run.requests >= 2  # at the start and after the loss
+    start = next(e for e in run.events if e["kind"] == "track-start")
+    assert start["t"] == round((ARRIVAL0 + 30 / 30) * 1000)
+    assert start["file"] == run.recorder.file and start["clock"] == "arrival"
+    end = next(e for e in run.events if e["kind"] == "track-end")
+    assert end["frames"] == 40 and end["duration"] == pytest.approx(59 / 30, abs=0.002)
+    with av.open(str(run.path)) as container:
+        assert container.streams.video[0].codec_context.name == codec.lower()
+
+
+def test_opus_is_remuxed_with_an_opus_head(tmp_path):
+    packets = opus_packets(100)
+    run = Run(tmp_path, "opus", "audio")
+    for index, packet in enumerate(packets):
+        run.feed([packet], ARRIVAL0 + index * 0.02)
+    summary = run.recorder.close()
+    assert summary is not None and summary.frames == 100
+    assert summary.duration == pytest.approx(2.0)
+    with av.open(str(run.path)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == "opus"
+        assert stream.codec_context.extradata[:8] == b"OpusHead"
+        assert container.duration == pytest.approx(2_000_000, abs=25_000)
+        samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(stream)])
+    assert abs(dominant_frequency(samples[-48000:], 48000) - 440) < 10
+
+
+def test_clusters_reach_the_disk_at_least_every_second(tmp_path):
+    """What is on disk at any moment decodes up to about 1 s before the last frame muxed."""
+    frames = video_packets("VP8", 150, keyframe_every=45)
+    run = Run(tmp_path, "VP8", "video")
+    lags = []
+    for index, packets in enumerate(frames):
+        run.feed(packets, ARRIVAL0 + index / 30)
+        if index % 20 == 19:
+            snapshot = tmp_path / f"snapshot-{index}.webm"
+            snapshot.write_bytes(run.path.read_bytes())  # what a kill -9 would leave
+            try:
+                decoded = decode_video(snapshot)
+            except av.error.EOFError:  # no cluster on disk yet, only the header
+                decoded = []
+            assert all(d < 12 for _, _, d in decoded)
+            last = decoded[-1][0] if decoded else -1 / 30
+            lags.append(index / 30 - last)
+    run.recorder.close()
+    print("on-disk lag behind the muxer (s):", [round(x, 3) for x in lags])
+    assert max(lags) <= 1.1, lags
+
+
+CHILD = """
+import json, sys
+import msgpack
+import tests.codec_spy as codec_spy
+counts = codec_spy.install()
+from pathlib import Path
+from recorder.track_recorder import TrackRecorder, TrackSpec
+
+data = msgpack.unpackb(Path(sys.argv[1]).read_bytes())
+opened = []
+for codec, kind, frames in data:
+    recorder = TrackRecorder(TrackSpec("t-" + codec, "s", "p", "ward", kind, codec),
+                             Path(sys.argv[2]), lambda event: None, lambda: None)
+    for index, packets in enumerate(frames):
+        for seq, ts, marker, payload in packets:
+            recorder.packet(seq, ts, marker, payload, 1000.0 + index / 30)
+    opened.append(recorder.writer.codec_opened())
+    recorder.close()
+print(json.dumps({"counts": dict(counts), "opened": opened}))
+"""
+
+
+def test_no_decoder_or_encoder_on_the_recording_path(tmp_path):
+    """In a process that counts every codec created, recording creates none."""
+    tracks = [("VP8", "video", video_packets("VP8", 60)),
+              ("H264", "video", video_packets("H264", 60)),
+              ("opus", "audio", [[p] for p in opus_packets(100)])]
+    fixture = tmp_path / "packets.msgpack"
+    fixture.write_bytes(msgpack.packb(tracks))
+    out = subprocess.run([sys.executable, "-c", CHILD, str(fixture), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["counts"] == {} and report["opened"] == [False, False, False]
+    assert [n for _, n, _ in decode_video(tmp_path / "tracks" / "t-VP8.webm")] == list(range(60))
+    assert [n for _, n, _ in decode_video(tmp_path / "tracks" / "t-H264.mkv")] == list(range(60))

@@ -1,0 +1,470 @@
+// Teaching recordings: list the recordings a token may see, play the composed teaching
+// video with seeking, and show the patient's vitals as they were at the playback time.
+//
+// The token comes from the URL fragment (#token=…; never sent to the server in a URL).
+// API calls carry it as a Bearer header. The <video> element cannot, so the page first
+// asks for a playback ticket (POST …/playback): the server sets it as an HttpOnly,
+// SameSite=Strict cookie scoped to /recordings/<id>/, and the page renews it while open.
+// Optional: #token=…&recording=<id> opens that recording directly.
+
+import { readFragment } from "./signaling.js";
+import { el } from "./ui.js";
+import { displayUnit } from "./vitals.js";
+
+const $ = (id) => document.getElementById(id);
+const status = $("status");
+const list = $("recordings");
+const video = $("video");
+const title = $("title");
+const playerState = $("player-state");
+const vitalsNode = $("vitals");
+
+// The live panel's tiles and colours (vitals.js), looked up at the video's time.
+const TILES = [
+  { key: "hr", label: "HR", unit: "/min", digits: 0, color: "#3ddc84", alt: "pr" },
+  { key: "spo2", label: "SpO₂", unit: "%", digits: 0, color: "#36c5f0" },
+  { key: "rr", label: "RR", unit: "/min", digits: 0, color: "#f5d547" },
+  { key: "temp", label: "Temp", unit: "°C", digits: 1, color: "#e8eef3" },
+  { key: "nibp", label: "NIBP", unit: "mmHg", digits: 0, color: "#ff8a80",
+    parts: ["nibp_sys", "nibp_dia", "nibp_mean"] },
+];
+const DEFAULT_STALE_S = 30;
+const WAVE_WINDOW_S = 4;
+const POLL_MS = 1500;
+
+const state = {
+  phase: "idle", // idle | loading | rendering | ready | failed | error
+  recordings: [],
+  selected: null,
+  timeline: null,
+  errors: [],
+  renewTimer: null,
+  pollTimer: null,
+  generation: 0,
+};
+
+function setStatus(text, kind = "info") {
+  status.textContent = text;
+  status.dataset.kind = kind;
+}
+
+function fail(message) {
+  state.errors.push({ message, at: Date.now() });
+  setStatus(message, "error");
+}
+
+// ------------------------------------------------------------------ API
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(token, path, { method = "GET" } = {}) {
+  const response = await fetch(path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+    credentials: "same-origin",
+    cache: "no-store",
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const reason = body && body.error ? body.error : response.statusText;
+    throw new ApiError(response.status, reason);
+  }
+  return body;
+}
+
+function describe(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 401) return "Not signed in: the link has no valid token. Ask for a new link.";
+    if (error.status === 403) return "This link does not give access to that recording.";
+    return `Server error ${error.status}: ${error.message}`;
+  }
+  return `Network error: ${error.message}`;
+}
+
+// ------------------------------------------------------------------ vitals on the video's clock
+
+function lastAtOrBefore(times, t) {
+  let lo = 0;
+  let hi = times.length - 1;
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (times[mid] <= t) {
+      found = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return found;
+}
+
+/** vitals.json (recorder/vod_vitals.py): per vital, times (s from the video's start) and values. */
+class VitalsTimeline {
+  constructor(doc) {
+    this.doc = doc;
+    this.vitals = doc.vitals || {};
+    this.waves = doc.waves || {};
+    this.staleAfter = doc.staleAfter || {};
+  }
+
+  get empty() {
+    return !Object.keys(this.vitals).length && !Object.keys(this.waves).length;
+  }
+
+  /** {key: {value, unit, age, stale}} of the latest value of each vital at or before t. */
+  at(t) {
+    const out = {};
+    const probe = t + 0.001; // a value that arrived exactly at t is shown at t
+    for (const [key, series] of Object.entries(this.vitals)) {
+      const i = lastAtOrBefore(series.t, probe);
+      if (i < 0) continue;
+      const age = Math.max(0, t - series.t[i]);
+      out[key] = { value: series.v[i], unit: series.unit, age,
+        stale: age > (this.staleAfter[key] ?? DEFAULT_STALE_S) };
+    }
+    return out;
+  }
+
+  /** The samples of waveform `key` in (t - window, t], as [[time, value], …]. */
+  wave(key, t, window = WAVE_WINDOW_S) {
+    const w = this.waves[key];
+    if (!w || !(w.sampleRate > 0)) return [];
+    const points = [];
+    for (const chunk of w.chunks) {
+      const end = chunk.t + chunk.values.length / w.sampleRate;
+      if (end < t - window || chunk.t > t) continue;
+      chunk.values.forEach((v, i) => {
+        const at = chunk.t + i / w.sampleRate;
+        if (at > t - window && at <= t) points.push([at, v]);
+      });
+    }
+    return points;
+  }
+}
+
+function format(value, digits) {
+  return Number.isFinite(value) ? value.toFixed(digits) : "—";
+}
+
+function clock(t) {
+  if (!Number.isFinite(t)) return "—";
+  const m = Math.floor(t / 60);
+  const s = t - m * 60;
+  return `${m}:${s.toFixed(1).padStart(4, "0")}`;
+}
+
+/** The replay's vitals panel: tiles and a pleth strip, for one instant of the video. */
+class ReplayVitals {
+  constructor(container) {
+    this.container = container;
+    this.grid = $("vital-tiles");
+    this.clock = $("vitals-clock");
+    this.waveNode = container.querySelector('[data-wave="pleth"]');
+    this.canvas = this.waveNode.querySelector("canvas");
+    this.timeline = null;
+    this.shownAt = null;
+    this.tiles = new Map();
+    for (const spec of TILES) {
+      const value = el("span", { class: "value", text: "—" });
+      const sub = el("span", { class: "vital-sub" });
+      const unit = el("span", { class: "vital-unit", text: spec.unit });
+      const age = el("span", { class: "vital-age" });
+      const node = el("div", { class: "vital", "data-vital": spec.key, "data-stale": "true" },
+        el("div", { class: "vital-head" }, el("span", { class: "vital-label", text: spec.label }), unit),
+        el("div", { class: "vital-value" }, value, sub), age);
+      node.style.setProperty("--vital-color", spec.color);
+      this.tiles.set(spec.key, { node, value, sub, unit, age, spec });
+      this.grid.append(node);
+    }
+  }
+
+  load(timeline) {
+    this.timeline = timeline;
+    this.container.hidden = !timeline || timeline.empty;
+    this.render(0);
+  }
+
+  render(t) {
+    if (!this.timeline) return;
+    this.shownAt = t;
+    this.clock.textContent = `at ${clock(t)}`;
+    const now = this.timeline.at(t);
+    for (const tile of this.tiles.values()) {
+      const { spec } = tile;
+      let text = "—";
+      let sub = "";
+      let entry = null;
+      if (spec.parts) {
+        const [sys, dia, mean] = spec.parts.map((k) => now[k]);
+        entry = sys || dia || mean || null;
+        if (entry) {
+          text = `${format(sys?.value, 0)}/${format(dia?.value, 0)}`;
+          sub = mean ? `(${format(mean.value, 0)})` : "";
+        }
+      } else {
+        entry = now[spec.key] || (spec.alt ? now[spec.alt] : null) || null;
+        if (entry) text = format(entry.value, spec.digits);
+      }
+      tile.value.textContent = text;
+      tile.sub.textContent = sub;
+      tile.unit.textContent = (entry && displayUnit(entry.unit)) || spec.unit;
+      tile.node.dataset.stale = String(!entry || entry.stale);
+      tile.node.dataset.hasValue = String(Boolean(entry));
+      tile.age.textContent = entry ? `${entry.age.toFixed(1)} s before${entry.stale ? " · stale" : ""}`
+        : "no data yet";
+    }
+    this.drawWave(t);
+  }
+
+  drawWave(t) {
+    const points = this.timeline.wave("pleth", t);
+    this.waveNode.hidden = !this.timeline.waves.pleth;
+    const ratio = window.devicePixelRatio || 1;
+    const w = this.canvas.clientWidth;
+    const h = this.canvas.clientHeight;
+    if (!w || !h) return;
+    this.canvas.width = Math.round(w * ratio);
+    this.canvas.height = Math.round(h * ratio);
+    const ctx = this.canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    const finite = points.filter((p) => Number.isFinite(p[1]));
+    if (finite.length < 2) return;
+    let lo = Math.min(...finite.map((p) => p[1]));
+    let hi = Math.max(...finite.map((p) => p[1]));
+    if (hi - lo < 1e-9) {
+      lo -= 1;
+      hi += 1;
+    }
+    ctx.strokeStyle = "#36c5f0";
+    ctx.lineWidth = 1.6;
+    ctx.beginPath();
+    let pen = false;
+    for (const [at, v] of points) {
+      if (!Number.isFinite(v)) {
+        pen = false;
+        continue;
+      }
+      const x = w - ((t - at) / WAVE_WINDOW_S) * w;
+      const y = 4 + (1 - (v - lo) / (hi - lo)) * (h - 8);
+      if (pen) ctx.lineTo(x, y);
+      else ctx.moveTo(x, y);
+      pen = true;
+    }
+    ctx.stroke();
+  }
+
+  /** What the tiles show, e.g. {hr: "72", nibp: "120/80"} (for tests). */
+  shown() {
+    const out = {};
+    for (const [key, tile] of this.tiles) out[key] = tile.value.textContent;
+    return out;
+  }
+}
+
+// ------------------------------------------------------------------ recordings list
+
+function formatDate(iso) {
+  const t = iso ? new Date(iso) : null;
+  return t && !Number.isNaN(t.getTime())
+    ? t.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "unknown time";
+}
+
+function formatDuration(seconds) {
+  if (!Number.isFinite(seconds)) return "";
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${rest}` : `${m}:${rest}`;
+}
+
+function renderList(onSelect) {
+  const items = state.recordings.map((r) => {
+    const button = el("button", { type: "button", class: "recording-item",
+      "data-recording-id": r.id, "aria-pressed": String(r.id === state.selected) },
+    el("span", { class: "recording-when", text: formatDate(r.startedAt) }),
+    el("span", { class: "recording-meta",
+      text: [r.room, formatDuration(r.duration), `${r.participants} participant${r.participants === 1 ? "" : "s"}`]
+        .filter(Boolean).join(" · ") }),
+    el("span", { class: `recording-status status-${r.status}`, text: r.status }));
+    button.addEventListener("click", () => onSelect(r.id));
+    return el("li", {}, button);
+  });
+  list.replaceChildren(...items);
+  if (!items.length) list.append(el("li", { class: "muted", text: "No recordings for this link." }));
+}
+
+// ------------------------------------------------------------------ player
+
+function waitFor(target, event) {
+  return new Promise((resolve, reject) => {
+    const ok = () => {
+      target.removeEventListener("error", bad);
+      resolve();
+    };
+    const bad = () => {
+      target.removeEventListener(event, ok);
+      reject(new Error(`media error ${target.error?.code ?? "?"}`));
+    };
+    target.addEventListener(event, ok, { once: true });
+    target.addEventListener("error", bad, { once: true });
+  });
+}
+
+function main() {
+  const params = readFragment();
+  const token = params.get("token");
+  const panel = new ReplayVitals(vitalsNode);
+
+  const follow = () => panel.render(video.currentTime);
+  for (const event of ["timeupdate", "seeked", "seeking", "loadeddata", "pause"]) {
+    video.addEventListener(event, follow);
+  }
+  // While playing, follow the frame on screen (its media time), not the coarse timeupdate.
+  const onFrame = (_now, meta) => {
+    panel.render(meta?.mediaTime ?? video.currentTime);
+    video.requestVideoFrameCallback(onFrame);
+  };
+  if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
+    video.requestVideoFrameCallback(onFrame);
+  }
+
+  window.huizhen = {
+    replay: {
+      get state() { return state.phase; },
+      get recordings() { return state.recordings; },
+      get selected() { return state.selected; },
+      get errors() { return state.errors; },
+      currentTime: () => video.currentTime,
+      duration: () => video.duration,
+      vitalsAt: (t) => {
+        const out = {};
+        if (!state.timeline) return out;
+        for (const [key, entry] of Object.entries(state.timeline.at(t))) out[key] = entry.value;
+        return out;
+      },
+      shownVitals: () => panel.shown(),
+      shownAt: () => panel.shownAt,
+      select: (id) => select(id),
+      seek: async (t) => {
+        const done = waitFor(video, "seeked");
+        video.currentTime = t;
+        await done;
+        panel.render(video.currentTime);
+        return video.currentTime;
+      },
+    },
+  };
+
+  if (!token) {
+    state.phase = "error";
+    status.replaceChildren("No token: open this page with #token=… in the address (see ",
+      el("a", { href: "./", text: "the start page" }), ").");
+    status.dataset.kind = "error";
+    return;
+  }
+
+  function stopPlayer() {
+    clearInterval(state.renewTimer);
+    clearTimeout(state.pollTimer);
+    video.pause();
+    video.removeAttribute("src");
+    video.load();
+    video.hidden = true;
+  }
+
+  async function waitRendered(id, generation) {
+    for (;;) {
+      const info = await api(token, `/api/v1/recordings/${encodeURIComponent(id)}`);
+      if (generation !== state.generation) return null;
+      if (["ready", "failed", "unfinished"].includes(info.video.state)) return info.video.state;
+      playerState.textContent = "Preparing the teaching video…";
+      await new Promise((resolve) => {
+        state.pollTimer = setTimeout(resolve, POLL_MS);
+      });
+    }
+  }
+
+  async function select(id) {
+    const generation = ++state.generation;
+    stopPlayer();
+    state.selected = id;
+    state.phase = "loading";
+    renderList(select);
+    const entry = state.recordings.find((r) => r.id === id);
+    title.textContent = entry ? `${formatDate(entry.startedAt)} · ${entry.room}` : id;
+    playerState.textContent = "Loading…";
+    const base = `/api/v1/recordings/${encodeURIComponent(id)}`;
+    try {
+      const [playback, doc] = await Promise.all([
+        api(token, `${base}/playback`, { method: "POST" }),
+        api(token, `${base}/vitals`),
+      ]);
+      if (generation !== state.generation) return;
+      state.timeline = new VitalsTimeline(doc);
+      panel.load(state.timeline);
+      // Renew the ticket cookie well before it expires, for as long as the page plays.
+      const renewMs = Math.max(10, (playback.ticketExpiresIn || 600) / 2) * 1000;
+      state.renewTimer = setInterval(() => {
+        api(token, `${base}/playback`, { method: "POST" }).catch((e) => fail(describe(e)));
+      }, renewMs);
+      let ready = playback.state;
+      if (ready !== "ready" && ready !== "unfinished") {
+        state.phase = "rendering";
+        ready = await waitRendered(id, generation);
+        if (ready === null) return;
+      }
+      if (ready === "unfinished") {
+        state.phase = "failed";
+        playerState.textContent = "This session is still being recorded; it can be replayed once it has ended.";
+        return;
+      }
+      if (ready !== "ready") {
+        state.phase = "failed";
+        playerState.textContent = "The teaching video could not be prepared.";
+        fail("Rendering the teaching video failed; try again later.");
+        return;
+      }
+      const loaded = waitFor(video, "loadedmetadata");
+      video.src = playback.media;
+      video.hidden = false;
+      await loaded;
+      if (generation !== state.generation) return;
+      state.phase = "ready";
+      playerState.textContent = `Duration ${formatDuration(video.duration)}`;
+      setStatus(`Playing recording of ${entry ? formatDate(entry.startedAt) : id}`, "ok");
+      follow();
+    } catch (error) {
+      if (generation !== state.generation) return;
+      state.phase = "error";
+      playerState.textContent = "";
+      fail(describe(error));
+    }
+  }
+
+  (async () => {
+    try {
+      const body = await api(token, "/api/v1/recordings");
+      state.recordings = body.recordings;
+      renderList(select);
+      setStatus(`${state.recordings.length} recording${state.recordings.length === 1 ? "" : "s"}`, "ok");
+      const wanted = params.get("recording");
+      if (wanted && state.recordings.some((r) => r.id === wanted)) await select(wanted);
+    } catch (error) {
+      state.phase = "error";
+      fail(describe(error));
+    }
+  })();
+}
+
+main();
