@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +32,7 @@ TARGET_BITRATE = 1_500_000
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def bench_settings(port: int) -> Settings:
+def bench_settings(port: int, record_dir: str | None = None) -> Settings:
     """The same settings (port, token secret) in every benchmark process.
 
     The environment given to ``load_settings`` is explicit, so a HUIZHEN_CONFIG or
@@ -42,6 +43,11 @@ def bench_settings(port: int) -> Settings:
         "HUIZHEN_SERVER_HOST": HOST,
         "HUIZHEN_SERVER_PORT": str(port),
         "HUIZHEN_AUTH_TOKEN_SECRET": secret,
+        # Recording is measured in its own scenario; elsewhere it stays off.
+        "HUIZHEN_RECORDER_ENABLED": "true" if record_dir else "false",
+        "HUIZHEN_RECORDER_DIRECTORY": record_dir or "",
+        "HUIZHEN_STORAGE_DATA_DIR": record_dir or os.path.join(tempfile.gettempdir(),
+                                                               "huizhen-bench"),
     })
 
 

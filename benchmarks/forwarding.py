@@ -28,11 +28,13 @@ import os
 import platform
 import queue
 import secrets
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -418,6 +420,33 @@ def run_huizhen(args: argparse.Namespace, env: dict[str, str], log_dir: Path
     return result
 
 
+def run_recording(args: argparse.Namespace, env: dict[str, str], log_dir: Path
+                  ) -> dict[str, Any]:
+    """The same publisher and no subscriber, with the recorder on: its CPU per stream."""
+    port = free_port()
+    record_dir = tempfile.mkdtemp(prefix="huizhen-bench-rec-")
+    try:
+        with process_group(env, log_dir, "recording") as group:
+            log(f"recording: starting the server with the recorder on {HOST}:{port}")
+            server = group.start("server", "server", "--port", str(port),
+                                 "--record", record_dir)
+            server.expect("ready", 30)
+            stats = StatsClient(port)
+            publisher = group.start("publisher", "publisher", "--mode", "huizhen",
+                                    "--port", str(port), "--grain-bits", str(args.grain_bits))
+            publisher.expect("ready", 60)
+            wait_for_ingest(stats, 20)
+            time.sleep(args.baseline_warmup)
+            result = measure(args.recording_seconds, server, publisher, [], None)
+            log(f"recording: server CPU {result['serverCpuPercent']:.1f}%")
+        files = [p for p in Path(record_dir).rglob("tracks/*") if p.is_file()]
+        result["recordedStreams"] = len(files)
+        result["recordedBytes"] = sum(p.stat().st_size for p in files)
+        return result
+    finally:
+        shutil.rmtree(record_dir, ignore_errors=True)
+
+
 def run_relay(args: argparse.Namespace, env: dict[str, str], log_dir: Path) -> dict[str, Any]:
     port = free_port()
     with process_group(env, log_dir, "relay") as group:
@@ -549,6 +578,21 @@ def print_report(report: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def print_recording(report: dict[str, Any]) -> None:
+    scenarios = report["scenarios"]
+    recording = scenarios.get("recording")
+    base = scenarios.get("huizhen", {}).get("baseline")
+    if not recording or not base:
+        return
+    streams = max(1, recording["recordedStreams"])
+    extra = recording["serverCpuPercent"] - base["serverCpuPercent"]
+    print(f"recorder: server CPU {recording['serverCpuPercent']:.1f}% with the recorder on vs "
+          f"{base['serverCpuPercent']:.1f}% off (same publisher, 0 subscribers): "
+          f"{extra / streams:.2f}% of one core per recorded stream "
+          f"({recording['recordedStreams']} stream(s), "
+          f"{recording['recordedBytes'] / 1e6:.1f} MB written in the window's run)")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.forwarding",
                                      description=__doc__,
@@ -573,6 +617,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="random low bits per pixel added to the test pattern so the "
                              "pinned encoder fills ~1.5 Mbit/s (default 3; 0: bare pattern, "
                              "~0.7 Mbit/s)")
+    parser.add_argument("--recording-seconds", type=float, default=10.0,
+                        help="window of the recorder scenario (0 skips it)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file (default benchmarks/results/forwarding-<time>.json)")
     args = parser.parse_args(argv)
@@ -628,6 +674,12 @@ def main(argv: list[str] | None = None) -> None:
         except ChildError as exc:
             report["errors"].append(f"huizhen scenario: {exc}")
             log(f"huizhen scenario failed: {exc}")
+        if args.recording_seconds > 0:
+            try:
+                report["scenarios"]["recording"] = run_recording(args, env, log_dir)
+            except ChildError as exc:
+                report["errors"].append(f"recording scenario: {exc}")
+                log(f"recording scenario failed: {exc}")
         if args.relay_subscribers > 0:
             try:
                 report["scenarios"].update(run_relay(args, env, log_dir))
@@ -644,6 +696,7 @@ def main(argv: list[str] | None = None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     print_report(report)
+    print_recording(report)
     print(f"\nresults: {output}")
     print(f"process logs: {log_dir}")
 

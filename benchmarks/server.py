@@ -19,8 +19,8 @@ from huizhen.app import create_app
 from mediaserver import LatencyProbe
 
 
-async def run(port: int) -> None:
-    settings = bench_settings(port)
+async def run(port: int, record_dir: str | None) -> None:
+    settings = bench_settings(port, record_dir)
     app = create_app(settings, probe=LatencyProbe())
     # aiohttp waits up to shutdown_timeout for open WebSocket handlers to end, and the
     # app does not close them on shutdown: cap the wait (the orchestrator stops the
@@ -39,9 +39,11 @@ async def run(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--record", default=None,
+                        help="record every room into this directory (recorder scenario)")
     args = parser.parse_args()
     quiet_logging()
-    asyncio.run(run(args.port))
+    asyncio.run(run(args.port, args.record))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ from aiortc import RTCIceServer
 from config import ConfigError, Settings
 from devices.binding import BindingError, parse_bindings
 from huizhen.device_hub import DeviceHub
+from huizhen.recording_access import recording_authorizer
 from mediaserver import LatencyProbe, MediaConfig, MediaServer
+from recorder.http import setup_recording_routes
+from recorder.library import RetentionPolicy, retention_context
+from recorder.service import RecorderService
 from signaling import (
     AUTHORITY,
     LATENCY_PROBE,
@@ -75,8 +79,32 @@ def create_app(settings: Settings, *, probe: LatencyProbe | None = None,
 
         # Registered after the media server, so it is cleaned up before it.
         app.cleanup_ctx.append(devices_lifecycle)
+    setup_recording(app, settings, media)
     setup_routes(app, web_root)
     return app
+
+
+def setup_recording(app: web.Application, settings: Settings, media: MediaServer) -> None:
+    """Record every room (when enabled), and serve recordings and teaching video."""
+    directory = settings.recorder.directory_for(settings.storage.data_dir)
+    if settings.recorder.enabled:
+        service = RecorderService(media, directory, settings.recorder.handoff_url)
+
+        async def recorder_lifecycle(app: web.Application) -> AsyncIterator[None]:
+            directory.mkdir(parents=True, exist_ok=True)
+            await service.start()
+            yield
+            # Cleaned up before the media server: every manifest is written first.
+            await service.stop()
+
+        app.cleanup_ctx.append(recorder_lifecycle)
+    recordings = setup_recording_routes(
+        app, directory, recording_authorizer(app[AUTHORITY]), settings.auth.token_secret,
+        secure_cookies=settings.server.base_url.startswith("https:"))
+    if settings.recorder.retention_days > 0:
+        app.cleanup_ctx.append(retention_context(
+            recordings.library, RetentionPolicy(keep_days=settings.recorder.retention_days),
+            interval=3600))
 
 
 def device_hub(settings: Settings, media: MediaServer) -> DeviceHub | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
+import tempfile
 from typing import Any
 
 CODEC_CLASSES = [
@@ -77,6 +78,7 @@ async def serve(port: int, secret: str) -> None:
     settings = load_settings(environ={
         "HUIZHEN_SERVER_HOST": "127.0.0.1", "HUIZHEN_SERVER_PORT": str(port),
         "HUIZHEN_AUTH_TOKEN_SECRET": secret,
+        "HUIZHEN_STORAGE_DATA_DIR": tempfile.mkdtemp(prefix="huizhen-codec-spy-"),
     })
     app = create_app(settings)
 
