@@ -1,0 +1,221 @@
+"""The aiohttp app: thin handlers over ``schemas`` (parse), ``records`` (I/O) and the cores.
+
+Database work runs in worker threads (SQLAlchemy sessions are synchronous). Errors of the
+``ConsultError`` hierarchy map to their HTTP status here, with their safe message; anything
+else is a generic 500 (logged with its traceback, never sent to the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
+from sqlalchemy.orm import Session, sessionmaker
+
+from consult_api import records
+from consult_api.auth import ApiTokens
+from consult_api.db import make_engine, make_sessionmaker
+from consult_api.errors import ConsultError, InvalidRequest, NotFound, Unavailable
+from consult_api.schemas import (
+    consultation_detail,
+    consultation_summary,
+    parse_consultation,
+    parse_hospital,
+    parse_schedule,
+    parse_transition,
+    parse_user,
+)
+from consult_api.workflow import Actor
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+
+
+class RoomTokenMinter(Protocol):
+    """What the app needs to mint media-server tokens: ``signaling.tokens.TokenAuthority``
+    fits, passed in by the composition root (consult_api does not import the media stack)."""
+
+    def mint(self, *, room: str, role: str, name: str, ttl: int, subject: str | None = None,
+             now: float | None = None) -> str: ...
+
+
+SESSIONS = web.AppKey("sessions", sessionmaker[Session])
+TOKENS = web.AppKey("tokens", ApiTokens)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+DATABASE_URL = web.AppKey("database_url", str)
+ROOM_TOKENS: web.AppKey[RoomTokenMinter | None] = web.AppKey("room_tokens")
+
+MAX_BODY = 1024 * 1024
+ROOM_TOKEN_GRACE = timedelta(hours=1)
+ROOM_TOKEN_MIN_TTL = 15 * 60
+ROOM_TOKEN_MAX_TTL = 24 * 3600
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                            ) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ConsultError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return web.json_response({"error": "not found"}, status=404)
+        if exc.status == 405:
+            return web.json_response({"error": "method not allowed"}, status=405)
+        if exc.status == 413:
+            return web.json_response({"error": "the request body is too large"}, status=413)
+        raise
+    except Exception:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+def _actor(request: web.Request) -> Actor:
+    return request.app[TOKENS].from_header(request.headers.get("Authorization"))
+
+
+def _id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 9:
+        raise NotFound("no such consultation")
+    return int(raw)
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidRequest("the request body must be valid JSON") from None
+
+
+async def _db(request: web.Request, work: Callable[[Session], T]) -> T:
+    return await asyncio.to_thread(records.run_in_session, request.app[SESSIONS], work)
+
+
+async def create_consultation(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    data = parse_consultation(await _json(request))
+    now = request.app[CLOCK]()
+    new_id = await _db(request, lambda s: records.create_consultation(s, actor, data, now))
+    return web.json_response({"id": new_id, "state": "requested"}, status=201)
+
+
+async def list_consultations(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    now = request.app[CLOCK]()
+    found = await _db(request, lambda s: [consultation_summary(c) for c in
+                                          records.list_consultations(s, actor, now)])
+    return web.json_response({"consultations": found})
+
+
+async def get_consultation(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    consultation_id = _id(request)
+    now = request.app[CLOCK]()
+
+    def work(s: Session) -> dict[str, Any]:
+        return consultation_detail(*records.read_consultation(s, actor, consultation_id, now))
+
+    return web.json_response(await _db(request, work))
+
+
+async def post_transition(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    consultation_id = _id(request)
+    data = parse_transition(await _json(request))
+    now = request.app[CLOCK]()
+    result = await _db(request, lambda s: consultation_summary(
+        records.transition(s, actor, consultation_id, data, now)))
+    return web.json_response(result)
+
+
+async def post_schedule(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    consultation_id = _id(request)
+    data = parse_schedule(await _json(request))
+    now = request.app[CLOCK]()
+    result = await _db(request, lambda s: consultation_summary(
+        records.schedule(s, actor, consultation_id, data, now)))
+    return web.json_response(result)
+
+
+async def create_hospital(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    data = parse_hospital(await _json(request))
+    new_id = await _db(request, lambda s: records.create_hospital(s, actor, data))
+    return web.json_response({"id": new_id}, status=201)
+
+
+async def create_user(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    data = parse_user(await _json(request))
+    new_id = await _db(request, lambda s: records.create_user(s, actor, data))
+    return web.json_response({"id": new_id}, status=201)
+
+
+async def list_experts(request: web.Request) -> web.Response:
+    _actor(request)
+    return web.json_response({"experts": await _db(request, records.list_experts)})
+
+
+async def post_room_token(request: web.Request) -> web.Response:
+    """A media-server token for the consultation's live room, valid until an hour after
+    the slot ends (at least 15 minutes, at most a day)."""
+    actor = _actor(request)
+    consultation_id = _id(request)
+    authority = request.app[ROOM_TOKENS]
+    if authority is None:
+        raise Unavailable("live room tokens are not configured on this server")
+    now = request.app[CLOCK]()
+    room, role, slot_end = await _db(
+        request, lambda s: records.live_room(s, actor, consultation_id, now))
+    ttl = int((slot_end + ROOM_TOKEN_GRACE - now).total_seconds())
+    ttl = min(max(ttl, ROOM_TOKEN_MIN_TTL), ROOM_TOKEN_MAX_TTL)
+    token = authority.mint(room=room, role=role, name=f"user-{actor.user_id}", ttl=ttl,
+                           subject=f"consult-user-{actor.user_id}", now=now.timestamp())
+    return web.json_response({"room": room, "role": role, "token": token,
+                              "expires_at": int(now.timestamp()) + ttl})
+
+
+def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
+               room_tokens: RoomTokenMinter | None = None) -> web.Application:
+    """The consultation records API. The schema must exist (``consult_api.db.upgrade``).
+
+    ``room_tokens`` mints media-server tokens for scheduled live rooms (optional)."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app[TOKENS] = ApiTokens(token_secret)
+    app[CLOCK] = clock
+    app[DATABASE_URL] = database_url
+    app[ROOM_TOKENS] = room_tokens
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        engine = make_engine(app[DATABASE_URL])
+        app[SESSIONS] = make_sessionmaker(engine)
+        yield
+        await asyncio.to_thread(engine.dispose)
+
+    app.cleanup_ctx.append(database)
+    app.router.add_post("/api/v1/hospitals", create_hospital)
+    app.router.add_post("/api/v1/users", create_user)
+    app.router.add_get("/api/v1/experts", list_experts)
+    app.router.add_post("/api/v1/consultations", create_consultation)
+    app.router.add_get("/api/v1/consultations", list_consultations)
+    app.router.add_get("/api/v1/consultations/{id}", get_consultation)
+    app.router.add_post("/api/v1/consultations/{id}/transitions", post_transition)
+    app.router.add_post("/api/v1/consultations/{id}/schedule", post_schedule)
+    app.router.add_post("/api/v1/consultations/{id}/room-token", post_room_token)
+    return app

@@ -1,0 +1,124 @@
+"""The consultation records schema (SQLAlchemy 2, typed declarative mapping).
+
+Patient fields live in their own ``patient_*`` columns so they can be protected (column
+encryption, masking, restricted views) without touching the rest of the record.
+Enumerations are strings with CHECK constraints: portable between SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from consult_api.workflow import ConsultationType, Role, State, Urgency
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+HOSPITAL_LEVELS = ("province", "prefecture", "county")
+
+
+def _one_of(column: str, values: tuple[str, ...] | list[str]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Hospital(Base):
+    __tablename__ = "hospitals"
+    __table_args__ = (CheckConstraint(_one_of("level", HOSPITAL_LEVELS), name="level"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(20))
+
+
+class Department(Base):
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_one_of("role", [r.value for r in Role]), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+
+
+class ExpertProfile(Base):
+    __tablename__ = "expert_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
+    specialty: Mapped[str] = mapped_column(String(200))
+    availability: Mapped[str] = mapped_column(Text, default="")
+
+
+class Consultation(Base):
+    __tablename__ = "consultations"
+    __table_args__ = (
+        CheckConstraint(_one_of("urgency", [u.value for u in Urgency]), name="urgency"),
+        CheckConstraint(_one_of("type", [t.value for t in ConsultationType]), name="type"),
+        CheckConstraint(_one_of("state", [s.value for s in State]), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requesting_hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    requesting_doctor_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    expert_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    # Patient data: dedicated columns, so they can be protected separately.
+    patient_name: Mapped[str] = mapped_column(String(200))
+    patient_sex: Mapped[str] = mapped_column(String(10))
+    patient_age: Mapped[int] = mapped_column(Integer)
+    patient_record_number: Mapped[str | None] = mapped_column(String(100))
+    patient_summary: Mapped[str] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(Text)
+    urgency: Mapped[str] = mapped_column(String(20))
+    type: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    slot_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    slot_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    room_name: Mapped[str | None] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsultationTransition(Base):
+    __tablename__ = "consultation_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditLog(Base):
+    """One row per read of patient data (and per other audited action)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    action: Mapped[str] = mapped_column(String(50))
+    object_type: Mapped[str] = mapped_column(String(50))
+    object_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

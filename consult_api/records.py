@@ -1,0 +1,253 @@
+"""Synchronous record operations on one Session: the I/O around the pure cores.
+
+Each function validates and decides with the pure modules (``workflow``, ``auth``), then
+reads or writes. Reads of patient data add an AuditLog row in the same transaction.
+The caller commits (``run_in_session``).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from consult_api import auth
+from consult_api.errors import InvalidRequest, InvalidTransition, NotFound
+from consult_api.models import (
+    HOSPITAL_LEVELS,
+    AuditLog,
+    Consultation,
+    ConsultationTransition,
+    Department,
+    ExpertProfile,
+    Hospital,
+    User,
+)
+from consult_api.schemas import ConsultationIn, HospitalIn, ScheduleIn, TransitionIn, UserIn
+from consult_api.workflow import (
+    Actor,
+    ConsultationType,
+    Facts,
+    Role,
+    State,
+    check_transition,
+    media_role,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def run_in_session(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one transaction: commit on success, roll back on any error."""
+    with factory() as session, session.begin():
+        return work(session)
+
+
+# --- directory: hospitals, departments, users, expert profiles -------------------------------
+
+def add_hospital(session: Session, name: str, level: str) -> int:
+    if level not in HOSPITAL_LEVELS:
+        raise InvalidRequest(f"level must be one of {', '.join(HOSPITAL_LEVELS)}")
+    hospital = Hospital(name=name, level=level)
+    session.add(hospital)
+    session.flush()
+    return hospital.id
+
+
+def add_department(session: Session, hospital_id: int, name: str) -> int:
+    department = Department(hospital_id=hospital_id, name=name)
+    session.add(department)
+    session.flush()
+    return department.id
+
+
+def add_user(session: Session, hospital_id: int, display_name: str, role: Role,
+             department_id: int | None = None) -> int:
+    user = User(hospital_id=hospital_id, department_id=department_id,
+                display_name=display_name, role=role.value)
+    session.add(user)
+    session.flush()
+    return user.id
+
+
+def add_expert_profile(session: Session, user_id: int, specialty: str,
+                       availability: str = "") -> int:
+    profile = ExpertProfile(user_id=user_id, specialty=specialty, availability=availability)
+    session.add(profile)
+    session.flush()
+    return profile.id
+
+
+def create_hospital(session: Session, actor: Actor, data: HospitalIn) -> int:
+    auth.require_role(actor, Role.ADMIN)
+    return add_hospital(session, data.name, data.level)
+
+
+def create_user(session: Session, actor: Actor, data: UserIn) -> int:
+    auth.require_role(actor, Role.ADMIN)
+    if session.get(Hospital, data.hospital_id) is None:
+        raise InvalidRequest("hospital_id does not name a hospital")
+    if data.department_id is not None:
+        department = session.get(Department, data.department_id)
+        if department is None or department.hospital_id != data.hospital_id:
+            raise InvalidRequest("department_id does not name a department of that hospital")
+    user_id = add_user(session, data.hospital_id, data.display_name, data.role,
+                       data.department_id)
+    if data.specialty is not None:
+        add_expert_profile(session, user_id, data.specialty, data.availability)
+    logger.info("user %s (%s) created by admin %s", user_id, data.role, actor.user_id)
+    return user_id
+
+
+def list_experts(session: Session) -> list[dict[str, Any]]:
+    """Experts with their profiles, for requesters and coordinators choosing one."""
+    rows = session.execute(
+        sa.select(User, ExpertProfile, Hospital)
+        .join(ExpertProfile, ExpertProfile.user_id == User.id, isouter=True)
+        .join(Hospital, Hospital.id == User.hospital_id)
+        .where(User.role == Role.EXPERT.value).order_by(User.id))
+    return [{"id": user.id, "display_name": user.display_name, "hospital_id": hospital.id,
+             "hospital": hospital.name, "hospital_level": hospital.level,
+             "specialty": None if profile is None else profile.specialty,
+             "availability": None if profile is None else profile.availability}
+            for user, profile, hospital in rows]
+
+
+# --- consultations ----------------------------------------------------------------------------
+
+def _audit(session: Session, actor: Actor, action: str, consultation_id: int,
+           now: datetime) -> None:
+    session.add(AuditLog(actor_id=actor.user_id, action=action, object_type="consultation",
+                         object_id=consultation_id, at=now))
+
+
+def _expert(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None or user.role != Role.EXPERT.value:
+        raise InvalidRequest("expert_id does not name an expert")
+    return user
+
+
+def _facts(c: Consultation) -> Facts:
+    return Facts(state=State(c.state), type=ConsultationType(c.type),
+                 requesting_doctor_id=c.requesting_doctor_id, expert_id=c.expert_id)
+
+
+def _load(session: Session, actor: Actor, consultation_id: int, *,
+          for_update: bool = False) -> Consultation:
+    query = sa.select(Consultation).where(Consultation.id == consultation_id)
+    if for_update:
+        query = query.with_for_update()
+    c = session.scalars(query).one_or_none()
+    if c is None:
+        raise NotFound(f"no consultation {consultation_id}")
+    auth.require_read(actor, c.requesting_hospital_id, c.expert_id)
+    return c
+
+
+def _record_transition(session: Session, c: Consultation, to: State, actor: Actor,
+                       note: str, now: datetime) -> None:
+    session.add(ConsultationTransition(consultation_id=c.id, from_state=c.state,
+                                       to_state=to.value, actor_id=actor.user_id, at=now,
+                                       note=note))
+    c.state = to.value
+    c.updated_at = now
+
+
+def create_consultation(session: Session, actor: Actor, data: ConsultationIn,
+                        now: datetime) -> int:
+    auth.require_role(actor, Role.REQUESTING_DOCTOR)
+    if data.expert_id is not None:
+        _expert(session, data.expert_id)
+    p = data.patient
+    c = Consultation(
+        requesting_hospital_id=actor.hospital_id, requesting_doctor_id=actor.user_id,
+        expert_id=data.expert_id, patient_name=p.name, patient_sex=p.sex,
+        patient_age=p.age, patient_record_number=p.record_number, patient_summary=p.summary,
+        question=data.question, urgency=data.urgency.value, type=data.type.value,
+        state=State.REQUESTED.value, created_at=now, updated_at=now)
+    session.add(c)
+    session.flush()
+    session.add(ConsultationTransition(consultation_id=c.id, from_state=None,
+                                       to_state=State.REQUESTED.value, actor_id=actor.user_id,
+                                       at=now, note=""))
+    logger.info("consultation %s: requested by user %s", c.id, actor.user_id)
+    return c.id
+
+
+def list_consultations(session: Session, actor: Actor, now: datetime) -> list[Consultation]:
+    """The consultations this actor may see, as summaries without the patient columns.
+
+    The question is clinical text, so each listed consultation still gets an audit row.
+    """
+    query = sa.select(Consultation).order_by(Consultation.id)
+    if actor.role is Role.REQUESTING_DOCTOR:
+        query = query.where(Consultation.requesting_hospital_id == actor.hospital_id)
+    elif actor.role is Role.EXPERT:
+        query = query.where(Consultation.expert_id == actor.user_id)
+    found = list(session.scalars(query))
+    for c in found:
+        _audit(session, actor, "consultation.list", c.id, now)
+    return found
+
+
+def read_consultation(session: Session, actor: Actor, consultation_id: int,
+                      now: datetime) -> tuple[Consultation, list[ConsultationTransition]]:
+    """The full record with patient data; writes an audit row."""
+    c = _load(session, actor, consultation_id)
+    _audit(session, actor, "consultation.read", c.id, now)
+    transitions = list(session.scalars(
+        sa.select(ConsultationTransition)
+        .where(ConsultationTransition.consultation_id == c.id)
+        .order_by(ConsultationTransition.id)))
+    return c, transitions
+
+
+def transition(session: Session, actor: Actor, consultation_id: int, data: TransitionIn,
+               now: datetime) -> Consultation:
+    c = _load(session, actor, consultation_id, for_update=True)
+    if data.to is State.SCHEDULED:
+        raise InvalidRequest("use the schedule endpoint to schedule a consultation")
+    check_transition(_facts(c), data.to, actor)
+    logger.info("consultation %s: %s -> %s by user %s", c.id, c.state, data.to, actor.user_id)
+    _record_transition(session, c, data.to, actor, data.note, now)
+    return c
+
+
+def schedule(session: Session, actor: Actor, consultation_id: int, data: ScheduleIn,
+             now: datetime) -> Consultation:
+    c = _load(session, actor, consultation_id, for_update=True)
+    check_transition(_facts(c), State.SCHEDULED, actor)
+    _expert(session, data.expert_id)
+    c.expert_id = data.expert_id
+    c.slot_start, c.slot_end = data.start, data.end
+    c.room_name = f"consult-{c.id}-{secrets.token_hex(4)}"
+    logger.info("consultation %s: scheduled by user %s", c.id, actor.user_id)
+    _record_transition(session, c, State.SCHEDULED, actor, "", now)
+    return c
+
+
+def audit_rows(session: Session, consultation_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(sa.select(AuditLog).where(
+        AuditLog.object_type == "consultation", AuditLog.object_id == consultation_id)
+        .order_by(AuditLog.id))
+    return [{"actor_id": r.actor_id, "action": r.action, "at": r.at} for r in rows]
+
+
+def live_room(session: Session, actor: Actor, consultation_id: int,
+              now: datetime) -> tuple[str, str, datetime]:
+    """(room name, media role, slot end) for an actor joining the live session; audited."""
+    c = _load(session, actor, consultation_id)
+    role = media_role(actor, _facts(c))
+    if c.room_name is None or c.slot_end is None:
+        raise InvalidTransition("this consultation has no live room: schedule it first")
+    _audit(session, actor, "consultation.room_token", c.id, now)
+    end = c.slot_end if c.slot_end.tzinfo else c.slot_end.replace(tzinfo=UTC)
+    return c.room_name, role, end
