@@ -12,15 +12,24 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
-from consult_api import records
-from consult_api.auth import ApiTokens
+from consult_api import artefacts, materials, records
+from consult_api.auth import ApiTokens, service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
-from consult_api.errors import ConsultError, InvalidRequest, NotFound, Unavailable
+from consult_api.errors import (
+    ConsultError,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
+from consult_api.filetype import MEDIA_TYPES
 from consult_api.schemas import (
     consultation_detail,
     consultation_summary,
@@ -52,6 +61,12 @@ TOKENS = web.AppKey("tokens", ApiTokens)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 DATABASE_URL = web.AppKey("database_url", str)
 ROOM_TOKENS: web.AppKey[RoomTokenMinter | None] = web.AppKey("room_tokens")
+DATA_DIR = web.AppKey("data_dir", Path)
+MAX_UPLOAD = web.AppKey("max_upload", int)
+RECORDER_TOKEN: web.AppKey[str | None] = web.AppKey("recorder_token")
+
+DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024
+FILENAME_HEADER = "X-Filename"
 
 MAX_BODY = 1024 * 1024
 ROOM_TOKEN_GRACE = timedelta(hours=1)
@@ -88,10 +103,10 @@ def _actor(request: web.Request) -> Actor:
     return request.app[TOKENS].from_header(request.headers.get("Authorization"))
 
 
-def _id(request: web.Request) -> int:
+def _id(request: web.Request, what: str = "consultation") -> int:
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 9:
-        raise NotFound("no such consultation")
+        raise NotFound(f"no such {what}")
     return int(raw)
 
 
@@ -191,13 +206,104 @@ async def post_room_token(request: web.Request) -> web.Response:
                               "expires_at": int(now.timestamp()) + ttl})
 
 
+def _filename(request: web.Request) -> str:
+    try:
+        raw = unquote(request.headers.get(FILENAME_HEADER, ""), errors="strict").strip()
+    except UnicodeDecodeError:
+        raw = ""
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    if not name or len(name) > materials.MAX_FILENAME or not name.isprintable():
+        raise InvalidRequest(f"the {FILENAME_HEADER} header must be a file name (percent-encoded "
+                             f"UTF-8, at most {materials.MAX_FILENAME} characters)")
+    return name
+
+
+async def upload_material(request: web.Request) -> web.Response:
+    """The raw file is the request body (any Content-Type); its name in ``X-Filename``."""
+    actor = _actor(request)
+    consultation_id = _id(request)
+    filename = _filename(request)
+    limit, data_dir = request.app[MAX_UPLOAD], request.app[DATA_DIR]
+    if request.content_length is not None and request.content_length > limit:
+        raise materials.too_large(limit)
+    await _db(request, lambda s: materials.check_upload(s, actor, consultation_id))
+    received = await materials.receive(request.content.iter_chunked(materials.CHUNK),
+                                       data_dir, limit)
+    stored = await asyncio.to_thread(materials.store, received, data_dir)
+    now = request.app[CLOCK]()
+    try:
+        result = await _db(request, lambda s: materials.material_json(
+            materials.add(s, actor, consultation_id, filename, stored, now)))
+    except BaseException:
+        await _db(request, lambda s: materials.remove_if_unused(s, stored, data_dir))
+        raise
+    return web.json_response(result, status=201)
+
+
+async def list_materials(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    consultation_id = _id(request)
+    now = request.app[CLOCK]()
+    found = await _db(request, lambda s: [materials.material_json(m) for m in
+                                          materials.listing(s, actor, consultation_id, now)])
+    return web.json_response({"materials": found})
+
+
+async def download_material(request: web.Request) -> web.StreamResponse:
+    actor = _actor(request)
+    material_id = _id(request, "material")
+    now = request.app[CLOCK]()
+    m = await _db(request, lambda s: materials.open_material(s, actor, material_id,
+                                                              "material.download", now))
+    disposition = f"attachment; filename*=UTF-8''{quote(m.filename, safe='')}"
+    return web.FileResponse(request.app[DATA_DIR] / m.stored_path, headers={
+        "Content-Type": MEDIA_TYPES[m.kind], "Content-Disposition": disposition})
+
+
+async def material_preview(request: web.Request) -> web.StreamResponse:
+    actor = _actor(request)
+    material_id = _id(request, "material")
+    now = request.app[CLOCK]()
+    m = await _db(request, lambda s: materials.open_material(s, actor, material_id,
+                                                              "material.preview", now))
+    if m.preview_path is None:
+        raise NotFound("this material has no preview")
+    return web.FileResponse(request.app[DATA_DIR] / m.preview_path,
+                            headers={"Content-Type": "image/png"})
+
+
+async def post_artefacts(request: web.Request) -> web.Response:
+    """The recorder's hand-off; ``Authorization: Bearer <recorder token>``."""
+    expected = request.app[RECORDER_TOKEN]
+    if expected is None:
+        raise Unavailable("recorder hand-off is not configured on this server")
+    if not service_token_matches(request.headers.get("Authorization"), expected):
+        raise Unauthenticated("a valid recorder service token is required")
+    data = artefacts.parse_handoff(await _json(request), request.headers.get("Idempotency-Key"))
+    now = request.app[CLOCK]()
+
+    def work(s: Session) -> tuple[dict[str, Any], bool]:
+        artefact, created = artefacts.receive(s, data, now)
+        return artefacts.artefact_json(artefact), created
+
+    result, created = await _db(request, work)
+    return web.json_response(result, status=201 if created else 200)
+
+
 def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
-               room_tokens: RoomTokenMinter | None = None) -> web.Application:
+               room_tokens: RoomTokenMinter | None = None, data_dir: Path | None = None,
+               max_upload: int = DEFAULT_MAX_UPLOAD,
+               recorder_token: str | None = None) -> web.Application:
     """The consultation records API. The schema must exist (``consult_api.db.upgrade``).
 
-    ``room_tokens`` mints media-server tokens for scheduled live rooms (optional)."""
+    ``room_tokens`` mints media-server tokens for scheduled live rooms (optional);
+    ``data_dir`` holds uploaded materials (default ``data``), each at most ``max_upload``
+    bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[TOKENS] = ApiTokens(token_secret)
+    app[DATA_DIR] = data_dir if data_dir is not None else Path("data")
+    app[MAX_UPLOAD] = max_upload
+    app[RECORDER_TOKEN] = recorder_token
     app[CLOCK] = clock
     app[DATABASE_URL] = database_url
     app[ROOM_TOKENS] = room_tokens
@@ -218,4 +324,9 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_post("/api/v1/consultations/{id}/transitions", post_transition)
     app.router.add_post("/api/v1/consultations/{id}/schedule", post_schedule)
     app.router.add_post("/api/v1/consultations/{id}/room-token", post_room_token)
+    app.router.add_post("/api/v1/consultations/{id}/materials", upload_material)
+    app.router.add_get("/api/v1/consultations/{id}/materials", list_materials)
+    app.router.add_get("/api/v1/materials/{id}", download_material)
+    app.router.add_get("/api/v1/materials/{id}/preview", material_preview)
+    app.router.add_post("/api/v1/artefacts", post_artefacts)
     return app

@@ -7,6 +7,7 @@ hospital's consultations; an expert sees those assigned to them.
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -79,3 +80,16 @@ def require_read(actor: Actor, requesting_hospital_id: int, expert_id: int | Non
 def require_role(actor: Actor, *roles: Role) -> None:
     if actor.role not in roles:
         raise Forbidden(f"this action needs one of the roles {', '.join(sorted(roles))}")
+
+
+def require_write(actor: Actor, requesting_hospital_id: int, expert_id: int | None) -> None:
+    """Adding to a consultation (materials): the same parties who may read it."""
+    if not can_read(actor, requesting_hospital_id, expert_id):
+        raise Forbidden("you have no access to this consultation")
+
+
+def service_token_matches(header: str | None, expected: str) -> bool:
+    """``Authorization: Bearer <expected>`` (a shared service secret), in constant time."""
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
+                                                              expected.encode())

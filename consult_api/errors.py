@@ -38,3 +38,15 @@ class InvalidTransition(ConsultError):
 
 class Unavailable(ConsultError):
     status = 503
+
+
+class Unprocessable(ConsultError):
+    status = 422
+
+
+class TooLarge(ConsultError):
+    status = 413
+
+
+class UnsupportedType(ConsultError):
+    status = 415

@@ -8,8 +8,19 @@ Enumerations are strings with CHECK constraints: portable between SQLite and Pos
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from consult_api.workflow import ConsultationType, Role, State, Urgency
@@ -122,3 +133,52 @@ class AuditLog(Base):
     object_type: Mapped[str] = mapped_column(String(50))
     object_id: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+MATERIAL_KINDS = ("dicom", "jpeg", "png", "pdf")
+
+
+class Material(Base):
+    """An uploaded file (image, scan, report), stored by checksum under the data directory.
+
+    ``dicom_patient_*`` hold what the DICOM header says about the patient: kept out of logs
+    and out of every response."""
+
+    __tablename__ = "materials"
+    __table_args__ = (CheckConstraint(_one_of("kind", MATERIAL_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), index=True)
+    uploader_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    stored_path: Mapped[str] = mapped_column(String(500))
+    preview_path: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    study_date: Mapped[str | None] = mapped_column(String(8))
+    study_uid: Mapped[str | None] = mapped_column(String(64))
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    instance_uid: Mapped[str | None] = mapped_column(String(64))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    dicom_patient_name: Mapped[str | None] = mapped_column(String(200))
+    dicom_patient_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class Artefact(Base):
+    """A recording handed off by the recorder, attached to a consultation (one per manifest)."""
+
+    __tablename__ = "artefacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), index=True)
+    manifest_id: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    room: Mapped[str] = mapped_column(String(100))
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    checksums: Mapped[dict[str, str]] = mapped_column(JSON)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
