@@ -76,10 +76,23 @@ class RecorderSettings:
     enabled: bool
     directory: str
     handoff_url: str
+    handoff_token: str
     retention_days: int
 
     def directory_for(self, data_dir: Path) -> Path:
         return Path(self.directory) if self.directory else data_dir / "recordings"
+
+
+@dataclass(frozen=True)
+class RecordsSettings:
+    host: str
+    port: int
+    database_url: str
+    token_secret: str
+    max_upload_bytes: int
+
+    def database_for(self, data_dir: Path) -> str:
+        return self.database_url or f"sqlite:///{data_dir / 'records.sqlite3'}"
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,7 @@ class Settings:
     storage: StorageSettings
     devices: DeviceSettings
     recorder: RecorderSettings
+    records: RecordsSettings
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
 
 
@@ -227,10 +241,18 @@ def load_settings(
             ),
             storage=StorageSettings(data_dir=Path(str(merged["storage"]["data_dir"]))),
             devices=_devices(merged["devices"]),
+            records=RecordsSettings(
+                host=str(merged["records"]["host"]),
+                port=int(merged["records"]["port"]),
+                database_url=str(merged["records"]["database_url"]),
+                token_secret=str(merged["records"]["token_secret"]),
+                max_upload_bytes=int(merged["records"]["max_upload_bytes"]),
+            ),
             recorder=RecorderSettings(
                 enabled=bool(merged["recorder"]["enabled"]),
                 directory=str(merged["recorder"]["directory"]),
                 handoff_url=str(merged["recorder"]["handoff_url"]),
+                handoff_token=str(merged["recorder"]["handoff_token"]),
                 retention_days=int(merged["recorder"]["retention_days"]),
             ),
             ice_servers=_ice_servers(merged["ice"]["servers"]),

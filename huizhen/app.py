@@ -88,7 +88,8 @@ def setup_recording(app: web.Application, settings: Settings, media: MediaServer
     """Record every room (when enabled), and serve recordings and teaching video."""
     directory = settings.recorder.directory_for(settings.storage.data_dir)
     if settings.recorder.enabled:
-        service = RecorderService(media, directory, settings.recorder.handoff_url)
+        service = RecorderService(media, directory, settings.recorder.handoff_url,
+                                  handoff_token=settings.recorder.handoff_token)
 
         async def recorder_lifecycle(app: web.Application) -> AsyncIterator[None]:
             directory.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,30 @@ def cmd_token(args: argparse.Namespace) -> None:
     print(token)
 
 
+async def _serve_records(settings: Settings) -> None:
+    from consult_api.app import create_app as create_records_app
+    from consult_api.db import upgrade
+
+    records = settings.records
+    data_dir = settings.storage.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = records.database_for(data_dir)
+    await asyncio.to_thread(upgrade, url)  # the schema is migrated before serving
+    app = create_records_app(
+        url, records.token_secret, data_dir=data_dir, max_upload=records.max_upload_bytes,
+        recorder_token=settings.recorder.handoff_token or None,
+        room_tokens=token_authority(settings),
+    )
+    async with serving(app, records.host, records.port):
+        print(f"huizhen records service listening on http://{records.host}:{records.port}",
+              flush=True)
+        await wait_for_stop()
+
+
+def cmd_records(args: argparse.Namespace) -> None:
+    asyncio.run(_serve_records(_settings(args)))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from huizhen.demo import run_demo
 
@@ -55,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the media and signalling server").set_defaults(
         func=cmd_serve)
+    commands.add_parser("records", help="run the consultation records service").set_defaults(
+        func=cmd_records)
     token = commands.add_parser("token", help="mint a room token")
     token.add_argument("--room", required=True)
     token.add_argument("--role", required=True,

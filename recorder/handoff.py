@@ -73,8 +73,9 @@ def handoff_body(directory: Path, manifest: Manifest) -> bytes:
 class HandoffQueue:
     """Delivers recordings to ``url``; an empty URL means recordings stay local."""
 
-    def __init__(self, url: str, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, url: str, retry: RetryPolicy | None = None, token: str = "") -> None:
         self.url = url
+        self.token = token  # the records service's service token (Bearer), when it wants one
         self.retry = retry or RetryPolicy()
         self.delivered = 0
         self._session: aiohttp.ClientSession | None = None
@@ -179,6 +180,8 @@ class HandoffQueue:
     async def _deliver(self, directory: Path, key: str) -> None:
         body = await asyncio.to_thread((directory / HANDOFF_REQUEST_FILE).read_bytes)
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         delays = self.retry.delays()
         attempts = int((await asyncio.to_thread(
             read_json, directory / HANDOFF_STATE_FILE)).get("attempts", 0))

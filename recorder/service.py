@@ -27,10 +27,11 @@ logger = logging.getLogger(__name__)
 
 class RecorderService:
     def __init__(self, media: MediaServer, recordings_dir: Path | str, handoff_url: str = "",
-                 *, sync_interval: float = 1.0, retry: RetryPolicy | None = None) -> None:
+                 *, sync_interval: float = 1.0, retry: RetryPolicy | None = None,
+                 handoff_token: str = "") -> None:
         self.media = media
         self.recordings_dir = Path(recordings_dir)
-        self.handoff = HandoffQueue(handoff_url, retry)
+        self.handoff = HandoffQueue(handoff_url, retry, handoff_token)
         self.sync_interval = sync_interval
         self.recorders: dict[str, SessionRecorder] = {}  # unfinished, by recording id
         self.recovered: list[Manifest] = []

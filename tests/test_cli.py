@@ -78,3 +78,30 @@ async def test_demo_comes_up_and_streams_the_moving_pattern(tmp_path):
     finally:
         returncode = stop_process(demo)
     assert returncode == 0
+
+
+async def test_records_command_migrates_and_serves(tmp_path):
+    import aiohttp
+
+    port = free_port()
+    env = {**os.environ, "HUIZHEN_RECORDS_PORT": str(port),
+           "HUIZHEN_STORAGE_DATA_DIR": str(tmp_path),
+           "HUIZHEN_RECORDER_HANDOFF_TOKEN": "recorder-service-token-0123456789abcdef"}
+    service = subprocess.Popen([sys.executable, "-m", "huizhen", "records"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env=env)
+    try:
+        assert service.stdout is not None
+        line = await asyncio.wait_for(
+            asyncio.get_running_loop().run_in_executor(None, service.stdout.readline), 60)
+        assert f"http://127.0.0.1:{port}" in line
+        assert (tmp_path / "records.sqlite3").exists()  # migrated before serving
+        base = f"http://127.0.0.1:{port}/api/v1"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/consultations") as response:
+                assert response.status == 401
+            async with http.post(base + "/artefacts", json={},
+                                 headers={"Authorization": "Bearer wrong"}) as response:
+                assert response.status == 401
+    finally:
+        assert stop_process(service) == 0

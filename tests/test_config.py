@@ -82,3 +82,10 @@ def test_recorder_section():
         "http://records/api", 30)
     off = load_settings(environ={"HUIZHEN_RECORDER_ENABLED": "no"})
     assert off.recorder.enabled is False
+
+
+def test_records_section():
+    settings = load_settings(environ={"HUIZHEN_RECORDS_PORT": "9091"})
+    assert settings.records.port == 9091
+    assert settings.records.database_for(Path("/d")) == "sqlite:////d/records.sqlite3"
+    assert settings.recorder.handoff_token == ""
