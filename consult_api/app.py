@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
-from consult_api import artefacts, materials, records
+from consult_api import artefacts, materials, records, reports, statistics
 from consult_api.auth import ApiTokens, service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import (
@@ -290,6 +290,67 @@ async def post_artefacts(request: web.Request) -> web.Response:
     return web.json_response(result, status=201 if created else 200)
 
 
+async def create_report(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    consultation_id = _id(request)
+    data = reports.parse_draft(await _json(request))
+    now = request.app[CLOCK]()
+    result = await _db(request, lambda s: reports.report_json(
+        reports.create_draft(s, actor, consultation_id, data, now)))
+    return web.json_response(result, status=201)
+
+
+async def list_reports(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    consultation_id = _id(request)
+    now = request.app[CLOCK]()
+    found = await _db(request, lambda s: [reports.report_json(r) for r in
+                                          reports.listing(s, actor, consultation_id, now)])
+    return web.json_response({"reports": found})
+
+
+async def edit_report(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    report_id = _id(request, "report")
+    data = reports.parse_edit(await _json(request))
+    now = request.app[CLOCK]()
+    result = await _db(request, lambda s: reports.report_json(
+        reports.edit(s, actor, report_id, data, now)))
+    return web.json_response(result)
+
+
+async def publish_report(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    report_id = _id(request, "report")
+    now = request.app[CLOCK]()
+    result = await _db(request, lambda s: reports.report_json(
+        reports.publish(s, actor, report_id, now)))
+    return web.json_response(result)
+
+
+async def amend_report(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    report_id = _id(request, "report")
+    data = reports.parse_amend(await _json(request))
+    now = request.app[CLOCK]()
+    result = await _db(request, lambda s: reports.report_json(
+        reports.amend(s, actor, report_id, data, now)))
+    return web.json_response(result, status=201)
+
+
+async def list_report_templates(request: web.Request) -> web.Response:
+    _actor(request)
+    specialty = request.query.get("specialty") or None
+    found = await _db(request, lambda s: [reports.template_json(t) for t in
+                                          reports.list_templates(s, specialty)])
+    return web.json_response({"templates": found})
+
+
+async def get_statistics(request: web.Request) -> web.Response:
+    actor = _actor(request)
+    return web.json_response(await _db(request, lambda s: statistics.statistics(s, actor)))
+
+
 def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
                room_tokens: RoomTokenMinter | None = None, data_dir: Path | None = None,
                max_upload: int = DEFAULT_MAX_UPLOAD,
@@ -329,4 +390,11 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get("/api/v1/materials/{id}", download_material)
     app.router.add_get("/api/v1/materials/{id}/preview", material_preview)
     app.router.add_post("/api/v1/artefacts", post_artefacts)
+    app.router.add_post("/api/v1/consultations/{id}/reports", create_report)
+    app.router.add_get("/api/v1/consultations/{id}/reports", list_reports)
+    app.router.add_patch("/api/v1/reports/{id}", edit_report)
+    app.router.add_post("/api/v1/reports/{id}/publish", publish_report)
+    app.router.add_post("/api/v1/reports/{id}/amend", amend_report)
+    app.router.add_get("/api/v1/report-templates", list_report_templates)
+    app.router.add_get("/api/v1/statistics", get_statistics)
     return app

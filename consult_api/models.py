@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -182,3 +183,42 @@ class Artefact(Base):
     checksums: Mapped[dict[str, str]] = mapped_column(JSON)
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+REPORT_STATUSES = ("draft", "published")
+
+
+class ReportTemplate(Base):
+    """A report layout for one specialty: ``sections`` is a list of {key, title}."""
+
+    __tablename__ = "report_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    specialty: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    sections: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+
+
+class Report(Base):
+    """One version of the expert's report. Published versions are immutable; an amendment
+    is a new version linked to the one it amends (``previous_id``) with a reason."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", REPORT_STATUSES), name="status"),
+        UniqueConstraint("consultation_id", "version", name="uq_reports_consultation_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("report_templates.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
+    amendment_reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    sections: Mapped[dict[str, str]] = mapped_column(JSON)
+    diagnosis: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
