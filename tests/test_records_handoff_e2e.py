@@ -1,0 +1,108 @@
+"""Media server and records service together: a scheduled consultation's live session is
+recorded, and the recorder's hand-off lands as an artefact of that consultation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+from aiohttp import web
+from aiortc import RTCPeerConnection
+
+from consult_api import records
+from consult_api.app import create_app as create_records_app
+from consult_api.auth import ApiTokens
+from consult_api.db import make_engine, make_sessionmaker, upgrade
+from huizhen.app import create_app, token_authority
+from huizhen.testpattern import PatternVideoTrack
+from signaling.client import SignalingClient
+from tests.conftest import free_port, make_settings
+from tests.test_consult_api import REQUEST, SECRET, seed
+
+RECORDER_TOKEN = "recorder-service-token-0123456789abcdef"
+
+
+async def start(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp_path: Path):
+    import aiohttp
+
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url)
+    people = records.run_in_session(make_sessionmaker(engine), seed)
+    settings = make_settings(HUIZHEN_RECORDER_ENABLED="true",
+                             HUIZHEN_STORAGE_DATA_DIR=str(tmp_path / "media"))
+    records_port = free_port()
+    records_runner = await start(create_records_app(
+        url, SECRET, data_dir=tmp_path / "records", recorder_token=RECORDER_TOKEN,
+        room_tokens=token_authority(settings)), records_port)
+    api = f"http://127.0.0.1:{records_port}/api/v1"
+    tokens = ApiTokens(SECRET)
+
+    def auth(who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens.mint(people[who])}"}
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(api + "/consultations", json=REQUEST, headers=auth("doctor")) as r:
+            consultation = (await r.json())["id"]
+        body = {"start": "2026-03-03T09:00:00+08:00", "end": "2026-03-03T09:30:00+08:00",
+                "expert_id": people["expert"].user_id}
+        async with http.post(f"{api}/consultations/{consultation}/schedule", json=body,
+                             headers=auth("coordinator")) as r:
+            room = (await r.json())["room"]
+        # The live room's ward token comes from the records service itself.
+        async with http.post(f"{api}/consultations/{consultation}/room-token",
+                             json={"role": "ward"}, headers=auth("doctor")) as r:
+            minted = await r.json()
+    assert room, "scheduling opens a live room"
+
+    media = create_app(dataclass_replace_recorder(settings, f"{api}/artefacts"))
+    media_runner = await start(media, settings.server.port)
+    try:
+        ward = SignalingClient(settings.server.base_url.replace("http", "ws", 1) + "/ws")
+        await ward.connect()
+        token = minted.get("token") or token_authority(settings).mint(
+            room=room, role="ward", name="w", ttl=60)
+        await ward.join(token)
+        pc = RTCPeerConnection()
+        pc.addTrack(PatternVideoTrack(320, 240, 30))
+        await ward.publish(pc)
+        await asyncio.sleep(3.0)
+        await ward.close()
+        await pc.close()
+        rows: list[sa.Row[tuple[object, ...]]] = []
+        for _ in range(150):
+            with engine.connect() as connection:
+                rows = list(connection.execute(sa.text(
+                    "SELECT consultation_id, manifest_id, room, files FROM artefacts")))
+            if rows:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await media_runner.cleanup()
+        await records_runner.cleanup()
+        engine.dispose()
+    assert len(rows) == 1, "the recorder's hand-off did not arrive"
+    consultation_id, manifest_id, artefact_room, files = rows[0]
+    assert consultation_id == consultation and artefact_room == room
+    manifest = json.loads(
+        (tmp_path / "media" / "recordings" / str(manifest_id) / "manifest.json").read_text())
+    assert manifest["room"] == room
+    names = {f["file"] for f in (json.loads(files) if isinstance(files, str) else files)}
+    assert any(name.startswith("tracks/") for name in names)
+
+
+def dataclass_replace_recorder(settings, handoff_url: str):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    recorder = dataclasses.replace(settings.recorder, handoff_url=handoff_url,
+                                   handoff_token=RECORDER_TOKEN)
+    return dataclasses.replace(settings, recorder=recorder)
