@@ -30,6 +30,7 @@ from consult_api.errors import (
     Unavailable,
 )
 from consult_api.filetype import MEDIA_TYPES
+from consult_api.openapi import OPENAPI_PATH, document
 from consult_api.schemas import (
     consultation_detail,
     consultation_summary,
@@ -351,6 +352,10 @@ async def get_statistics(request: web.Request) -> web.Response:
     return web.json_response(await _db(request, lambda s: statistics.statistics(s, actor)))
 
 
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
 def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
                room_tokens: RoomTokenMinter | None = None, data_dir: Path | None = None,
                max_upload: int = DEFAULT_MAX_UPLOAD,
@@ -397,4 +402,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_post("/api/v1/reports/{id}/amend", amend_report)
     app.router.add_get("/api/v1/report-templates", list_report_templates)
     app.router.add_get("/api/v1/statistics", get_statistics)
+    app.router.add_get(OPENAPI_PATH, get_openapi)
     return app
