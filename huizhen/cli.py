@@ -65,6 +65,33 @@ def cmd_records(args: argparse.Namespace) -> None:
     asyncio.run(_serve_records(_settings(args)))
 
 
+def cmd_records_admin(args: argparse.Namespace) -> None:
+    """Bootstrap the records service: a hospital and its first admin, and an API token."""
+    from sqlalchemy.orm import Session
+
+    from consult_api import records
+    from consult_api.auth import ApiTokens
+    from consult_api.db import make_engine, make_sessionmaker, upgrade
+    from consult_api.workflow import Actor, Role
+
+    settings = _settings(args)
+    data_dir = settings.storage.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.records.database_for(data_dir)
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        def create(session: Session) -> Actor:
+            hospital = records.add_hospital(session, args.hospital, args.level)
+            user = records.add_user(session, hospital, args.name, Role.ADMIN)
+            return Actor(user_id=user, role=Role.ADMIN, hospital_id=hospital)
+
+        actor = records.run_in_session(make_sessionmaker(engine), create)
+    finally:
+        engine.dispose()
+    print(ApiTokens(settings.records.token_secret).mint(actor, ttl=args.ttl))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from huizhen.demo import run_demo
 
@@ -81,6 +108,14 @@ def main(argv: list[str] | None = None) -> None:
         func=cmd_serve)
     commands.add_parser("records", help="run the consultation records service").set_defaults(
         func=cmd_records)
+    admin = commands.add_parser("records-admin",
+                                help="create a hospital and its first records admin; "
+                                     "prints an API token")
+    admin.add_argument("--hospital", required=True)
+    admin.add_argument("--level", required=True, choices=["province", "prefecture", "county"])
+    admin.add_argument("--name", required=True, help="the admin's display name")
+    admin.add_argument("--ttl", type=int, default=3600, help="token lifetime in seconds")
+    admin.set_defaults(func=cmd_records_admin)
     token = commands.add_parser("token", help="mint a room token")
     token.add_argument("--room", required=True)
     token.add_argument("--role", required=True,

@@ -105,3 +105,15 @@ async def test_records_command_migrates_and_serves(tmp_path):
                 assert response.status == 401
     finally:
         assert stop_process(service) == 0
+
+
+def test_records_admin_bootstraps_the_first_admin(tmp_path):
+    from consult_api.auth import ApiTokens
+
+    env = {"HUIZHEN_STORAGE_DATA_DIR": str(tmp_path)}
+    result = run_cli("records-admin", "--hospital", "Provincial Hospital", "--level",
+                     "province", "--name", "Records Admin", **env)
+    assert result.returncode == 0, result.stderr
+    actor = ApiTokens(make_settings().records.token_secret).verify(result.stdout.strip())
+    assert actor.role.value == "admin"
+    assert (tmp_path / "records.sqlite3").exists()
