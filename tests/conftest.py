@@ -16,6 +16,9 @@ from config import Settings, load_settings
 from huizhen.app import create_app, token_authority
 from signaling import TokenAuthority
 
+# The records-service fixtures (migrated databases, the seeded app).
+pytest_plugins = ["tests.consult_fixtures"]
+
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 15) -> int:
     """SIGTERM, then SIGKILL if it has not exited in time; returns the exit code."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +17,10 @@ from sqlalchemy.orm import Session
 from consult_api import records
 from consult_api.app import create_app
 from consult_api.auth import ApiTokens
-from consult_api.db import make_engine, make_sessionmaker, upgrade
+from consult_api.db import make_engine, make_sessionmaker
 from consult_api.models import AuditLog, ConsultationTransition
 from consult_api.workflow import Actor, Role
 from signaling.tokens import TokenAuthority
-from tests.test_consult_db import database_url
 
 SECRET = "consult-test-secret-" + "x" * 20
 MEDIA_TOKENS = TokenAuthority("media-test-secret-" + "y" * 20, "huizhen", "huizhen-media")
@@ -85,25 +83,6 @@ def seed(session: Session) -> dict[str, Actor]:
         people[name] = Actor(user_id=user, role=role, hospital_id=hospital)
     records.add_expert_profile(session, people["expert"].user_id, "cardiology", "Mon-Fri AM")
     return people
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    for url in database_url(request.param, tmp_path):
-        upgrade(url)
-        yield url
-
-
-@pytest.fixture
-async def world(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
-    engine = make_engine(migrated)
-    try:
-        people = records.run_in_session(make_sessionmaker(engine), seed)
-    finally:
-        engine.dispose()
-    client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
-                                             room_tokens=MEDIA_TOKENS))
-    yield World(client=client, url=migrated, people=people, tokens=ApiTokens(SECRET))
 
 
 async def create(world: World, body: dict[str, Any] | None = None, who: str = "doctor") -> int:

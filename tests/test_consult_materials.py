@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,11 @@ from pydicom.data import get_testdata_file
 from consult_api import records
 from consult_api.app import create_app
 from consult_api.auth import ApiTokens
-from consult_api.db import make_engine, make_sessionmaker, upgrade
+from consult_api.db import make_engine, make_sessionmaker
 from consult_api.models import Artefact, AuditLog, Material
 from recorder.handoff import handoff_body
 from recorder.manifest import FileEntry, Manifest, TrackEntry, file_digest
 from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, World, seed
-from tests.test_consult_db import database_url
 
 LIMIT = 1024 * 1024
 RECORDER_TOKEN = "recorder-service-token-" + "r" * 20
@@ -34,13 +33,6 @@ CT_SMALL = Path(str(get_testdata_file("CT_small.dcm")))
 @dataclass
 class Site(World):
     data_dir: Path
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    for url in database_url(request.param, tmp_path):
-        upgrade(url)
-        yield url
 
 
 @pytest.fixture

@@ -2,50 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
-from consult_api import records
-from consult_api.app import create_app
-from consult_api.auth import ApiTokens
-from consult_api.db import make_engine, make_sessionmaker, upgrade
 from consult_api.models import AuditLog
 from tests.test_consult_api import (
-    MEDIA_TOKENS,
     PATIENT,
     REQUEST,
-    SECRET,
-    Clock,
     World,
     create,
     move,
     schedule,
-    seed,
 )
-from tests.test_consult_db import database_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    for url in database_url(request.param, tmp_path):
-        upgrade(url)
-        yield url
-
-
-@pytest.fixture
-async def world(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
-    engine = make_engine(migrated)
-    try:
-        people = records.run_in_session(make_sessionmaker(engine), seed)
-    finally:
-        engine.dispose()
-    client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
-                                             room_tokens=MEDIA_TOKENS))
-    yield World(client=client, url=migrated, people=people, tokens=ApiTokens(SECRET))
 
 
 async def call(world: World, method: str, path: str, who: str, body: Any = None,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +12,11 @@ from sqlalchemy.orm import Session
 from consult_api import records, reports
 from consult_api.app import create_app
 from consult_api.auth import ApiTokens
-from consult_api.db import make_engine, make_sessionmaker, upgrade
+from consult_api.db import make_engine, make_sessionmaker
 from consult_api.schemas import ScheduleIn, TransitionIn, parse_consultation
 from consult_api.statistics import ConsultationRow, TransitionRow, compute, percentile
 from consult_api.workflow import Actor, State
 from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, World, seed
-from tests.test_consult_db import database_url
 
 T0 = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -56,13 +54,6 @@ def test_compute_over_plain_rows() -> None:
     assert empty["total"] == 0
     assert empty["turnaround"]["request_to_reported"] == {
         "count": 0, "median_hours": None, "p90_hours": None}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    for url in database_url(request.param, tmp_path):
-        upgrade(url)
-        yield url
 
 
 def dataset(session: Session) -> dict[str, Actor]:

@@ -14,18 +14,10 @@ from consult_api import records
 from consult_api.app import create_app
 from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker
-from tests.test_consult_api import (  # noqa: F401  (the migrated fixture: SQLite, PostgreSQL)
-    MEDIA_TOKENS,
-    REQUEST,
-    SECRET,
-    Clock,
-    migrated,
-    seed,
-)
+from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, seed
 
 
-async def test_request_materials_schedule_session_report_close(migrated: str,  # noqa: F811
-                                                               tmp_path: Path,
+async def test_request_materials_schedule_session_report_close(migrated: str, tmp_path: Path,
                                                                aiohttp_client: Any) -> None:
     engine = make_engine(migrated)
     people = records.run_in_session(make_sessionmaker(engine), seed)

@@ -1,0 +1,37 @@
+"""Fixtures shared by the records-service tests (loaded from tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consult_api import records
+from consult_api.app import create_app
+from consult_api.auth import ApiTokens
+from consult_api.db import make_engine, make_sessionmaker, upgrade
+from tests.test_consult_api import MEDIA_TOKENS, SECRET, Clock, World, seed
+from tests.test_consult_db import database_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database at the newest migration: a SQLite file, and the real PostgreSQL."""
+    for url in database_url(request.param, tmp_path):
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture
+async def world(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
+    """The records app on ``migrated``, seeded with one hospital's staff and experts."""
+    engine = make_engine(migrated)
+    try:
+        people = records.run_in_session(make_sessionmaker(engine), seed)
+    finally:
+        engine.dispose()
+    client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
+                                             room_tokens=MEDIA_TOKENS))
+    yield World(client=client, url=migrated, people=people, tokens=ApiTokens(SECRET))
