@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from recorder.errors import UnsupportedCodecError
+from recorder.errors import DepacketizeError, UnsupportedCodecError
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,91 @@ class SequenceTracker:
     def gap(self, seq: int) -> bool:
         last, self.last = self.last, seq
         return last is not None and seq != (last + 1) & 0xFFFF
+
+
+class FrameAssembler:
+    """The bookkeeping VP8 and H.264 share: packets of one RTP timestamp make a frame,
+    the marker bit ends it, a sequence gap or an unparsable payload breaks it, and a
+    broken or unfinished frame is counted and dropped, never emitted.
+
+    A codec supplies ``_reset_frame`` (clear its parts), ``_add_payload`` (raise
+    DepacketizeError when the payload cannot belong to the frame), ``_frame_ready``
+    and ``_emit``; it sets ``_started`` when it sees the frame's first packet.
+    """
+
+    clock_rate: int
+
+    def __init__(self) -> None:
+        self._seq = SequenceTracker()
+        self._timestamp: int | None = None
+        self._started = False
+        self._broken = False
+        self._arrival = 0.0
+        self._loss = False
+        self.dropped_frames = 0
+        self._reset_frame()
+
+    def push(self, seq: int, timestamp: int, marker: bool, payload: bytes,
+             arrival: float) -> list[EncodedFrame]:
+        gap = self._seq.gap(seq)
+        if not payload:  # padding: takes a sequence number, carries no media
+            if gap:
+                self._loss = True
+                self._broken = self._broken or self._timestamp is not None
+            return []
+        out: list[EncodedFrame] = []
+        if gap:
+            self._loss = True
+        if self._timestamp is not None and timestamp != self._timestamp:
+            # The previous frame never saw its marker: complete only if nothing was lost.
+            self._finish(out, complete=not gap)
+        if self._timestamp is None:
+            self._begin(timestamp, arrival)
+        elif gap:
+            self._broken = True
+        try:
+            self._add_payload(payload)
+        except DepacketizeError:
+            self._broken = True
+        if marker:
+            self._finish(out, complete=True)
+        return out
+
+    def flush(self) -> list[EncodedFrame]:
+        out: list[EncodedFrame] = []
+        if self._timestamp is not None:
+            self._finish(out, complete=False)
+        return out
+
+    def _begin(self, timestamp: int, arrival: float) -> None:
+        self._timestamp = timestamp
+        self._started = False
+        self._broken = False
+        self._arrival = arrival
+        self._reset_frame()
+
+    def _finish(self, out: list[EncodedFrame], complete: bool) -> None:
+        timestamp, self._timestamp = self._timestamp, None
+        assert timestamp is not None
+        if not (complete and self._started and not self._broken and self._frame_ready()):
+            self._reset_frame()
+            self.dropped_frames += 1
+            self._loss = True
+            return
+        out.append(self._emit(timestamp, self._loss, self._arrival))
+        self._loss = False
+
+    def _reset_frame(self) -> None:
+        raise NotImplementedError
+
+    def _add_payload(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def _frame_ready(self) -> bool:
+        raise NotImplementedError
+
+    def _emit(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame:
+        raise NotImplementedError
 
 
 def depacketizer_for(codec_name: str) -> Depacketizer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recorder.depacketizer import EncodedFrame, SequenceTracker
+from recorder.depacketizer import EncodedFrame, FrameAssembler
 from recorder.errors import DepacketizeError
 
 CLOCK_RATE = 90000
@@ -156,7 +156,7 @@ def sps_size(sps: bytes) -> tuple[int, int]:
     return width, height
 
 
-class H264Depacketizer:
+class H264Depacketizer(FrameAssembler):
     """Reassembles access units (one RTP timestamp, up to the marker bit) in Annex B.
 
     Keeps the latest SPS and PPS and puts them in front of an IDR picture that was
@@ -166,58 +166,16 @@ class H264Depacketizer:
     clock_rate = CLOCK_RATE
 
     def __init__(self) -> None:
-        self._seq = SequenceTracker()
-        self._timestamp: int | None = None
-        self._nals: list[bytes] = []
-        self._fragment: bytearray | None = None
-        self._started = False
-        self._broken = False
-        self._arrival = 0.0
-        self._loss = False
         self.sps: bytes | None = None
         self.pps: bytes | None = None
-        self.dropped_frames = 0
+        super().__init__()
 
-    def push(self, seq: int, timestamp: int, marker: bool, payload: bytes,
-             arrival: float) -> list[EncodedFrame]:
-        gap = self._seq.gap(seq)
-        if not payload:
-            if gap:
-                self._loss = True
-                self._broken = self._broken or self._timestamp is not None
-            return []
-        out: list[EncodedFrame] = []
-        if gap:
-            self._loss = True
-        if self._timestamp is not None and timestamp != self._timestamp:
-            self._finish(out, complete=not gap)
-        if self._timestamp is None:
-            self._begin(timestamp, arrival)
-        elif gap:
-            self._broken = True
-        try:
-            self._add_payload(payload)
-        except DepacketizeError:
-            self._broken = True
-        if marker:
-            self._finish(out, complete=True)
-        return out
+    def _reset_frame(self) -> None:
+        self._nals: list[bytes] = []
+        self._fragment: bytearray | None = None
 
-    def flush(self) -> list[EncodedFrame]:
-        out: list[EncodedFrame] = []
-        if self._timestamp is not None:
-            self._finish(out, complete=False)
-        return out
-
-    # ----------------------------------------------------------------- internals
-
-    def _begin(self, timestamp: int, arrival: float) -> None:
-        self._timestamp = timestamp
-        self._nals = []
-        self._fragment = None
-        self._started = False
-        self._broken = False
-        self._arrival = arrival
+    def _frame_ready(self) -> bool:
+        return self._fragment is None and bool(self._nals)
 
     def _add_nal(self, nal: bytes) -> None:
         if not self._nals and not self._started:
@@ -249,15 +207,7 @@ class H264Depacketizer:
             nal, self._fragment = bytes(self._fragment), None
             self._add_nal(nal)
 
-    def _finish(self, out: list[EncodedFrame], complete: bool) -> None:
-        timestamp, self._timestamp = self._timestamp, None
-        assert timestamp is not None
-        if self._fragment is not None or not (complete and self._started and not self._broken
-                                              and self._nals):
-            self._fragment = None
-            self.dropped_frames += 1
-            self._loss = True
-            return
+    def _emit(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame:
         nals = self._nals
         types = {nal[0] & 0x1F for nal in nals}
         for nal in nals:
@@ -278,5 +228,4 @@ class H264Depacketizer:
                 except DepacketizeError:
                     keyframe = False
         data = b"".join(START_CODE + nal for nal in nals)
-        out.append(EncodedFrame(timestamp, data, keyframe, self._loss, self._arrival, size))
-        self._loss = False
+        return EncodedFrame(timestamp, data, keyframe, after_loss, arrival, size)

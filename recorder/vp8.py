@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recorder.depacketizer import EncodedFrame, SequenceTracker
+from recorder.depacketizer import EncodedFrame, FrameAssembler
 from recorder.errors import DepacketizeError
 
 CLOCK_RATE = 90000
@@ -42,78 +42,30 @@ def keyframe_size(frame: bytes) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
-class Vp8Depacketizer:
+class Vp8Depacketizer(FrameAssembler):
     """Reassembles VP8 frames: packets of one timestamp, from the partition-0 start to the
     marker bit. A frame with a missing packet is dropped, never emitted half."""
 
     clock_rate = CLOCK_RATE
 
-    def __init__(self) -> None:
-        self._seq = SequenceTracker()
-        self._timestamp: int | None = None
+    def _reset_frame(self) -> None:
         self._parts: list[bytes] = []
-        self._started = False
-        self._broken = False
-        self._arrival = 0.0
-        self._loss = False
-        self.dropped_frames = 0
 
-    def push(self, seq: int, timestamp: int, marker: bool, payload: bytes,
-             arrival: float) -> list[EncodedFrame]:
-        gap = self._seq.gap(seq)
-        if not payload:  # padding: takes a sequence number, carries no media
-            if gap:
-                self._loss = True
-                self._broken = self._broken or self._timestamp is not None
-            return []
-        out: list[EncodedFrame] = []
-        if gap:
-            self._loss = True
-        if self._timestamp is not None and timestamp != self._timestamp:
-            # The previous frame never saw its marker: complete only if nothing was lost.
-            self._finish(out, complete=not gap)
-        if self._timestamp is None:
-            self._begin(timestamp, arrival)
-        elif gap:
-            self._broken = True
-        try:
-            start, partition, offset = parse_descriptor(payload)
-        except DepacketizeError:
-            self._broken = True
-        else:
-            if start and partition == 0:
-                if self._parts:
-                    self._broken = True  # a second frame start under one timestamp
-                self._started = True
-            elif not self._started:
-                self._broken = True  # the frame's first packet is missing
-            self._parts.append(payload[offset:])
-        if marker:
-            self._finish(out, complete=True)
-        return out
+    def _add_payload(self, payload: bytes) -> None:
+        start, partition, offset = parse_descriptor(payload)
+        if start and partition == 0:
+            if self._parts:
+                self._broken = True  # a second frame start under one timestamp
+            self._started = True
+        elif not self._started:
+            self._broken = True  # the frame's first packet is missing
+        self._parts.append(payload[offset:])
 
-    def flush(self) -> list[EncodedFrame]:
-        out: list[EncodedFrame] = []
-        if self._timestamp is not None:
-            self._finish(out, complete=False)
-        return out
+    def _frame_ready(self) -> bool:
+        return bool(self._parts)
 
-    def _begin(self, timestamp: int, arrival: float) -> None:
-        self._timestamp = timestamp
-        self._parts = []
-        self._started = False
-        self._broken = False
-        self._arrival = arrival
-
-    def _finish(self, out: list[EncodedFrame], complete: bool) -> None:
-        timestamp, self._timestamp = self._timestamp, None
-        assert timestamp is not None
-        if not (complete and self._started and not self._broken and self._parts):
-            self.dropped_frames += 1
-            self._loss = True
-            return
+    def _emit(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame:
         data = b"".join(self._parts)
         keyframe = not data[0] & 0x01
-        out.append(EncodedFrame(timestamp, data, keyframe, self._loss, self._arrival,
-                                keyframe_size(data) if keyframe else None))
-        self._loss = False
+        return EncodedFrame(timestamp, data, keyframe, after_loss, arrival,
+                            keyframe_size(data) if keyframe else None)
