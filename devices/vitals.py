@@ -42,10 +42,38 @@ class VitalSample:
     """The sender's patient identifier (PID-3); never logged."""
     text: str | None = None
     """A textual value (ST/CWE) when the result is not numeric."""
+    reference_range: str | None = None
+    """OBX-7 as sent (unescaped), e.g. "90-100"; None when absent."""
+    abnormal_flags: tuple[str, ...] = ()
+    """OBX-8 repetitions (HL7 table 0078: "H", "HH", "L", "LL", "A", "AA", "N", ...)."""
 
     @property
     def is_waveform(self) -> bool:
         return self.values is not None
+
+
+@dataclass(frozen=True)
+class VitalAlarm:
+    """An alarm raised by a monitor: an IHE PCD-04 (ORU^R40) event, or an abnormal OBX-8 flag.
+
+    Like samples, alarms carry no patient identity beyond ``patient_id`` (never logged).
+    """
+
+    device_id: str
+    code: str
+    """The event code (MDC_EVT_...) or, for a flagged measurement, the observation code."""
+    name: str
+    priority: str
+    """"high", "medium", "low" or "none"."""
+    state: str
+    """"active" or "cleared"."""
+    observed_at: datetime
+    source: str
+    """"pcd-04" for ORU^R40 alarm messages, "obx-8" for a flagged measurement."""
+    vital: str | None = None
+    text: str | None = None
+    flags: tuple[str, ...] = ()
+    patient_id: str | None = None
 
 
 SampleSink = Callable[[Sequence[VitalSample]], Awaitable[None]]

@@ -26,7 +26,7 @@ from typing import Any
 
 import hl7
 
-from devices.vitals import VitalSample
+from devices.vitals import VitalAlarm, VitalSample
 
 from . import codes
 from .errors import ErrorCode, Location, MessageError, MessageRejected
@@ -105,6 +105,8 @@ class OruMessage:
     samples: tuple[VitalSample, ...]
     skipped: int
     """OBX rows that are not measurements (grouping rows)."""
+    alarms: tuple[VitalAlarm, ...] = ()
+    """Alarms of an ORU^R40 message, and measurements whose OBX-8 flags are abnormal."""
 
 
 def read_header(raw: bytes) -> MessageHeader:
