@@ -1,16 +1,27 @@
-"""Durable storage of ``VitalSample``s with SQLAlchemy 2 (SQLite by default, PostgreSQL).
+"""Durable storage of vital signs with SQLAlchemy 2 (SQLite by default, PostgreSQL).
 
-``await store.store(samples)`` returns only once the rows are committed durably, so
-it is the ``SampleSink`` an HL7 listener acknowledges after. One transaction per
-call (one message): its rows are inserted as one batch. Blocking database work
-runs in the store's own worker threads; the event loop never waits on the disk.
+``await store.store(samples)`` and ``await store.store_message(...)`` return only once
+the rows are committed durably, so they are what an HL7 listener acknowledges after.
+
+Group commit: every call is queued to ONE writer task, which takes everything queued
+(from all connections and serial monitors) and commits it in one transaction, one
+fsync, in the store's worker thread; each caller is answered after that commit. A
+batch that fails is retried message by message, so one bad message fails alone.
+
+HL7 messages are stored once: ``hl7_messages`` is keyed uniquely by (sending
+application, sending facility, control id) and written in the same transaction as
+the message's samples and alarms; a resend of a stored message is reported as a
+duplicate (``Committed.new`` False) and nothing is written again.
+
+Times: ``observed_at`` is the UTC instant, ``observed_offset`` the sender's UTC offset
+in minutes; reading back gives the time in the sender's offset. Databases created
+before these columns and tables existed are upgraded on ``open`` (added if missing).
 
 Durability:
 
 * SQLite (the default, ``<data_dir>/vitals.sqlite3``): every connection sets
   ``journal_mode=WAL`` and ``synchronous=FULL``, so a commit fsyncs the WAL before
-  it returns (survives a power cut, not only a process crash). One worker thread:
-  SQLite has one writer at a time anyway.
+  it returns (survives a power cut, not only a process crash).
 * PostgreSQL (``postgresql+psycopg://user@host:5432/db``): a commit returns after
   the WAL is flushed when ``synchronous_commit`` is on; a server or role configured
   ``off`` is switched back to ``on`` for the store's sessions.
@@ -27,24 +38,28 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from devices.vitals import VitalSample
+from devices.vitals import VitalAlarm, VitalSample
 
 from .errors import StorageError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "vital_samples"
+DEFAULT_MESSAGES_TABLE = "hl7_messages"
+DEFAULT_ALARMS_TABLE = "vital_alarms"
 DEFAULT_FILE = "vitals.sqlite3"
+MAX_BATCH = 512
+"""Most messages one group commit takes (bounds a transaction and a retry)."""
 T = TypeVar("T")
 
 
@@ -57,9 +72,57 @@ class StoredSample:
     received_at: datetime
 
 
+@dataclass(frozen=True)
+class StoredAlarm:
+    id: int
+    alarm: VitalAlarm
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class MessageKey:
+    """What identifies an HL7 message across resends: MSH-3, MSH-4 and MSH-10 as sent."""
+
+    sending_application: str
+    sending_facility: str
+    control_id: str
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The answer to a store call: ``new`` False for an already stored message (a
+    resend); ``batch`` is the number of the group commit that made it durable (for a
+    duplicate, the one that found it)."""
+
+    new: bool
+    batch: int
+
+
+@dataclass
+class StoreStats:
+    commits: int = 0
+    """Transactions committed (each one fsync on SQLite)."""
+    messages: int = 0
+    duplicates: int = 0
+    samples: int = 0
+    alarms: int = 0
+    retried_batches: int = 0
+    largest_batch: int = 0
+
+
+@dataclass
+class _Pending:
+    key: MessageKey | None
+    samples: Sequence[VitalSample]
+    alarms: Sequence[VitalAlarm]
+    received_at: datetime
+    future: asyncio.Future[Committed] = field(repr=False)
+
+
 def vital_samples_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE,
                         schema: str | None = None) -> sa.Table:
-    """The schema. ``observed_at``/``received_at`` are UTC; ``values`` is a JSON array."""
+    """The samples. ``observed_at``/``received_at`` are UTC, ``observed_offset`` the
+    sender's UTC offset in minutes; ``values`` and ``abnormal_flags`` are JSON arrays."""
     return sa.Table(
         name, metadata,
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -79,8 +142,56 @@ def vital_samples_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE,
         sa.Column("text", sa.Text),
         sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("observed_offset", sa.Integer),
+        sa.Column("reference_range", sa.Text),
+        sa.Column("abnormal_flags", sa.JSON(none_as_null=True)),
+        sa.Column("message_id", sa.BigInteger),
         sa.Index(f"ix_{name}_device_observed", "device_id", "observed_at"),
         sa.Index(f"ix_{name}_patient_observed", "patient_id", "observed_at"),
+        schema=schema,
+    )
+
+
+def hl7_messages_table(metadata: sa.MetaData, name: str = DEFAULT_MESSAGES_TABLE,
+                       schema: str | None = None) -> sa.Table:
+    """One row per stored HL7 message: what makes a resend recognisable."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  primary_key=True, autoincrement=True),
+        sa.Column("sending_application", sa.Text, nullable=False),
+        sa.Column("sending_facility", sa.Text, nullable=False),
+        sa.Column("control_id", sa.Text, nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("samples", sa.Integer, nullable=False),
+        sa.Column("alarms", sa.Integer, nullable=False),
+        sa.UniqueConstraint("sending_application", "sending_facility", "control_id",
+                            name=f"uq_{name}_sender_control_id"),
+        schema=schema,
+    )
+
+
+def vital_alarms_table(metadata: sa.MetaData, name: str = DEFAULT_ALARMS_TABLE,
+                       schema: str | None = None) -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  primary_key=True, autoincrement=True),
+        sa.Column("message_id", sa.BigInteger),
+        sa.Column("device_id", sa.Text, nullable=False),
+        sa.Column("patient_id", sa.Text),
+        sa.Column("code", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("priority", sa.Text, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("vital", sa.Text),
+        sa.Column("text", sa.Text),
+        sa.Column("flags", sa.JSON(none_as_null=True)),
+        sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("observed_offset", sa.Integer),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Index(f"ix_{name}_device_observed", "device_id", "observed_at"),
         schema=schema,
     )
 
@@ -90,16 +201,19 @@ def _utc_now() -> datetime:
 
 
 class SampleStore:
-    """Durable vital-sign sample storage; use as ``async with SampleStore(...) as store``.
+    """Durable vital-sign storage; use as ``async with SampleStore(...) as store``.
 
     ``url``: a SQLAlchemy URL; None means SQLite in ``data_dir``. ``table`` and
-    ``schema`` place the table (the schema must exist). ``workers``: threads doing
-    database work (default 1 for SQLite, 4 otherwise).
+    ``schema`` place the samples table (the schema must exist); ``messages_table`` and
+    ``alarms_table`` the others. ``workers``: threads for reads (default 1 for SQLite,
+    4 otherwise); writes go through the one group-commit writer.
     """
 
     def __init__(self, url: str | None = None, *, data_dir: str | os.PathLike[str] = "data",
                  table: str = DEFAULT_TABLE, schema: str | None = None,
-                 workers: int | None = None,
+                 messages_table: str = DEFAULT_MESSAGES_TABLE,
+                 alarms_table: str = DEFAULT_ALARMS_TABLE,
+                 workers: int | None = None, max_batch: int = MAX_BATCH,
                  clock: Callable[[], datetime] = _utc_now) -> None:
         if url is None:
             url = f"sqlite:///{Path(data_dir) / DEFAULT_FILE}"
@@ -111,12 +225,21 @@ class SampleStore:
         workers = workers or (1 if self.is_sqlite else 4)
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._clock = clock
         self._workers = workers
+        self.max_batch = max_batch
+        self.stats = StoreStats()
         self.metadata = sa.MetaData()
         self.table = vital_samples_table(self.metadata, table, schema)
+        self.messages = hl7_messages_table(self.metadata, messages_table, schema)
+        self.alarms = vital_alarms_table(self.metadata, alarms_table, schema)
         self._engine: Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._writer_thread: ThreadPoolExecutor | None = None
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -126,18 +249,21 @@ class SampleStore:
         return self._engine
 
     async def open(self) -> None:
-        """Create the engine, the table if missing, and check durability settings."""
+        """Create the engine, the tables and columns if missing, check durability."""
         if self._closed:
             raise StorageError("the sample store is closed")
         if self._engine is not None:
             return
         self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="sample-store")
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sample-store-writer")
         self._engine = self._create_engine()
         try:
             await self._run(self._create_schema)
         except BaseException:
             await self.close()
             raise
+        self._queue = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(), name="sample-store-writer")
         logger.info("sample store open: %s (%s)", self.url.render_as_string(hide_password=True),
                     ", ".join(f"{k}={v}" for k, v in (await self.durability()).items()))
 
@@ -149,20 +275,44 @@ class SampleStore:
             event.listen(engine, "connect", _sqlite_durable)
             return engine
         engine = sa.create_engine(self.url, hide_parameters=True, pool_pre_ping=True,
-                                  pool_size=self._workers, max_overflow=0)
+                                  pool_size=self._workers + 1, max_overflow=0)
         if self.url.get_backend_name() == "postgresql":
             event.listen(engine, "connect", _postgresql_durable)
         return engine
 
     def _create_schema(self) -> None:
-        self.metadata.create_all(self.engine)
+        """Create what is missing: tables, and columns a database made by an older
+        version lacks (nullable, so ``ADD COLUMN`` works on SQLite and PostgreSQL)."""
+        with self.engine.begin() as connection:
+            self.metadata.create_all(connection)
+            inspector = sa.inspect(connection)
+            for table in (self.table, self.messages, self.alarms):
+                present = {c["name"] for c in inspector.get_columns(table.name,
+                                                                     schema=table.schema)}
+                for column in table.columns:
+                    if column.name in present:
+                        continue
+                    if not column.nullable:
+                        raise StorageError(f"table {table.name} lacks the required column "
+                                           f"{column.name}")
+                    kind = column.type.compile(dialect=connection.dialect)
+                    target = connection.dialect.identifier_preparer.format_table(table)
+                    name = connection.dialect.identifier_preparer.quote(column.name)
+                    connection.exec_driver_sql(f"ALTER TABLE {target} ADD COLUMN {name} {kind}")
+                    logger.info("sample store: added column %s.%s", table.name, column.name)
 
     async def close(self) -> None:
-        """Wait for work in progress, then release connections. Idempotent."""
+        """Commit what is queued, wait for work in progress, release connections.
+        Idempotent."""
         self._closed = True
-        executor, self._executor = self._executor, None
+        writer, self._writer = self._writer, None
+        if writer is not None and self._queue is not None:
+            await self._queue.put(_CLOSE)
+            await asyncio.gather(writer, return_exceptions=True)
+        executors = [e for e in (self._executor, self._writer_thread) if e is not None]
+        self._executor = self._writer_thread = None
         engine, self._engine = self._engine, None
-        if executor is not None:
+        for executor in executors:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
         if engine is not None:
             engine.dispose()
@@ -180,31 +330,150 @@ class SampleStore:
                                else "the sample store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
-    async def store(self, samples: Sequence[VitalSample]) -> None:
-        """Insert ``samples`` in one transaction; returns once it is committed durably.
+    # ------------------------------------------------------------------ writes
 
-        A ``SampleSink``. Raises ``StorageError`` (naming the database error's type
-        only) when the rows could not be committed.
+    async def store(self, samples: Sequence[VitalSample]) -> None:
+        """Insert ``samples`` (one transaction with whatever else is queued); returns
+        once committed durably. A ``SampleSink``.
+
+        Raises ``StorageError`` (naming the database error's type only) when the rows
+        could not be committed.
         """
-        if not samples:
-            return
-        received_at = self._clock()
-        rows = [_row(sample, received_at) for sample in samples]
-        try:
-            await self._run(lambda: self._insert(rows))
-        except SQLAlchemyError as exc:
-            # Not chained: a database's own message may quote the row ("Failing row
-            # contains ..."), patient id included. The exception types say what failed.
-            driver_error = getattr(exc, "orig", None)
-            kind = type(exc).__name__ + (f": {type(driver_error).__name__}"
-                                         if driver_error is not None else "")
-            raise StorageError(f"could not store {len(rows)} samples ({kind})") from None
+        if samples:
+            await self.store_message(None, samples)
 
     __call__ = store
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(self.table.insert(), rows)
+    async def store_message(self, key: MessageKey | None, samples: Sequence[VitalSample],
+                            alarms: Sequence[VitalAlarm] = ()) -> Committed:
+        """Store one message's samples and alarms atomically, once per ``key``.
+
+        Returns after the commit covering it; ``Committed.new`` is False when a message
+        with this key is already stored (nothing is written). ``key`` None: no
+        de-duplication (serial monitors).
+        """
+        if self._queue is None or self._closed:
+            raise StorageError("the sample store is closed" if self._closed
+                               else "the sample store is not open")
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(key, samples, alarms, self._clock(), future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        assert self._queue is not None and self._writer_thread is not None
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        closing = False
+        while not closing:
+            first = await queue.get()
+            batch: list[_Pending] = []
+            if first is _CLOSE:
+                closing = True
+            else:
+                batch.append(first)
+            while len(batch) < self.max_batch and not queue.empty():
+                item = queue.get_nowait()
+                if item is _CLOSE:
+                    closing = True
+                else:
+                    batch.append(item)
+            batch = [p for p in batch if not p.future.done()]  # callers cancelled
+            if not batch:
+                continue
+            try:
+                results = await loop.run_in_executor(self._writer_thread,
+                                                     self._commit_batch, batch)
+            except BaseException as exc:  # the loop must go on (CancelledError: stop)
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(StorageError("the sample store "
+                                                                  "stopped"))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                logger.error("sample store writer failed (%s)", type(exc).__name__)
+                continue
+            for pending, result in zip(batch, results, strict=True):
+                if pending.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+
+    def _commit_batch(self, batch: list[_Pending]) -> list[Committed | StorageError]:
+        """In the writer thread: one transaction for ``batch``; on failure, one per
+        message so the others are stored and only the bad one fails."""
+        try:
+            with self.engine.begin() as connection:
+                fresh = self._insert(connection, batch)
+            self.stats.commits += 1
+            number = self.stats.commits
+            self._count(batch, fresh)
+            return [Committed(new, number) for new in fresh]
+        except SQLAlchemyError as exc:
+            if len(batch) == 1:
+                return [_storage_error(exc, batch[0])]
+        self.stats.retried_batches += 1
+        results: list[Committed | StorageError] = []
+        for pending in batch:
+            results.extend(self._commit_batch([pending]))
+        return results
+
+    def _count(self, batch: list[_Pending], fresh: list[bool]) -> None:
+        stats = self.stats
+        stats.largest_batch = max(stats.largest_batch, len(batch))
+        for pending, new in zip(batch, fresh, strict=True):
+            if new:
+                stats.messages += 1
+                stats.samples += len(pending.samples)
+                stats.alarms += len(pending.alarms)
+            else:
+                stats.duplicates += 1
+
+    def _insert(self, connection: Connection, batch: list[_Pending]) -> list[bool]:
+        """Insert the new messages of ``batch``; which ones were new, in order."""
+        keys = [p.key for p in batch if p.key is not None]
+        stored: set[MessageKey] = set()
+        if keys:
+            m = self.messages.c
+            rows = connection.execute(
+                sa.select(m.sending_application, m.sending_facility, m.control_id).where(
+                    sa.tuple_(m.sending_application, m.sending_facility, m.control_id).in_(
+                        [(k.sending_application, k.sending_facility, k.control_id)
+                         for k in set(keys)])))
+            stored = {MessageKey(*row) for row in rows}
+        fresh: list[bool] = []
+        new: list[_Pending] = []
+        for pending in batch:
+            if pending.key is not None and pending.key in stored:
+                fresh.append(False)
+                continue
+            if pending.key is not None:
+                stored.add(pending.key)  # a second copy in the same batch is a resend
+            fresh.append(True)
+            new.append(pending)
+        keyed = [p for p in new if p.key is not None]
+        ids: dict[int, int] = {}
+        if keyed:
+            result = connection.execute(
+                self.messages.insert().returning(self.messages.c.id,
+                                                 sort_by_parameter_order=True),
+                [{"sending_application": p.key.sending_application,
+                  "sending_facility": p.key.sending_facility,
+                  "control_id": p.key.control_id, "received_at": _utc(p.received_at),
+                  "samples": len(p.samples), "alarms": len(p.alarms)}
+                 for p in keyed if p.key is not None])
+            ids = {id(p): int(row[0]) for p, row in zip(keyed, result, strict=True)}
+        sample_rows = [_row(s, p.received_at, ids.get(id(p))) for p in new for s in p.samples]
+        if sample_rows:
+            connection.execute(self.table.insert(), sample_rows)
+        alarm_rows = [_alarm_row(a, p.received_at, ids.get(id(p))) for p in new
+                      for a in p.alarms]
+        if alarm_rows:
+            connection.execute(self.alarms.insert(), alarm_rows)
+        return fresh
+
+    # ------------------------------------------------------------------ reads
 
     async def samples_since(self, since: datetime | None = None, *, after_id: int = 0,
                             device_id: str | None = None, patient_id: str | None = None,
@@ -229,6 +498,26 @@ class SampleStore:
 
         return await self._run(select)
 
+    async def alarms_since(self, *, after_id: int = 0, limit: int = 10_000
+                           ) -> list[StoredAlarm]:
+        t = self.alarms
+        query = sa.select(t).where(t.c.id > after_id).order_by(t.c.id).limit(limit)
+
+        def select() -> list[StoredAlarm]:
+            with self.engine.connect() as connection:
+                return [_stored_alarm(row) for row in connection.execute(query).mappings()]
+
+        return await self._run(select)
+
+    async def message_count(self) -> int:
+        """HL7 messages stored (resends not counted)."""
+        def count() -> int:
+            with self.engine.connect() as connection:
+                return int(connection.execute(
+                    sa.select(sa.func.count()).select_from(self.messages)).scalar_one())
+
+        return await self._run(count)
+
     async def durability(self) -> dict[str, str]:
         """The settings a commit's durability depends on, as the database reports them."""
         def read() -> dict[str, str]:
@@ -245,6 +534,21 @@ class SampleStore:
                 return {}
 
         return await self._run(read)
+
+
+_CLOSE: Any = object()
+"""Queued by ``close``: the writer commits what is before it and ends."""
+
+
+def _storage_error(exc: SQLAlchemyError, pending: _Pending) -> StorageError:
+    # Not chained: a database's own message may quote the row ("Failing row contains
+    # ..."), patient id included. The exception types say what failed.
+    driver_error = getattr(exc, "orig", None)
+    kind = type(exc).__name__ + (f": {type(driver_error).__name__}"
+                                 if driver_error is not None else "")
+    what = f"{len(pending.samples)} samples" + (f" and {len(pending.alarms)} alarms"
+                                                if pending.alarms else "")
+    return StorageError(f"could not store {what} ({kind})")
 
 
 def _sqlite_durable(dbapi_connection: Any, _record: Any) -> None:
@@ -276,7 +580,13 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _row(sample: VitalSample, received_at: datetime) -> dict[str, Any]:
+def _offset_minutes(moment: datetime) -> int | None:
+    offset = moment.utcoffset()
+    return None if offset is None else int(offset.total_seconds()) // 60
+
+
+def _row(sample: VitalSample, received_at: datetime, message_id: int | None = None
+         ) -> dict[str, Any]:
     return {
         "device_id": sample.device_id,
         "patient_id": sample.patient_id,
@@ -292,19 +602,60 @@ def _row(sample: VitalSample, received_at: datetime) -> dict[str, Any]:
         "status": sample.status,
         "text": sample.text,
         "observed_at": _utc(sample.observed_at),
+        "observed_offset": _offset_minutes(sample.observed_at),
+        "received_at": _utc(received_at),
+        "reference_range": sample.reference_range,
+        "abnormal_flags": list(sample.abnormal_flags) if sample.abnormal_flags else None,
+        "message_id": message_id,
+    }
+
+
+def _alarm_row(alarm: VitalAlarm, received_at: datetime, message_id: int | None
+               ) -> dict[str, Any]:
+    return {
+        "message_id": message_id, "device_id": alarm.device_id,
+        "patient_id": alarm.patient_id, "code": alarm.code, "name": alarm.name,
+        "priority": alarm.priority, "state": alarm.state, "source": alarm.source,
+        "vital": alarm.vital, "text": alarm.text,
+        "flags": list(alarm.flags) if alarm.flags else None,
+        "observed_at": _utc(alarm.observed_at),
+        "observed_offset": _offset_minutes(alarm.observed_at),
         "received_at": _utc(received_at),
     }
+
+
+def _in_offset(moment: datetime, offset: int | None) -> datetime:
+    """A stored UTC instant in the sender's offset (UTC when unknown: older rows)."""
+    utc = _as_utc(moment)
+    return utc if offset is None else utc.astimezone(_zone(offset))
+
+
+def _zone(minutes: int) -> tzinfo:
+    return UTC if minutes == 0 else timezone(timedelta(minutes=minutes))
 
 
 def _stored(row: Any) -> StoredSample:
     values = row["values"]
     sample = VitalSample(
         device_id=row["device_id"], code=row["code"], code_system=row["code_system"],
-        name=row["name"], observed_at=_as_utc(row["observed_at"]), status=row["status"],
+        name=row["name"], observed_at=_in_offset(row["observed_at"], row["observed_offset"]),
+        status=row["status"],
         value=row["value"], values=tuple(float(v) for v in values) if values is not None
         else None, sample_rate=row["sample_rate"], unit=row["unit"], loinc=row["loinc"],
-        vital=row["vital"], patient_id=row["patient_id"], text=row["text"])
+        vital=row["vital"], patient_id=row["patient_id"], text=row["text"],
+        reference_range=row["reference_range"],
+        abnormal_flags=tuple(row["abnormal_flags"] or ()))
     return StoredSample(int(row["id"]), sample, _as_utc(row["received_at"]))
+
+
+def _stored_alarm(row: Any) -> StoredAlarm:
+    alarm = VitalAlarm(
+        device_id=row["device_id"], code=row["code"], name=row["name"],
+        priority=row["priority"], state=row["state"],
+        observed_at=_in_offset(row["observed_at"], row["observed_offset"]),
+        source=row["source"], vital=row["vital"], text=row["text"],
+        flags=tuple(row["flags"] or ()), patient_id=row["patient_id"])
+    return StoredAlarm(int(row["id"]), alarm, _as_utc(row["received_at"]))
 
 
 def _as_utc(moment: datetime) -> datetime:
