@@ -101,6 +101,11 @@ class DeviceSettings:
     hl7_listen: str
     hl7_default_zone: str
     beds: tuple[dict[str, Any], ...]
+    hl7_max_connections: int = 256
+    hl7_max_connections_per_address: int = 8
+    hl7_first_message_timeout: float = 60.0
+    hl7_idle_timeout: float = 3900.0
+    hl7_decode_workers: int = 2
 
     def database_for(self, data_dir: Path) -> str:
         return self.database_url or f"sqlite:///{data_dir / 'devices.sqlite3'}"
@@ -111,6 +116,14 @@ class DeviceSettings:
             return None
         host, _, port = self.hl7_listen.rpartition(":")
         return host or "127.0.0.1", int(port)
+
+    def hl7_listener_options(self) -> dict[str, Any]:
+        """Keyword arguments of the HL7 ``ListenerConfig`` (limits and timeouts)."""
+        return {"max_connections": self.hl7_max_connections,
+                "max_connections_per_address": self.hl7_max_connections_per_address,
+                "first_message_timeout": self.hl7_first_message_timeout,
+                "idle_timeout": self.hl7_idle_timeout,
+                "decode_workers": self.hl7_decode_workers}
 
 
 @dataclass(frozen=True)
@@ -197,7 +210,26 @@ def _devices(raw: Mapping[str, Any]) -> DeviceSettings:
         hl7_listen=listen,
         hl7_default_zone=str(raw["hl7_default_zone"]),
         beds=tuple(dict(b) for b in beds),
+        hl7_max_connections=_at_least(raw, "hl7_max_connections", 1),
+        hl7_max_connections_per_address=_at_least(raw, "hl7_max_connections_per_address", 1),
+        hl7_first_message_timeout=_positive(raw, "hl7_first_message_timeout"),
+        hl7_idle_timeout=_positive(raw, "hl7_idle_timeout"),
+        hl7_decode_workers=_at_least(raw, "hl7_decode_workers", 0),
     )
+
+
+def _at_least(raw: Mapping[str, Any], key: str, minimum: int) -> int:
+    value = int(raw[key])
+    if value < minimum:
+        raise ConfigError(f"devices.{key} must be at least {minimum}")
+    return value
+
+
+def _positive(raw: Mapping[str, Any], key: str) -> float:
+    value = float(raw[key])
+    if not value > 0:
+        raise ConfigError(f"devices.{key} must be positive")
+    return value
 
 
 def load_settings(

@@ -121,4 +121,4 @@ def device_hub(settings: Settings, media: MediaServer) -> DeviceHub | None:
     if not devices.database_url:
         data_dir.mkdir(parents=True, exist_ok=True)
     return DeviceHub(media, bindings, devices.database_for(data_dir), devices.hl7_address,
-                     devices.hl7_default_zone)
+                     devices.hl7_default_zone, hl7_options=devices.hl7_listener_options())

@@ -78,13 +78,15 @@ class DeviceHub:
 
     def __init__(self, media: MediaServer, bindings: Sequence[BedBinding], database_url: str,
                  hl7_address: tuple[str, int] | None = None, hl7_zone: str = "UTC",
-                 camera_options: dict[str, Any] | None = None) -> None:
+                 camera_options: dict[str, Any] | None = None,
+                 hl7_options: dict[str, Any] | None = None) -> None:
         self.media = media
         self.bindings = list(bindings)
         self.store = SampleStore(database_url)
         self.hl7_address = hl7_address
         self.hl7_zone = hl7_zone
         self.camera_options = camera_options or {}
+        self.hl7_options = hl7_options or {}
         self.audit: PtzAudit | None = None
         self.listener: HL7Listener | None = None
         self.ptz_services: dict[str, PtzService] = {}
@@ -116,9 +118,10 @@ class DeviceHub:
         if self.hl7_address is not None:
             host, port = self.hl7_address
             self.listener = HL7Listener(
-                self.store.store,
-                ListenerConfig(host=host, port=port, oru=OruConfig(default_zone=self._zone())),
-                on_stored=self.route,
+                self.store,
+                ListenerConfig(host=host, port=port, oru=OruConfig(default_zone=self._zone()),
+                               **self.hl7_options),
+                on_stored=lambda samples, _alarms: self.route(samples),
             )
             await self.listener.start()
             logger.info("HL7 listener on %s:%d", host, self.listener.port)

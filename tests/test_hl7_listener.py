@@ -14,7 +14,7 @@ import pytest
 
 from devices.hl7.listener import HL7Listener, ListenerConfig
 from devices.hl7.storage import SampleStore
-from devices.vitals import VitalSample
+from devices.vitals import VitalAlarm, VitalSample
 from tests.test_hl7_fixtures import (
     GE_CONTROL_ID,
     GE_PATIENT_DATA,
@@ -110,7 +110,7 @@ async def test_store_failure_gives_ae_and_no_aa(caplog: pytest.LogCaptureFixture
     caplog.set_level(logging.DEBUG)
     stored: list[Sequence[VitalSample]] = []
     sink = RecordingSink(failures=1)
-    async with running_listener(sink, on_stored=stored.append) as listener:
+    async with running_listener(sink, on_stored=lambda s, _a: stored.append(s)) as listener:
         client = await RawClient.connect(listener.port)
         await client.send_message(GE_SAMPLE)
         ack_bytes = await client.read_frame()
@@ -128,7 +128,8 @@ async def test_store_failure_gives_ae_and_no_aa(caplog: pytest.LogCaptureFixture
 async def test_on_stored_sees_samples_after_the_ack() -> None:
     seen: list[tuple[str, ...]] = []
 
-    async def forward(samples: Sequence[VitalSample]) -> None:
+    async def forward(samples: Sequence[VitalSample], alarms: Sequence[VitalAlarm]) -> None:
+        assert alarms == ()
         seen.append(tuple(s.vital or "" for s in samples))
         raise RuntimeError("room gone")  # must not affect the sender
 

@@ -1,16 +1,21 @@
-"""Original-mode acknowledgements (ACK) for received messages, sans-I/O.
+r"""Original-mode acknowledgements (ACK) for received messages, sans-I/O.
 
 ``MSH`` swaps sending and receiving application/facility, carries a new control id,
 ``now`` as MSH-7 and the message's own MSH-18 (the ACK is encoded in that character
 set); ``MSA|<AA/AE/AR>|<MSH-10 of the message>[|reason]``; for AE/AR an ``ERR``
 segment with the HL7 table 0357 code and the location (ERR-2..4 from v2.5 on,
 ERR-1 before). Reasons are short, fixed texts: never data from the message.
+
+Fields echoed from the message (MSH-3..6, MSH-9, MSH-10, MSH-11, MSH-12, MSH-18) are
+made safe first: a control byte in them (0x0B, 0x1C and 0x0D would break the MLLP
+frame or the segment structure of the ACK) is written as the HL7 hex escape
+``\Xhh\``, so the ACK always frames correctly whatever the sender put there.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -63,6 +68,8 @@ def build_ack(header: MessageHeader | None, ack: Acknowledgement, *, control_id:
     """
     responder = responder or Responder()
     seps = header.separators if header is not None else DEFAULT_SEPARATORS
+    if header is not None:
+        header = safe_header(header)
     f = seps.field
     msh = [
         "MSH",
@@ -90,6 +97,32 @@ def build_ack(header: MessageHeader | None, ack: Acknowledgement, *, control_id:
     if ack.code != "AA":
         segments.append(_err(ack, header, seps))
     return "\r".join(segments) + "\r"
+
+
+def safe_field(text: str, seps: Separators) -> str:
+    """``text`` with every control character (and DEL) as ``\\Xhh\\``: safe to echo."""
+    if text.isprintable():  # the common case: nothing to do
+        return text
+    e = seps.escape
+    return "".join(f"{e}X{ord(c):02X}{e}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+                   for c in text)
+
+
+def safe_header(header: MessageHeader) -> MessageHeader:
+    """The header with every field an ACK echoes made safe (``safe_field``)."""
+    seps = header.separators
+    return replace(
+        header,
+        sending_application=safe_field(header.sending_application, seps),
+        sending_facility=safe_field(header.sending_facility, seps),
+        receiving_application=safe_field(header.receiving_application, seps),
+        receiving_facility=safe_field(header.receiving_facility, seps),
+        message_type=safe_field(header.message_type, seps),
+        control_id=safe_field(header.control_id, seps),
+        processing_id=safe_field(header.processing_id, seps),
+        version=safe_field(header.version, seps),
+        charset=safe_field(header.charset, seps),
+    )
 
 
 def encode_ack(text: str, header: MessageHeader | None) -> bytes:

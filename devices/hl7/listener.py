@@ -1,15 +1,29 @@
 """The MLLP listener: monitors and gateways connect, send ORU^R01, get ACKs.
 
 A thin asyncio shell around ``MLLPFramer``, ``decode_oru`` and ``build_ack``. Per
-message, in order per connection: decode -> ``await sink(samples)`` -> ACK ``AA``
--> ``on_stored(samples)``. ``AA`` is sent only after the sink returned, so only for
-samples stored durably. A message that cannot be read gets ``AE``/``AR`` with a
-reason; a sink failure gets ``AE`` "not stored". The connection goes on either way.
+message, in order per connection: decode -> store -> ACK ``AA`` -> ``on_stored``.
+``AA`` is sent only after the store returned, i.e. after the commit (fsync) that
+covers the message. A message that cannot be read gets ``AE``/``AR`` with a reason; a
+store failure or any other error inside the listener gets ``AE``. The connection goes
+on either way: one bad message never ends it.
 
-Bounded: ``max_connections`` (further connections are closed at once),
-``max_message_size`` (a larger frame is dropped and answered ``AR``), an idle timeout
-and a write timeout. One message per connection is in progress at a time, and the
-framer holds at most one message, so memory is bounded per connection.
+The store: a ``MessageStore`` (``SampleStore``) keeps each message once per (MSH-3,
+MSH-4, MSH-10) and groups the messages of all connections into few transactions; a
+resend of a stored message is acknowledged ``AA`` again, but ``on_stored`` is not
+called for it. A plain ``SampleSink`` callable is accepted too (no de-duplication).
+Frames that arrive together on one connection (a pipelining sender) are handed to
+the store together, so they share a commit; their ACKs keep the order of the frames.
+
+Decoding: messages larger than ``decode_offload_size`` are decoded in a
+``DecodePool`` (worker processes by default), so a waveform-heavy bed never delays
+the numeric vitals of other beds.
+
+Bounded: ``max_connections`` in all and ``max_connections_per_address`` from one
+source address (further connections are closed at once), ``max_message_size`` (a
+larger frame is dropped and answered ``AR``), ``first_message_timeout`` for a
+connection that has not yet sent a complete message, ``idle_timeout`` for one that
+has (monitors sending hourly trends), and a write timeout. The framer holds at most
+one message, so memory is bounded per connection.
 
 Logging: connection events at INFO; per-message lines at DEBUG carry the control id,
 the device id and counts; errors at WARNING carry the location and reason. Never a
@@ -27,11 +41,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
-from devices.vitals import SampleSink, VitalSample
+from devices.vitals import SampleSink, VitalAlarm, VitalSample
 
 from .ack import Acknowledgement, Responder, build_ack, encode_ack
-from .errors import MessageError, StorageError
+from .decode_pool import DecodePool
+from .errors import ErrorCode, MessageError, StorageError
 from .mllp import (
     DEFAULT_MAX_MESSAGE_SIZE,
     BytesDiscarded,
@@ -40,17 +56,28 @@ from .mllp import (
     MLLPFramer,
     encode_frame,
 )
-from .oru import MessageHeader, OruConfig, decode_oru, read_header
+from .oru import MessageHeader, OruConfig, OruMessage, decode_oru, read_header
+from .storage import Committed, MessageKey
 
 logger = logging.getLogger(__name__)
 
-StoredCallback = Callable[[Sequence[VitalSample]], Awaitable[None] | None]
-"""Called with the samples of each message after they were stored and acknowledged."""
+StoredCallback = Callable[[Sequence[VitalSample], Sequence[VitalAlarm]],
+                          Awaitable[None] | None]
+"""Called with the samples and alarms (tuples, possibly empty) of each NEW message after
+it was stored and acknowledged; not for a resend of a stored message."""
 
 READ_SIZE = 64 * 1024
-DECODE_IN_THREAD = 64 * 1024
-"""Messages larger than this are decoded in a worker thread (python-hl7 needs ~1 s for
+DECODE_OFFLOAD_SIZE = 64 * 1024
+"""Messages larger than this are decoded in the decode pool (python-hl7 needs ~1 s for
 a 1 MB waveform message): the event loop keeps serving the other connections."""
+
+
+@runtime_checkable
+class MessageStore(Protocol):
+    """A store that keeps each HL7 message once (``SampleStore``)."""
+
+    async def store_message(self, key: MessageKey | None, samples: Sequence[VitalSample],
+                            alarms: Sequence[VitalAlarm] = ()) -> Committed: ...
 
 
 @dataclass(frozen=True)
@@ -58,22 +85,36 @@ class ListenerConfig:
     host: str = "127.0.0.1"
     port: int = 2575
     """0 picks a free port (see ``HL7Listener.port``)."""
-    max_connections: int = 64
+    max_connections: int = 256
+    """Connections in all."""
+    max_connections_per_address: int = 8
+    """Connections from one source address: idle or stuck connections of one host cannot
+    lock the other monitors out."""
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     idle_timeout: float = 3900.0
-    """Seconds without a byte before a connection is closed: longer than the slowest
-    trend interval of common monitors (60 min)."""
+    """Seconds without a byte before a connection that has sent a complete message is
+    closed: longer than the slowest trend interval of common monitors (60 min)."""
+    first_message_timeout: float = 60.0
+    """Seconds a connection may stay open without sending a complete message."""
     write_timeout: float = 30.0
+    decode_offload_size: int = DECODE_OFFLOAD_SIZE
+    decode_workers: int = 2
+    """Processes decoding messages larger than ``decode_offload_size``; 0: threads."""
     responder: Responder = field(default_factory=Responder)
     oru: OruConfig = field(default_factory=OruConfig)
 
     def __post_init__(self) -> None:
-        if self.max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, got {self.max_connections}")
+        if self.max_connections < 1 or self.max_connections_per_address < 1:
+            raise ValueError("max_connections and max_connections_per_address must be at "
+                             "least 1")
         if self.max_message_size < 1:
             raise ValueError(f"max_message_size must be positive, got {self.max_message_size}")
-        if not self.idle_timeout > 0 or not self.write_timeout > 0:
-            raise ValueError("idle_timeout and write_timeout must be positive")
+        if not (self.idle_timeout > 0 and self.write_timeout > 0
+                and self.first_message_timeout > 0):
+            raise ValueError("idle_timeout, first_message_timeout and write_timeout must be "
+                             "positive")
+        if self.decode_workers < 0:
+            raise ValueError("decode_workers must be 0 (threads) or more")
 
 
 @dataclass
@@ -83,21 +124,30 @@ class ListenerStats:
     connections_idle_closed: int = 0
     messages: int = 0
     accepted: int = 0
+    duplicates: int = 0
+    """Resends of stored messages: acknowledged AA, not stored nor passed on again."""
     errors: int = 0
     rejected: int = 0
     store_failures: int = 0
+    internal_errors: int = 0
     samples_stored: int = 0
+    alarms_stored: int = 0
     bytes_discarded: int = 0
     frames_too_large: int = 0
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one message: the ACK bytes to send and the samples stored."""
+    """The result of one message: the ACK bytes to send and what was stored."""
 
     ack: bytes
     code: str
     samples: tuple[VitalSample, ...] = ()
+    alarms: tuple[VitalAlarm, ...] = ()
+    new: bool = False
+    """True for a message stored now (not a resend): ``on_stored`` is called."""
+    batch: int = 0
+    """The group commit that covered it (0: not stored, or a plain sink)."""
 
 
 def _utc_now() -> datetime:
@@ -105,37 +155,47 @@ def _utc_now() -> datetime:
 
 
 class _Connection:
-    def __init__(self, number: int, peer: str, writer: asyncio.StreamWriter,
+    def __init__(self, number: int, peer: str, address: str, writer: asyncio.StreamWriter,
                  max_message_size: int) -> None:
         self.number = number
         self.peer = peer
+        self.address = address
         self.writer = writer
         self.framer = MLLPFramer(max_message_size)
         self.busy = False
+        self.messages = 0
         self.task: asyncio.Task[None] | None = None
 
     def __str__(self) -> str:
         return f"hl7 conn {self.number} ({self.peer})"
 
 
-class HL7Listener:
-    """``HL7Listener(sink, config, on_stored=...)``; ``await start()`` ... ``await stop()``.
+_Pending = Outcome | Callable[[], Awaitable[Outcome]]
+"""A message between decoding and its ACK: done, or a step still to await."""
 
-    ``sink`` stores samples durably (``SampleStore.store``); ``on_stored`` (optional,
-    sync or async) sees them after the ACK, e.g. to forward them to live rooms: its
-    failures are logged and change nothing for the sender.
+
+class HL7Listener:
+    """``HL7Listener(store, config, on_stored=...)``; ``await start()`` ... ``await stop()``.
+
+    ``store`` is a ``MessageStore`` (``SampleStore``: once per message, group commit)
+    or a plain ``SampleSink``; ``on_stored`` (optional, sync or async) sees the samples
+    and alarms of each new message after its ACK, e.g. to forward them to live rooms:
+    its failures are logged and change nothing for the sender.
     """
 
-    def __init__(self, sink: SampleSink, config: ListenerConfig | None = None, *,
-                 on_stored: StoredCallback | None = None,
+    def __init__(self, store: MessageStore | SampleSink, config: ListenerConfig | None = None,
+                 *, on_stored: StoredCallback | None = None,
                  clock: Callable[[], datetime] = _utc_now) -> None:
         self.config = config or ListenerConfig()
         self.stats = ListenerStats()
-        self._sink = sink
+        self._store = store if isinstance(store, MessageStore) else None
+        self._sink: SampleSink | None = None if self._store is not None else store  # type: ignore[assignment]
         self._on_stored = on_stored
         self._clock = clock
+        self._decoder = DecodePool(self.config.decode_workers)
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self._per_address: dict[str, int] = {}
         self._numbers = itertools.count(1)
         self._control_ids = itertools.count(1)
         self._control_prefix = f"HZ{int(time.time()) & 0xFFFFFFF:07X}"
@@ -179,6 +239,7 @@ class HL7Listener:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._decoder.close()
         if server is not None:
             await server.wait_closed()
             logger.info("hl7 listener stopped")
@@ -190,24 +251,39 @@ class HL7Listener:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    # ------------------------------------------------------------------ connections
+
+    def _refusal(self, address: str) -> str | None:
+        if self._closing:
+            return "stopping"
+        if len(self._connections) >= self.config.max_connections:
+            return f"{len(self._connections)} connections open (max {self.config.max_connections})"
+        if self._per_address.get(address, 0) >= self.config.max_connections_per_address:
+            return (f"{self._per_address[address]} connections from this address open "
+                    f"(max {self.config.max_connections_per_address})")
+        return None
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
+        address = str(peername[0]) if isinstance(peername, tuple) else str(peername)
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
-        if self._closing or len(self._connections) >= self.config.max_connections:
+        refusal = self._refusal(address)
+        if refusal is not None:
             self.stats.connections_refused += 1
-            logger.warning("hl7 connection from %s refused: %d connections open (max %d)",
-                           peer, len(self._connections), self.config.max_connections)
+            logger.warning("hl7 connection from %s refused: %s", peer, refusal)
             writer.close()
             return
-        connection = _Connection(next(self._numbers), peer, writer,
+        connection = _Connection(next(self._numbers), peer, address, writer,
                                  self.config.max_message_size)
         connection.task = asyncio.current_task()
         self._connections.add(connection)
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         self.stats.connections_accepted += 1
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         logger.info("%s: connected", connection)
         try:
             await self._serve(connection, reader)
@@ -215,8 +291,16 @@ class HL7Listener:
             pass
         except (ConnectionError, TimeoutError) as exc:
             logger.info("%s: connection lost (%s)", connection, type(exc).__name__)
+        except Exception as exc:  # a bug must not go unnoticed, nor end the server
+            logger.error("%s: closing after an unexpected error (%s)", connection,
+                         type(exc).__name__)
         finally:
             self._connections.discard(connection)
+            left = self._per_address.get(address, 1) - 1
+            if left > 0:
+                self._per_address[address] = left
+            else:
+                self._per_address.pop(address, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -224,76 +308,121 @@ class HL7Listener:
 
     async def _serve(self, connection: _Connection, reader: asyncio.StreamReader) -> None:
         while not self._closing:
+            timeout = (self.config.idle_timeout if connection.messages
+                       else self.config.first_message_timeout)
             try:
-                async with asyncio.timeout(self.config.idle_timeout):
+                async with asyncio.timeout(timeout):
                     data = await reader.read(READ_SIZE)
             except TimeoutError:
                 self.stats.connections_idle_closed += 1
-                logger.info("%s: idle for %.0f s, closing", connection,
-                            self.config.idle_timeout)
+                logger.info("%s: idle for %.0f s%s, closing", connection, timeout,
+                            "" if connection.messages else " before a complete message")
                 return
             if not data:
                 return
-            for framer_event in connection.framer.feed(data):
-                connection.busy = True
-                try:
-                    await self._on_event(connection, framer_event)
-                finally:
-                    connection.busy = False
-                if self._closing:
-                    return
+            events = connection.framer.feed(data)
+            if not events:
+                continue
+            connection.busy = True
+            try:
+                await self._handle(connection, events)
+            finally:
+                connection.busy = False
+            if self._closing:
+                return
 
-    async def _on_event(self, connection: _Connection,
-                        framer_event: Frame | BytesDiscarded | FrameTooLarge) -> None:
-        if isinstance(framer_event, BytesDiscarded):
-            self.stats.bytes_discarded += framer_event.count
-            logger.warning("%s: %d bytes outside MLLP frames discarded", connection,
-                           framer_event.count)
-            return
-        if isinstance(framer_event, FrameTooLarge):
-            self.stats.frames_too_large += 1
-            outcome = self._too_large(str(connection), framer_event)
-        else:
-            outcome = await self.process(framer_event.payload, connection=str(connection))
-        async with asyncio.timeout(self.config.write_timeout):
-            connection.writer.write(encode_frame(outcome.ack))
-            await connection.writer.drain()
-        if outcome.samples and self._on_stored is not None:
-            await self._notify(connection, outcome.samples)
+    async def _handle(self, connection: _Connection,
+                      events: Sequence[Frame | BytesDiscarded | FrameTooLarge]) -> None:
+        """Admit every frame of one read (so they share a commit), then answer in order."""
+        pending: list[_Pending] = []
+        for framer_event in events:
+            if isinstance(framer_event, BytesDiscarded):
+                self.stats.bytes_discarded += framer_event.count
+                logger.warning("%s: %d bytes outside MLLP frames discarded", connection,
+                               framer_event.count)
+                continue
+            connection.messages += 1
+            if isinstance(framer_event, FrameTooLarge):
+                self.stats.frames_too_large += 1
+                pending.append(self._too_large(str(connection), framer_event))
+            else:
+                pending.append(await self._admit(framer_event.payload, str(connection)))
+        for item in pending:
+            outcome = item if isinstance(item, Outcome) else await item()
+            async with asyncio.timeout(self.config.write_timeout):
+                connection.writer.write(encode_frame(outcome.ack))
+                await connection.writer.drain()
+            if outcome.new and self._on_stored is not None:
+                await self._notify(connection, outcome.samples, outcome.alarms)
+
+    # ------------------------------------------------------------------ messages
 
     async def process(self, payload: bytes, *, connection: str = "hl7") -> Outcome:
         """Decode, store and acknowledge one message (without sending the ACK)."""
+        item = await self._admit(payload, connection)
+        return item if isinstance(item, Outcome) else await item()
+
+    async def _admit(self, payload: bytes, connection: str) -> _Pending:
+        """Decode ``payload`` and hand it to the store; what is left is awaited in order.
+
+        Whatever goes wrong yields an ``AE``/``AR`` outcome, never an exception.
+        """
         self.stats.messages += 1
+        header: MessageHeader | None = None
         try:
             header = read_header(payload)
-        except MessageError as error:
-            return self._refuse(connection, None, error)
-        try:
-            if len(payload) > DECODE_IN_THREAD:
-                message = await asyncio.to_thread(decode_oru, payload, self.config.oru, header)
+            if len(payload) > self.config.decode_offload_size:
+                message = await self._decoder.decode(payload, self.config.oru, header)
             else:
                 message = decode_oru(payload, self.config.oru, header)
+            if self._store is not None:
+                key = MessageKey(header.sending_application, header.sending_facility,
+                                 header.control_id)
+                stored = asyncio.ensure_future(
+                    self._store.store_message(key, message.samples, message.alarms))
+                return lambda: self._finish(connection, message, stored)
+            return lambda: self._finish(connection, message, None)
         except MessageError as error:
             return self._refuse(connection, header, error)
-        samples = message.samples
-        if samples:
-            try:
-                await self._sink(samples)
-            except Exception as exc:
-                # Only the type (and our own StorageError text): a sink's exception may
-                # quote the data it failed to store.
-                self.stats.store_failures += 1
-                self.stats.errors += 1
-                detail = str(exc) if isinstance(exc, StorageError) else type(exc).__name__
-                logger.error("%s: message %s not stored (%s): AE", connection,
-                             header.control_id, detail)
-                return Outcome(self._ack(header, Acknowledgement.not_stored()), "AE")
+        except Exception as exc:
+            return self._internal_error(connection, header, exc)
+
+    async def _finish(self, connection: str, message: OruMessage,
+                      stored: asyncio.Future[Committed] | None) -> Outcome:
+        header = message.header
+        try:
+            if stored is not None:
+                committed = await stored
+            else:
+                assert self._sink is not None
+                if message.samples:
+                    await self._sink(message.samples)
+                committed = Committed(True, 0)
+        except Exception as exc:
+            # Only the type (and our own StorageError text): a sink's exception may
+            # quote the data it failed to store.
+            self.stats.store_failures += 1
+            self.stats.errors += 1
+            detail = str(exc) if isinstance(exc, StorageError) else type(exc).__name__
+            logger.error("%s: message %s not stored (%s): AE", connection,
+                         header.control_id, detail)
+            return Outcome(self._ack(header, Acknowledgement.not_stored()), "AE")
+        try:
+            ack = self._ack(header, Acknowledgement.accept(), committed.batch)
+        except Exception as exc:
+            return self._internal_error(connection, header, exc)
         self.stats.accepted += 1
-        self.stats.samples_stored += len(samples)
-        logger.debug("%s: message %s from %s: %d samples stored (%d rows skipped): AA",
-                     connection, header.control_id, header.device_id, len(samples),
-                     message.skipped)
-        return Outcome(self._ack(header, Acknowledgement.accept()), "AA", samples)
+        if not committed.new:
+            self.stats.duplicates += 1
+            logger.info("%s: message %s is a resend of a stored message: AA, not stored "
+                        "again", connection, header.control_id)
+            return Outcome(ack, "AA", batch=committed.batch)
+        self.stats.samples_stored += len(message.samples)
+        self.stats.alarms_stored += len(message.alarms)
+        logger.debug("%s: message %s from %s: %d samples, %d alarms stored (%d rows "
+                     "skipped): AA", connection, header.control_id, header.device_id,
+                     len(message.samples), len(message.alarms), message.skipped)
+        return Outcome(ack, "AA", message.samples, message.alarms, True, committed.batch)
 
     def _refuse(self, connection: str, header: MessageHeader | None,
                 error: MessageError) -> Outcome:
@@ -304,31 +433,54 @@ class HL7Listener:
             self.stats.errors += 1
         logger.warning("%s: message %s %s: %s", connection,
                        header.control_id if header else "(no MSH)", ack.code, error)
-        return Outcome(self._ack(header, ack), ack.code)
+        return self._safe_outcome(header, ack)
+
+    def _internal_error(self, connection: str, header: MessageHeader | None,
+                        exc: Exception) -> Outcome:
+        self.stats.internal_errors += 1
+        self.stats.errors += 1
+        logger.error("%s: message %s: internal error (%s): AE", connection,
+                     header.control_id if header else "(no MSH)", type(exc).__name__)
+        return self._safe_outcome(header, Acknowledgement("AE", "internal error",
+                                                          ErrorCode.INTERNAL))
+
+    def _safe_outcome(self, header: MessageHeader | None, ack: Acknowledgement) -> Outcome:
+        """An error ACK, built without the header if the header itself is the problem."""
+        try:
+            return Outcome(self._ack(header, ack), ack.code)
+        except Exception:
+            return Outcome(self._ack(None, ack), ack.code)
 
     def _too_large(self, connection: str, framer_event: FrameTooLarge) -> Outcome:
         self.stats.messages += 1
         self.stats.rejected += 1
         try:
             header: MessageHeader | None = read_header(framer_event.head)
-        except MessageError:
+        except Exception:
             header = None
         logger.warning("%s: message %s of more than %d bytes dropped: AR", connection,
                        header.control_id if header else "(no MSH)",
                        self.config.max_message_size)
         reason = f"message larger than {self.config.max_message_size} bytes"
-        return Outcome(self._ack(header, Acknowledgement("AR", reason)), "AR")
+        return self._safe_outcome(header, Acknowledgement("AR", reason))
 
-    def _ack(self, header: MessageHeader | None, ack: Acknowledgement) -> bytes:
+    def _ack(self, header: MessageHeader | None, ack: Acknowledgement, batch: int = 0) -> bytes:
+        """The encoded ACK. Its own control id (MSH-10) ends in ``B<batch>`` when a
+        group commit covered the message: proof, for a client, of which commit did."""
         control_id = f"{self._control_prefix}{next(self._control_ids)}"
+        if batch:
+            control_id += f"B{batch}"
         text = build_ack(header, ack, control_id=control_id, now=self._clock(),
                          responder=self.config.responder)
-        return encode_ack(text, header)
+        data = encode_ack(text, header)
+        encode_frame(data)  # raises here, where the caller falls back, if it cannot frame
+        return data
 
-    async def _notify(self, connection: _Connection, samples: Sequence[VitalSample]) -> None:
+    async def _notify(self, connection: _Connection, samples: Sequence[VitalSample],
+                      alarms: Sequence[VitalAlarm]) -> None:
         assert self._on_stored is not None
         try:
-            result = self._on_stored(samples)
+            result = self._on_stored(tuple(samples), tuple(alarms))
             if result is not None:
                 await result
         except Exception as exc:

@@ -1,0 +1,79 @@
+"""Decoding large messages away from the event loop: in worker processes (or threads).
+
+A 1 MB waveform message takes python-hl7 about a second to decode. In a thread it
+still holds the GIL most of that time, so the event loop (the numeric vitals of every
+other bed) waits behind it; a process pool does not share the GIL. ``DecodePool``
+runs ``decode_oru`` in ``workers`` processes (spawned: no fork of a threaded
+server), or in threads when ``workers`` is 0.
+
+A ``MessageError`` does not survive pickling with its location and code, so a worker
+returns it as a ``_Failure`` and the pool raises it again in the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .errors import ErrorCode, Location, MessageError, MessageRejected
+from .oru import MessageHeader, OruConfig, OruMessage, decode_oru
+
+
+@dataclass(frozen=True)
+class _Failure:
+    rejected: bool
+    reason: str
+    location: Location | None
+    code: ErrorCode
+
+
+def _decode(payload: bytes, config: OruConfig, header: MessageHeader) -> OruMessage | _Failure:
+    try:
+        return decode_oru(payload, config, header)
+    except MessageError as error:
+        return _Failure(isinstance(error, MessageRejected), error.reason, error.location,
+                        error.code)
+
+
+class DecodePool:
+    """``await pool.decode(payload, config, header)``: ``decode_oru`` in a worker."""
+
+    def __init__(self, workers: int = 2) -> None:
+        if workers < 0:
+            raise ValueError(f"decode workers must be 0 (threads) or more, got {workers}")
+        self.workers = workers
+        self._executor: Executor | None = None
+
+    def _pool(self) -> Executor:
+        if self._executor is None:
+            if self.workers == 0:
+                self._executor = ThreadPoolExecutor(2, thread_name_prefix="hl7-decode")
+            else:
+                self._executor = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._executor
+
+    async def start(self) -> None:
+        """Start the workers now (a spawned process needs ~0.3 s to be ready)."""
+        if self.workers:
+            await asyncio.get_running_loop().run_in_executor(self._pool(), _warm_up)
+
+    async def decode(self, payload: bytes, config: OruConfig,
+                     header: MessageHeader) -> OruMessage:
+        result = await asyncio.get_running_loop().run_in_executor(
+            self._pool(), _decode, payload, config, header)
+        if isinstance(result, _Failure):
+            kind = MessageRejected if result.rejected else MessageError
+            raise kind(result.reason, location=result.location, code=result.code)
+        return result
+
+    def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _warm_up() -> None:
+    """Run in a worker: imports are done once ``start`` returns."""
