@@ -112,3 +112,20 @@ def test_ack_is_encoded_in_the_message_charset() -> None:
     assert str(ack.segment("MSH")[5]) == "監護儀東^080019FFFE134535^EUI-64"
     assert str(ack.segment("MSH")[18]) == "GB 18030-2000"
     assert "東".encode("gb18030") in data
+
+
+def test_echoed_fields_with_control_bytes_are_escaped() -> None:
+    from dataclasses import replace
+
+    from devices.hl7.ack import safe_field
+    from devices.hl7.escape import DEFAULT_SEPARATORS
+
+    assert safe_field("ABC-1^X", DEFAULT_SEPARATORS) == "ABC-1^X"
+    assert safe_field("A\x1cB\x0b\r\x7f", DEFAULT_SEPARATORS) == "A\\X1C\\B\\X0B\\\\X0D\\\\X7F\\"
+    header = read_header(GE_SAMPLE.encode())
+    bad = replace(header, control_id="12\x1c34", sending_application="VSP\x0b",
+                  version="2.\x0d6")
+    text = build_ack(bad, Acknowledgement("AE", "x"), control_id="HZ1", now=NOW)
+    assert not any(ord(c) < 0x20 and c != "\r" for c in text)
+    assert text.count("\r") == 3  # MSH, MSA, ERR: no segment break smuggled in
+    assert "MSA|AE|12\\X1C\\34|x" in text

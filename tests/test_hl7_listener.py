@@ -315,3 +315,47 @@ async def test_logs_carry_no_patient_data(caplog: pytest.LogCaptureFixture) -> N
     for expected in ("not stored", "OBX-5 of OBX #1", "OBR-7 of OBR #1", "PID-3",
                      "more than 4096 bytes"):
         assert expected in caplog.text
+
+
+async def test_per_address_limit_leaves_room_for_other_monitors() -> None:
+    """Eight idle connections from one address: the ninth from it is refused, while a
+    monitor at another address is served (64 idle connections used to lock all out)."""
+    async with running_listener(RecordingSink(), max_connections_per_address=8) as listener:
+        crowd = [await RawClient.connect(listener.port) for _ in range(8)]
+        ninth = await RawClient.connect(listener.port)
+        assert await asyncio.wait_for(ninth.reader.read(), 5) == b""  # closed at once
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port,
+                                                       local_addr=("127.0.0.2", 0))
+        other = RawClient(reader, writer)
+        await other.send_message(GE_SAMPLE)
+        assert msa(await other.read_ack())[:2] == ("AA", GE_CONTROL_ID)
+        for client in crowd[:7]:  # the first eight are still open and served
+            assert await client.nothing_within(0.01)
+        await crowd[7].send_message(GE_SAMPLE)
+        assert msa(await crowd[7].read_ack())[0] == "AA"
+        assert listener.stats.connections_refused == 1
+        await crowd[0].close()
+        await asyncio.sleep(0.1)
+        tenth = await RawClient.connect(listener.port)  # a freed place can be taken again
+        await tenth.send_message(GE_SAMPLE)
+        assert msa(await tenth.read_ack())[0] == "AA"
+        for client in [*crowd[1:], ninth, other, tenth]:
+            await client.close()
+
+
+async def test_a_connection_that_never_sends_a_message_is_closed_early() -> None:
+    async with running_listener(RecordingSink(), first_message_timeout=0.3,
+                                idle_timeout=30) as listener:
+        silent, partial, monitor = [await RawClient.connect(listener.port) for _ in range(3)]
+        await partial.send(b"\x0bMSH|^~\\&|half a message")  # never completed
+        await monitor.send_message(GE_SAMPLE)
+        assert msa(await monitor.read_ack())[0] == "AA"
+        assert await asyncio.wait_for(silent.reader.read(), 5) == b""
+        assert await asyncio.wait_for(partial.reader.read(), 5) == b""
+        # The monitor that did send a message keeps its connection (long idle timeout).
+        assert await monitor.nothing_within(0.5)
+        await monitor.send_message(GE_SAMPLE)
+        assert msa(await monitor.read_ack())[0] == "AA"
+        assert listener.stats.connections_idle_closed == 2
+        for client in (silent, partial, monitor):
+            await client.close()

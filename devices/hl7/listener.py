@@ -47,7 +47,7 @@ from devices.vitals import SampleSink, VitalAlarm, VitalSample
 
 from .ack import Acknowledgement, Responder, build_ack, encode_ack
 from .decode_pool import DecodePool
-from .errors import ErrorCode, MessageError, StorageError
+from .errors import ErrorCode, Location, MessageError, StorageError
 from .mllp import (
     DEFAULT_MAX_MESSAGE_SIZE,
     BytesDiscarded,
@@ -371,6 +371,7 @@ class HL7Listener:
         header: MessageHeader | None = None
         try:
             header = read_header(payload)
+            _check_control_bytes(header)
             if len(payload) > self.config.decode_offload_size:
                 message = await self._decoder.decode(payload, self.config.oru, header)
             else:
@@ -485,3 +486,20 @@ class HL7Listener:
                 await result
         except Exception as exc:
             logger.error("%s: on_stored callback failed (%s)", connection, type(exc).__name__)
+
+
+_HEADER_FIELDS = (("sending_application", 3), ("sending_facility", 4),
+                  ("receiving_application", 5), ("receiving_facility", 6),
+                  ("message_type", 9), ("control_id", 10), ("processing_id", 11),
+                  ("version", 12), ("charset", 18))
+
+
+def _check_control_bytes(header: MessageHeader) -> None:
+    """MSH fields are HL7 text: a control byte (e.g. 0x1C) in one is a data type error.
+
+    The ACK still echoes the field, escaped (``ack.safe_field``)."""
+    for name, number in _HEADER_FIELDS:
+        text = getattr(header, name)
+        if not text.isprintable() and any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise MessageError("control character in a header field",
+                               location=Location("MSH", 1, number))
