@@ -216,7 +216,8 @@ class SampleStore:
                  messages_table: str = DEFAULT_MESSAGES_TABLE,
                  alarms_table: str = DEFAULT_ALARMS_TABLE,
                  workers: int | None = None, max_batch: int = MAX_BATCH,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+                 clock: Callable[[], datetime] = _utc_now,
+                 on_commit: Callable[[int, int], None] | None = None) -> None:
         if url is None:
             url = f"sqlite:///{Path(data_dir) / DEFAULT_FILE}"
         self.url = sa.make_url(url)
@@ -230,6 +231,9 @@ class SampleStore:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._clock = clock
+        self._on_commit = on_commit
+        """Called in the writer thread right after each commit returned (fsync done),
+        with the batch number and its message count: for measurements."""
         self._workers = workers
         self.max_batch = max_batch
         self.stats = StoreStats()
@@ -411,6 +415,8 @@ class SampleStore:
                 fresh = self._insert(connection, batch)
             self.stats.commits += 1
             number = self.stats.commits
+            if self._on_commit is not None:
+                self._on_commit(number, len(batch))
             self._count(batch, fresh)
             return [Committed(new, number) for new in fresh]
         except (SQLAlchemyError, sqlite3.Error) as exc:
