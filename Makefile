@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.forwarding
 	$(PY) -m benchmarks.hl7_ingest
 	$(PY) -m benchmarks.vitals_latency
+	$(PY) -m benchmarks.hl7_waveform_latency
 
 browser-deps:
 	./scripts/ensure-chromium

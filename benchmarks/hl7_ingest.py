@@ -100,13 +100,13 @@ def ack_batch(ack: bytes) -> int:
 # --- the server process ----------------------------------------------------------------------
 
 def serve(data_dir: str, clients: int, pipe: Connection | None = None,
-          port_file: str | None = None) -> None:
+          port_file: str | None = None, decode_workers: int = 2) -> None:
     """Run listener + store until told to stop (``pipe``) or killed (``port_file``)."""
-    asyncio.run(_serve(data_dir, clients, pipe, port_file))
+    asyncio.run(_serve(data_dir, clients, pipe, port_file, decode_workers))
 
 
 async def _serve(data_dir: str, clients: int, pipe: Connection | None,
-                 port_file: str | None) -> None:
+                 port_file: str | None, decode_workers: int) -> None:
     commit_times: list[float] = []
 
     def committed(number: int, _messages: int) -> None:
@@ -117,8 +117,9 @@ async def _serve(data_dir: str, clients: int, pipe: Connection | None,
     await store.open()
     listener = HL7Listener(store, ListenerConfig(
         host=HOST, port=0, max_connections=max(64, clients * 2),
-        max_connections_per_address=max(8, clients * 2)))
+        max_connections_per_address=max(8, clients * 2), decode_workers=decode_workers))
     await listener.start()
+    await listener.warm_up()
     if port_file is not None:
         Path(port_file + ".tmp").write_text(str(listener.port))
         os.replace(port_file + ".tmp", port_file)
@@ -257,7 +258,7 @@ def run_durable(data_dir: str, clients: int, window: int, seconds: float,
                 warmup: float) -> DurableResult:
     context = multiprocessing.get_context("spawn")
     server_end, server_child = context.Pipe()
-    server = context.Process(target=serve, args=(data_dir, clients, server_child), daemon=True)
+    server = context.Process(target=serve, args=(data_dir, clients, server_child))
     server.start()
     port = server_end.recv()
     clients_end, clients_child = context.Pipe()

@@ -77,7 +77,9 @@ class MessageStore(Protocol):
     """A store that keeps each HL7 message once (``SampleStore``)."""
 
     async def store_message(self, key: MessageKey | None, samples: Sequence[VitalSample],
-                            alarms: Sequence[VitalAlarm] = ()) -> Committed: ...
+                            alarms: Sequence[VitalAlarm] = (),
+                            values_json: Sequence[str | None] | None = None
+                            ) -> Committed: ...
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,10 @@ class HL7Listener:
         self._server = await asyncio.start_server(self._accept, self.config.host,
                                                   self.config.port)
         logger.info("hl7 listener on %s:%d", self.config.host, self.port)
+
+    async def warm_up(self) -> None:
+        """Start the decode workers now rather than with the first large message."""
+        await self._decoder.start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let messages in progress finish (up to ``grace`` s), close all.
@@ -372,15 +378,17 @@ class HL7Listener:
         try:
             header = read_header(payload)
             _check_control_bytes(header)
+            prepared: Sequence[str | None] | None = None
             if len(payload) > self.config.decode_offload_size:
-                message = await self._decoder.decode(payload, self.config.oru, header)
+                decoded = await self._decoder.decode(payload, self.config.oru, header)
+                message, prepared = decoded.message, decoded.values_json
             else:
                 message = decode_oru(payload, self.config.oru, header)
             if self._store is not None:
                 key = MessageKey(header.sending_application, header.sending_facility,
                                  header.control_id)
-                stored = asyncio.ensure_future(
-                    self._store.store_message(key, message.samples, message.alarms))
+                stored = asyncio.ensure_future(self._store.store_message(
+                    key, message.samples, message.alarms, prepared))
                 return lambda: self._finish(connection, message, stored)
             return lambda: self._finish(connection, message, None)
         except MessageError as error:

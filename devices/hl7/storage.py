@@ -34,6 +34,7 @@ text may quote the failing row; the engine also has ``hide_parameters=True``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -62,6 +63,11 @@ DEFAULT_ALARMS_TABLE = "vital_alarms"
 DEFAULT_FILE = "vitals.sqlite3"
 MAX_BATCH = 512
 """Most messages one group commit takes (bounds a transaction and a retry)."""
+CHECKPOINT_BYTES = 4 << 20
+"""SQLite: a checkpoint is started beside the writer after about this much WAL."""
+LARGE = 256 * 1024
+"""A message with more waveform JSON than this is committed after the small ones
+queued with it, in its own transaction: numeric vitals do not wait for its I/O."""
 T = TypeVar("T")
 
 
@@ -119,6 +125,8 @@ class _Pending:
     alarms: Sequence[VitalAlarm]
     received_at: datetime
     future: asyncio.Future[Committed] = field(repr=False)
+    values_json: Sequence[str | None] | None = None
+    large: bool = False
 
 
 def vital_samples_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE,
@@ -246,6 +254,9 @@ class SampleStore:
         self._writer_thread: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Pending] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._wal_growth = 0
+        """Bytes (estimated) committed since the last checkpoint (SQLite)."""
+        self._checkpointing: asyncio.Future[None] | None = None
         self._closed = False
 
     @property
@@ -351,61 +362,91 @@ class SampleStore:
     __call__ = store
 
     async def store_message(self, key: MessageKey | None, samples: Sequence[VitalSample],
-                            alarms: Sequence[VitalAlarm] = ()) -> Committed:
+                            alarms: Sequence[VitalAlarm] = (),
+                            values_json: Sequence[str | None] | None = None) -> Committed:
         """Store one message's samples and alarms atomically, once per ``key``.
 
         Returns after the commit covering it; ``Committed.new`` is False when a message
         with this key is already stored (nothing is written). ``key`` None: no
-        de-duplication (serial monitors).
+        de-duplication (serial monitors). ``values_json``: the samples' waveform values
+        already serialised (by a decode worker), so the writer does not hold the GIL
+        for it.
         """
         if self._queue is None or self._closed:
             raise StorageError("the sample store is closed" if self._closed
                                else "the sample store is not open")
         future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(key, samples, alarms, self._clock(), future))
+        large = values_json is not None and sum(len(v or "") for v in values_json) > LARGE
+        self._queue.put_nowait(_Pending(key, samples, alarms, self._clock(), future,
+                                        values_json, large))
         return await future
 
     async def _write_loop(self) -> None:
-        assert self._queue is not None and self._writer_thread is not None
+        """Take what is queued, commit the small messages in one transaction, then at
+        most one large message (waveforms) in its own, and look at the queue again."""
+        assert self._queue is not None
         loop = asyncio.get_running_loop()
         queue = self._queue
+        large: collections.deque[_Pending] = collections.deque()
         closing = False
-        while not closing:
-            first = await queue.get()
-            batch: list[_Pending] = []
-            if first is _CLOSE:
-                closing = True
-            else:
-                batch.append(first)
-            while len(batch) < self.max_batch and not queue.empty():
+        while not (closing and not large):
+            small: list[_Pending] = []
+            if not large and not closing:
+                first = await queue.get()
+                if first is _CLOSE:
+                    closing = True
+                else:
+                    (large if first.large else small).append(first)
+            while len(small) < self.max_batch and not queue.empty():
                 item = queue.get_nowait()
                 if item is _CLOSE:
                     closing = True
                 else:
-                    batch.append(item)
-            batch = [p for p in batch if not p.future.done()]  # callers cancelled
-            if not batch:
+                    (large if item.large else small).append(item)
+            small = [p for p in small if not p.future.done()]  # callers cancelled
+            if small:
+                await self._commit_group(loop, small)
+            if large:
+                pending = large.popleft()
+                if not pending.future.done():
+                    await self._commit_group(loop, [pending])
+
+    async def _commit_group(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]
+                            ) -> None:
+        assert self._writer_thread is not None
+        if self.is_sqlite and self._wal_growth > CHECKPOINT_BYTES and (
+                self._checkpointing is None or self._checkpointing.done()) and self._executor:
+            self._wal_growth = 0
+            self._checkpointing = loop.run_in_executor(self._executor, self._checkpoint)
+        try:
+            results = await loop.run_in_executor(self._writer_thread,
+                                                 self._commit_batch, batch)
+        except BaseException as exc:  # the loop must go on (CancelledError: stop)
+            error = StorageError("the sample store stopped" if isinstance(
+                exc, asyncio.CancelledError) else f"could not store ({type(exc).__name__})")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            logger.error("sample store writer failed (%s)", type(exc).__name__)
+            return
+        for pending, result in zip(batch, results, strict=True):
+            if pending.future.done():
                 continue
-            try:
-                results = await loop.run_in_executor(self._writer_thread,
-                                                     self._commit_batch, batch)
-            except BaseException as exc:  # the loop must go on (CancelledError: stop)
-                error = StorageError("the sample store stopped" if isinstance(
-                    exc, asyncio.CancelledError) else f"could not store ({type(exc).__name__})")
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                logger.error("sample store writer failed (%s)", type(exc).__name__)
-                continue
-            for pending, result in zip(batch, results, strict=True):
-                if pending.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    pending.future.set_exception(result)
-                else:
-                    pending.future.set_result(result)
+            if isinstance(result, Exception):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)
+
+    def _checkpoint(self) -> None:
+        """A PASSIVE checkpoint on a reading connection: it copies committed WAL frames
+        into the database without blocking the writer, so commits never pay for it."""
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            logger.warning("sample store checkpoint failed (%s)", type(exc).__name__)
 
     def _commit_batch(self, batch: list[_Pending]) -> list[Committed | StorageError]:
         """In the writer thread: one transaction for ``batch``; on failure, one per
@@ -417,6 +458,8 @@ class SampleStore:
             number = self.stats.commits
             if self._on_commit is not None:
                 self._on_commit(number, len(batch))
+            self._wal_growth += sum(len(p.samples) + 1 for p in batch) * 512 + sum(
+                len(v or "") for p in batch if p.values_json for v in p.values_json)
             self._count(batch, fresh)
             return [Committed(new, number) for new in fresh]
         except (SQLAlchemyError, sqlite3.Error) as exc:
@@ -461,8 +504,10 @@ class SampleStore:
             ids = {id(p): number for p, number in zip(keyed, first, strict=True)}
         if self.is_sqlite:
             times = _SqliteTimes()
-            sample_values = [_sqlite_sample(s, times(p.received_at), ids.get(id(p)), times)
-                             for p in new for s in p.samples]
+            sample_values = [
+                _sqlite_sample(s, times(p.received_at), ids.get(id(p)), times,
+                               p.values_json[i] if p.values_json is not None else None)
+                for p in new for i, s in enumerate(p.samples)]
             if sample_values:
                 _sqlite_executemany(connection, self.table, _SAMPLE_COLUMNS, sample_values)
         else:
@@ -640,12 +685,13 @@ _SAMPLE_COLUMNS = ("device_id", "patient_id", "code", "code_system", "name", "vi
 
 
 def _sqlite_sample(sample: VitalSample, received_at: str, message_id: int | None,
-                   times: _SqliteTimes) -> tuple[Any, ...]:
+                   times: _SqliteTimes, values_json: str | None = None) -> tuple[Any, ...]:
     """The values of ``_row`` in ``_SAMPLE_COLUMNS`` order, as stored on SQLite."""
     observed = sample.observed_at
+    if values_json is None and sample.values is not None:
+        values_json = json.dumps(list(sample.values))
     return (sample.device_id, sample.patient_id, sample.code, sample.code_system,
-            sample.name, sample.vital, sample.value,
-            json.dumps(list(sample.values)) if sample.values is not None else None,
+            sample.name, sample.vital, sample.value, values_json,
             sample.sample_rate, sample.unit, sample.loinc, sample.status, sample.text,
             times(observed), _offset_minutes(observed), received_at,
             sample.reference_range,
@@ -683,6 +729,9 @@ def _sqlite_durable(dbapi_connection: Any, _record: Any) -> None:
             raise StorageError(f"SQLite refused WAL journal mode (got {mode})")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=10000")
+        # Checkpoints are run by the store beside the writer (``_checkpoint``), not
+        # inside whichever commit makes the WAL cross 1000 pages.
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
     finally:
         cursor.close()
 
