@@ -66,37 +66,71 @@ def build_ack(header: MessageHeader | None, ack: Acknowledgement, *, control_id:
     ``header`` is None when the bytes were not an HL7 message: the ACK then has
     empty receiving fields and an empty MSA-2.
     """
-    responder = responder or Responder()
-    seps = header.separators if header is not None else DEFAULT_SEPARATORS
-    if header is not None:
-        header = safe_header(header)
-    f = seps.field
-    msh = [
-        "MSH",
-        seps.encoding_characters,
-        header.receiving_application if header and header.receiving_application
-        else escape(responder.application, seps),
-        header.receiving_facility if header and header.receiving_facility
-        else escape(responder.facility, seps),
-        header.sending_application if header else "",
-        header.sending_facility if header else "",
-        format_timestamp(now),
-        "",
-        _ack_type(header, seps),
-        escape(control_id, seps),
-        header.processing_id if header and header.processing_id else "P",
-        header.version if header and header.version else "2.6",
-    ]
-    if header is not None and header.charset:
-        msh += [""] * 5 + [header.charset]
-    segments = [f.join(msh)]
-    msa = ["MSA", ack.code, header.control_id if header else ""]
-    if ack.reason:
-        msa.append(escape(ack.reason, seps))
-    segments.append(f.join(msa))
-    if ack.code != "AA":
-        segments.append(_err(ack, header, seps))
-    return "\r".join(segments) + "\r"
+    template = AckTemplate.for_header(header, responder)
+    return template.render(ack, control_id=control_id, timestamp=format_timestamp(now))
+
+
+@dataclass(frozen=True)
+class AckTemplate:
+    """The ACK of messages with one header (but for MSH-7 and MSH-10): the MSH around
+    the time and the control id, and the echoed control id, prepared once.
+
+    A listener keeps templates per sender, so an ACK costs a few string joins.
+    """
+
+    head: str
+    """MSH up to MSH-7."""
+    middle: str
+    """From after MSH-7 up to MSH-10."""
+    tail: str
+    """From after MSH-10 to the end of MSH."""
+    echoed_control_id: str
+    header: MessageHeader | None
+
+    @classmethod
+    def for_header(cls, header: MessageHeader | None,
+                   responder: Responder | None = None) -> AckTemplate:
+        responder = responder or Responder()
+        seps = header.separators if header is not None else DEFAULT_SEPARATORS
+        if header is not None:
+            header = safe_header(header)
+        f = seps.field
+        msh = [
+            "MSH",
+            seps.encoding_characters,
+            header.receiving_application if header and header.receiving_application
+            else escape(responder.application, seps),
+            header.receiving_facility if header and header.receiving_facility
+            else escape(responder.facility, seps),
+            header.sending_application if header else "",
+            header.sending_facility if header else "",
+        ]
+        rest = [
+            header.processing_id if header and header.processing_id else "P",
+            header.version if header and header.version else "2.6",
+        ]
+        if header is not None and header.charset:
+            rest += [""] * 5 + [header.charset]
+        return cls(head=f.join(msh) + f, middle=f + f.join(("", _ack_type(header, seps))) + f,
+                   tail=f + f.join(rest), echoed_control_id=header.control_id if header else "",
+                   header=header)
+
+    def render(self, ack: Acknowledgement, *, control_id: str, timestamp: str,
+               message_control_id: str | None = None) -> str:
+        """The ACK text; ``message_control_id`` (MSA-2) replaces the template's own
+        (for a template shared by the messages of one sender)."""
+        header = self.header
+        seps = header.separators if header is not None else DEFAULT_SEPARATORS
+        f = seps.field
+        msh = self.head + timestamp + self.middle + escape(control_id, seps) + self.tail
+        echoed = (self.echoed_control_id if message_control_id is None
+                  else safe_field(message_control_id, seps))
+        msa = f"MSA{f}{ack.code}{f}{echoed}"
+        if ack.reason:
+            msa += f + escape(ack.reason, seps)
+        if ack.code == "AA":
+            return f"{msh}\r{msa}\r"
+        return f"{msh}\r{msa}\r{_err(ack, header, seps)}\r"
 
 
 def safe_field(text: str, seps: Separators) -> str:

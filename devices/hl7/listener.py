@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,7 +46,7 @@ from typing import Protocol, runtime_checkable
 
 from devices.vitals import SampleSink, VitalAlarm, VitalSample
 
-from .ack import Acknowledgement, Responder, build_ack, encode_ack
+from .ack import Acknowledgement, AckTemplate, Responder, encode_ack
 from .decode_pool import DecodePool
 from .errors import ErrorCode, Location, MessageError, StorageError
 from .mllp import (
@@ -58,6 +59,7 @@ from .mllp import (
 )
 from .oru import MessageHeader, OruConfig, OruMessage, decode_oru, read_header
 from .storage import Committed, MessageKey
+from .timestamp import format_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ StoredCallback = Callable[[Sequence[VitalSample], Sequence[VitalAlarm]],
 it was stored and acknowledged; not for a resend of a stored message."""
 
 READ_SIZE = 64 * 1024
+MAX_ACK_TEMPLATES = 1024
+"""ACK templates kept (one per sender and message type); the cache is emptied when full."""
 DECODE_OFFLOAD_SIZE = 64 * 1024
 """Messages larger than this are decoded in the decode pool (python-hl7 needs ~1 s for
 a 1 MB waveform message): the event loop keeps serving the other connections."""
@@ -74,12 +78,14 @@ a 1 MB waveform message): the event loop keeps serving the other connections."""
 
 @runtime_checkable
 class MessageStore(Protocol):
-    """A store that keeps each HL7 message once (``SampleStore``)."""
+    """A store that keeps each HL7 message once (``SampleStore``). ``submit`` queues the
+    message at once (raising ``StorageError`` if it cannot) and returns what resolves
+    after the commit that covers it."""
 
-    async def store_message(self, key: MessageKey | None, samples: Sequence[VitalSample],
-                            alarms: Sequence[VitalAlarm] = (),
-                            values_json: Sequence[str | None] | None = None
-                            ) -> Committed: ...
+    def submit(self, key: MessageKey | None, samples: Sequence[VitalSample],
+               alarms: Sequence[VitalAlarm] = (),
+               values_json: Sequence[str | None] | None = None
+               ) -> asyncio.Future[Committed]: ...
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,9 @@ class _Connection:
         self.framer = MLLPFramer(max_message_size)
         self.busy = False
         self.messages = 0
+        self.last_active = 0.0
+        self.idle_closed = False
+        self.watchdog: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
 
     def __str__(self) -> str:
@@ -201,6 +210,7 @@ class HL7Listener:
         self._numbers = itertools.count(1)
         self._control_ids = itertools.count(1)
         self._control_prefix = f"HZ{int(time.time()) & 0xFFFFFFF:07X}"
+        self._templates: dict[tuple[object, ...] | None, AckTemplate] = {}
         self._closing = False
 
     @property
@@ -312,20 +322,48 @@ class HL7Listener:
                 await writer.wait_closed()
             logger.info("%s: closed", connection)
 
+    def _timeout(self, connection: _Connection) -> float:
+        return (self.config.idle_timeout if connection.messages
+                else self.config.first_message_timeout)
+
+    def _watch_idle(self, connection: _Connection) -> None:
+        """Close ``connection`` once it has been idle for its timeout.
+
+        One timer per connection, re-armed lazily from ``connection.last_active``: far
+        cheaper than a timeout around every read.
+        """
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - connection.last_active
+        timeout = self._timeout(connection)
+        if idle < timeout or connection.busy:
+            connection.watchdog = loop.call_later(max(timeout - idle, 0.01), self._watch_idle,
+                                                  connection)
+            return
+        connection.idle_closed = True
+        self.stats.connections_idle_closed += 1
+        logger.info("%s: idle for %.0f s%s, closing", connection, timeout,
+                    "" if connection.messages else " before a complete message")
+        if connection.task is not None:
+            connection.task.cancel()
+
     async def _serve(self, connection: _Connection, reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
+        connection.last_active = loop.time()
+        self._watch_idle(connection)
+        try:
+            await self._serve_until_closed(connection, reader)
+        finally:
+            if connection.watchdog is not None:
+                connection.watchdog.cancel()
+
+    async def _serve_until_closed(self, connection: _Connection,
+                                  reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
         while not self._closing:
-            timeout = (self.config.idle_timeout if connection.messages
-                       else self.config.first_message_timeout)
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await reader.read(READ_SIZE)
-            except TimeoutError:
-                self.stats.connections_idle_closed += 1
-                logger.info("%s: idle for %.0f s%s, closing", connection, timeout,
-                            "" if connection.messages else " before a complete message")
+            data = await reader.read(READ_SIZE)
+            if not data or connection.idle_closed:
                 return
-            if not data:
-                return
+            connection.last_active = loop.time()
             events = connection.framer.feed(data)
             if not events:
                 continue
@@ -348,18 +386,24 @@ class HL7Listener:
                                framer_event.count)
                 continue
             connection.messages += 1
+            if connection.messages == 1 and connection.watchdog is not None:
+                connection.watchdog.cancel()  # from now on the (other) idle timeout
+                self._watch_idle(connection)
             if isinstance(framer_event, FrameTooLarge):
                 self.stats.frames_too_large += 1
                 pending.append(self._too_large(str(connection), framer_event))
             else:
                 pending.append(await self._admit(framer_event.payload, str(connection)))
+        writer = connection.writer
         for item in pending:
             outcome = item if isinstance(item, Outcome) else await item()
-            async with asyncio.timeout(self.config.write_timeout):
-                connection.writer.write(encode_frame(outcome.ack))
-                await connection.writer.drain()
+            writer.write(b"\x0b" + outcome.ack + b"\x1c\r")  # framable: checked in _ack
+            if writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(self.config.write_timeout):
+                    await writer.drain()
             if outcome.new and self._on_stored is not None:
                 await self._notify(connection, outcome.samples, outcome.alarms)
+        connection.last_active = asyncio.get_running_loop().time()
 
     # ------------------------------------------------------------------ messages
 
@@ -377,7 +421,8 @@ class HL7Listener:
         header: MessageHeader | None = None
         try:
             header = read_header(payload)
-            _check_control_bytes(header)
+            if _CONTROL.search(payload, 0, _msh_end(payload)):
+                _check_control_bytes(header)
             prepared: Sequence[str | None] | None = None
             if len(payload) > self.config.decode_offload_size:
                 decoded = await self._decoder.decode(payload, self.config.oru, header)
@@ -387,8 +432,12 @@ class HL7Listener:
             if self._store is not None:
                 key = MessageKey(header.sending_application, header.sending_facility,
                                  header.control_id)
-                stored = asyncio.ensure_future(self._store.store_message(
-                    key, message.samples, message.alarms, prepared))
+                try:
+                    stored: asyncio.Future[Committed] | None = self._store.submit(
+                        key, message.samples, message.alarms, prepared)
+                except StorageError as error:
+                    stored = asyncio.get_running_loop().create_future()
+                    stored.set_exception(error)
                 return lambda: self._finish(connection, message, stored)
             return lambda: self._finish(connection, message, None)
         except MessageError as error:
@@ -428,9 +477,10 @@ class HL7Listener:
             return Outcome(ack, "AA", batch=committed.batch)
         self.stats.samples_stored += len(message.samples)
         self.stats.alarms_stored += len(message.alarms)
-        logger.debug("%s: message %s from %s: %d samples, %d alarms stored (%d rows "
-                     "skipped): AA", connection, header.control_id, header.device_id,
-                     len(message.samples), len(message.alarms), message.skipped)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s: message %s from %s: %d samples, %d alarms stored (%d rows "
+                         "skipped): AA", connection, header.control_id, header.device_id,
+                         len(message.samples), len(message.alarms), message.skipped)
         return Outcome(ack, "AA", message.samples, message.alarms, True, committed.batch)
 
     def _refuse(self, connection: str, header: MessageHeader | None,
@@ -479,8 +529,19 @@ class HL7Listener:
         control_id = f"{self._control_prefix}{next(self._control_ids)}"
         if batch:
             control_id += f"B{batch}"
-        text = build_ack(header, ack, control_id=control_id, now=self._clock(),
-                         responder=self.config.responder)
+        key = None if header is None else (
+            header.separators, header.sending_application, header.sending_facility,
+            header.receiving_application, header.receiving_facility, header.message_type,
+            header.processing_id, header.version, header.charset)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= MAX_ACK_TEMPLATES:
+                self._templates.clear()
+            template = self._templates[key] = AckTemplate.for_header(header,
+                                                                     self.config.responder)
+        text = template.render(ack, control_id=control_id,
+                               timestamp=format_timestamp(self._clock()),
+                               message_control_id=header.control_id if header else None)
         data = encode_ack(text, header)
         encode_frame(data)  # raises here, where the caller falls back, if it cannot frame
         return data
@@ -494,6 +555,14 @@ class HL7Listener:
                 await result
         except Exception as exc:
             logger.error("%s: on_stored callback failed (%s)", connection, type(exc).__name__)
+
+
+_CONTROL = re.compile(rb"[\x00-\x0c\x0e-\x1f\x7f]")
+
+
+def _msh_end(payload: bytes) -> int:
+    end = payload.find(b"\r")
+    return len(payload) if end < 0 else end
 
 
 _HEADER_FIELDS = (("sending_application", 3), ("sending_facility", 4),

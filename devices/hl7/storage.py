@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -256,6 +257,9 @@ class SampleStore:
         self._writer: asyncio.Task[None] | None = None
         self._wal_growth = 0
         """Bytes (estimated) committed since the last checkpoint (SQLite)."""
+        self._sqlite_sql: dict[str, str] = {}
+        self._sqlite_writer: Any = None
+        """The writer thread's own SQLite connection (a pooled DB-API connection)."""
         self._checkpointing: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -326,6 +330,9 @@ class SampleStore:
         if writer is not None and self._queue is not None:
             await self._queue.put(_CLOSE)
             await asyncio.gather(writer, return_exceptions=True)
+        if self._sqlite_writer is not None and self._writer_thread is not None:
+            raw, self._sqlite_writer = self._sqlite_writer, None
+            await asyncio.get_running_loop().run_in_executor(self._writer_thread, raw.close)
         executors = [e for e in (self._executor, self._writer_thread) if e is not None]
         self._executor = self._writer_thread = None
         engine, self._engine = self._engine, None
@@ -372,6 +379,13 @@ class SampleStore:
         already serialised (by a decode worker), so the writer does not hold the GIL
         for it.
         """
+        return await self.submit(key, samples, alarms, values_json)
+
+    def submit(self, key: MessageKey | None, samples: Sequence[VitalSample],
+               alarms: Sequence[VitalAlarm] = (),
+               values_json: Sequence[str | None] | None = None) -> asyncio.Future[Committed]:
+        """``store_message`` without a coroutine: queued now (so in call order), the
+        future is resolved after the commit covering it."""
         if self._queue is None or self._closed:
             raise StorageError("the sample store is closed" if self._closed
                                else "the sample store is not open")
@@ -379,7 +393,7 @@ class SampleStore:
         large = values_json is not None and sum(len(v or "") for v in values_json) > LARGE
         self._queue.put_nowait(_Pending(key, samples, alarms, self._clock(), future,
                                         values_json, large))
-        return await future
+        return future
 
     async def _write_loop(self) -> None:
         """Take what is queued, commit the small messages in one transaction, then at
@@ -439,6 +453,21 @@ class SampleStore:
             else:
                 pending.future.set_result(result)
 
+    def _commit_sqlite(self, batch: list[_Pending]) -> list[bool]:
+        """One transaction on the writer's own driver connection, kept open: no pool
+        checkout, reset or SQLAlchemy transaction per batch."""
+        if self._sqlite_writer is None:
+            self._sqlite_writer = self.engine.raw_connection()
+        raw = self._sqlite_writer
+        try:
+            fresh = self._insert_sqlite(_Driver(self.engine.dialect, raw), batch)
+            raw.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                raw.rollback()
+            raise
+        return fresh
+
     def _checkpoint(self) -> None:
         """A PASSIVE checkpoint on a reading connection: it copies committed WAL frames
         into the database without blocking the writer, so commits never pay for it."""
@@ -452,8 +481,11 @@ class SampleStore:
         """In the writer thread: one transaction for ``batch``; on failure, one per
         message so the others are stored and only the bad one fails."""
         try:
-            with self.engine.begin() as connection:
-                fresh = self._insert(connection, batch)
+            if self.is_sqlite:
+                fresh = self._commit_sqlite(batch)
+            else:
+                with self.engine.begin() as connection:
+                    fresh = self._insert(connection, batch)
             self.stats.commits += 1
             number = self.stats.commits
             if self._on_commit is not None:
@@ -497,65 +529,73 @@ class SampleStore:
             fresh.append(True)
             new.append(pending)
         keyed = [p for p in new if p.key is not None]
-        message_rows = [_message_row(p) for p in keyed]
         ids: dict[int, int] = {}
         if keyed:
-            first = self._insert_messages(connection, message_rows)
-            ids = {id(p): number for p, number in zip(keyed, first, strict=True)}
-        if self.is_sqlite:
-            times = _SqliteTimes()
-            sample_values = [
-                _sqlite_sample(s, times(p.received_at), ids.get(id(p)), times,
-                               p.values_json[i] if p.values_json is not None else None)
-                for p in new for i, s in enumerate(p.samples)]
-            if sample_values:
-                _sqlite_executemany(connection, self.table, _SAMPLE_COLUMNS, sample_values)
-        else:
-            sample_rows = [_row(s, p.received_at, ids.get(id(p))) for p in new
-                           for s in p.samples]
-            if sample_rows:
-                connection.execute(self.table.insert(), sample_rows)
+            result = connection.execute(
+                self.messages.insert().returning(self.messages.c.id,
+                                                 sort_by_parameter_order=True),
+                [_message_row(p) for p in keyed])
+            ids = {id(p): int(row[0]) for p, row in zip(keyed, result, strict=True)}
+        sample_rows = [_row(s, p.received_at, ids.get(id(p))) for p in new for s in p.samples]
+        if sample_rows:
+            connection.execute(self.table.insert(), sample_rows)
         alarm_rows = [_alarm_row(a, p.received_at, ids.get(id(p))) for p in new
                       for a in p.alarms]
         if alarm_rows:
-            if self.is_sqlite:
-                _sqlite_insert(connection, self.alarms, alarm_rows)
-            else:
-                connection.execute(self.alarms.insert(), alarm_rows)
+            connection.execute(self.alarms.insert(), alarm_rows)
         return fresh
 
     def _stored_keys(self, connection: Connection, keys: set[MessageKey]) -> set[MessageKey]:
         m = self.messages.c
         wanted = [(k.sending_application, k.sending_facility, k.control_id) for k in keys]
-        if self.is_sqlite:  # the plain statement: SQLAlchemy's expanding IN costs more
-            sql = (f"SELECT sending_application, sending_facility, control_id FROM "
-                   f"{_quoted(connection, self.messages)} WHERE (sending_application, "
-                   f"sending_facility, control_id) IN (VALUES "
-                   + ",".join(["(?,?,?)"] * len(wanted)) + ")")
-            cursor = connection.connection.cursor()
-            try:
-                rows = cursor.execute(sql, [v for key in wanted for v in key]).fetchall()
-            finally:
-                cursor.close()
-        else:
-            rows = list(connection.execute(
-                sa.select(m.sending_application, m.sending_facility, m.control_id).where(
-                    sa.tuple_(m.sending_application, m.sending_facility,
-                              m.control_id).in_(wanted))))
+        rows = connection.execute(
+            sa.select(m.sending_application, m.sending_facility, m.control_id).where(
+                sa.tuple_(m.sending_application, m.sending_facility, m.control_id).in_(
+                    wanted)))
         return {MessageKey(*row) for row in rows}
 
-    def _insert_messages(self, connection: Connection, rows: list[dict[str, Any]]
-                         ) -> list[int]:
-        """Insert message rows; their ids, in order."""
-        if self.is_sqlite:
-            # One writer holds SQLite's write lock: rowids of one statement are
-            # consecutive, ending at last_insert_rowid().
-            last = _sqlite_insert(connection, self.messages, rows)
-            return list(range(last - len(rows) + 1, last + 1))
-        result = connection.execute(
-            self.messages.insert().returning(self.messages.c.id, sort_by_parameter_order=True),
-            rows)
-        return [int(row[0]) for row in result]
+    def _insert_sqlite(self, connection: _Driver, batch: list[_Pending]) -> list[bool]:
+        """SQLite, with the driver: ``INSERT OR IGNORE`` of each message row tells at once
+        whether it is new (the unique key ignores a resend, also one in this batch) and
+        its id, using the unique index; then the samples of the new ones in one
+        ``executemany``."""
+        sql = self._sqlite_sql.get("messages")
+        if sql is None:
+            sql = self._sqlite_sql["messages"] = _insert_sql(
+                connection, self.messages, _MESSAGE_COLUMNS, "INSERT OR IGNORE")
+            self._sqlite_sql["samples"] = _insert_sql(connection, self.table, _SAMPLE_COLUMNS)
+        times = _SqliteTimes()
+        fresh: list[bool] = []
+        values: list[tuple[Any, ...]] = []
+        alarm_rows: list[dict[str, Any]] = []
+        cursor = connection.connection.cursor()
+        try:
+            for pending in batch:
+                received = times(pending.received_at)
+                message_id: int | None = None
+                key = pending.key
+                if key is not None:
+                    cursor.execute(sql, (key.sending_application, key.sending_facility,
+                                         key.control_id, received, len(pending.samples),
+                                         len(pending.alarms)))
+                    if cursor.rowcount != 1:
+                        fresh.append(False)
+                        continue
+                    message_id = cursor.lastrowid
+                fresh.append(True)
+                prepared = pending.values_json
+                values.extend(_sqlite_sample(sample, received, message_id, times,
+                                             prepared[i] if prepared is not None else None)
+                              for i, sample in enumerate(pending.samples))
+                alarm_rows.extend(_alarm_row(a, pending.received_at, message_id)
+                                  for a in pending.alarms)
+            if values:
+                cursor.executemany(self._sqlite_sql["samples"], values)
+        finally:
+            cursor.close()
+        if alarm_rows:
+            _sqlite_insert(connection, self.alarms, alarm_rows)
+        return fresh
 
     # ------------------------------------------------------------------ reads
 
@@ -635,11 +675,19 @@ def _storage_error(exc: Exception, pending: _Pending) -> StorageError:
     return StorageError(f"could not store {what} ({kind})")
 
 
-def _quoted(connection: Connection, table: sa.Table) -> str:
+@dataclass(frozen=True)
+class _Driver:
+    """What the SQLite fast path needs: the dialect (quoting) and a DB-API connection."""
+
+    dialect: sa.Dialect
+    connection: Any
+
+
+def _quoted(connection: _Driver, table: sa.Table) -> str:
     return connection.dialect.identifier_preparer.format_table(table)
 
 
-def _sqlite_insert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> int:
+def _sqlite_insert(connection: _Driver, table: sa.Table, rows: list[dict[str, Any]]) -> int:
     """``rows`` into ``table`` with the driver's ``executemany``, values converted as
     SQLAlchemy stores them on SQLite (UTC text times, JSON text): the same rows at a
     fraction of the CPU. Returns the last inserted rowid."""
@@ -652,11 +700,16 @@ def _sqlite_insert(connection: Connection, table: sa.Table, rows: list[dict[str,
     return _sqlite_executemany(connection, table, keys, values)
 
 
-def _sqlite_executemany(connection: Connection, table: sa.Table, columns: Sequence[str],
-                        values: list[tuple[Any, ...]]) -> int:
+def _insert_sql(connection: _Driver, table: sa.Table, columns: Sequence[str],
+                verb: str = "INSERT") -> str:
     names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
-    sql = (f"INSERT INTO {_quoted(connection, table)} ({names}) VALUES "
-           f"({', '.join('?' * len(columns))})")
+    return (f"{verb} INTO {_quoted(connection, table)} ({names}) VALUES "
+            f"({', '.join('?' * len(columns))})")
+
+
+def _sqlite_executemany(connection: _Driver, table: sa.Table, columns: Sequence[str],
+                        values: list[tuple[Any, ...]]) -> int:
+    sql = _insert_sql(connection, table, columns)
     cursor = connection.connection.cursor()
     try:
         cursor.executemany(sql, values)
@@ -678,6 +731,8 @@ class _SqliteTimes:
         return text
 
 
+_MESSAGE_COLUMNS = ("sending_application", "sending_facility", "control_id", "received_at",
+                    "samples", "alarms")
 _SAMPLE_COLUMNS = ("device_id", "patient_id", "code", "code_system", "name", "vital", "value",
                    "values", "sample_rate", "unit", "loinc", "status", "text", "observed_at",
                    "observed_offset", "received_at", "reference_range", "abnormal_flags",
