@@ -64,6 +64,9 @@ DEFAULT_ALARMS_TABLE = "vital_alarms"
 DEFAULT_FILE = "vitals.sqlite3"
 MAX_BATCH = 512
 """Most messages one group commit takes (bounds a transaction and a retry)."""
+COMMIT_DELAY = 0.001
+"""Seconds the writer waits for more messages when fewer are queued than the last
+group commit held (so concurrent senders share one fsync); 0: never."""
 CHECKPOINT_BYTES = 4 << 20
 """SQLite: a checkpoint is started beside the writer after about this much WAL."""
 LARGE = 256 * 1024
@@ -226,7 +229,8 @@ class SampleStore:
                  alarms_table: str = DEFAULT_ALARMS_TABLE,
                  workers: int | None = None, max_batch: int = MAX_BATCH,
                  clock: Callable[[], datetime] = _utc_now,
-                 on_commit: Callable[[int, int], None] | None = None) -> None:
+                 on_commit: Callable[[int, int], None] | None = None,
+                 commit_delay: float = COMMIT_DELAY) -> None:
         if url is None:
             url = f"sqlite:///{Path(data_dir) / DEFAULT_FILE}"
         self.url = sa.make_url(url)
@@ -241,6 +245,7 @@ class SampleStore:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._clock = clock
         self._on_commit = on_commit
+        self.commit_delay = commit_delay
         """Called in the writer thread right after each commit returned (fsync done),
         with the batch number and its message count: for measurements."""
         self._workers = workers
@@ -403,6 +408,7 @@ class SampleStore:
         queue = self._queue
         large: collections.deque[_Pending] = collections.deque()
         closing = False
+        previous = 0
         while not (closing and not large):
             small: list[_Pending] = []
             if not large and not closing:
@@ -411,12 +417,14 @@ class SampleStore:
                     closing = True
                 else:
                     (large if first.large else small).append(first)
-            while len(small) < self.max_batch and not queue.empty():
-                item = queue.get_nowait()
-                if item is _CLOSE:
-                    closing = True
-                else:
-                    (large if item.large else small).append(item)
+            closing = self._drain(queue, small, large) or closing
+            if (self.commit_delay and 0 < len(small) < previous and not closing
+                    and len(small) < self.max_batch):
+                # More callers were in the last batch than are here yet: wait a moment
+                # for them, so one fsync covers them all (PostgreSQL's commit_delay).
+                await asyncio.sleep(self.commit_delay)
+                closing = self._drain(queue, small, large) or closing
+            previous = len(small)
             small = [p for p in small if not p.future.done()]  # callers cancelled
             if small:
                 await self._commit_group(loop, small)
@@ -424,6 +432,18 @@ class SampleStore:
                 pending = large.popleft()
                 if not pending.future.done():
                     await self._commit_group(loop, [pending])
+
+    def _drain(self, queue: asyncio.Queue[_Pending], small: list[_Pending],
+               large: collections.deque[_Pending]) -> bool:
+        """Move what is queued into ``small``/``large``; True if the store is closing."""
+        closing = False
+        while len(small) < self.max_batch and not queue.empty():
+            item = queue.get_nowait()
+            if item is _CLOSE:
+                closing = True
+            else:
+                (large if item.large else small).append(item)
+        return closing
 
     async def _commit_group(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]
                             ) -> None:
