@@ -6,9 +6,10 @@ the media server, and implements signalling's ``RoomServices`` interface.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,9 +19,17 @@ from devices.hl7 import HL7Listener, ListenerConfig, OruConfig
 from devices.hl7.storage import SampleStore
 from devices.ptz_audit import PtzAudit
 from devices.ptz_control import PtzDenied
-from devices.ptz_service import CameraUnavailable, Operator, PtzService
+from devices.ptz_service import CameraRefused, CameraUnavailable, Operator, PtzService
 from devices.serial_monitors import CMS50D, NONIN, SerialMonitor
-from devices.visca.camera import PtzCamera
+from devices.visca.camera import PtzCamera, Submitted
+from devices.visca.codec import ErrorCode
+from devices.visca.errors import (
+    CameraOffline,
+    MalformedReply,
+    ViscaCommandError,
+    ViscaError,
+    ViscaTimeout,
+)
 from devices.visca.url import camera_from_url
 from devices.vitals import VitalSample
 from mediaserver import MediaServer
@@ -30,29 +39,79 @@ logger = logging.getLogger(__name__)
 
 
 class ViscaCameraPort:
-    """Adapts a VISCA ``PtzCamera`` to the PTZ service's camera port."""
+    """Adapts a VISCA ``PtzCamera`` to the PTZ service's camera port.
+
+    Each method submits its commands at once (so they reach the camera in call order)
+    and returns on their ACK; the completion of home and preset recall is handed back
+    as an awaitable. ``halt`` cancels a running home or recall in the camera (Command
+    Cancel on its socket) before it sends the pan-tilt and zoom stops."""
 
     def __init__(self, camera: PtzCamera) -> None:
         self.camera = camera
+        self._positioning: dict[int, Submitted] = {}
 
     @property
     def online(self) -> bool:
         return self.camera.online
 
     async def drive(self, pan: float, tilt: float, zoom: float) -> None:
-        await self.camera.move_normalised(pan, tilt, zoom)
+        await self._send(self.camera.drive_packets(pan, tilt, zoom))
 
     async def halt(self) -> None:
-        await self.camera.stop()
+        for submitted in list(self._positioning.values()):
+            self.camera.cancel(submitted)
+        await self._send(self.camera.stop_packets())
 
-    async def recall_preset(self, preset: int) -> None:
-        await self.camera.preset_recall(preset)
+    async def recall_preset(self, preset: int) -> Awaitable[str]:
+        return await self._position(self.camera.commands.preset_recall(preset))
 
     async def store_preset(self, preset: int) -> None:
-        await self.camera.preset_set(preset)
+        await self._send([self.camera.commands.preset_set(preset)])
 
-    async def go_home(self) -> None:
-        await self.camera.home()
+    async def go_home(self) -> Awaitable[str]:
+        return await self._position(self.camera.commands.home())
+
+    async def _position(self, packet: bytes) -> Awaitable[str]:
+        (submitted,) = await self._send([packet], self.camera.move_timeout)
+        if not submitted.done.done():
+            self._positioning[submitted.request_id] = submitted
+            submitted.done.add_done_callback(
+                lambda _: self._positioning.pop(submitted.request_id, None))
+        return _outcome(submitted)
+
+    async def _send(self, packets: list[bytes],
+                    completion_timeout: float | None = None) -> list[Submitted]:
+        try:
+            submitted = [self.camera.submit(p, completion_timeout=completion_timeout)
+                         for p in packets]
+        except CameraOffline:
+            raise CameraUnavailable("the camera is offline") from None
+        for item in submitted:
+            try:
+                await asyncio.shield(item.accepted)
+            except ViscaCommandError as exc:
+                raise CameraRefused(exc.code_name,
+                                    f"the camera refused the command ({exc.code_name})") from None
+            except MalformedReply:
+                raise CameraRefused("MALFORMED_REPLY",
+                                    "the camera sent an unreadable reply") from None
+            except (CameraOffline, ViscaTimeout):
+                raise CameraUnavailable("the camera did not acknowledge the command") from None
+            except ViscaError as exc:
+                raise CameraRefused(type(exc).__name__,
+                                    "the camera did not accept the command") from None
+        return submitted
+
+
+async def _outcome(submitted: Submitted) -> str:
+    """How a home or recall ended, as the audit trail words it."""
+    try:
+        await asyncio.shield(submitted.done)
+    except ViscaCommandError as exc:
+        return "cancelled" if exc.code == ErrorCode.CANCELLED else f"error: {exc.code_name}"
+    except ViscaError as exc:
+        return f"error: {type(exc).__name__}"
+    return "completed"
 
 
 def sample_json(sample: VitalSample) -> dict[str, Any]:
@@ -215,6 +274,8 @@ class DeviceHub:
             raise ServiceError("ptz-denied", exc.message) from None
         except CameraUnavailable as exc:
             raise ServiceError("camera-offline", exc.message) from None
+        except CameraRefused as exc:
+            raise ServiceError("camera-error", exc.message) from None
 
     def participant_left(self, room: str, participant_id: str) -> None:
         service = self.ptz_services.get(room)

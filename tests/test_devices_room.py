@@ -92,7 +92,7 @@ async def test_joined_reports_the_camera_and_the_monitor(bedside: Bedside):
     expert = await bedside.client("expert", "Dr. Li")
     assert expert.joined is not None
     assert expert.joined["ptz"] == {"holder": None, "holderName": None, "holderRole": None,
-                                    "camera": "online", "moving": False}
+                                    "camera": "online", "moving": False, "motion": None}
     assert expert.joined["vitals"] == []
     await expert.close()
 
@@ -145,12 +145,17 @@ async def test_expert_steers_the_camera_and_every_command_is_audited(bedside: Be
     await expert.request({"type": "ptz", "action": "preset-recall", "preset": 2})
     await wait_until(lambda: bedside.pan() == moved)
     hub = bedside.app[ROOM_SERVICES]
-    entries = hub.audit.entries(ROOM)  # type: ignore[attr-defined]
+    audit = hub.audit  # type: ignore[attr-defined]
+    await wait_until(lambda: sum(e.outcome == "completed" for e in audit.entries(ROOM)) == 2)
+    entries = audit.entries(ROOM)
     actions = [(e.action, e.params.get("command")) for e in entries]
     assert actions[:2] == [("move", "move pan=+1.00 tilt=+0.00 zoom=+0.00"),
                            ("stop", "stop (requested)")]
     assert ("preset-recall", "recall preset 2") in actions
-    assert {e.role for e in entries} == {"expert"} and all(e.outcome == "ok" for e in entries)
+    assert {e.role for e in entries} == {"expert"}
+    # What the camera did: every command acknowledged, home and the recall also completed.
+    assert {e.outcome for e in entries} == {"acknowledged", "completed"}
+    assert [e.action for e in entries if e.outcome == "completed"] == ["home", "preset-recall"]
     await expert.close()
 
 
@@ -173,7 +178,7 @@ async def test_lease_equal_rank_is_denied_and_ward_takes_over(bedside: Bedside):
         state = await observer.next_event("ptz-state")
     assert state == {"type": "ptz-state", "holder": ward.joined["participant"]["id"],
                      "holderName": "Nurse C", "holderRole": "ward", "camera": "online",
-                     "moving": False}
+                     "moving": False, "motion": None}
     for client in (first, second, ward, observer):
         await client.close()
 
@@ -208,9 +213,12 @@ async def test_dead_man_killing_the_controlling_client_stops_the_camera(bedside:
         assert stopped_after < 0.5
     finally:
         stop_process(child)
-    hub = bedside.app[ROOM_SERVICES]
-    entries = hub.audit.entries(ROOM)  # type: ignore[attr-defined]
+    audit = bedside.app[ROOM_SERVICES].audit  # type: ignore[attr-defined]
+    # The audit row is written once the camera acknowledged the stop, on its own thread.
+    await wait_until(lambda: audit.entries(ROOM)[-1].action != "move")
+    entries = audit.entries(ROOM)
     assert entries[-1].action in ("participant-left", "dead-man")
+    assert entries[-1].outcome == "acknowledged"
     assert entries[-1].params["command"].startswith("stop")
 
 
