@@ -313,9 +313,9 @@ class PtzService:
         if isinstance(command, Move):
             if self._move_ack is not None and not self._move_ack.done():
                 self._move_ack.set_exception(exc)
-            if isinstance(exc, CameraRefused) and self._motion == "move":
-                # Part of the drive may be running (pan-tilt accepted, zoom refused):
-                # nothing would stop it any more, so stop it now.
+            if isinstance(exc, CameraRefused):
+                # Part of the drive may run (pan-tilt accepted, zoom refused; an unreadable
+                # ACK): no dead-man would stop it any more, so stop it now.
                 self._spawn(self._run_quietly([Stop("move refused")], "safety-stop", {}))
         elif isinstance(command, Stop) and isinstance(exc, CameraUnavailable):
             self._set_motion(None)

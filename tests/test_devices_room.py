@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -56,8 +57,9 @@ class Bedside:
         return client
 
 
-@pytest.fixture
-async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
+@contextlib.asynccontextmanager
+async def bedside_server(tmp_path: Path) -> AsyncIterator[Bedside]:
+    """A real server with one bed: a simulated camera over Sony VISCA over IP, HL7 in."""
     camera = SimulatedCamera()
     simulator = CameraSimulator(camera)
     _, camera_port = await simulator.serve_udp("127.0.0.1", 0)
@@ -78,6 +80,12 @@ async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
     finally:
         await runner.cleanup()
         await simulator.close()
+
+
+@pytest.fixture
+async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
+    async with bedside_server(tmp_path) as server:
+        yield server
 
 
 async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
