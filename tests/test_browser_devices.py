@@ -62,7 +62,7 @@ class FakeDevices:
         self.room = room
         self.commands: list[Recorded] = []
         self.state: dict[str, Any] = {"holder": None, "holderName": None, "holderRole": None,
-                                      "camera": "online", "moving": False}
+                                      "camera": "online", "moving": False, "motion": None}
         self.vitals: list[dict[str, Any]] = []
 
     # RoomServices -------------------------------------------------------------
@@ -76,6 +76,11 @@ class FakeDevices:
         self.commands.append(Recorded(time.monotonic(), caller.participant_id, caller.name,
                                       caller.role, command))
         holder, action = self.state["holder"], command.action
+        if action == "stop":  # anyone allowed to steer may stop; the lease stays
+            if self.state["camera"] != "online":
+                raise ServiceError("camera-offline", "the camera does not answer")
+            self.set_state(moving=False, motion=None)
+            return
         if action == "release":
             if holder == caller.participant_id:
                 self.set_state(holder=None, holderName=None, holderRole=None, moving=False)
@@ -83,11 +88,11 @@ class FakeDevices:
         if holder not in (None, caller.participant_id) and (
                 RANKS[caller.role] <= RANKS.get(self.state["holderRole"], 0)):
             raise ServiceError("ptz-denied", "another participant is steering the camera")
-        if self.state["camera"] != "online" and action not in ("acquire", "stop"):
+        if self.state["camera"] != "online" and action != "acquire":
             raise ServiceError("camera-offline", "the camera does not answer")
         moving = action == "move" and any((command.pan, command.tilt, command.zoom))
         self.set_state(holder=caller.participant_id, holderName=caller.name,
-                       holderRole=caller.role, moving=moving)
+                       holderRole=caller.role, moving=moving, motion="move" if moving else None)
 
     def participant_left(self, room: str, participant_id: str) -> None:
         if room == self.room and self.state["holder"] == participant_id:
@@ -315,6 +320,15 @@ async def test_the_pad_shows_who_holds_the_camera(
     state = await page.evaluate("window.huizhen.ptz.state")
     assert state == devices.state, state
 
+    # A home runs for seconds: the pad says so until ptz-state reports its end.
+    moving = page.locator("#ptz-moving")
+    devices.set_state(motion="home")
+    await expect(moving).to_have_attribute("data-motion", "home")
+    await expect(moving).to_contain_text("正在回到原位…")
+    devices.set_state(moving=False, motion=None)
+    await expect(moving).to_have_attribute("data-moving", "false")
+    await expect(moving).to_contain_text("still")
+
     devices.set_state(camera="offline", moving=False)
     await expect(page.locator("#ptz-camera")).to_have_attribute("data-state", "offline")
     await expect(page.locator("#ptz-camera")).to_contain_text("offline")
@@ -461,6 +475,9 @@ async def test_ward_staff_take_the_camera_from_the_expert(
     take = ward.locator("#ptz-control")
     await expect(ward.locator("#ptz-holder")).to_have_text("Dr. Li (Specialist) has control")
     await expect(take).to_have_text("Take camera control")
+    await ward.locator("#ptz-stop").click()  # anyone may stop, without taking control
+    await until(lambda: devices.actions()[-1:] == ["stop"], 2, "stop")
+    await expect(ward.locator("#ptz-holder")).to_have_text("Dr. Li (Specialist) has control")
     await take.click()
     await expect(ward.locator("#ptz-holder")).to_have_text("You have control")
     await expect(take).to_have_text("Release camera control")
@@ -469,7 +486,7 @@ async def test_ward_staff_take_the_camera_from_the_expert(
     await expect(ward.locator("#ptz-holder")).to_have_text("Nobody has control")
     await expect(expert.locator("#ptz-holder")).to_have_text("Nobody has control")
     assert [(c.action, c.role) for c in devices.commands] == [
-        ("acquire", "expert"), ("acquire", "ward"), ("release", "ward")]
+        ("acquire", "expert"), ("stop", "ward"), ("acquire", "ward"), ("release", "ward")]
     directory = os.environ.get("HUIZHEN_SCREENSHOTS")
     if directory:
         await ward.screenshot(path=str(Path(directory) / "devices-ward.png"), full_page=True)
