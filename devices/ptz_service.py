@@ -203,11 +203,13 @@ class PtzService:
             else:
                 await self._audit(who, action, params, "lease")
             return
+        ack: asyncio.Future[None] | None = None
         if any(isinstance(c, Move) for c in commands):
-            self._move_ack = self._loop.create_future()
-            self._move_ack.add_done_callback(_retrieve)
+            # Repeats of this move, arriving before the camera answered it, wait for it.
+            ack = self._move_ack = self._loop.create_future()
+            ack.add_done_callback(_retrieve)
         self._rearm()
-        task = self._spawn(self._run(commands, who, action, params))
+        task = self._spawn(self._run(commands, who, action, params, ack))
         try:
             # Shielded: a caller that goes away does not withdraw what was sent, nor its audit.
             await asyncio.shield(task)
@@ -235,10 +237,14 @@ class PtzService:
     async def _refreshed(self) -> None:
         """A repeated move: answer as the camera answered the move it repeats."""
         ack = self._move_ack
-        if ack is not None and not ack.done():
-            await asyncio.shield(ack)
-        elif ack is not None and ack.exception() is not None:
-            raise ack.exception()  # type: ignore[misc]
+        if ack is None:
+            return
+        await asyncio.wait([ack])
+        if ack.cancelled():
+            raise CameraUnavailable("the camera did not acknowledge the move")
+        error = ack.exception()
+        if error is not None:
+            raise error
 
     def participant_left(self, participant_id: str) -> None:
         """Stop at once what a departed participant was driving (dead-man on disconnect)."""
@@ -253,9 +259,20 @@ class PtzService:
     # ----------------------------------------------------------------- execution
 
     async def _run(self, commands: list[Command], who: Operator, action: str,
-                   params: dict[str, Any]) -> None:
-        for command in commands:
-            await self._execute(command, who, action, {**params, "command": _describe(command)})
+                   params: dict[str, Any], ack: asyncio.Future[None] | None = None) -> None:
+        try:
+            for command in commands:
+                await self._execute(command, who, action,
+                                    {**params, "command": _describe(command)})
+            if ack is not None and not ack.done():
+                ack.set_result(None)
+        except (CameraUnavailable, CameraRefused) as exc:
+            if ack is not None and not ack.done():
+                ack.set_exception(exc)  # the move was refused, or never sent
+            raise
+        finally:
+            if ack is not None and not ack.done():
+                ack.cancel()  # cancelled (service closing): repeats must not wait forever
 
     async def _run_quietly(self, commands: list[Command], action: str,
                            params: dict[str, Any]) -> None:
@@ -293,8 +310,6 @@ class PtzService:
         self.commands_sent += 1
         if isinstance(command, Move):
             self._set_motion("move")
-            if self._move_ack is not None and not self._move_ack.done():
-                self._move_ack.set_result(None)
         elif isinstance(command, Stop):
             self._set_motion(None)
         elif completion is not None:
@@ -311,8 +326,6 @@ class PtzService:
     def _failed(self, command: Command, exc: CameraUnavailable | CameraRefused) -> None:
         self.control.command_failed(command)
         if isinstance(command, Move):
-            if self._move_ack is not None and not self._move_ack.done():
-                self._move_ack.set_exception(exc)
             if isinstance(exc, CameraRefused):
                 # Part of the drive may run (pan-tilt accepted, zoom refused; an unreadable
                 # ACK): no dead-man would stop it any more, so stop it now.

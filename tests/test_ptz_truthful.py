@@ -82,17 +82,25 @@ async def test_moving_and_ptz_ok_come_only_after_the_camera_acknowledged(
     loop = asyncio.get_running_loop()
     expert = await bedside.client("expert")
     observer = await bedside.client("observer")
+    async def timed(message: dict[str, Any]) -> tuple[str, float]:
+        return await outcome(expert, message), loop.time()
+
     sent = loop.time()
-    reply = asyncio.ensure_future(expert.request(MOVE))
+    reply = asyncio.ensure_future(timed(MOVE))
+    await asyncio.sleep(0.1)
+    repeat = asyncio.ensure_future(timed(MOVE))  # the held button, before the ACK came
     state = await observer.next_event("ptz-state")
     while not state["moving"]:
         state = await observer.next_event("ptz-state")
     moving_at = loop.time()
-    assert (await reply)["type"] == "ptz-ok"
-    ok_at = loop.time()
+    (ok, ok_at), (repeat_ok, repeat_at) = await reply, await repeat
+    assert ok == repeat_ok == "ptz-ok"
     acks = replies(bedside, 0x40)
-    assert acks and sent < acks[0] <= moving_at and acks[0] <= ok_at
+    assert acks and sent < acks[0] <= moving_at and acks[0] <= ok_at and acks[0] <= repeat_at
     assert state["motion"] == "move"
+    drives = [p for _, p in bedside.camera.received
+              if p[2:4] == bytes.fromhex("06 01") and p[6:8] != bytes.fromhex("03 03")]
+    assert len(drives) == 1  # the repeat sent nothing new
     await expert.request(STOP)
     state = await observer.next_event("ptz-state")
     assert (state["moving"], state["motion"]) == (False, None)
