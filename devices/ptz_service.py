@@ -200,8 +200,9 @@ class PtzService:
             self._publish_state()
             if action == "move" and refresh_of is not None:
                 await self._refreshed()
-            else:
-                await self._audit(who, action, params, "lease")
+            else:  # a lease change, or a zero move with nothing moving
+                await self._audit(who, action, params,
+                                  "nothing sent" if action in CAMERA_ACTIONS else "lease")
             return
         ack: asyncio.Future[None] | None = None
         if any(isinstance(c, Move) for c in commands):
