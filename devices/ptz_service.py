@@ -14,7 +14,7 @@ Audit outcomes: ``acknowledged`` (the camera accepted the command), ``completed`
 ``cancelled`` / ``error: CODE`` (how a home or recall ended), ``offline`` (nothing was
 sent: the camera is offline or did not acknowledge), ``error: CODE`` (the camera
 refused the command), ``denied: ...`` (the lease rules refused it), ``lease`` (a lease
-change that needed no camera command).
+change that needed no camera command), ``nothing sent`` (a zero move, nothing moving).
 """
 
 from __future__ import annotations
