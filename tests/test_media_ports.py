@@ -1,4 +1,5 @@
-"""Media ports are public: strangers' and malformed datagrams change nothing for the viewers.
+"""Media ports are public: strangers' and malformed datagrams change nothing for the viewers;
+a stream that ends anyway is announced to its publisher.
 
 A real publisher and a real decoding viewer (aiortc, over loopback) go through the
 SFU; datagrams are then thrown at every server media port, from an unrelated UDP
@@ -14,11 +15,15 @@ import socket
 import struct
 from typing import Any
 
+import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from huizhen.testpattern import PatternVideoTrack
 from mediaserver import MediaConfig, MediaServer
 from mediaserver.transport import Publication, Subscription, Transport
+from signaling import MEDIA_SERVER
+from signaling.client import SignalingClient
 from tests.peers import Subscriber, make_publisher_offer, wait_for
 
 MIN_FPS = 28.0
@@ -182,3 +187,45 @@ async def test_malformed_input_from_the_real_peer_is_dropped_and_counted(server)
     assert counters.malformed >= malformed_before + 1
     await viewer.close()
     await pub.close()
+
+
+async def test_the_publisher_is_told_when_its_stream_ends(running_server):
+    ward = SignalingClient(running_server.ws_url)
+    await ward.connect()
+    await ward.join(running_server.token("ward", name="Ward 3"))
+    expert = SignalingClient(running_server.ws_url)
+    await expert.connect()
+    await expert.join(running_server.token("expert"))
+
+    # The publication's connection dies under the ward (no unpublish, the socket stays).
+    pub = RTCPeerConnection()
+    pub.addTrack(PatternVideoTrack(160, 120, 15))
+    stream = await ward.publish(pub)
+    await wait_for(lambda: pub.connectionState == "connected", 20)
+    # (Operators see the drops: a stranger's datagram, counted in the stats route.)
+    publication = running_server.app[MEDIA_SERVER].rooms["bed-1"].find_publication(stream["id"])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        for port in server_ports(publication):
+            stranger.sendto(os.urandom(1600), port)
+    await wait_for(lambda: publication.port_counters.unvalidated >= 1, 5)
+    async with aiohttp.ClientSession() as http, http.get(
+            running_server.base_url + "/api/v1/stats",
+            headers={"Authorization": "Bearer " + running_server.token("operator")}) as reply:
+        room = (await reply.json())["rooms"][0]
+    assert room["datagramsDroppedUnvalidated"] >= 1
+    [entry] = [t for t in room["transports"] if t["id"] == stream["id"]]
+    assert entry["direction"] == "publish" and entry["datagramsDroppedUnvalidated"] >= 1
+    assert entry["datagramsDroppedMalformed"] == entry["datagramsDroppedUnauthenticated"] == 0
+    await pub.close()
+    ended = await ward.next_event("stream-ended")
+    assert ended == {"type": "stream-ended", "stream": stream["id"], "reason": "closed"}
+    assert (await expert.next_event("track-removed"))["stream"] == stream["id"]
+
+    # A clean unpublish is announced the same way, with its own reason.
+    again = RTCPeerConnection()
+    again.addTrack(PatternVideoTrack(160, 120, 15))
+    second = await ward.publish(again)
+    assert (await ward.request({"type": "unpublish", "stream": second["id"]}))["type"] == "ok"
+    ended = await ward.next_event("stream-ended")
+    assert ended == {"type": "stream-ended", "stream": second["id"], "reason": "unpublished"}
+    await asyncio.gather(again.close(), expert.close(), ward.close())
