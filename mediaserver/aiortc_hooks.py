@@ -490,6 +490,7 @@ class MediaPortGuard:
             return
         connection._huizhen_guarded = True
         checked: set[tuple[str, int]] = set()
+        connection._huizhen_checked = checked  # for tests and debugging
         original_check_incoming = connection.check_incoming
         original_gather = connection.gather_candidates
 
