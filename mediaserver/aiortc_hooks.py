@@ -28,8 +28,10 @@ What is hooked:
   ``_recv_next`` raises escape, e.g. pylibsrtp's ``ValueError`` for a datagram over
   1,500 bytes), while aioice hands every non-STUN datagram to DTLS whatever its
   source. The guard wraps, per instance: each aioice ``StunProtocol``'s
-  ``datagram_received`` (drop what is not from the validated pair),
-  ``Connection.check_incoming`` (learn addresses that authenticated a check),
+  ``datagram_received`` (drop non-STUN datagrams unless they come from the selected
+  pair's remote address or another address that completed a check with our ICE
+  credentials)
+  and ``send_stun`` (learn the addresses whose checks carried our credentials),
   ``RTCIceTransport._recv`` (drop what has no acceptable shape),
   ``RTCDtlsTransport._setup_srtp`` (count SRTP authentication failures),
   ``_handle_rtp_data`` / ``_handle_rtcp_data`` (count what does not parse) and
@@ -95,9 +97,9 @@ ICE_CONNECTION_ATTRIBUTES = ("_nominated", "_queue", "get_component_candidates",
 GUARD_DTLS_ATTRIBUTES = ("_recv_next", "_setup_srtp", "_handle_rtp_data", "_handle_rtcp_data",
                          "_rtp_router", "_rtp_header_extensions_map", "_rx_srtp", "transport")
 GUARD_ICE_TRANSPORT_ATTRIBUTES = ("_recv", "_connection")
-GUARD_CONNECTION_ATTRIBUTES = ("_protocols", "_nominated", "_check_list", "check_incoming",
-                               "gather_candidates", "_local_candidates_end")
-GUARD_PROTOCOL_ATTRIBUTES = ("datagram_received", "local_candidate", "receiver")
+GUARD_CONNECTION_ATTRIBUTES = ("_protocols", "_nominated", "_check_list", "gather_candidates",
+                               "_local_candidates_end")
+GUARD_PROTOCOL_ATTRIBUTES = ("datagram_received", "send_stun", "local_candidate", "receiver")
 GUARD_SRTP_METHODS = ("unprotect", "unprotect_rtcp")
 
 
@@ -193,7 +195,9 @@ class ReceiverTap:
             apt = codec.parameters.get("apt")
             if len(packet.payload) < 2:
                 # No original sequence number: aiortc's unwrap would raise (its issue #129).
-                self._counters.malformed += 1
+                # An empty payload with padding is a bandwidth probe (Chromium sends them).
+                if len(packet.payload) == 1 or not packet.padding_size:
+                    self._counters.malformed += 1
                 return
             if original_ssrc is None or apt not in self._codecs:
                 return
@@ -459,6 +463,7 @@ class CountingSrtpSession:
             raise
         except ValueError as exc:
             self._counters.malformed += 1
+            logger.debug("dropped SRTP/SRTCP: %s", exc)
             raise pylibsrtp.Error(str(exc)) from None
 
     def __getattr__(self, name: str) -> Any:
@@ -491,19 +496,12 @@ class MediaPortGuard:
         connection._huizhen_guarded = True
         checked: set[tuple[str, int]] = set()
         connection._huizhen_checked = checked  # for tests and debugging
-        original_check_incoming = connection.check_incoming
         original_gather = connection.gather_candidates
-
-        def check_incoming(message: Any, addr: tuple[str, int], protocol: Any) -> None:
-            # Called only for a Binding request that carried our credentials.
-            checked.add((addr[0], addr[1]))
-            original_check_incoming(message, addr, protocol)
 
         async def gather_candidates() -> None:
             await original_gather()
             self._guard_protocols(connection, checked)
 
-        connection.check_incoming = check_incoming
         connection.gather_candidates = gather_candidates
         if connection._local_candidates_end:
             self._guard_protocols(connection, checked)
@@ -516,8 +514,11 @@ class MediaPortGuard:
 
         def validated(source: tuple[str, int], component: int) -> bool:
             pair = nominated.get(component)
-            if pair is not None:  # once selected, only the selected pair's remote address
-                return bool(pair.remote_addr == source)
+            if pair is not None and pair.remote_addr == source:  # the selected pair: fast path
+                return True
+            # Any address that proved it knows the ICE credentials: it sent us an
+            # authenticated check, or answered ours. With aggressive nomination (aioice
+            # as the controlling agent) the peer may select another valid pair than ours.
             return source in checked or any(
                 p.state is succeeded and p.remote_addr == source for p in check_list)
 
@@ -526,7 +527,17 @@ class MediaPortGuard:
             if getattr(protocol, "_huizhen_guarded", False):
                 continue
             original = protocol.datagram_received
+            original_send_stun = protocol.send_stun
             component = protocol.local_candidate.component
+
+            def send_stun(message: stun.Message, addr: tuple[str, int],
+                          original_send_stun: Callable[..., None] = original_send_stun) -> None:
+                # aioice answers a Binding request with success only once it carried our
+                # credentials (aioice may handle the check itself later): learn it now.
+                if (message.message_class == stun.Class.RESPONSE
+                        and message.message_method == stun.Method.BINDING):
+                    checked.add((addr[0], addr[1]))
+                original_send_stun(message, addr)
 
             def datagram_received(data: bytes, addr: tuple[Any, ...], component: int = component,
                                   original: Callable[[bytes, Any], None] = original) -> None:
@@ -536,6 +547,7 @@ class MediaPortGuard:
                     counters.unvalidated += 1
 
             protocol.datagram_received = datagram_received
+            protocol.send_stun = send_stun
             protocol._huizhen_guarded = True
 
     # ------------------------------------------------------------- DTLS: shape and parsing
@@ -546,7 +558,7 @@ class MediaPortGuard:
             return
         dtls._huizhen_guarded = True
         self._guard_ice_transport(dtls.transport)
-        counters = self.counters
+        counters, label = self.counters, self._label
         original_setup_srtp = dtls._setup_srtp
         original_recv_next = dtls._recv_next
 
@@ -558,8 +570,9 @@ class MediaPortGuard:
         async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
             try:
                 packet = RtpPacket.parse(data, dtls._rtp_header_extensions_map)
-            except RTP_PARSE_ERRORS:
+            except RTP_PARSE_ERRORS as exc:
                 counters.malformed += 1
+                logger.debug("[%s] dropped RTP that does not parse: %r", label, exc)
                 return
             receiver = dtls._rtp_router.route_rtp(packet)
             if receiver is not None:
@@ -568,8 +581,9 @@ class MediaPortGuard:
         async def handle_rtcp_data(data: bytes) -> None:
             try:
                 packets = RtcpPacket.parse(data)
-            except RTP_PARSE_ERRORS:
+            except RTP_PARSE_ERRORS as exc:
                 counters.malformed += 1
+                logger.debug("[%s] dropped RTCP that does not parse: %r", label, exc)
                 return
             for packet in packets:
                 for recipient in dtls._rtp_router.route_rtcp(packet):
@@ -594,14 +608,16 @@ class MediaPortGuard:
             return
         ice_transport._huizhen_guarded = True
         original_recv = ice_transport._recv
-        counters = self.counters
+        counters, label = self.counters, self._label
 
         async def recv() -> bytes:
             while True:
                 data: bytes = await original_recv()
-                if media_datagram_problem(data) is None:
+                problem = media_datagram_problem(data)
+                if problem is None:
                     return data
                 counters.malformed += 1
+                logger.debug("[%s] dropped a %d-byte datagram: %s", label, len(data), problem)
 
         ice_transport._recv = recv
 

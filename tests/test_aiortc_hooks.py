@@ -152,9 +152,13 @@ def test_guarded_private_members_are_still_where_the_guard_patches_them():
     received = source(StunProtocol.datagram_received)
     assert "self.receiver.data_received(data" in received
     assert "self.receiver.request_received(message, addr, self)" in received
+    # A Binding success response is sent only after the request's integrity check.
     request_received = source(Connection.request_received)
-    assert request_received.index("check_message_integrity") < request_received.index(
-        "self.check_incoming(message, addr, protocol)")
+    integrity = request_received.index("check_message_integrity")
+    assert request_received.count("stun.Class.RESPONSE") == 1
+    assert integrity < request_received.index("stun.Class.RESPONSE") < request_received.index(
+        "protocol.send_stun(response, addr)")
+    assert "protocol.send_stun(" not in source(Connection.check_incoming)
     assert "self._protocols" in source(Connection.get_component_candidates)
     assert CandidatePair.State.SUCCEEDED and "remote_addr" in dir(CandidatePair)
 
@@ -316,21 +320,25 @@ async def test_ice_sockets_pass_only_stun_or_the_validated_pair():
         sock.settimeout(5)
         reply = stun.parse_message(sock.recvfrom(2048)[0])
     assert reply.message_class == stun.Class.ERROR  # unauthenticated: 400, not data
-    assert counters.unvalidated == 2
-    # An address that authenticated a check is validated before selection ...
-    connection._huizhen_checked.add(peer)
+    assert counters.unvalidated == 2 and not connection._huizhen_checked
+    # aioice answering a Binding request with success (it carried our credentials)
+    # validates the requester's address.
+    success = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE)
+    protocol.send_stun(success, peer)
+    assert connection._huizhen_checked == {peer}
     protocol.datagram_received(b"\x80" * 100, peer)
     assert connection._queue.get_nowait() == (b"\x80" * 100, 1)
+    # The selected pair's address is valid too; an unchecked one still is not.
+    third = ("127.0.0.1", 40003)
 
-    # ... and once a pair is selected, only its remote address is.
     class Selected:
-        remote_addr = stranger
+        remote_addr = third
 
     connection._nominated[1] = Selected()
-    protocol.datagram_received(b"\x80" * 100, peer)
-    assert counters.unvalidated == 3 and connection._queue.empty()
-    protocol.datagram_received(b"\x80" * 100, stranger)
+    protocol.datagram_received(b"\x80" * 100, third)
     assert connection._queue.get_nowait() == (b"\x80" * 100, 1)
+    protocol.datagram_received(b"\x80" * 100, stranger)
+    assert counters.unvalidated == 3 and connection._queue.empty()
     connection._nominated.clear()
     await pc.close()
 
