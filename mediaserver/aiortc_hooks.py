@@ -95,7 +95,8 @@ ICE_CONNECTION_ATTRIBUTES = ("_nominated", "_queue", "get_component_candidates",
                              "_local_candidates", "_local_candidates_end")
 # What MediaPortGuard wraps or reads (see the module docstring).
 GUARD_DTLS_ATTRIBUTES = ("_recv_next", "_setup_srtp", "_handle_rtp_data", "_handle_rtcp_data",
-                         "_rtp_router", "_rtp_header_extensions_map", "_rx_srtp", "transport")
+                         "_rtp_router", "_rtp_header_extensions_map", "_rx_srtp", "transport",
+                         "_data_receiver")
 GUARD_ICE_TRANSPORT_ATTRIBUTES = ("_recv", "_connection")
 GUARD_CONNECTION_ATTRIBUTES = ("_protocols", "_nominated", "_check_list", "gather_candidates",
                                "_local_candidates_end")
@@ -557,7 +558,7 @@ class MediaPortGuard:
         if getattr(dtls, "_huizhen_guarded", False):
             return
         dtls._huizhen_guarded = True
-        self._guard_ice_transport(dtls.transport)
+        self._guard_ice_transport(dtls)
         counters, label = self.counters, self._label
         original_setup_srtp = dtls._setup_srtp
         original_recv_next = dtls._recv_next
@@ -602,7 +603,8 @@ class MediaPortGuard:
         dtls._handle_rtcp_data = handle_rtcp_data
         dtls._recv_next = recv_next
 
-    def _guard_ice_transport(self, ice_transport: Any) -> None:
+    def _guard_ice_transport(self, dtls: Any) -> None:
+        ice_transport = dtls.transport
         _require(ice_transport, GUARD_ICE_TRANSPORT_ATTRIBUTES, "RTCIceTransport")
         if getattr(ice_transport, "_huizhen_guarded", False):
             return
@@ -613,7 +615,8 @@ class MediaPortGuard:
         async def recv() -> bytes:
             while True:
                 data: bytes = await original_recv()
-                problem = media_datagram_problem(data)
+                # A data channel registers a data receiver; media-only: no application data.
+                problem = media_datagram_problem(data, dtls._data_receiver is not None)
                 if problem is None:
                     return data
                 counters.malformed += 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 MAX_DATAGRAM = 1500
 DTLS_CONTENT_TYPES = frozenset({20, 21, 22, 23, 25})  # ccs, alert, handshake, data, ack
+DTLS_APPLICATION_DATA = 23
 DTLS_VERSIONS = frozenset({0xFEFF, 0xFEFD, 0xFEFC})  # DTLS 1.0, 1.2, 1.3 (legacy field)
 DTLS_PLAIN_HEADER = 13
 RTP_HEADER = 12
@@ -50,21 +51,25 @@ def is_stun(data: bytes) -> bool:
     return bool(data) and data[0] < 4
 
 
-def media_datagram_problem(data: bytes) -> str | None:
-    """Why ``data`` must not reach DTLS/SRTP, or None when its shape is acceptable."""
+def media_datagram_problem(data: bytes, application_data: bool = True) -> str | None:
+    """Why ``data`` must not reach DTLS/SRTP, or None when its shape is acceptable.
+
+    ``application_data``: whether DTLS application data may arrive (only a data
+    channel carries it; media-only transports drop it before OpenSSL does).
+    """
     if not data:
         return "empty datagram"
     if len(data) > MAX_DATAGRAM:
         return f"datagram longer than {MAX_DATAGRAM} bytes"
     first = data[0]
     if 20 <= first <= 63:
-        return dtls_records_problem(data)
+        return dtls_records_problem(data, application_data)
     if 128 <= first <= 191:
         return None if len(data) >= RTP_HEADER else "SRTP/SRTCP shorter than an RTP header"
     return f"no media protocol starts with byte {first}"
 
 
-def dtls_records_problem(data: bytes) -> str | None:
+def dtls_records_problem(data: bytes, application_data: bool = True) -> str | None:
     """Check that ``data`` is a sequence of well-formed DTLS records filling it exactly."""
     pos = 0
     while pos < len(data):
@@ -77,6 +82,8 @@ def dtls_records_problem(data: bytes) -> str | None:
             continue
         if first not in DTLS_CONTENT_TYPES:
             return f"unknown DTLS content type {first}"
+        if first == DTLS_APPLICATION_DATA and not application_data:
+            return "DTLS application data on a transport without a data channel"
         if len(data) < pos + DTLS_PLAIN_HEADER:
             return "truncated DTLS record header"
         version = int.from_bytes(data[pos + 1:pos + 3], "big")

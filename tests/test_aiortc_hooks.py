@@ -143,7 +143,8 @@ def test_guarded_private_members_are_still_where_the_guard_patches_them():
     recv_next = source(RTCDtlsTransport._recv_next)
     for call in ("self.transport._recv()", "self._rx_srtp.unprotect_rtcp(data)",
                  "self._rx_srtp.unprotect(data)", "self._handle_rtcp_data(data)",
-                 "self._handle_rtp_data(data", "except pylibsrtp.Error"):
+                 "self._handle_rtp_data(data", "except pylibsrtp.Error",
+                 "elif data and self._data_receiver:"):
         assert call in recv_next, call
     assert "self._setup_srtp()" in source(RTCDtlsTransport.start)
     assert "self._rx_srtp = Session(" in source(RTCDtlsTransport._setup_srtp)
@@ -287,10 +288,18 @@ async def test_the_ice_transport_hands_dtls_only_datagrams_of_a_media_shape():
     connection = ice._connection
     connection._nominated[1] = object()  # pretend connected: aioice's recv checks only this
     rtp = bytes([0x80, 96]) + b"\x00" * 40
-    for datagram in (b"", b"\x80" * 1600, bytes([99]) * 50, b"\x17\xfe\xfd" + b"\x00" * 5, rtp):
+    application_data = bytes([23, 0xFE, 0xFD, 0, 1]) + b"\x00" * 6 + bytes([0, 8]) + b"\x00" * 8
+    for datagram in (b"", b"\x80" * 1600, bytes([99]) * 50, b"\x17\xfe\xfd" + b"\x00" * 5,
+                     application_data, rtp):
         connection._queue.put_nowait((datagram, 1))
     assert await ice._recv() == rtp
-    assert counters.malformed == 4
+    assert counters.malformed == 5
+    # With a data channel (a registered data receiver) DTLS application data goes through.
+    dtls = pc.getTransceivers()[0].receiver.transport
+    dtls._data_receiver = object()
+    connection._queue.put_nowait((application_data, 1))
+    assert await ice._recv() == application_data
+    dtls._data_receiver = None
     connection._nominated.clear()
     await pc.close()
 

@@ -119,6 +119,7 @@ async def test_datagrams_from_a_stranger_change_nothing(server):
             stranger.sendto(os.urandom(9000), port)
         await asyncio.sleep(0.5)
         fps = await measured_fps(viewer)
+        print(f"\nafter 1,600 + 9,000-byte datagrams to {len(ports)} ports: {fps:.1f} fps")
         assert fps >= MIN_FPS, fps
         assert_connected(pub, publication.pc, viewer.pc, subscription.pc)
         assert publication.port_counters.unvalidated >= before[0] + 2
@@ -130,6 +131,8 @@ async def test_datagrams_from_a_stranger_change_nothing(server):
                 stranger.sendto(datagram, port)
         await asyncio.sleep(0.5)
         fps = await measured_fps(viewer)
+        print(f"after {len(shapes)} garbage shapes to each port: {fps:.1f} fps; "
+              f"dropped {publication.port_counters} / {subscription.port_counters}")
         assert fps >= MIN_FPS, fps
         assert_connected(pub, publication.pc, viewer.pc, subscription.pc)
         # Each shape reached each of the transport's ports and was dropped there.
@@ -152,11 +155,13 @@ async def test_malformed_input_from_the_real_peer_is_dropped_and_counted(server)
 
     # Malformed DTLS records from the validated address.
     malformed_before = counters.malformed
-    send(fake_dtls_record(4000, os.urandom(30)), server_addr)
-    send(b"\x17\xfe", server_addr)
+    send(fake_dtls_record(4000, os.urandom(30)), server_addr)  # longer than the datagram
+    send(b"\x17\xfe", server_addr)  # a truncated record header
+    send(fake_dtls_record(100, os.urandom(100)), server_addr)  # data, but no data channel
     send(bytes([99]) + os.urandom(50), server_addr)  # no media protocol starts with 99
-    await wait_for(lambda: counters.malformed >= malformed_before + 3, 5)
+    await wait_for(lambda: counters.malformed >= malformed_before + 4, 5)
     fps = await measured_fps(viewer)
+    print(f"\nafter malformed DTLS from the publisher's address: {fps:.1f} fps; {counters}")
     assert fps >= MIN_FPS, fps
     assert_connected(pub, publication.pc, viewer.pc, subscription.pc)
 
@@ -182,6 +187,7 @@ async def test_malformed_input_from_the_real_peer_is_dropped_and_counted(server)
     malformed_before = counters.malformed
     send(dtls._tx_srtp.protect(bad_extension), server_addr)
     fps = await measured_fps(viewer)
+    print(f"after forged, oversized and unparseable SRTP from it: {fps:.1f} fps; {counters}")
     assert fps >= MIN_FPS, fps
     assert_connected(pub, publication.pc, viewer.pc, subscription.pc)
     assert counters.malformed >= malformed_before + 1
