@@ -99,7 +99,7 @@ GUARD_DTLS_ATTRIBUTES = ("_recv_next", "_setup_srtp", "_handle_rtp_data", "_hand
                          "_data_receiver")
 GUARD_ICE_TRANSPORT_ATTRIBUTES = ("_recv", "_connection")
 GUARD_CONNECTION_ATTRIBUTES = ("_protocols", "_nominated", "_check_list", "gather_candidates",
-                               "_local_candidates_end")
+                               "_local_candidates_end", "data_received")
 GUARD_PROTOCOL_ATTRIBUTES = ("datagram_received", "send_stun", "local_candidate", "receiver")
 GUARD_SRTP_METHODS = ("unprotect", "unprotect_rtcp")
 
@@ -542,7 +542,12 @@ class MediaPortGuard:
 
             def datagram_received(data: bytes, addr: tuple[Any, ...], component: int = component,
                                   original: Callable[[bytes, Any], None] = original) -> None:
-                if validated((addr[0], addr[1]), component) or _parses_as_stun(data):
+                if validated((addr[0], addr[1]), component):
+                    if is_stun(data):
+                        original(data, addr)
+                    else:  # what aioice does after failing to parse it as STUN, minus the try
+                        connection.data_received(data, component)
+                elif _parses_as_stun(data):
                     original(data, addr)  # aioice authenticates STUN requests itself
                 else:
                     counters.unvalidated += 1

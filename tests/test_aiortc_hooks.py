@@ -151,7 +151,8 @@ def test_guarded_private_members_are_still_where_the_guard_patches_them():
     assert "self._recv = self._connection.recv" in source(RTCIceTransport.__init__)
     # aioice: every datagram goes through the protocol; checks are authenticated first.
     received = source(StunProtocol.datagram_received)
-    assert "self.receiver.data_received(data" in received
+    # The guard does this itself for validated non-STUN datagrams (skipping the parse try).
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
     assert "self.receiver.request_received(message, addr, self)" in received
     # A Binding success response is sent only after the request's integrity check.
     request_received = source(Connection.request_received)
