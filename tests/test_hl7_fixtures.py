@@ -20,7 +20,10 @@ import hl7
 import pytest
 import sqlalchemy as sa
 
+from devices.hl7.errors import MessageError
 from devices.hl7.listener import HL7Listener, ListenerConfig, StoredCallback
+from devices.hl7.oru import OruConfig, OruMessage, decode_oru
+from devices.hl7.reference import decode_oru_reference
 from devices.hl7.storage import SampleStore
 from devices.vitals import SampleSink
 
@@ -71,6 +74,28 @@ def nm(code: str, value: str, unit: str = "", *, time: str = "", status: str = "
        device: str = "080019FFFE0B4020^EUI-64", sub: str = "1.1.1.1") -> str:
     """An OBX (from OBX-2) with value type NM; ``code`` is OBX-3 (``code^name^system``)."""
     return f"NM|{code}|{sub}|{value}|{unit}|||||{status}|||{time}||||{device}"
+
+
+def decode_both(raw: bytes, config: OruConfig | None = None) -> OruMessage:
+    """``decode_oru(raw)``, checked against the python-hl7 reference reading of ``raw``.
+
+    Both must give the same message (samples, alarms, skipped rows), or the same error
+    (type, text and location). Every message the HL7 reader tests decode goes through
+    here, so each fixture is read both ways.
+    """
+    outcomes: list[Any] = []
+    errors: list[MessageError] = []
+    for reader in (decode_oru, decode_oru_reference):
+        try:
+            outcomes.append(reader(raw, config))
+        except MessageError as error:
+            outcomes.append((type(error), str(error), error.location, error.code))
+            errors.append(error)
+    lean, reference = outcomes
+    assert lean == reference, "the reader and the python-hl7 reference disagree"
+    if errors:
+        raise errors[0]
+    return lean  # type: ignore[no-any-return]
 
 
 def frame(payload: bytes) -> bytes:
