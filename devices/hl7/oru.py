@@ -36,8 +36,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
-from functools import cached_property
-from typing import Any
 
 from devices.vitals import VitalAlarm, VitalSample
 
@@ -56,7 +54,7 @@ from .alarms import (
 )
 from .errors import ErrorCode, Location, MessageError, MessageRejected
 from .escape import Separators, unescape
-from .segments import split_segments
+from .segments import control_character_error, has_control_characters, split_segments
 from .timestamp import parse_timestamp
 
 SUPPORTED_VERSION = re.compile(r"2\.([3-9])(\.\d+)*")
@@ -93,20 +91,22 @@ class MessageHeader:
         parts = text.split(self.separators.repetition, 1)[0].split(self.separators.component)
         if index > len(parts):
             return ""
+        if self.separators.escape not in parts[index - 1]:
+            return parts[index - 1]
         try:
             return unescape(parts[index - 1], self.separators, self.codec or "ascii")
         except ValueError:
             return parts[index - 1]
 
-    @cached_property
+    @property
     def message_code(self) -> str:
         return self.component(self.message_type, 1)
 
-    @cached_property
+    @property
     def trigger_event(self) -> str:
         return self.component(self.message_type, 2)
 
-    @cached_property
+    @property
     def device_id(self) -> str:
         """The sender from MSH-3 (HD): its universal id (an EUI-64) or its namespace id."""
         return (self.component(self.sending_application, 2)
@@ -196,6 +196,8 @@ def _sniff_charset(msh: bytes, separators: Separators) -> tuple[str, str | None,
     """
     raw_charset = msh.split(separators.field.encode())[17:18] or [b""]
     naive = _charset_field(_ascii(raw_charset[0]), separators)
+    if msh.isascii():  # every supported character set reads ASCII bytes alike
+        return naive, codes.codec_for_charset(naive), msh.decode("ascii")
     guesses = [codes.codec_for_charset(naive), *_MULTIBYTE_CODECS]
     for codec in dict.fromkeys(g for g in guesses if g is not None):
         try:
@@ -260,6 +262,8 @@ def decode_oru(raw: bytes, config: OruConfig | None = None,
     header = header if header is not None else read_header(raw)
     check_header(header)
     text = _decode_text(raw, header)
+    if has_control_characters(raw):
+        raise control_character_error(text, header.separators)
     return OruReader(split_segments(text, header.separators), header,
                      config or OruConfig()).read()
 
@@ -417,8 +421,9 @@ class OruReader:
             return
         known = codes.lookup_observation(code, system, name)
         device_id = self._device_id(obx)
-        reference_range = self._unescape(obx[7], 7).strip() if size > 7 else ""
-        flags = tuple(self._repetitions(obx, 8)) if size > 8 else ()
+        reference_range = self._unescape(obx[7], 7).strip() if size > 7 and obx[7] else ""
+        flags = tuple(self._repetitions(obx, 8)) if size > 8 and obx[8] else ()
+        value, values, text = self._value(value_type, raw_value)
         sample = VitalSample(
             device_id=device_id,
             code=code,
@@ -432,7 +437,9 @@ class OruReader:
             patient_id=self.patient_id,
             reference_range=reference_range or None,
             abnormal_flags=flags,
-            **self._value(value_type, raw_value),
+            value=value,
+            values=values,
+            text=text,
         )
         if sample.values is not None:
             self.waveforms.append((sub_id, len(self.samples)))
@@ -477,16 +484,18 @@ class OruReader:
             facets.source_vital = known.vital if known else facets.source_vital
             facets.source_name = facets.source_name or name
 
-    def _value(self, value_type: str, raw: str) -> dict[str, Any]:
+    def _value(self, value_type: str,
+               raw: str) -> tuple[float | None, tuple[float, ...] | None, str | None]:
+        """(value, values, text) of OBX-5 by its value type."""
         if value_type == "NM":
             text = (self._unescape(raw, 5) if self.esc in raw else raw).strip()
-            return {"value": self._number(text, 5, "value type NM") if text else None}
+            return (self._number(text, 5, "value type NM") if text else None), None, None
         if value_type == "NA":
-            return {"values": self._numeric_array(raw)}
+            return None, self._numeric_array(raw), None
         # ST, TX, FT, CWE, SN, ...: the value as sent, escapes resolved (components of
         # coded values stay joined by the component separator, e.g. "0^Sinus^MDC").
         text = self._unescape(raw, 5)
-        return {"text": text if text != "" else None}
+        return None, None, (text if text != "" else None)
 
     def _numeric_array(self, raw: str) -> tuple[float, ...]:
         """NA: numbers separated by components (and repetitions, flattened in order)."""

@@ -22,6 +22,7 @@ from .oru import (
     check_header,
     read_header,
 )
+from .segments import control_character_error, has_control_characters
 
 
 def python_hl7_segments(text: str) -> list[list[str]]:
@@ -40,4 +41,6 @@ def decode_oru_reference(raw: bytes, config: OruConfig | None = None,
     header = header if header is not None else read_header(raw)
     check_header(header)
     text = _decode_text(raw, header)
+    if has_control_characters(raw):
+        raise control_character_error(text, header.separators)
     return OruReader(python_hl7_segments(text), header, config or OruConfig()).read()

@@ -10,9 +10,10 @@ Numbering follows the standard (and python-hl7): ``segment[n]`` is field n, the
 segment id is ``segment[0]``; for MSH, ``segment[1]`` is the field separator and
 ``segment[2]`` the encoding characters, so MSH-7 is ``segment[7]`` too.
 
-What the splitter refuses (``MessageError`` with the segment and field): control
-characters other than tab inside the text (MLLP's 0x0B/0x1C, NUL, ...: HL7 text must
-escape them) and segments with more than ``MAX_FIELDS`` fields.
+What is refused (``MessageError`` with the segment and field): control characters
+other than tab inside the text (MLLP's 0x0B/0x1C, NUL, ...: HL7 text must escape
+them; ``has_control_characters`` checks the raw bytes, ``control_character_error``
+locates the first one) and segments with more than ``MAX_FIELDS`` fields.
 """
 
 from __future__ import annotations
@@ -26,20 +27,38 @@ MAX_FIELDS = 256
 """No standard segment has more than ~50 fields; this bounds hostile input early."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_BYTES = bytes(c for c in [*range(0x20), 0x7F] if c not in (0x09, 0x0A, 0x0D))
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 
 Segment = list[str]
 
 
-def split_segments(text: str, separators: Separators) -> list[Segment]:
-    """The segments of ``text`` (segments ended by ``\\r``; empty lines skipped)."""
+def has_control_characters(raw: bytes) -> bool:
+    """Whether the raw message holds a control byte other than tab, CR and LF.
+
+    Valid on the raw bytes for every supported character set: none of them uses bytes
+    below 0x20 or 0x7F inside a multi-byte character.
+    """
+    return len(raw.translate(None, _CONTROL_BYTES)) != len(raw)
+
+
+def control_character_error(text: str, separators: Separators) -> MessageError:
+    """The error for the first control character of ``text`` (segment and field)."""
     control = _CONTROL.search(text)
-    if control is not None:
-        raise MessageError(
-            f"control character 0x{ord(control.group()):02X} inside the message text "
-            "(it must be escaped)",
-            location=_location_of(text, control.start(), separators),
-            code=ErrorCode.DATA_TYPE)
+    if control is None:
+        return MessageError("control character inside the message text",
+                            location=Location("MSH"), code=ErrorCode.DATA_TYPE)
+    return MessageError(
+        f"control character 0x{ord(control.group()):02X} inside the message text "
+        "(it must be escaped)",
+        location=_location_of(text, control.start(), separators), code=ErrorCode.DATA_TYPE)
+
+
+def split_segments(text: str, separators: Separators) -> list[Segment]:
+    """The segments of ``text`` (segments ended by ``\\r``; empty lines skipped).
+
+    The caller checks for control characters first (``has_control_characters``).
+    """
     field = separators.field
     segments: list[Segment] = []
     for line in text.split("\r"):
