@@ -54,6 +54,64 @@ GE_PATIENT_DATA = ("HED12", "LAZY", "KITTY")
 """Strings that must never appear in a log line, an error message or an ACK."""
 
 
+# ORF^R04 as some Philips monitors answer (MSA/QRD/QRF before the usual PID/OBR/OBX rows),
+# with MDIL codes, OBX-7 limits and an OBX-8 flag.
+ORF_SAMPLE = "\r".join([
+    "MSH|^~\\&|IntelliVue^00091200BE0A1234^EUI-64|Philips|||20240305101500+0800||ORF^R04^ORF_R04|"
+    "PH0000417|P|2.4|||AL|NE||UNICODE UTF-8",
+    "MSA|AA|Q0001",
+    "QRD|20240305101500+0800|R|I|Q0001|||1^RD|HED12|RES",
+    "QRF|MON||20240305100000+0800|20240305101500+0800",
+    "PID|||HED12^^^HOSP^MR||LAZY^KITTY",
+    "OBR|1|||182777000^monitoring of patient^SCT|||20240305101500+0800",
+    "OBX|1|NM|0002-4182^HR^MDIL|1.1.1.1|128|0004-0aa0^bpm^MDIL|50-120|H|||R|||20240305101455+0800",
+    "OBX|2|NM|0002-4bb8^SpO2^MDIL|1.2.1.1|96|0004-0220^%^MDIL|90-100|N|||R|||20240305101455+0800",
+    "OBX|3|NM|0002-500a^Resp^MDIL|1.3.1.1|17|0004-0ae0^rpm^MDIL|||||R|||20240305101455+0800",
+]) + "\r"
+ORF_CONTROL_ID = "PH0000417"
+ORF_DEVICE = "00091200BE0A1234"
+
+
+def r40(*rows: str, control_id: str = "ALM00001", sent_at: str = "20240305101600+0800",
+        obr: str = "OBR|1|ALM1^ACME^0012A1FFFE000001^EUI-64||196616^MDC_EVT_ALARM^MDC|||"
+                   "20240305101600+0800") -> str:
+    """An ORU^R40 (IHE PCD-04); each row is an OBX from OBX-2 on, or a whole OBR segment."""
+    segments = [
+        "MSH|^~\\&|ACME^0012A1FFFE000001^EUI-64|ACME|||"
+        f"{sent_at}||ORU^R40^ORU_R40|{control_id}|P|2.6|||AL|NE||UNICODE UTF-8|||"
+        "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO",
+        "PID|||HED12^^^PID^MR||LAZY^KITTY^^^^^L",
+        "PV1||I|ICU^^12",
+        obr,
+    ]
+    number = 0
+    for row in rows:
+        if row.startswith("OBR|"):
+            segments.append(row)
+            continue
+        number += 1
+        segments.append(f"OBX|{number}|{row}")
+    return "\r".join(segments) + "\r"
+
+
+def spo2_alarm_rows(phase: str, value: str = "82", priority: str = "PH~SP",
+                    time: str = "20240305101558+0800", sub: str = "1.2.1.150456") -> list[str]:
+    """The five facets of an SpO2-low alarm (event, source, phase, state, inactivation)."""
+    state = "inactive" if phase == "end" else "active"
+    return [
+        f"ST|196670^MDC_EVT_LO^MDC|{sub}.1|SpO2 LOW|||{priority}|||F|||{time}",
+        f"NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|{sub}.2|{value}|262688^MDC_DIM_PERCENT^MDC|90-100"
+        f"||||F|||{time}",
+        f"ST|68481^MDC_ATTR_EVENT_PHASE^MDC|{sub}.3|{phase}||||||F|||{time}",
+        f"ST|68482^MDC_ATTR_ALARM_STATE^MDC|{sub}.4|{state}||||||F|||{time}",
+        f"ST|68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC|{sub}.5|enabled||||||F|||{time}",
+    ]
+
+
+R40_START = r40(*spo2_alarm_rows("start"))
+R40_END = r40(*spo2_alarm_rows("end", value="95"), control_id="ALM00002")
+
+
 def oru(*obx: str, charset: str = "UNICODE UTF-8", control_id: str = "MSG00001",
         patient: str = "HED12^^^PID^MR||LAZY^KITTY^^^^^L", sent_at: str = "20130122134100",
         message_type: str = "ORU^R01^ORU_R01", version: str = "2.6", obr_time: str = "",

@@ -8,9 +8,11 @@ Two sources become ``VitalAlarm``s:
   alarms. An IHE PCD priority in the same field (``PH``/``PM``/``PL``/``PN``) wins.
 * an ORU^R40 (IHE PCD-04, Alarm Communication Management): the OBX rows under an OBR
   describe one alarm as "facets" told apart by the last part of OBX-4 (rows sharing
-  the rest of OBX-4 belong together). The event identification row (OBX-3
+  the rest of OBX-4 belong together; senders that number facets differently are
+  grouped by OBR and row order, see ``find_group``). The event identification row (OBX-3
   ``MDC_EVT_...``; OBX-8 holds the priority ``PH``/``PM``/``PL`` and the source
-  ``SP``/``ST``/``SA``; OBX-5 the monitor's alarm text, if any), the source row (the
+  ``SP``/``ST``/``SA``; OBX-5 the monitor's alarm text (ST) or the source (CWE), if
+  any), the source row (the
   measurement the alarm is about, e.g. ``150456^MDC_PULS_OXIM_SAT_O2^MDC``), the event
   phase (``MDC_ATTR_EVENT_PHASE``: ``start``, ``present``, ``continue``, ``update``,
   ``escalate``, ``end``, ...) and the alarm state (``MDC_ATTR_ALARM_STATE``:
@@ -36,7 +38,8 @@ FLAG_PRIORITY = {
 }
 """HL7 table 0078 abnormal flags that raise an alarm, and its priority."""
 
-PCD_PRIORITY = {"PH": "high", "PM": "medium", "PL": "low", "PN": "none"}
+PCD_PRIORITY = {"PH": "high", "PM": "medium", "PL": "low", "PI": "low", "PU": "low",
+                "PN": "none"}
 """IHE PCD alarm priorities (OBX-8 of the event identification row)."""
 
 ALARM_SOURCES = {"SP": "physiological", "ST": "technical", "SA": "advisory"}
@@ -49,6 +52,7 @@ INACTIVATION_NAMES = frozenset({"MDC_ATTR_ALARM_INACTIVATION_STATE"})
 INACTIVATION_CODES = frozenset({"68483"})
 CLEARED_PHASES = frozenset({"end", "stop", "ended"})
 CLEARED_STATES = frozenset({"inactive", "off"})
+TEXT_VALUE_TYPES = frozenset({"ST", "TX", "FT"})
 
 
 def flag_priority(flags: Iterable[str]) -> str | None:
@@ -77,7 +81,7 @@ def is_event_code(code: str, name: str, flags: Iterable[str]) -> bool:
 class AlarmFacets:
     """The rows of one alarm of an ORU^R40, collected in message order."""
 
-    group: str
+    obr: int
     event_code: str = ""
     event_name: str = ""
     text: str | None = None
@@ -90,6 +94,7 @@ class AlarmFacets:
     state: str = ""
     inactivation: str = ""
     rows: list[int] = field(default_factory=list)
+    parents: set[str] = field(default_factory=set)
 
     @property
     def has_event(self) -> bool:
@@ -108,7 +113,26 @@ class AlarmFacets:
             text=self.text, flags=self.flags, patient_id=patient_id)
 
 
-def facet_group(sub_id: str, obr_number: int) -> str:
-    """The alarm a row of an ORU^R40 belongs to: its OBR and OBX-4 without the facet."""
-    parent = sub_id.rsplit(".", 1)[0] if "." in sub_id else ""
-    return f"{obr_number}/{parent}"
+def sub_id_parent(sub_id: str) -> str:
+    """OBX-4 without its last (facet) part: ``1.2.1.150456.3`` -> ``1.2.1.150456``."""
+    return sub_id.rsplit(".", 1)[0] if "." in sub_id else ""
+
+
+def find_group(groups: list[AlarmFacets], obr_number: int, parent: str,
+               is_event: bool) -> AlarmFacets:
+    """The alarm an ORU^R40 row belongs to (a new one is appended when needed).
+
+    Rows join the alarm of the same OBR whose rows share their OBX-4 parent; an event
+    identification row otherwise starts a new alarm; other rows join the last alarm of
+    their OBR (senders differ in how they number the facets of one alarm).
+    """
+    same_obr = [g for g in groups if g.obr == obr_number]
+    if parent:
+        for group in same_obr:
+            if parent in group.parents and not (is_event and group.has_event):
+                return group
+    if same_obr and not (is_event and same_obr[-1].has_event):
+        return same_obr[-1]
+    group = AlarmFacets(obr=obr_number)
+    groups.append(group)
+    return group

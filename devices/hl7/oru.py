@@ -47,10 +47,12 @@ from .alarms import (
     EVENT_PHASE_NAMES,
     INACTIVATION_CODES,
     INACTIVATION_NAMES,
+    TEXT_VALUE_TYPES,
     AlarmFacets,
-    facet_group,
+    find_group,
     flag_priority,
     is_event_code,
+    sub_id_parent,
 )
 from .errors import ErrorCode, Location, MessageError, MessageRejected
 from .escape import Separators, unescape
@@ -313,7 +315,7 @@ class OruReader:
         self.obx_count = 0
         self.samples: list[VitalSample] = []
         self.alarms: list[VitalAlarm] = []
-        self.facets: dict[str, AlarmFacets] = {}
+        self.facets: list[AlarmFacets] = []
         self.waveforms: list[tuple[str, int]] = []  # (OBX-4 sub-id, index in samples)
         self.skipped = 0
         self._times: dict[tuple[str, tzinfo], datetime] = {}
@@ -336,7 +338,7 @@ class OruReader:
             elif name == "PID" and self.patient_id is None:
                 self.segment_name, self.segment_number = "PID", 1
                 self.patient_id = self._first(segment, 3) or None
-        for facets in self.facets.values():
+        for facets in self.facets:
             if facets.has_event:
                 self.alarms.append(facets.alarm(self.patient_id))
             else:
@@ -453,36 +455,45 @@ class OruReader:
                     vital=sample.vital, text=None, flags=flags, patient_id=self.patient_id))
 
     def _alarm_row(self, obx: Sequence[str], value_type: str, raw_value: str | None) -> None:
-        """One OBX of an ORU^R40: a facet of the alarm its OBX-4 names (see alarms.py)."""
+        """One OBX of an ORU^R40: a facet of one alarm (see alarms.py)."""
         ident = _pad(self._components(obx, 3), 3)
         code, name, system = ident[0].strip(), ident[1].strip(), ident[2].strip()
         if not code and not name:
             raise MessageError("observation identifier missing", location=self._at(3),
                                code=ErrorCode.REQUIRED_FIELD_MISSING)
-        sub_id = obx[4].strip() if len(obx) > 4 else ""
-        group = facet_group(sub_id, self.obr_count)
-        facets = self.facets.get(group)
-        if facets is None:
-            facets = self.facets[group] = AlarmFacets(group)
-        facets.rows.append(self.obx_count)
-        value = self._unescape(raw_value, 5).strip() if raw_value else ""
+        parent = sub_id_parent(obx[4].strip() if len(obx) > 4 else "")
         flags = tuple(self._repetitions(obx, 8))
+        is_event = is_event_code(code, name, flags)
+        facets = find_group(self.facets, self.obr_count, parent, is_event)
+        facets.rows.append(self.obx_count)
+        if parent:
+            facets.parents.add(parent)
+        value = self._unescape(raw_value, 5).strip() if raw_value else ""
         if name in EVENT_PHASE_NAMES or code in EVENT_PHASE_CODES:
             facets.phase = value
         elif name in ALARM_STATE_NAMES or code in ALARM_STATE_CODES:
             facets.state = value
         elif name in INACTIVATION_NAMES or code in INACTIVATION_CODES:
             facets.inactivation = value
-        elif not facets.has_event and is_event_code(code, name, flags):
+        elif is_event and not facets.has_event:
             device_id = self._device_id(obx)
             facets.event_code, facets.event_name, facets.flags = code, name, flags
-            facets.text = value or None
             facets.device_id = device_id
             facets.observed_at = self._observed_at(obx, device_id)
+            if value_type in TEXT_VALUE_TYPES or self.comp not in value:
+                facets.text = value or None
+            else:  # CWE: the source of the alarm
+                self._alarm_source(facets, value.split(self.comp))
         else:
-            known = codes.lookup_observation(code, system, name)
-            facets.source_vital = known.vital if known else facets.source_vital
-            facets.source_name = facets.source_name or name
+            self._alarm_source(facets, [code, name, system])
+
+    def _alarm_source(self, facets: AlarmFacets, ident: list[str]) -> None:
+        """The measurement an alarm is about (its source facet, or a CWE event value)."""
+        code, name, system = (_pad(ident, 3)[i].strip() for i in range(3))
+        known = codes.lookup_observation(code, system, name)
+        if known is not None:
+            facets.source_vital = known.vital
+        facets.source_name = facets.source_name or name
 
     def _value(self, value_type: str,
                raw: str) -> tuple[float | None, tuple[float, ...] | None, str | None]:
@@ -532,8 +543,8 @@ class OruReader:
             ident = parts[0] or (parts[2] if len(parts) > 2 else "")
             return ident or self.device_id
         candidates = []
-        for rep in range(raw.count(self.rep) + 1):
-            parts = _pad(self._components(obx, 18, rep), 4)
+        for rep in raw.split(self.rep):
+            parts = _pad([self._unescape(c, 18) for c in rep.split(self.comp)], 4)
             ident = parts[0] or parts[2]
             if ident:
                 candidates.append((parts[1].upper() == "EUI-64" or parts[3].upper() == "EUI-64",
