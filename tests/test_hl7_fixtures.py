@@ -13,6 +13,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,27 @@ def test_builder_numbers_obx_and_places_fields() -> None:
     obx = message.segment("OBX")
     assert str(obx[1]) == "1" and str(obx[5]) == "97"
     assert str(obx[14]) == "20240101" and str(obx[18]) == "080019FFFE0B4020^EUI-64"
+
+
+def test_every_fixture_reads_the_same_with_python_hl7() -> None:
+    """The reader and the python-hl7 reference agree on every fixture message (the tests of
+    test_hl7_oru.py and test_hl7_alarms.py read theirs through ``decode_both`` too)."""
+    from devices.hl7.simulator import MonitorProfile, MonitorSimulator, compose_alarm
+
+    now = datetime(2024, 3, 5, 2, 16, tzinfo=UTC)
+    messages = [GE_SAMPLE.encode(), ORF_SAMPLE.encode(), R40_START.encode(), R40_END.encode(),
+                oru(nm("150456^MDC_PULS_OXIM_SAT_O2^MDC", "97", time="20240101")).encode()]
+    for profile in (MonitorProfile(), MonitorProfile(charset="GB 18030-2000",
+                                                     patient_id="住院東0042"),
+                    MonitorProfile(message_type="ORF^R04^ORF_R04")):
+        simulator = MonitorSimulator("127.0.0.1", 9, profile=profile, seed=2)
+        simulator.hold("spo2", 84)
+        messages += [simulator.next_message(now + timedelta(seconds=i))[1] for i in range(3)]
+        messages.append(compose_alarm(profile, control_id="A1", now=now, vital="spo2",
+                                      value=84, phase="start").encode(profile.codec))
+    decoded = [decode_both(raw) for raw in messages]
+    assert sum(len(m.samples) for m in decoded) > 50
+    assert sum(len(m.alarms) for m in decoded) >= 10
 
 
 def test_postgresql_is_reachable() -> None:
