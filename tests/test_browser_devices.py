@@ -548,6 +548,9 @@ async def test_an_obx8_hh_value_shows_a_high_priority_alarm_until_normal(
     await expect(alarm.nth(1).locator(".zh")).to_have_text("中优先级报警：SpO2 过低（SpO2 LOW）")
     assert await alarm.nth(1).evaluate("n => getComputedStyle(n).backgroundColor") == \
         "rgb(253, 216, 53)"
+    directory = os.environ.get("HUIZHEN_SCREENSHOTS")
+    if directory:
+        await page.screenshot(path=str(Path(directory) / "devices-alarms.png"), full_page=True)
     # A normal HR clears the OBX-8 alarm; the PCD-04 one stays until its "end".
     normal = ge_message("80|264864^MDC_DIM_BEAT_PER_MIN^MDC|50-120|N")
     hub.route(normal.samples, normal.alarms)

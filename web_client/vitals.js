@@ -392,7 +392,7 @@ export class VitalsPanel {
   _renderAlarms() {
     const alarms = [...this.alarms.values()].sort((a, b) =>
       (PRIORITY_RANK[b.priority] ?? 0) - (PRIORITY_RANK[a.priority] ?? 0)
-      || String(b.observedAt).localeCompare(String(a.observedAt)));
+      || (parseTime(b.observedAt) ?? 0) - (parseTime(a.observedAt) ?? 0));
     const key = alarms.map((a) => `${a.id}|${a.priority}|${a.text}|${a.flags}`).join("\n");
     if (key !== this._alarmsDrawn) {
       this._alarmsDrawn = key;
