@@ -258,6 +258,12 @@ def test_separators_in_odd_places_and_truncation(text: str) -> None:
     assert info.value.location is not None
 
 
+def test_blank_lines_and_lf_line_ends_are_tolerated() -> None:
+    message = decode_both(b" \r\n\r\n" + GE_SAMPLE.replace("\r", "\n").encode())
+    assert [s.value for s in message.samples] == [100.0, 18.0, 37.1]
+    assert message.samples[0].observed_at == datetime(2013, 1, 22, 13, 41, tzinfo=UTC)
+
+
 def _mutations(rng: random.Random, data: bytes) -> bytes:
     """One random edit: separators, MLLP/control bytes, deletions, duplications, cuts."""
     specials = [b"|", b"^", b"~", b"\\", b"&", b"\r", b"\x0b", b"\x1c", b"\x00", b"\n",

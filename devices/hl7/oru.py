@@ -284,6 +284,8 @@ def _decode_text(raw: bytes, header: MessageHeader) -> str:
             location=Location("MSH", field=18), code=ErrorCode.DATA_TYPE) from None
     if "\n" in text:
         text = text.replace("\r\n", "\r").replace("\n", "\r")
+    if not text.startswith("MSH"):
+        text = text.lstrip(" \t\r")  # as read_header does
     if "\rMSH" + header.separators.field in text:
         raise MessageRejected("more than one MSH segment: batches are not supported",
                               location=Location("MSH"), code=ErrorCode.SEGMENT_SEQUENCE)
@@ -324,6 +326,9 @@ class OruReader:
         self.segment_name, self.segment_number = "MSH", 1
 
     def read(self) -> OruMessage:
+        if not self.segments or self.segments[0][0] != "MSH":
+            raise MessageError("the message does not start with MSH", location=Location("MSH"),
+                               code=ErrorCode.SEGMENT_SEQUENCE)
         self.sent_at = self._first(self.segments[0], 7)
         for segment in self.segments:
             name = segment[0]
@@ -348,16 +353,11 @@ class OruReader:
     # Field access: segment[n] is field n as sent; split here into repetitions and
     # components, unescaped with the message's codec (see escape.py).
 
-    def _components(self, segment: Sequence[str], index: int, repetition: int = 0) -> list[str]:
-        """The components of one repetition, unescaped (subcomponents left joined)."""
+    def _components(self, segment: Sequence[str], index: int) -> list[str]:
+        """The components of the first repetition, unescaped (subcomponents left joined)."""
         raw = segment[index] if index < len(segment) else ""
         if self.rep in raw:
-            reps = raw.split(self.rep)
-            if repetition >= len(reps):
-                return []
-            raw = reps[repetition]
-        elif repetition:
-            return []
+            raw = raw.partition(self.rep)[0]
         parts = raw.split(self.comp)
         if self.esc in raw:
             return [self._unescape(c, index) for c in parts]
