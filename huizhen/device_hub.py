@@ -305,13 +305,13 @@ class DeviceHub:
                 self._broadcast(room, "patient-changed", event)
 
     def _clear_recovered(self, device_id: str, samples: Sequence[VitalSample]) -> None:
-        """A measurement back to normal clears its OBX-8 alarm."""
+        """A measurement back to a normal value clears its OBX-8 alarm."""
         active = self._alarms.get(device_id)
         if not active:
             return
         for sample in samples:
-            if sample.values is not None or flag_priority(sample.abnormal_flags) is not None:
-                continue
+            if sample.value is None or flag_priority(sample.abnormal_flags) is not None:
+                continue  # no number (e.g. probe off) is not a recovery
             for alarm in list(active.values()):
                 if alarm.source == "obx-8" and alarm.code == sample.code and \
                         alarm.vital == sample.vital:

@@ -198,9 +198,14 @@ async def test_alarms_reach_the_room_and_late_joiners_until_cleared(bedside: Bed
     alarm = await expert.next_event("alarm", 5)
     assert (alarm["source"], alarm["vital"], alarm["priority"], alarm["flags"]) == (
         "obx-8", "spo2", "high", ["LL"])
+    probe_off = decode_oru(GE_SAMPLE.replace("|100|262688^MDC_DIM_PERCENT^MDC|||||R|",
+                                             "||262688^MDC_DIM_PERCENT^MDC|||||X|").encode())
+    hub.route(probe_off.samples)  # type: ignore[attr-defined]
+    assert [a["id"] for a in hub.room_state(ROOM)["alarms"]] == [alarm["id"]]  # no value: kept
     hub.route(decode_oru(GE_SAMPLE.encode()).samples)  # type: ignore[attr-defined]
     recovered = await expert.next_event("alarm", 5)
     assert (recovered["id"], recovered["state"]) == (alarm["id"], "cleared")
+    assert hub.room_state(ROOM)["alarms"] == []  # type: ignore[attr-defined]
     for client in (expert, late, later):
         await client.close()
 
