@@ -244,6 +244,14 @@ def test_huge_field_counts() -> None:
     assert many.samples[0].vital == "spo2"
 
 
+def test_many_alarm_rows_are_read_in_one_pass() -> None:
+    """20,000 event rows in one ORU^R40 (~1 MB): each its own alarm (grouping is by lookup,
+    not by scanning the alarms read so far)."""
+    rows = [f"ST|196670^MDC_EVT_LO^MDC|1.2.{i}.150456.1|x|||PL~SP|||F" for i in range(20_000)]
+    message = decode_oru(r40(*rows).encode())
+    assert len(message.alarms) == 20_000 and message.alarms[-1].priority == "low"
+
+
 @pytest.mark.parametrize("text", [
     GE_SAMPLE[:GE_SAMPLE.index("OBX|43|") + 9],  # truncated inside OBX-2
     GE_SAMPLE.replace("|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|", "|NM|^~150456^MDC|"),

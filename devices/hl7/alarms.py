@@ -9,7 +9,7 @@ Two sources become ``VitalAlarm``s:
 * an ORU^R40 (IHE PCD-04, Alarm Communication Management): the OBX rows under an OBR
   describe one alarm as "facets" told apart by the last part of OBX-4 (rows sharing
   the rest of OBX-4 belong together; senders that number facets differently are
-  grouped by OBR and row order, see ``find_group``). The event identification row (OBX-3
+  grouped by OBR and row order, see ``AlarmGroups``). The event identification row (OBX-3
   ``MDC_EVT_...``; OBX-8 holds the priority ``PH``/``PM``/``PL`` and the source
   ``SP``/``ST``/``SA``; OBX-5 the monitor's alarm text (ST) or the source (CWE), if
   any), the source row (the
@@ -94,7 +94,6 @@ class AlarmFacets:
     state: str = ""
     inactivation: str = ""
     rows: list[int] = field(default_factory=list)
-    parents: set[str] = field(default_factory=set)
 
     @property
     def has_event(self) -> bool:
@@ -118,21 +117,28 @@ def sub_id_parent(sub_id: str) -> str:
     return sub_id.rsplit(".", 1)[0] if "." in sub_id else ""
 
 
-def find_group(groups: list[AlarmFacets], obr_number: int, parent: str,
-               is_event: bool) -> AlarmFacets:
-    """The alarm an ORU^R40 row belongs to (a new one is appended when needed).
+class AlarmGroups:
+    """The alarms of one ORU^R40 being read, and which alarm each row belongs to.
 
-    Rows join the alarm of the same OBR whose rows share their OBX-4 parent; an event
-    identification row otherwise starts a new alarm; other rows join the last alarm of
-    their OBR (senders differ in how they number the facets of one alarm).
+    Rows join the alarm of their OBR that already has a row with the same OBX-4 parent;
+    an event identification row otherwise starts a new alarm; other rows join the last
+    alarm of their OBR (senders differ in how they number the facets of one alarm).
+    Lookups are by dictionary, so a hostile message with many rows stays linear.
     """
-    same_obr = [g for g in groups if g.obr == obr_number]
-    if parent:
-        for group in same_obr:
-            if parent in group.parents and not (is_event and group.has_event):
-                return group
-    if same_obr and not (is_event and same_obr[-1].has_event):
-        return same_obr[-1]
-    group = AlarmFacets(obr=obr_number)
-    groups.append(group)
-    return group
+
+    def __init__(self) -> None:
+        self.alarms: list[AlarmFacets] = []
+        self._last: dict[int, AlarmFacets] = {}
+        self._by_parent: dict[tuple[int, str], AlarmFacets] = {}
+
+    def find(self, obr_number: int, parent: str, is_event: bool) -> AlarmFacets:
+        group = self._by_parent.get((obr_number, parent)) if parent else None
+        if group is None or (is_event and group.has_event):
+            group = self._last.get(obr_number)
+            if group is None or (is_event and group.has_event):
+                group = AlarmFacets(obr=obr_number)
+                self.alarms.append(group)
+                self._last[obr_number] = group
+        if parent:
+            self._by_parent.setdefault((obr_number, parent), group)
+        return group

@@ -49,7 +49,7 @@ from .alarms import (
     INACTIVATION_NAMES,
     TEXT_VALUE_TYPES,
     AlarmFacets,
-    find_group,
+    AlarmGroups,
     flag_priority,
     is_event_code,
     sub_id_parent,
@@ -317,7 +317,7 @@ class OruReader:
         self.obx_count = 0
         self.samples: list[VitalSample] = []
         self.alarms: list[VitalAlarm] = []
-        self.facets: list[AlarmFacets] = []
+        self.facets = AlarmGroups()
         self.waveforms: list[tuple[str, int]] = []  # (OBX-4 sub-id, index in samples)
         self.skipped = 0
         self._times: dict[tuple[str, tzinfo], datetime] = {}
@@ -343,7 +343,7 @@ class OruReader:
             elif name == "PID" and self.patient_id is None:
                 self.segment_name, self.segment_number = "PID", 1
                 self.patient_id = self._first(segment, 3) or None
-        for facets in self.facets:
+        for facets in self.facets.alarms:
             if facets.has_event:
                 self.alarms.append(facets.alarm(self.patient_id))
             else:
@@ -464,10 +464,8 @@ class OruReader:
         parent = sub_id_parent(obx[4].strip() if len(obx) > 4 else "")
         flags = tuple(self._repetitions(obx, 8))
         is_event = is_event_code(code, name, flags)
-        facets = find_group(self.facets, self.obr_count, parent, is_event)
+        facets = self.facets.find(self.obr_count, parent, is_event)
         facets.rows.append(self.obx_count)
-        if parent:
-            facets.parents.add(parent)
         value = self._unescape(raw_value, 5).strip() if raw_value else ""
         if name in EVENT_PHASE_NAMES or code in EVENT_PHASE_CODES:
             facets.phase = value
