@@ -290,24 +290,31 @@ def _mutations(rng: random.Random, data: bytes) -> bytes:
     return data[:position]
 
 
-FUZZ_SEEDS = [GE_SAMPLE, ORF_SAMPLE, R40_START, R40_END,
+FUZZ_SEEDS = [text.encode() for text in (GE_SAMPLE, ORF_SAMPLE, R40_START, R40_END,
               oru(flagged("HH~PH"), "NA|150452^MDC_PULS_OXIM_PLETH^MDC|1.2.1.150452|1^2^3||||||R",
                   "NM|0^MDC_ATTR_SAMP_RATE^MDC|1.2.1.150452.1|100|264608^MDC_DIM_PER_SEC^MDC|||||R",
-                  "ST|0^N^L|1|a\\F\\b \\XE4BDA0\\||||||R")]
+                  "ST|0^N^L|1|a\\F\\b \\XE4BDA0\\||||||R"))] + [
+    oru(nm(SPO2, "96", PERCENT), "ST|0^探头状态^99VENDOR|1.2.1.9|探头脱落 淺東||||||R",
+        charset="GB 18030-2000", patient="住院東0042^^^HOSP^MR||王^東億").encode("gb18030")]
+
+
+PATIENT_DATA = ("HED12", "LAZY", "KITTY", "住院", "東億")
 
 
 def test_fuzz_mutated_fixtures_give_a_message_or_a_located_error() -> None:
-    """3000 mutated fixtures (fixed seed): a decoded message or MessageError with a location."""
+    """6000 mutated fixtures (fixed seed): a decoded message, or a MessageError with a
+    location and no patient data in its text; never another exception."""
     rng = random.Random(20261205)
     outcomes = {"decoded": 0, "error": 0}
-    for i in range(3000):
-        data = FUZZ_SEEDS[i % len(FUZZ_SEEDS)].encode()
+    for i in range(6000):
+        data = FUZZ_SEEDS[i % len(FUZZ_SEEDS)]
         for _ in range(rng.randint(1, 3)):
             data = _mutations(rng, data) or data
         try:
             result = decode_oru(data)
         except MessageError as error:
             assert error.location is not None, (data, error)
+            assert not any(p in str(error) for p in PATIENT_DATA), (data, error)
             outcomes["error"] += 1
         else:
             assert isinstance(result, OruMessage)

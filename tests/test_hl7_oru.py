@@ -104,14 +104,28 @@ def test_bytes_invalid_in_the_declared_charset_are_an_error() -> None:
 
 
 def test_unknown_charset_is_rejected() -> None:
-    with pytest.raises(MessageRejected, match="MSH-18: character set 'KLINGON-8'") as info:
+    with pytest.raises(MessageRejected, match=r"MSH-18: character set \(not an HL7 table "
+                                              r"0211 name\) is not supported") as info:
         decode(oru(nm(SPO2, "97", PERCENT), charset="KLINGON-8"))
     assert info.value.ack_code == "AR" and info.value.code == ErrorCode.TABLE_VALUE_NOT_FOUND
 
 
 def test_utf16_is_rejected() -> None:
-    with pytest.raises(MessageRejected, match="MSH-18"):
+    with pytest.raises(MessageRejected,
+                       match="MSH-18: character set 'UNICODE UTF-16' is not supported"):
         decode(oru(nm(SPO2, "97", PERCENT), charset="UNICODE UTF-16"))
+
+
+def test_header_values_run_into_by_patient_data_are_not_quoted() -> None:
+    """A lost CR after MSH runs PID into MSH: only values shaped like codes are quoted."""
+    text = oru(nm(SPO2, "97", PERCENT)).replace("UNICODE UTF-8\rPID|||", "UNICODE UTF-8")
+    with pytest.raises(MessageRejected, match="MSH-18") as info:
+        decode(text)
+    assert not any(p in str(info.value) for p in GE_PATIENT_DATA), str(info.value)
+    with pytest.raises(MessageRejected, match=r"MSH-9\.1: message type \(malformed\)"):
+        decode(oru(nm(SPO2, "97"), message_type="HED12^R01"))
+    with pytest.raises(MessageRejected, match=r"MSH-12: HL7 version \(malformed\)"):
+        decode(oru(nm(SPO2, "97"), version="KITTY"))
 
 
 # --- escapes ---------------------------------------------------------------------------------

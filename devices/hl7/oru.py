@@ -221,24 +221,26 @@ def _charset_field(text: str, separators: Separators) -> str:
 def check_header(header: MessageHeader) -> None:
     """``MessageRejected`` unless this is a message this receiver can read."""
     if header.codec is None:
-        raise MessageRejected(f"character set {_printable(header.charset)!r} is not supported",
+        named = " ".join(header.charset.upper().split())
+        quoted = repr(named) if named in codes.TABLE_0211 else "(not an HL7 table 0211 name)"
+        raise MessageRejected(f"character set {quoted} is not supported",
                               location=Location("MSH", field=18),
                               code=ErrorCode.TABLE_VALUE_NOT_FOUND)
     events = MESSAGE_TYPES.get(header.message_code)
     if events is None:
         raise MessageRejected(
-            f"message type {_printable(header.message_code)!r} is not supported "
+            f"message type {_quoted(header.message_code, _MESSAGE_CODE)} is not supported "
             "(ORU^R01, ORU^R40 and ORF^R04 are)",
             location=Location("MSH", field=9, component=1),
             code=ErrorCode.UNSUPPORTED_MESSAGE_TYPE)
     if header.trigger_event not in events:
         raise MessageRejected(
-            f"trigger event {_printable(header.trigger_event)!r} is not supported "
+            f"trigger event {_quoted(header.trigger_event, _TRIGGER_EVENT)} is not supported "
             f"(only {' and '.join(sorted(events))} for {header.message_code})",
             location=Location("MSH", field=9, component=2), code=ErrorCode.UNSUPPORTED_EVENT)
     if not SUPPORTED_VERSION.fullmatch(header.version):
         raise MessageRejected(
-            f"HL7 version {_printable(header.version)!r} is not supported (2.3 or later)",
+            f"HL7 version {_quoted(header.version, _VERSION)} is not supported (2.3 or later)",
             location=Location("MSH", field=12), code=ErrorCode.UNSUPPORTED_VERSION)
     if header.component(header.processing_id, 1) not in PROCESSING_IDS:
         raise MessageRejected("processing id is not P, D or T",
@@ -250,9 +252,16 @@ def check_header(header: MessageHeader) -> None:
                               code=ErrorCode.REQUIRED_FIELD_MISSING)
 
 
-def _printable(text: str, limit: int = 24) -> str:
-    """A header value made safe to quote in an error (header codes are not patient data)."""
-    return "".join(c if c.isascii() and c.isprintable() else "?" for c in text[:limit])
+_MESSAGE_CODE = re.compile(r"[A-Z]{3}")
+_TRIGGER_EVENT = re.compile(r"[A-Z][0-9A-Z]{2}")
+_VERSION = re.compile(r"\d\.\d+(\.\d+)*|")
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+
+
+def _quoted(text: str, shape: re.Pattern[str]) -> str:
+    """A header code quoted in an error only when it has the shape of one: a lost segment
+    terminator can run PID's values into MSH, and those must never be quoted."""
+    return repr(text) if shape.fullmatch(text) else "(malformed)"
 
 
 def decode_oru(raw: bytes, config: OruConfig | None = None,
@@ -280,7 +289,8 @@ def _decode_text(raw: bytes, header: MessageHeader) -> str:
         segment = _ascii(raw[line_start:line_start + 3])
         raise MessageError(
             f"bytes that are not valid {header.charset or 'ASCII'} (MSH-18) "
-            f"in segment {segment_number} ({_printable(segment, 3)})",
+            f"in segment {segment_number} "
+            f"({segment if _SEGMENT_ID.fullmatch(segment) else 'malformed id'})",
             location=Location("MSH", field=18), code=ErrorCode.DATA_TYPE) from None
     if "\n" in text:
         text = text.replace("\r\n", "\r").replace("\n", "\r")
