@@ -581,5 +581,8 @@ async def test_a_change_of_patient_shows_the_warning(
     assert await page.evaluate("window.huizhen.patientChanged.device") == MONITOR
     content = await page.content()
     assert "ZZZ77" not in content and "HED12" not in content  # never the identity
+    directory = os.environ.get("HUIZHEN_SCREENSHOTS")
+    if directory:
+        await page.screenshot(path=str(Path(directory) / "devices-patient-changed.png"))
     await warning.locator("button").click()
     await expect(warning).to_be_hidden()
