@@ -1,4 +1,12 @@
-"""The PTZ audit trail: who steered which room's camera, when, and how (one row a command)."""
+"""The PTZ audit trail: who steered which room's camera, when, and how (one row a command).
+
+``outcome`` says what the camera actually did, never what was merely asked:
+``acknowledged`` (it accepted the command), then for home and preset recall a second
+row ``completed``, ``cancelled`` or ``error: CODE``; ``offline`` (nothing was sent, or
+it was not acknowledged); ``error: CODE`` (the camera refused: ``NOT_EXECUTABLE``,
+``SYNTAX``, ``MALFORMED_REPLY``...); ``denied: ...`` (the lease rules refused);
+``lease`` (a lease change that needed no camera command); ``nothing sent`` (a zero
+move while nothing moved). Repeats of a running move add no row."""
 
 from __future__ import annotations
 

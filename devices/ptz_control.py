@@ -6,8 +6,17 @@ lapses after ``idle_release`` seconds without a command.
 
 Dead-man rule: a continuous move lasts only while the controller keeps refreshing it.
 A move not refreshed for ``deadman`` seconds, a controller that leaves, and a lease
-that is lost or released all produce an immediate ``Stop``. The I/O shell calls
-``tick(now)`` at ``next_deadline()`` and sends the commands it returns.
+that is lost or released all produce an immediate ``Stop`` (also of a running home or
+preset recall). The I/O shell calls ``tick(now)`` at ``next_deadline()`` and sends the
+commands it returns.
+
+Anyone allowed to steer may ``stop`` without holding the lease: stopping is always safe,
+and a camera must never keep moving because the one who may stop it is not the holder.
+
+The shell reports back what the camera did: ``arrived()`` when a home or recall
+completed, ``command_failed(command)`` when the camera refused or never acknowledged a
+command, ``camera_lost()`` when it went offline, so that a repeated move is sent again
+instead of being taken as already running.
 """
 
 from __future__ import annotations
@@ -85,6 +94,8 @@ class PtzControl:
         self.max_presets = max_presets
         self.lease = Lease(None, None, None)
         self.moving: Move | None = None
+        self.positioning = False
+        """A home or preset recall was sent and has not completed."""
         self._last_refresh = 0.0
         self._last_command = 0.0
 
@@ -139,16 +150,22 @@ class PtzControl:
         self._last_refresh = now
         if move == Move(0.0, 0.0, 0.0):
             return commands + self._halt("move to zero")
+        if self.positioning:
+            commands += self._halt("move")  # a drive supersedes a running home or recall
         if move != self.moving:
             self.moving = move
             commands.append(move)
         return commands
 
     def stop(self, participant: str, role: str, now: float) -> list[Command]:
-        commands = self._require_holder(participant, role, now)
-        # An explicit stop always goes to the camera, even when nothing is known to move.
+        """Anyone may stop (the lease is neither needed nor taken); the holder's stop
+        counts as activity. An explicit stop always goes to the camera, even when nothing
+        is known to move."""
+        if self.lease.holder == participant:
+            self._last_command = now
         self.moving = None
-        return [*commands, Stop("requested")]
+        self.positioning = False
+        return [Stop("requested")]
 
     def preset(self, participant: str, role: str, number: int, store: bool,
                now: float) -> list[Command]:
@@ -157,19 +174,40 @@ class PtzControl:
             raise PtzDenied(f"presets are numbered 0 to {self.max_presets - 1}")
         commands = self._require_holder(participant, role, now) + self._halt("preset")
         commands.append(SetPreset(number) if store else RecallPreset(number))
+        self.positioning = not store
         return commands
 
     def home(self, participant: str, role: str, now: float) -> list[Command]:
         commands = self._require_holder(participant, role, now) + self._halt("home")
         commands.append(Home())
+        self.positioning = True
         return commands
+
+    # ----------------------------------------------------------------- camera feedback
+
+    def arrived(self) -> None:
+        """The running home or preset recall completed (or was cancelled)."""
+        self.positioning = False
+
+    def command_failed(self, command: Command) -> None:
+        """The camera refused ``command`` or never acknowledged it: it does not run."""
+        if isinstance(command, Move) and self.moving == command:
+            self.moving = None
+        elif isinstance(command, Home | RecallPreset):
+            self.positioning = False
+
+    def camera_lost(self) -> None:
+        """The camera went offline: nothing it was told is known to run any more."""
+        self.moving = None
+        self.positioning = False
 
     # ----------------------------------------------------------------- timers
 
     def _halt(self, reason: str) -> list[Command]:
-        if self.moving is None:
+        if self.moving is None and not self.positioning:
             return []
         self.moving = None
+        self.positioning = False
         return [Stop(reason)]
 
     def next_deadline(self) -> float | None:

@@ -6,23 +6,34 @@ the media server, and implements signalling's ``RoomServices`` interface.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from datetime import UTC
+from collections.abc import Awaitable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from devices.binding import BedBinding
 from devices.hl7 import HL7Listener, ListenerConfig, OruConfig
+from devices.hl7.alarms import flag_priority
 from devices.hl7.storage import SampleStore
 from devices.ptz_audit import PtzAudit
 from devices.ptz_control import PtzDenied
-from devices.ptz_service import CameraUnavailable, Operator, PtzService
+from devices.ptz_service import CameraRefused, CameraUnavailable, Operator, PtzService
 from devices.serial_monitors import CMS50D, NONIN, SerialMonitor
-from devices.visca.camera import PtzCamera
+from devices.visca.camera import PtzCamera, Submitted
+from devices.visca.codec import ErrorCode
+from devices.visca.errors import (
+    CameraOffline,
+    MalformedReply,
+    ViscaCommandError,
+    ViscaError,
+    ViscaTimeout,
+)
 from devices.visca.url import camera_from_url
-from devices.vitals import VitalSample
+from devices.vitals import VitalAlarm, VitalSample
 from mediaserver import MediaServer
 from signaling.services import Caller, PtzCommand, ServiceError
 
@@ -30,29 +41,84 @@ logger = logging.getLogger(__name__)
 
 
 class ViscaCameraPort:
-    """Adapts a VISCA ``PtzCamera`` to the PTZ service's camera port."""
+    """Adapts a VISCA ``PtzCamera`` to the PTZ service's camera port.
+
+    Each method submits its commands at once (so they reach the camera in call order)
+    and returns on their ACK; the completion of home and preset recall is handed back
+    as an awaitable. ``halt`` cancels a running home or recall in the camera (Command
+    Cancel on its socket) before it sends the pan-tilt and zoom stops."""
 
     def __init__(self, camera: PtzCamera) -> None:
         self.camera = camera
+        self._positioning: dict[int, Submitted] = {}
 
     @property
     def online(self) -> bool:
         return self.camera.online
 
     async def drive(self, pan: float, tilt: float, zoom: float) -> None:
-        await self.camera.move_normalised(pan, tilt, zoom)
+        await self._send(self.camera.drive_packets(pan, tilt, zoom))
 
     async def halt(self) -> None:
-        await self.camera.stop()
+        for submitted in list(self._positioning.values()):
+            self.camera.cancel(submitted)
+        await self._send(self.camera.stop_packets())
 
-    async def recall_preset(self, preset: int) -> None:
-        await self.camera.preset_recall(preset)
+    async def recall_preset(self, preset: int) -> Awaitable[str]:
+        return await self._position(self.camera.commands.preset_recall(preset))
 
     async def store_preset(self, preset: int) -> None:
-        await self.camera.preset_set(preset)
+        await self._send([self.camera.commands.preset_set(preset)])
 
-    async def go_home(self) -> None:
-        await self.camera.home()
+    async def go_home(self) -> Awaitable[str]:
+        return await self._position(self.camera.commands.home())
+
+    async def _position(self, packet: bytes) -> Awaitable[str]:
+        (submitted,) = await self._send([packet], self.camera.move_timeout)
+        if not submitted.done.done():
+            self._positioning[submitted.request_id] = submitted
+            submitted.done.add_done_callback(
+                lambda _: self._positioning.pop(submitted.request_id, None))
+        return _outcome(submitted)
+
+    async def _send(self, packets: list[bytes],
+                    completion_timeout: float | None = None) -> list[Submitted]:
+        try:
+            submitted = [self.camera.submit(p, completion_timeout=completion_timeout)
+                         for p in packets]
+        except CameraOffline:
+            raise CameraUnavailable("the camera is offline") from None
+        for item in submitted:
+            try:
+                await asyncio.shield(item.accepted)
+            except ViscaCommandError as exc:
+                raise CameraRefused(exc.code_name,
+                                    f"the camera refused the command ({exc.code_name})") from None
+            except MalformedReply:
+                raise CameraRefused("MALFORMED_REPLY",
+                                    "the camera sent an unreadable reply") from None
+            except (CameraOffline, ViscaTimeout):
+                raise CameraUnavailable("the camera did not acknowledge the command") from None
+            except ViscaError as exc:
+                raise CameraRefused(type(exc).__name__,
+                                    "the camera did not accept the command") from None
+        return submitted
+
+
+async def _outcome(submitted: Submitted) -> str:
+    """How a home or recall ended, as the audit trail words it."""
+    try:
+        await asyncio.shield(submitted.done)
+    except ViscaCommandError as exc:
+        return "cancelled" if exc.code == ErrorCode.CANCELLED else f"error: {exc.code_name}"
+    except ViscaError as exc:
+        return f"error: {type(exc).__name__}"
+    return "completed"
+
+
+def iso_time(moment: datetime) -> str:
+    """ISO 8601 with the UTC offset the sender gave (or its configured zone's)."""
+    return moment.isoformat(timespec="milliseconds")
 
 
 def sample_json(sample: VitalSample) -> dict[str, Any]:
@@ -60,9 +126,12 @@ def sample_json(sample: VitalSample) -> dict[str, Any]:
     out: dict[str, Any] = {
         "vital": sample.vital, "code": sample.code, "codeSystem": sample.code_system,
         "name": sample.name, "unit": sample.unit, "loinc": sample.loinc,
-        "status": sample.status,
-        "observedAt": sample.observed_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "status": sample.status, "observedAt": iso_time(sample.observed_at),
     }
+    if sample.reference_range is not None:
+        out["referenceRange"] = sample.reference_range
+    if sample.abnormal_flags:
+        out["flags"] = list(sample.abnormal_flags)
     if sample.values is not None:
         out["values"] = list(sample.values)
         out["sampleRate"] = sample.sample_rate
@@ -71,6 +140,21 @@ def sample_json(sample: VitalSample) -> dict[str, Any]:
     if sample.text is not None:
         out["text"] = sample.text
     return out
+
+
+def alarm_key(alarm: VitalAlarm) -> str:
+    """One alarm condition of a device: a later report with the same key updates or clears it."""
+    return f"{alarm.device_id}/{alarm.source}/{alarm.code}/{alarm.vital or alarm.name}"
+
+
+def alarm_json(alarm: VitalAlarm, key: str | None = None) -> dict[str, Any]:
+    """An alarm as clients see it (the ``alarm`` event): never the patient identifier."""
+    return {
+        "id": key or alarm_key(alarm), "device": alarm.device_id, "source": alarm.source,
+        "code": alarm.code, "name": alarm.name, "vital": alarm.vital,
+        "priority": alarm.priority, "state": alarm.state, "text": alarm.text,
+        "flags": list(alarm.flags), "observedAt": iso_time(alarm.observed_at),
+    }
 
 
 class DeviceHub:
@@ -95,6 +179,9 @@ class DeviceHub:
         self._rooms_by_device: dict[str, list[str]] = {}
         self._monitored_rooms: set[str] = set()
         self._latest: dict[str, dict[str, VitalSample]] = {}
+        self._alarms: dict[str, dict[str, VitalAlarm]] = {}  # device -> key -> active alarm
+        self._patients: dict[str, str] = {}  # device -> last PID-3 seen (never sent out)
+        self._patient_changed: dict[str, dict[str, Any]] = {}  # room -> last change event
         for binding in self.bindings:
             if binding.monitor is not None:
                 self._rooms_by_device.setdefault(binding.monitor.device_id, []).append(
@@ -176,12 +263,20 @@ class DeviceHub:
         await self.store.store(samples)
         self.route(samples)
 
-    def route(self, samples: Sequence[VitalSample]) -> None:
-        """Send stored samples to every participant of the rooms bound to their device."""
+    def route(self, samples: Sequence[VitalSample], alarms: Sequence[VitalAlarm] = ()) -> None:
+        """Send stored samples and alarms to every participant of the rooms bound to their
+        device (the listener's ``on_stored``; older callers pass samples only).
+
+        Before that: a PID-3 other than the last one seen from the device raises
+        ``patient-changed`` (the previous patient's latest values and alarms are
+        dropped); a normal value clears the device's OBX-8 alarm of that measurement.
+        """
+        self._check_patients(samples, alarms)
         by_device: dict[str, list[VitalSample]] = {}
         for sample in samples:
             by_device.setdefault(sample.device_id, []).append(sample)
         for device_id, device_samples in by_device.items():
+            self._clear_recovered(device_id, device_samples)
             for room in self._rooms_by_device.get(device_id, ()):
                 latest = self._latest.setdefault(room, {})
                 for sample in device_samples:
@@ -189,6 +284,59 @@ class DeviceHub:
                         latest[sample.vital] = sample
                 self._broadcast(room, "vitals", {
                     "device": device_id, "samples": [sample_json(s) for s in device_samples]})
+        for alarm in alarms:
+            self._alarm(alarm)
+
+    def _check_patients(self, samples: Sequence[VitalSample],
+                        alarms: Sequence[VitalAlarm]) -> None:
+        seen: dict[str, tuple[str, datetime]] = {}
+        items: list[VitalSample | VitalAlarm] = [*samples, *alarms]
+        for item in items:
+            if item.patient_id and item.device_id not in seen:
+                seen[item.device_id] = (item.patient_id, item.observed_at)
+        for device_id, (patient_id, at) in seen.items():
+            previous = self._patients.get(device_id)
+            self._patients[device_id] = patient_id
+            if previous is None or previous == patient_id:
+                continue
+            logger.info("monitor %s: the patient changed (PID-3)", device_id)
+            self._alarms.pop(device_id, None)
+            event = {"device": device_id, "changedAt": iso_time(at)}
+            for room in self._rooms_by_device.get(device_id, ()):
+                self._latest.pop(room, None)
+                self._patient_changed[room] = event
+                self._broadcast(room, "patient-changed", event)
+
+    def _clear_recovered(self, device_id: str, samples: Sequence[VitalSample]) -> None:
+        """A measurement back to a normal value clears its OBX-8 alarm."""
+        active = self._alarms.get(device_id)
+        if not active:
+            return
+        for sample in samples:
+            if sample.value is None or flag_priority(sample.abnormal_flags) is not None:
+                continue  # no number (e.g. probe off) is not a recovery
+            for alarm in list(active.values()):
+                if alarm.source == "obx-8" and alarm.code == sample.code and \
+                        alarm.vital == sample.vital:
+                    cleared = replace(alarm, state="cleared", observed_at=sample.observed_at,
+                                      flags=sample.abnormal_flags)
+                    self._alarm(cleared)
+
+    def _alarm(self, alarm: VitalAlarm) -> None:
+        """Keep the device's active alarms; send what is new or changed to its rooms."""
+        key = alarm_key(alarm)
+        active = self._alarms.setdefault(alarm.device_id, {})
+        known = active.get(key)
+        if alarm.state == "cleared":
+            if active.pop(key, None) is None:
+                return  # nothing to clear
+        else:
+            active[key] = alarm
+            if known is not None and (known.priority, known.flags, known.text) == (
+                    alarm.priority, alarm.flags, alarm.text):
+                return  # the same alarm, still on: nothing new for the rooms
+        for room in self._rooms_by_device.get(alarm.device_id, ()):
+            self._broadcast(room, "alarm", alarm_json(alarm, key))
 
     def _broadcast(self, room_name: str, kind: str, body: dict[str, Any]) -> None:
         room = self.media.rooms.get(room_name)
@@ -204,6 +352,11 @@ class DeviceHub:
             state["ptz"] = service.state()
         if room in self._monitored_rooms:
             state["vitals"] = [sample_json(s) for s in self._latest.get(room, {}).values()]
+            devices = [d for d, rooms in self._rooms_by_device.items() if room in rooms]
+            state["alarms"] = [alarm_json(alarm, key) for device in devices
+                               for key, alarm in self._alarms.get(device, {}).items()]
+            if room in self._patient_changed:
+                state["patientChanged"] = self._patient_changed[room]
         return state
 
     async def ptz(self, caller: Caller, command: PtzCommand) -> None:
@@ -218,6 +371,8 @@ class DeviceHub:
             raise ServiceError("ptz-denied", exc.message) from None
         except CameraUnavailable as exc:
             raise ServiceError("camera-offline", exc.message) from None
+        except CameraRefused as exc:
+            raise ServiceError("camera-error", exc.message) from None
 
     def participant_left(self, room: str, participant_id: str) -> None:
         service = self.ptz_services.get(room)

@@ -23,6 +23,19 @@ What is hooked:
 * transport (``RTCDtlsTransport`` / aioice ``Connection``): SRTP ``protect`` and
   the nominated candidate pair's datagram transport, to send a forwarded packet
   with one synchronous call instead of three awaited coroutines.
+* media port guard (``MediaPortGuard``): media ports are public, and aiortc ends a
+  whole transport on one bad datagram (``RTCDtlsTransport.__run`` lets anything
+  ``_recv_next`` raises escape, e.g. pylibsrtp's ``ValueError`` for a datagram over
+  1,500 bytes), while aioice hands every non-STUN datagram to DTLS whatever its
+  source. The guard wraps, per instance: each aioice ``StunProtocol``'s
+  ``datagram_received`` (drop non-STUN datagrams unless they come from the selected
+  pair's remote address or another address that completed a check with our ICE
+  credentials)
+  and ``send_stun`` (learn the addresses whose checks carried our credentials),
+  ``RTCIceTransport._recv`` (drop what has no acceptable shape),
+  ``RTCDtlsTransport._setup_srtp`` (count SRTP authentication failures),
+  ``_handle_rtp_data`` / ``_handle_rtcp_data`` (count what does not parse) and
+  ``_recv_next`` (nothing it raises ends the transport).
 """
 
 from __future__ import annotations
@@ -30,18 +43,33 @@ from __future__ import annotations
 import asyncio
 import collections
 import fcntl
+import logging
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pylibsrtp
+from aioice import stun
+from aioice.ice import CandidatePair
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpSrPacket, RtpPacket, pack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
 from aiortc.rtp import unwrap_rtx as aiortc_unwrap_rtx
+
+from mediaserver.datagrams import PortCounters, is_stun, media_datagram_problem
+
+logger = logging.getLogger(__name__)
 
 RECEIVER_METHODS = ("_handle_rtp_packet", "_handle_rtcp_packet", "_send_rtcp_pli",
                     "_send_rtcp_nack", "_send_rtcp")
@@ -65,6 +93,15 @@ SENDER_ATTRIBUTES = (
 DTLS_ATTRIBUTES = ("_tx_srtp", "transport", "state")
 ICE_CONNECTION_ATTRIBUTES = ("_nominated", "_queue", "get_component_candidates",
                              "_local_candidates", "_local_candidates_end")
+# What MediaPortGuard wraps or reads (see the module docstring).
+GUARD_DTLS_ATTRIBUTES = ("_recv_next", "_setup_srtp", "_handle_rtp_data", "_handle_rtcp_data",
+                         "_rtp_router", "_rtp_header_extensions_map", "_rx_srtp", "transport",
+                         "_data_receiver")
+GUARD_ICE_TRANSPORT_ATTRIBUTES = ("_recv", "_connection")
+GUARD_CONNECTION_ATTRIBUTES = ("_protocols", "_nominated", "_check_list", "gather_candidates",
+                               "_local_candidates_end", "data_received")
+GUARD_PROTOCOL_ATTRIBUTES = ("datagram_received", "send_stun", "local_candidate", "receiver")
+GUARD_SRTP_METHODS = ("unprotect", "unprotect_rtcp")
 
 
 class AiortcHookError(RuntimeError):
@@ -102,6 +139,7 @@ class ReceiverTap:
         receiver: RTCRtpReceiver,
         on_packet: PacketCallback,
         on_sender_report: SenderReportCallback,
+        counters: PortCounters | None = None,
     ) -> None:
         check_receiver(receiver)
         # Private members are reached through an untyped alias: they are not aiortc's API.
@@ -109,6 +147,7 @@ class ReceiverTap:
         self._receiver: Any = receiver
         self._on_packet = on_packet
         self._on_sender_report = on_sender_report
+        self._counters = counters or PortCounters()
         self._codecs: dict[int, RTCRtpCodecParameters] = private._RTCRtpReceiver__codecs
         self._rtx_ssrc: dict[int, int] = private._RTCRtpReceiver__rtx_ssrc
         self._streams: dict[int, Any] = private._RTCRtpReceiver__remote_streams
@@ -155,7 +194,13 @@ class ReceiverTap:
         if is_rtx(codec):
             original_ssrc = self._rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
-            if original_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
+            if len(packet.payload) < 2:
+                # No original sequence number: aiortc's unwrap would raise (its issue #129).
+                # An empty payload with padding is a bandwidth probe (Chromium sends them).
+                if len(packet.payload) == 1 or not packet.padding_size:
+                    self._counters.malformed += 1
+                return
+            if original_ssrc is None or apt not in self._codecs:
                 return
             packet = aiortc_unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
         if self._nack is not None and self._nack.add(packet):
@@ -377,6 +422,230 @@ def restrict_host_addresses(pc: RTCPeerConnection, addresses: tuple[str, ...]) -
 
         connection.gather_candidates = gather
         connection._huizhen_restricted = True
+
+
+# --------------------------------------------------------------------------- media port guard
+
+RTP_PARSE_ERRORS = (ValueError, struct.error, IndexError)  # UnicodeDecodeError is a ValueError
+
+
+def _dtls_transports(pc: RTCPeerConnection) -> list[Any]:
+    transports = []
+    for transceiver in pc.getTransceivers():
+        for dtls in (transceiver.sender.transport, transceiver.receiver.transport):
+            if dtls is not None and dtls not in transports:
+                transports.append(dtls)
+    return transports
+
+
+class CountingSrtpSession:
+    """Wraps the receiving ``pylibsrtp.Session``: counts what fails, raises ``pylibsrtp.Error``.
+
+    aiortc catches ``pylibsrtp.Error`` (and drops the datagram) but not the
+    ``ValueError`` pylibsrtp raises for a packet too long for its buffer.
+    """
+
+    def __init__(self, session: Any, counters: PortCounters) -> None:
+        _require(session, GUARD_SRTP_METHODS, "pylibsrtp.Session")
+        self._session = session
+        self._counters = counters
+
+    def unprotect(self, data: bytes) -> bytes:
+        return self._process(self._session.unprotect, data)
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        return self._process(self._session.unprotect_rtcp, data)
+
+    def _process(self, unprotect: Callable[[bytes], bytes], data: bytes) -> bytes:
+        try:
+            return unprotect(data)
+        except pylibsrtp.Error:
+            self._counters.unauthenticated += 1
+            raise
+        except ValueError as exc:
+            self._counters.malformed += 1
+            logger.debug("dropped SRTP/SRTCP: %s", exc)
+            raise pylibsrtp.Error(str(exc)) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+class MediaPortGuard:
+    """Keeps strangers' and malformed datagrams away from one peer connection's DTLS.
+
+    Install before ``setLocalDescription`` (the ICE sockets are guarded as soon as
+    they are gathered). Everything is patched on this connection's own objects:
+    other peer connections are untouched. Drops are counted in ``counters``.
+    """
+
+    def __init__(self, pc: RTCPeerConnection, counters: PortCounters, label: str = "") -> None:
+        self.counters = counters
+        self._label = label
+        self._unexpected = 0
+        for dtls in _dtls_transports(pc):
+            self._guard_dtls(dtls)
+        for connection in _ice_connections(pc):
+            self._guard_connection(connection)
+
+    # ------------------------------------------------------------- ICE: source addresses
+
+    def _guard_connection(self, connection: Any) -> None:
+        _require(connection, GUARD_CONNECTION_ATTRIBUTES, "aioice.Connection")
+        if getattr(connection, "_huizhen_guarded", False):
+            return
+        connection._huizhen_guarded = True
+        checked: set[tuple[str, int]] = set()
+        connection._huizhen_checked = checked  # for tests and debugging
+        original_gather = connection.gather_candidates
+
+        async def gather_candidates() -> None:
+            await original_gather()
+            self._guard_protocols(connection, checked)
+
+        connection.gather_candidates = gather_candidates
+        if connection._local_candidates_end:
+            self._guard_protocols(connection, checked)
+
+    def _guard_protocols(self, connection: Any, checked: set[tuple[str, int]]) -> None:
+        nominated: dict[int, Any] = connection._nominated
+        check_list: list[Any] = connection._check_list
+        counters = self.counters
+        succeeded = CandidatePair.State.SUCCEEDED
+
+        def validated(source: tuple[str, int], component: int) -> bool:
+            pair = nominated.get(component)
+            if pair is not None and pair.remote_addr == source:  # the selected pair: fast path
+                return True
+            # Any address that proved it knows the ICE credentials: it sent us an
+            # authenticated check, or answered ours. With aggressive nomination (aioice
+            # as the controlling agent) the peer may select another valid pair than ours.
+            return source in checked or any(
+                p.state is succeeded and p.remote_addr == source for p in check_list)
+
+        for protocol in connection._protocols:
+            _require(protocol, GUARD_PROTOCOL_ATTRIBUTES, "aioice.StunProtocol")
+            if getattr(protocol, "_huizhen_guarded", False):
+                continue
+            original = protocol.datagram_received
+            original_send_stun = protocol.send_stun
+            component = protocol.local_candidate.component
+
+            def send_stun(message: stun.Message, addr: tuple[str, int],
+                          original_send_stun: Callable[..., None] = original_send_stun) -> None:
+                # aioice answers a Binding request with success only once it carried our
+                # credentials (aioice may handle the check itself later): learn it now.
+                if (message.message_class == stun.Class.RESPONSE
+                        and message.message_method == stun.Method.BINDING):
+                    checked.add((addr[0], addr[1]))
+                original_send_stun(message, addr)
+
+            def datagram_received(data: bytes, addr: tuple[Any, ...], component: int = component,
+                                  original: Callable[[bytes, Any], None] = original) -> None:
+                if validated((addr[0], addr[1]), component):
+                    if is_stun(data):
+                        original(data, addr)
+                    else:  # what aioice does after failing to parse it as STUN, minus the try
+                        connection.data_received(data, component)
+                elif _parses_as_stun(data):
+                    original(data, addr)  # aioice authenticates STUN requests itself
+                else:
+                    counters.unvalidated += 1
+
+            protocol.datagram_received = datagram_received
+            protocol.send_stun = send_stun
+            protocol._huizhen_guarded = True
+
+    # ------------------------------------------------------------- DTLS: shape and parsing
+
+    def _guard_dtls(self, dtls: Any) -> None:
+        _require(dtls, GUARD_DTLS_ATTRIBUTES, "RTCDtlsTransport")
+        if getattr(dtls, "_huizhen_guarded", False):
+            return
+        dtls._huizhen_guarded = True
+        self._guard_ice_transport(dtls)
+        counters, label = self.counters, self._label
+        original_setup_srtp = dtls._setup_srtp
+        original_recv_next = dtls._recv_next
+
+        def setup_srtp() -> None:
+            original_setup_srtp()
+            if dtls._rx_srtp is not None:
+                dtls._rx_srtp = CountingSrtpSession(dtls._rx_srtp, counters)
+
+        async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+            try:
+                packet = RtpPacket.parse(data, dtls._rtp_header_extensions_map)
+            except RTP_PARSE_ERRORS as exc:
+                counters.malformed += 1
+                logger.debug("[%s] dropped RTP that does not parse: %r", label, exc)
+                return
+            receiver = dtls._rtp_router.route_rtp(packet)
+            if receiver is not None:
+                await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+
+        async def handle_rtcp_data(data: bytes) -> None:
+            try:
+                packets = RtcpPacket.parse(data)
+            except RTP_PARSE_ERRORS as exc:
+                counters.malformed += 1
+                logger.debug("[%s] dropped RTCP that does not parse: %r", label, exc)
+                return
+            for packet in packets:
+                for recipient in dtls._rtp_router.route_rtcp(packet):
+                    await recipient._handle_rtcp_packet(packet)
+
+        async def recv_next() -> None:
+            try:
+                await original_recv_next()
+            except (ConnectionError, asyncio.CancelledError):
+                raise  # the end of the transport, as aiortc means it
+            except Exception:
+                self._dropped_unexpectedly()
+
+        dtls._setup_srtp = setup_srtp
+        dtls._handle_rtp_data = handle_rtp_data
+        dtls._handle_rtcp_data = handle_rtcp_data
+        dtls._recv_next = recv_next
+
+    def _guard_ice_transport(self, dtls: Any) -> None:
+        ice_transport = dtls.transport
+        _require(ice_transport, GUARD_ICE_TRANSPORT_ATTRIBUTES, "RTCIceTransport")
+        if getattr(ice_transport, "_huizhen_guarded", False):
+            return
+        ice_transport._huizhen_guarded = True
+        original_recv = ice_transport._recv
+        counters, label = self.counters, self._label
+
+        async def recv() -> bytes:
+            while True:
+                data: bytes = await original_recv()
+                # A data channel registers a data receiver; media-only: no application data.
+                problem = media_datagram_problem(data, dtls._data_receiver is not None)
+                if problem is None:
+                    return data
+                counters.malformed += 1
+                logger.debug("[%s] dropped a %d-byte datagram: %s", label, len(data), problem)
+
+        ice_transport._recv = recv
+
+    def _dropped_unexpectedly(self) -> None:
+        """A datagram made aiortc (or a hook) raise: count it, keep the transport."""
+        self.counters.malformed += 1
+        self._unexpected += 1
+        if self._unexpected == 1 or self._unexpected % 1000 == 0:
+            logger.warning("[%s] dropped a datagram that raised while handled (%d so far)",
+                           self._label, self._unexpected, exc_info=True)
+
+
+def _parses_as_stun(data: bytes) -> bool:
+    if not is_stun(data):
+        return False
+    try:
+        stun.parse_message(data)
+    except ValueError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- latency probe

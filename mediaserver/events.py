@@ -53,6 +53,19 @@ class StreamRemoved:
 
 
 @dataclass(frozen=True)
+class StreamEnded:
+    """Told to the publisher of a stream that ended, whatever ended it.
+
+    ``reason``: ``failed`` (ICE/DTLS failed), ``closed`` (the connection closed: the
+    peer closed it, DTLS ended, consent expired, or it never connected in time),
+    ``unpublished`` (the publisher asked) or ``left`` (the publisher left the room).
+    """
+
+    stream_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class TransportStateChanged:
     """A participant's publication or subscription changed connection state."""
 
@@ -92,6 +105,7 @@ RoomEvent = (
     | ParticipantLeft
     | StreamAdded
     | StreamRemoved
+    | StreamEnded
     | TransportStateChanged
     | SubscriptionClosed
     | RoomClosed
@@ -105,6 +119,7 @@ __all__ = [
     "RoomClosed",
     "RoomEvent",
     "StreamAdded",
+    "StreamEnded",
     "StreamInfo",
     "StreamRemoved",
     "SubscriptionClosed",

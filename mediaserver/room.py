@@ -17,6 +17,7 @@ from mediaserver.events import (
     RoomClosed,
     RoomEvent,
     StreamAdded,
+    StreamEnded,
     StreamInfo,
     StreamRemoved,
     SubscriptionClosed,
@@ -76,7 +77,7 @@ class Room:
         if self.participants.get(participant.id) is not participant:
             return
         for publication in list(participant.publications.values()):
-            self._end_publication(participant, publication)
+            self._end_publication(participant, publication, "left")
         for subscription in list(participant.subscriptions.values()):
             self._track_close(subscription)
         participant.subscriptions.clear()
@@ -136,7 +137,7 @@ class Room:
         publication = participant.publications.get(stream_id)
         if publication is None:
             raise NotFoundError("no such publication")
-        self._end_publication(participant, publication)
+        self._end_publication(participant, publication, "unpublished")
 
     async def subscribe(self, participant: Participant, stream_id: str
                         ) -> tuple[Subscription, str]:
@@ -187,11 +188,14 @@ class Room:
             if participant.id != exclude:
                 participant.notify(event)
 
-    def _end_publication(self, participant: Participant, publication: Publication) -> None:
+    def _end_publication(self, participant: Participant, publication: Publication,
+                         reason: str) -> None:
         if participant.publications.pop(publication.id, None) is None:
             return
         self._track_close(publication)  # closes producers -> consumers -> subscriptions
         self._broadcast(StreamRemoved(publication.id, participant.id), exclude=participant.id)
+        # The publisher is told too: its own connection may look fine while the server's ended.
+        participant.notify(StreamEnded(publication.id, reason))
 
     def _track_close(self, transport: Transport) -> None:
         transport.close()
@@ -209,7 +213,7 @@ class Room:
         if state not in ("failed", "closed"):
             return
         if isinstance(transport, Publication) and transport.id in participant.publications:
-            self._end_publication(participant, transport)
+            self._end_publication(participant, transport, state)
         elif isinstance(transport, Subscription) and transport.id in participant.subscriptions:
             del participant.subscriptions[transport.id]
             self._track_close(transport)

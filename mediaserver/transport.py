@@ -27,11 +27,13 @@ from aiortc.rtp import RtpPacket
 from mediaserver.aiortc_hooks import (
     ArrivalStamps,
     ForwardedTrack,
+    MediaPortGuard,
     ReceiverTap,
     keep_first_codec,
     restrict_host_addresses,
 )
 from mediaserver.consumer import Consumer
+from mediaserver.datagrams import PortCounters
 from mediaserver.errors import ClosedError, NegotiationError
 from mediaserver.events import StreamInfo, TrackInfo
 from mediaserver.latency_probe import LatencyProbe
@@ -69,6 +71,8 @@ class Transport:
         self.closed = False
         self.state = "new"
         self._on_state = on_state
+        # Datagrams this transport's media ports dropped (strangers, malformed, forged).
+        self.port_counters = PortCounters()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(config.ice_servers)))
         self.pc.on("connectionstatechange", self._connection_state_changed)
         self._loop = asyncio.get_running_loop()
@@ -93,6 +97,7 @@ class Transport:
 
     async def _apply_local(self, description: RTCSessionDescription) -> str:
         restrict_host_addresses(self.pc, self.config.ice_addresses)
+        MediaPortGuard(self.pc, self.port_counters, f"{self.participant_id} {self.id}")
         await self.pc.setLocalDescription(description)
         return str(self.pc.localDescription.sdp)
 
@@ -191,13 +196,15 @@ class Publication(Transport):
 
         def make_tap(producer: Producer) -> ReceiverTap:
             if probe is None or stamps is None:
-                return ReceiverTap(receiver, producer.on_packet, producer.on_sender_report)
+                return ReceiverTap(receiver, producer.on_packet, producer.on_sender_report,
+                                   self.port_counters)
 
             def on_packet(packet: RtpPacket) -> None:
                 probe.arrival_ns = stamps.current
                 producer.on_packet(packet)
 
-            return ReceiverTap(receiver, on_packet, producer.on_sender_report)
+            return ReceiverTap(receiver, on_packet, producer.on_sender_report,
+                               self.port_counters)
 
         self.producers.append(Producer(producer_id, kind, codec.name, dict(codec.parameters),
                                        make_tap, self.config.keyframe_interval, probe))

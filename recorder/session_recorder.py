@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 RECORDER_NAME = "recorder"
 RECORDER_ROLE = "recorder"
 # Application events kept in the timeline, and body fields never kept (staff names).
-RECORDED_APP_EVENTS = ("vitals", "ptz-state", "ptz-command")
+RECORDED_APP_EVENTS = ("vitals", "ptz-state", "ptz-command", "alarm", "patient-changed")
 DROPPED_FIELDS = frozenset({"holderName", "name", "displayName", "operatorName"})
 
 

@@ -21,6 +21,9 @@ Kinds and their fields (beside ``kind`` and ``t``):
 - ``vitals``: ``device``, ``samples`` (as the room received them).
 - ``ptz-state``: ``state`` (the room's ptz-state body without ``holderName``).
 - ``ptz-command``: ``participant``, ``role``, ``action``, ``command``.
+- ``alarm``: the room's ``alarm`` event (``id``, ``device``, ``source``, ``code``, ``name``,
+  ``vital``, ``priority``, ``state``, ``text``, ``flags``, ``observedAt``).
+- ``patient-changed``: ``device``, ``changedAt`` (never the patient's identity).
 - ``recording-end``: ``reason``.
 """
 

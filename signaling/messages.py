@@ -19,6 +19,7 @@ from mediaserver.events import (
     RoomClosed,
     RoomEvent,
     StreamAdded,
+    StreamEnded,
     StreamInfo,
     StreamRemoved,
     SubscriptionClosed,
@@ -215,6 +216,8 @@ def event_json(event: RoomEvent) -> dict[str, Any]:
     if isinstance(event, StreamRemoved):
         return {"type": "track-removed", "stream": event.stream_id,
                 "participant": event.participant_id}
+    if isinstance(event, StreamEnded):
+        return {"type": "stream-ended", "stream": event.stream_id, "reason": event.reason}
     if isinstance(event, TransportStateChanged):
         return {"type": "connection-state", "participant": event.participant_id,
                 "transport": event.transport_id, "direction": event.direction,

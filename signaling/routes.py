@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from mediaserver.datagrams import PortCounters
 from signaling.app_keys import (
     AUTHORITY,
     LATENCY_PROBE,
@@ -72,7 +73,15 @@ async def stats(request: web.Request) -> web.Response:
     rooms = []
     for room in media.rooms.values():
         producers = []
+        transports = []
+        dropped = PortCounters()
         for participant in room.participants.values():
+            for transport in [*participant.publications.values(),
+                              *participant.subscriptions.values()]:
+                dropped.add(transport.port_counters)
+                transports.append({"id": transport.id, "direction": transport.direction,
+                                   "state": transport.state,
+                                   **transport.port_counters.as_json()})
             for publication in participant.publications.values():
                 for producer in publication.producers:
                     producers.append({
@@ -85,8 +94,10 @@ async def stats(request: web.Request) -> web.Response:
                             "keyframeRequests": c.keyframe_requests, "started": c.started,
                         } for c in producer.consumers],
                     })
+        # Media ports: datagrams dropped (strangers, malformed, forged) per transport.
         rooms.append({"name": room.name, "participants": len(room.participants),
-                      "producers": producers})
+                      "producers": producers, "transports": transports,
+                      **dropped.as_json()})
     body: dict[str, object] = {"rooms": rooms}
     probe = request.app.get(LATENCY_PROBE)
     if probe is not None:

@@ -47,7 +47,11 @@ class RoomServices(Protocol):
         """Extra state for the `joined` reply (e.g. {"ptz": {...}, "vitals": [...]})."""
 
     async def ptz(self, caller: Caller, command: PtzCommand) -> None:
-        """Run a PTZ command for the caller, or raise ServiceError."""
+        """Run a PTZ command for the caller; return once the camera acknowledged it (not
+        when a move ends), or raise ServiceError (``ptz-denied``, ``ptz-unavailable``,
+        ``camera-offline``, ``camera-error``). The session runs each call as its own task,
+        so it may take a while without holding up the connection; cancelling the call
+        does not withdraw what was sent to the camera."""
 
     def participant_left(self, room: str, participant_id: str) -> None:
         """The participant is gone (left, disconnected): stop anything it was driving."""

@@ -61,6 +61,7 @@ class SignalingSession:
         self._loop = asyncio.get_running_loop()
         self._log_prefix = "-"
         self._left = False
+        self._ptz_tasks: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- I/O loop
 
@@ -174,12 +175,27 @@ class SignalingSession:
             assert self.grant is not None
             caller = Caller(room.name, participant.id, participant.name, participant.role,
                             self.grant.subject)
-            await self.services.ptz(caller, request.command)
-            self.send({"type": "ptz-ok", "id": request.id})
+            # Never awaited inline: this socket keeps answering (a stop, a ping) while the
+            # camera works; the reply goes out when the camera has acknowledged.
+            task = self._loop.create_task(self._ptz(caller, request))
+            self._ptz_tasks.add(task)
+            task.add_done_callback(self._ptz_tasks.discard)
         elif isinstance(request, Leave):
             self._leave()
             self.send({"type": "left", "id": request.id})
             self._left = True
+
+    async def _ptz(self, caller: Caller, request: Ptz) -> None:
+        try:
+            await self.services.ptz(caller, request.command)
+        except ServiceError as exc:
+            self.send(error_json(exc.code, exc.message, request.id))
+        except Exception:
+            logger.exception("[%s] internal error handling a PTZ request", self._log_prefix)
+            self.send(error_json("internal-error", "the server could not handle this request",
+                                 request.id))
+        else:
+            self.send({"type": "ptz-ok", "id": request.id})
 
     def _joined(self, request_id: str | int | None) -> tuple[Participant, Room]:
         if self.participant is None or self.room is None:
@@ -230,5 +246,7 @@ class SignalingSession:
         if participant is not None and room is not None:
             # Devices first: a camera the participant was steering stops before anything else.
             self.services.participant_left(room.name, participant.id)
+            for task in list(self._ptz_tasks):
+                task.cancel()  # their replies have nowhere to go; what was sent still runs
             room.leave(participant)
             self.media.close_if_empty(room)

@@ -62,7 +62,7 @@ class FakeDevices:
         self.room = room
         self.commands: list[Recorded] = []
         self.state: dict[str, Any] = {"holder": None, "holderName": None, "holderRole": None,
-                                      "camera": "online", "moving": False}
+                                      "camera": "online", "moving": False, "motion": None}
         self.vitals: list[dict[str, Any]] = []
 
     # RoomServices -------------------------------------------------------------
@@ -76,6 +76,11 @@ class FakeDevices:
         self.commands.append(Recorded(time.monotonic(), caller.participant_id, caller.name,
                                       caller.role, command))
         holder, action = self.state["holder"], command.action
+        if action == "stop":  # anyone allowed to steer may stop; the lease stays
+            if self.state["camera"] != "online":
+                raise ServiceError("camera-offline", "the camera does not answer")
+            self.set_state(moving=False, motion=None)
+            return
         if action == "release":
             if holder == caller.participant_id:
                 self.set_state(holder=None, holderName=None, holderRole=None, moving=False)
@@ -83,11 +88,11 @@ class FakeDevices:
         if holder not in (None, caller.participant_id) and (
                 RANKS[caller.role] <= RANKS.get(self.state["holderRole"], 0)):
             raise ServiceError("ptz-denied", "another participant is steering the camera")
-        if self.state["camera"] != "online" and action not in ("acquire", "stop"):
+        if self.state["camera"] != "online" and action != "acquire":
             raise ServiceError("camera-offline", "the camera does not answer")
         moving = action == "move" and any((command.pan, command.tilt, command.zoom))
         self.set_state(holder=caller.participant_id, holderName=caller.name,
-                       holderRole=caller.role, moving=moving)
+                       holderRole=caller.role, moving=moving, motion="move" if moving else None)
 
     def participant_left(self, room: str, participant_id: str) -> None:
         if room == self.room and self.state["holder"] == participant_id:
@@ -315,6 +320,15 @@ async def test_the_pad_shows_who_holds_the_camera(
     state = await page.evaluate("window.huizhen.ptz.state")
     assert state == devices.state, state
 
+    # A home runs for seconds: the pad says so until ptz-state reports its end.
+    moving = page.locator("#ptz-moving")
+    devices.set_state(motion="home")
+    await expect(moving).to_have_attribute("data-motion", "home")
+    await expect(moving).to_contain_text("正在回到原位…")
+    devices.set_state(moving=False, motion=None)
+    await expect(moving).to_have_attribute("data-moving", "false")
+    await expect(moving).to_contain_text("still")
+
     devices.set_state(camera="offline", moving=False)
     await expect(page.locator("#ptz-camera")).to_have_attribute("data-state", "offline")
     await expect(page.locator("#ptz-camera")).to_contain_text("offline")
@@ -461,6 +475,9 @@ async def test_ward_staff_take_the_camera_from_the_expert(
     take = ward.locator("#ptz-control")
     await expect(ward.locator("#ptz-holder")).to_have_text("Dr. Li (Specialist) has control")
     await expect(take).to_have_text("Take camera control")
+    await ward.locator("#ptz-stop").click()  # anyone may stop, without taking control
+    await until(lambda: devices.actions()[-1:] == ["stop"], 2, "stop")
+    await expect(ward.locator("#ptz-holder")).to_have_text("Dr. Li (Specialist) has control")
     await take.click()
     await expect(ward.locator("#ptz-holder")).to_have_text("You have control")
     await expect(take).to_have_text("Release camera control")
@@ -469,7 +486,103 @@ async def test_ward_staff_take_the_camera_from_the_expert(
     await expect(ward.locator("#ptz-holder")).to_have_text("Nobody has control")
     await expect(expert.locator("#ptz-holder")).to_have_text("Nobody has control")
     assert [(c.action, c.role) for c in devices.commands] == [
-        ("acquire", "expert"), ("acquire", "ward"), ("release", "ward")]
+        ("acquire", "expert"), ("stop", "ward"), ("acquire", "ward"), ("release", "ward")]
     directory = os.environ.get("HUIZHEN_SCREENSHOTS")
     if directory:
         await ward.screenshot(path=str(Path(directory) / "devices-ward.png"), full_page=True)
+
+
+# --- monitor alarms and a change of patient (the real DeviceHub routing) ------------------
+
+MONITOR = "080019FFFE0B4020"  # OBX-18 of the GE sample
+
+
+def bound_hub(ds: DeviceServer, tmp_path: Path) -> Any:
+    """A DeviceHub (not started: routing only) bound to the page's room, sending through
+    the same media server as FakeDevices."""
+    from devices.binding import BedBinding, parse_monitor
+    from huizhen.device_hub import DeviceHub
+
+    return DeviceHub(ds.server.app[MEDIA_SERVER],
+                     [BedBinding(ROOM, monitor=parse_monitor(f"hl7:{MONITOR}"))],
+                     f"sqlite:///{tmp_path / 'devices.sqlite3'}")
+
+
+def ge_message(hr: str = "", *, patient: str = "HED12") -> Any:
+    """The GE sample (+ an HR row ``value|unit|range|flags``), decoded as the listener does."""
+    from devices.hl7.oru import decode_oru
+    from tests.test_hl7_fixtures import GE_SAMPLE
+
+    text = GE_SAMPLE.replace("HED12^^^PID^MR", f"{patient}^^^PID^MR")
+    if hr:
+        text += (f"OBX|50|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1|{hr}|||R|||||||"
+                 f"{MONITOR}^B40_GE\r")
+    return decode_oru(text.encode())
+
+
+async def test_an_obx8_hh_value_shows_a_high_priority_alarm_until_normal(
+        device_server: DeviceServer, chromium: Chromium, tmp_path: Path) -> None:
+    ds = device_server
+    hub = bound_hub(ds, tmp_path)
+    page = await open_page(chromium, ds, "expert.html", "expert", "Dr. Li")
+    high = ge_message("188|264864^MDC_DIM_BEAT_PER_MIN^MDC|50-120|HH")
+    assert [(a.vital, a.priority) for a in high.alarms] == [("hr", "high")]
+    hub.route(high.samples, high.alarms)
+    alarm = page.locator("#vitals .alarms .alarm")
+    await expect(alarm).to_have_count(1)
+    await expect(alarm).to_be_visible()
+    await expect(alarm).to_have_class("alarm alarm-high")
+    await expect(alarm.locator(".zh")).to_have_text("高优先级报警：心率 过高")
+    await expect(alarm.locator(".en")).to_have_text("High priority alarm: HR high")
+    assert await alarm.evaluate("node => node.firstElementChild.className") == "zh"  # zh first
+    await expect(page.locator('#vitals .vital[data-vital="hr"] .value')).to_have_text("188")
+    # A PCD-04 medium alarm beside it (yellow), listed after the high one.
+    from devices.hl7.oru import decode_oru
+    from tests.test_hl7_fixtures import r40, spo2_alarm_rows
+
+    medium = decode_oru(r40(*spo2_alarm_rows("start", priority="PM~SP"))
+                        .replace("0012A1FFFE000001", MONITOR).encode())
+    hub.route(medium.samples, medium.alarms)
+    await expect(alarm).to_have_count(2)
+    await expect(alarm.nth(1)).to_have_class("alarm alarm-medium")
+    await expect(alarm.nth(1).locator(".zh")).to_have_text("中优先级报警：SpO2 过低（SpO2 LOW）")
+    assert await alarm.nth(1).evaluate("n => getComputedStyle(n).backgroundColor") == \
+        "rgb(253, 216, 53)"
+    directory = os.environ.get("HUIZHEN_SCREENSHOTS")
+    if directory:
+        await page.screenshot(path=str(Path(directory) / "devices-alarms.png"), full_page=True)
+    # A normal HR clears the OBX-8 alarm; the PCD-04 one stays until its "end".
+    normal = ge_message("80|264864^MDC_DIM_BEAT_PER_MIN^MDC|50-120|N")
+    hub.route(normal.samples, normal.alarms)
+    await expect(alarm).to_have_count(1)
+    await expect(alarm).to_have_class("alarm alarm-medium")
+    end = decode_oru(r40(*spo2_alarm_rows("end", priority="PM~SP"))
+                     .replace("0012A1FFFE000001", MONITOR).encode())
+    hub.route(end.samples, end.alarms)
+    await expect(alarm).to_have_count(0)
+    await expect(page.locator("#vitals .alarms")).to_be_hidden()
+
+
+async def test_a_change_of_patient_shows_the_warning(
+        device_server: DeviceServer, chromium: Chromium, tmp_path: Path) -> None:
+    ds = device_server
+    hub = bound_hub(ds, tmp_path)
+    page = await open_page(chromium, ds, "expert.html", "expert", "Dr. Li")
+    first = ge_message("72|264864^MDC_DIM_BEAT_PER_MIN^MDC|50-120|")
+    hub.route(first.samples)  # the listener's older call: samples only
+    await expect(page.locator('#vitals .vital[data-vital="hr"] .value')).to_have_text("72")
+    warning = page.locator("#vitals .patient-changed")
+    await expect(warning).to_be_hidden()
+    other = ge_message("75|264864^MDC_DIM_BEAT_PER_MIN^MDC|50-120|", patient="ZZZ77")
+    hub.route(other.samples, other.alarms)
+    await expect(warning).to_be_visible()
+    await expect(warning.locator(".zh")).to_have_text("床旁监护仪的患者已更换，请核对患者身份")
+    await expect(warning.locator(".en")).to_contain_text("another patient")
+    assert await page.evaluate("window.huizhen.patientChanged.device") == MONITOR
+    content = await page.content()
+    assert "ZZZ77" not in content and "HED12" not in content  # never the identity
+    directory = os.environ.get("HUIZHEN_SCREENSHOTS")
+    if directory:
+        await page.screenshot(path=str(Path(directory) / "devices-patient-changed.png"))
+    await warning.locator("button").click()
+    await expect(warning).to_be_hidden()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,13 +19,23 @@ import pytest
 from aiohttp import web
 
 from config import Settings
+from devices.hl7.oru import decode_oru
 from devices.visca.simulated_camera import SimulatedCamera
 from devices.visca.simulator import CameraSimulator
 from huizhen.app import create_app, token_authority
 from signaling import ROOM_SERVICES
 from signaling.client import SignalingClient, SignalingError
 from tests.conftest import free_port, make_settings, stop_process
-from tests.test_hl7_fixtures import GE_CONTROL_ID, GE_SAMPLE
+from tests.test_hl7_fixtures import (
+    GE_CONTROL_ID,
+    GE_PATIENT_DATA,
+    GE_SAMPLE,
+    ORF_CONTROL_ID,
+    ORF_DEVICE,
+    ORF_SAMPLE,
+    R40_END,
+    R40_START,
+)
 
 ROOM = "bed-1"
 MONITOR = "080019FFFE0B4020"  # OBX-18 of the GE sample's B40
@@ -56,8 +67,9 @@ class Bedside:
         return client
 
 
-@pytest.fixture
-async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
+@contextlib.asynccontextmanager
+async def bedside_server(tmp_path: Path) -> AsyncIterator[Bedside]:
+    """A real server with one bed: a simulated camera over Sony VISCA over IP, HL7 in."""
     camera = SimulatedCamera()
     simulator = CameraSimulator(camera)
     _, camera_port = await simulator.serve_udp("127.0.0.1", 0)
@@ -80,6 +92,12 @@ async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
         await simulator.close()
 
 
+@pytest.fixture
+async def bedside(tmp_path: Path) -> AsyncIterator[Bedside]:
+    async with bedside_server(tmp_path) as server:
+        yield server
+
+
 async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -92,7 +110,7 @@ async def test_joined_reports_the_camera_and_the_monitor(bedside: Bedside):
     expert = await bedside.client("expert", "Dr. Li")
     assert expert.joined is not None
     assert expert.joined["ptz"] == {"holder": None, "holderName": None, "holderRole": None,
-                                    "camera": "online", "moving": False}
+                                    "camera": "online", "moving": False, "motion": None}
     assert expert.joined["vitals"] == []
     await expert.close()
 
@@ -123,6 +141,97 @@ async def test_hl7_client_gets_aa_and_the_samples_reach_the_room(bedside: Bedsid
         await client.close()
 
 
+async def send_with_python_hl7(port: int, text: str) -> str:
+    """One message from python-hl7's MLLP client; the ACK's MSA segment."""
+    reader, writer = await hl7.mllp.open_hl7_connection("127.0.0.1", port, encoding="utf-8")
+    writer.writemessage(hl7.parse(text))
+    await writer.drain()
+    ack = await asyncio.wait_for(reader.readmessage(), 5)
+    writer.close()
+    return str(ack.segment("MSA"))
+
+
+async def test_orf_r04_values_reach_the_room(bedside: Bedside):
+    """ORF^R04 (as some Philips monitors send) is acknowledged and its values reach the room."""
+    expert = await bedside.client("expert")
+    philips = ORF_SAMPLE.replace(ORF_DEVICE, MONITOR)  # MSH-3 of the bound monitor
+    msa = await send_with_python_hl7(bedside.hl7_port, philips)
+    assert msa.startswith(f"MSA|AA|{ORF_CONTROL_ID}")
+    event = await expert.next_event("vitals", 5)
+    assert event["device"] == MONITOR
+    values = {s["vital"]: (s["value"], s["unit"]) for s in event["samples"]}
+    assert values == {"hr": (128, "bpm"), "spo2": (96, "%"), "rr": (17, "rpm")}
+    hr = next(s for s in event["samples"] if s["vital"] == "hr")
+    assert (hr["referenceRange"], hr["flags"]) == ("50-120", ["H"])
+    assert hr["observedAt"] == "2024-03-05T10:14:55.000+08:00"  # the sender's offset kept
+    assert not any(p in json.dumps(event) for p in GE_PATIENT_DATA)
+    await expert.close()
+
+
+async def test_alarms_reach_the_room_and_late_joiners_until_cleared(bedside: Bedside):
+    hub = bedside.app[ROOM_SERVICES]
+    expert = await bedside.client("expert")
+    start = decode_oru(R40_START.replace("0012A1FFFE000001", MONITOR).encode())
+    hub.route(start.samples, start.alarms)  # type: ignore[attr-defined]
+    raised = await expert.next_event("alarm", 5)
+    assert {k: raised[k] for k in ("device", "code", "name", "vital", "priority", "state",
+                                   "text", "flags", "observedAt")} == {
+        "device": MONITOR, "code": "196670", "name": "MDC_EVT_LO", "vital": "spo2",
+        "priority": "high", "state": "active", "text": "SpO2 LOW", "flags": ["PH", "SP"],
+        "observedAt": "2024-03-05T10:15:58.000+08:00"}
+    assert not any(p in json.dumps(raised) for p in GE_PATIENT_DATA)
+    late = await bedside.client("observer")
+    assert late.joined is not None
+    assert [(a["id"], a["state"]) for a in late.joined["alarms"]] == [(raised["id"], "active")]
+    end = decode_oru(R40_END.replace("0012A1FFFE000001", MONITOR).encode())
+    hub.route(end.samples, end.alarms)  # type: ignore[attr-defined]
+    for client in (expert, late):
+        cleared = await client.next_event("alarm", 5)
+        assert (cleared["id"], cleared["state"]) == (raised["id"], "cleared")
+    later = await bedside.client("observer")
+    assert later.joined is not None and later.joined["alarms"] == []
+    # An OBX-8 flag over MLLP: the value reaches the room with its flags; its alarm
+    # (as the listener hands it over) is raised, and a normal value clears it.
+    flagged = decode_oru(GE_SAMPLE.replace("|100|262688^MDC_DIM_PERCENT^MDC||",
+                                           "|80|262688^MDC_DIM_PERCENT^MDC|90-100|LL").encode())
+    hub.route(flagged.samples, flagged.alarms)  # type: ignore[attr-defined]
+    alarm = await expert.next_event("alarm", 5)
+    assert (alarm["source"], alarm["vital"], alarm["priority"], alarm["flags"]) == (
+        "obx-8", "spo2", "high", ["LL"])
+    probe_off = decode_oru(GE_SAMPLE.replace("|100|262688^MDC_DIM_PERCENT^MDC|||||R|",
+                                             "||262688^MDC_DIM_PERCENT^MDC|||||X|").encode())
+    hub.route(probe_off.samples)  # type: ignore[attr-defined]
+    assert [a["id"] for a in hub.room_state(ROOM)["alarms"]] == [alarm["id"]]  # no value: kept
+    hub.route(decode_oru(GE_SAMPLE.encode()).samples)  # type: ignore[attr-defined]
+    recovered = await expert.next_event("alarm", 5)
+    assert (recovered["id"], recovered["state"]) == (alarm["id"], "cleared")
+    assert hub.room_state(ROOM)["alarms"] == []  # type: ignore[attr-defined]
+    for client in (expert, late, later):
+        await client.close()
+
+
+async def test_a_new_patient_on_the_bed_raises_patient_changed(bedside: Bedside):
+    expert = await bedside.client("expert")
+    assert (await send_with_python_hl7(bedside.hl7_port, GE_SAMPLE)).startswith("MSA|AA")
+    await expert.next_event("vitals", 5)
+    again = await send_with_python_hl7(bedside.hl7_port, GE_SAMPLE)  # same patient: nothing
+    assert again.startswith("MSA|AA")
+    await expert.next_event("vitals", 5)
+    other = GE_SAMPLE.replace("HED12^^^PID^MR||LAZY^KITTY", "ZZZ77^^^PID^MR||BUSY^BEE")
+    other = other.replace(GE_CONTROL_ID, "004097134536")
+    assert (await send_with_python_hl7(bedside.hl7_port, other)).startswith("MSA|AA")
+    changed = await expert.next_event("patient-changed", 5)  # MSH-7 in the bed's zone (+08:00)
+    assert changed == {"type": "patient-changed", "device": MONITOR,
+                       "changedAt": "2013-01-22T13:41:00.000+08:00"}
+    assert not any(p in json.dumps(changed) for p in ("ZZZ77", "BUSY", *GE_PATIENT_DATA))
+    late = await bedside.client("observer")
+    assert late.joined is not None
+    assert late.joined["patientChanged"] == {"device": MONITOR,
+                                             "changedAt": "2013-01-22T13:41:00.000+08:00"}
+    for client in (expert, late):
+        await client.close()
+
+
 async def test_expert_steers_the_camera_and_every_command_is_audited(bedside: Bedside):
     expert = await bedside.client("expert", "Dr. Li")
     start = bedside.pan()
@@ -145,12 +254,17 @@ async def test_expert_steers_the_camera_and_every_command_is_audited(bedside: Be
     await expert.request({"type": "ptz", "action": "preset-recall", "preset": 2})
     await wait_until(lambda: bedside.pan() == moved)
     hub = bedside.app[ROOM_SERVICES]
-    entries = hub.audit.entries(ROOM)  # type: ignore[attr-defined]
+    audit = hub.audit  # type: ignore[attr-defined]
+    await wait_until(lambda: sum(e.outcome == "completed" for e in audit.entries(ROOM)) == 2)
+    entries = audit.entries(ROOM)
     actions = [(e.action, e.params.get("command")) for e in entries]
     assert actions[:2] == [("move", "move pan=+1.00 tilt=+0.00 zoom=+0.00"),
                            ("stop", "stop (requested)")]
     assert ("preset-recall", "recall preset 2") in actions
-    assert {e.role for e in entries} == {"expert"} and all(e.outcome == "ok" for e in entries)
+    assert {e.role for e in entries} == {"expert"}
+    # What the camera did: every command acknowledged, home and the recall also completed.
+    assert {e.outcome for e in entries} == {"acknowledged", "completed"}
+    assert [e.action for e in entries if e.outcome == "completed"] == ["home", "preset-recall"]
     await expert.close()
 
 
@@ -173,7 +287,7 @@ async def test_lease_equal_rank_is_denied_and_ward_takes_over(bedside: Bedside):
         state = await observer.next_event("ptz-state")
     assert state == {"type": "ptz-state", "holder": ward.joined["participant"]["id"],
                      "holderName": "Nurse C", "holderRole": "ward", "camera": "online",
-                     "moving": False}
+                     "moving": False, "motion": None}
     for client in (first, second, ward, observer):
         await client.close()
 
@@ -208,9 +322,12 @@ async def test_dead_man_killing_the_controlling_client_stops_the_camera(bedside:
         assert stopped_after < 0.5
     finally:
         stop_process(child)
-    hub = bedside.app[ROOM_SERVICES]
-    entries = hub.audit.entries(ROOM)  # type: ignore[attr-defined]
+    audit = bedside.app[ROOM_SERVICES].audit  # type: ignore[attr-defined]
+    # The audit row is written once the camera acknowledged the stop, on its own thread.
+    await wait_until(lambda: audit.entries(ROOM)[-1].action != "move")
+    entries = audit.entries(ROOM)
     assert entries[-1].action in ("participant-left", "dead-man")
+    assert entries[-1].outcome == "acknowledged"
     assert entries[-1].params["command"].startswith("stop")
 
 

@@ -217,7 +217,7 @@ async def test_garbage_and_oversized_frames_then_the_stream_recovers() -> None:
 
 
 async def test_a_large_waveform_does_not_hold_up_other_connections() -> None:
-    wave = "^".join(str(i % 1000) for i in range(40_000))  # ~0.16 MB: ~0.2 s to decode
+    wave = "^".join(str(i % 1000) for i in range(200_000))  # ~0.8 MB: ~0.1 s to decode
     big = oru(f"NA|150452^MDC_PULS_OXIM_PLETH^MDC|1|{wave}||||||R", control_id="BIG00001")
     sink = RecordingSink()
     async with running_listener(sink) as listener:
@@ -230,7 +230,7 @@ async def test_a_large_waveform_does_not_hold_up_other_connections() -> None:
         assert [msa(a)[:2] for a in first] == [("AA", GE_CONTROL_ID), ("AA", "BIG00001")]
         for client in (slow, quick):
             await client.close()
-    assert len(sink.batches[1][0].values or ()) == 40_000
+    assert len(sink.batches[1][0].values or ()) == 200_000
     assert len(sink.batches[0]) == 3  # the GE sample was stored first
 
 

@@ -10,20 +10,20 @@ import pytest
 from devices.hl7.codes import mdil_to_mdc
 from devices.hl7.errors import ErrorCode, Location, MessageError, MessageRejected
 from devices.hl7.escape import Separators, escape, unescape
-from devices.hl7.oru import OruConfig, decode_oru, read_header
+from devices.hl7.oru import OruConfig, read_header
 from devices.hl7.timestamp import format_timestamp, parse_timestamp
-from tests.test_hl7_fixtures import GE_PATIENT_DATA, GE_SAMPLE, nm, oru
+from tests.test_hl7_fixtures import GE_PATIENT_DATA, GE_SAMPLE, decode_both, nm, oru
 
 SPO2 = "150456^MDC_PULS_OXIM_SAT_O2^MDC"
 PERCENT = "262688^MDC_DIM_PERCENT^MDC"
 
 
 def decode(text: str, encoding: str = "utf-8", config: OruConfig | None = None) -> list:
-    return list(decode_oru(text.encode(encoding), config).samples)
+    return list(decode_both(text.encode(encoding), config).samples)
 
 
 def test_ge_sample() -> None:
-    message = decode_oru(GE_SAMPLE.encode())
+    message = decode_both(GE_SAMPLE.encode())
     assert message.header.control_id == "004097134535"
     assert message.skipped == 1  # the MDS grouping row
     at = datetime(2013, 1, 22, 13, 41, tzinfo=UTC)
@@ -98,20 +98,34 @@ def test_no_msh18_means_ascii() -> None:
 def test_bytes_invalid_in_the_declared_charset_are_an_error() -> None:
     raw = oru(nm(SPO2, "97", PERCENT)).replace("HED12", "王").encode("gb18030")
     with pytest.raises(MessageError) as info:
-        decode_oru(raw)
+        decode_both(raw)
     assert type(info.value) is MessageError and info.value.ack_code == "AE"
     assert info.value.location == Location("MSH", field=18)
 
 
 def test_unknown_charset_is_rejected() -> None:
-    with pytest.raises(MessageRejected, match="MSH-18: character set 'KLINGON-8'") as info:
+    with pytest.raises(MessageRejected, match=r"MSH-18: character set \(not an HL7 table "
+                                              r"0211 name\) is not supported") as info:
         decode(oru(nm(SPO2, "97", PERCENT), charset="KLINGON-8"))
     assert info.value.ack_code == "AR" and info.value.code == ErrorCode.TABLE_VALUE_NOT_FOUND
 
 
 def test_utf16_is_rejected() -> None:
-    with pytest.raises(MessageRejected, match="MSH-18"):
+    with pytest.raises(MessageRejected,
+                       match="MSH-18: character set 'UNICODE UTF-16' is not supported"):
         decode(oru(nm(SPO2, "97", PERCENT), charset="UNICODE UTF-16"))
+
+
+def test_header_values_run_into_by_patient_data_are_not_quoted() -> None:
+    """A lost CR after MSH runs PID into MSH: only values shaped like codes are quoted."""
+    text = oru(nm(SPO2, "97", PERCENT)).replace("UNICODE UTF-8\rPID|||", "UNICODE UTF-8")
+    with pytest.raises(MessageRejected, match="MSH-18") as info:
+        decode(text)
+    assert not any(p in str(info.value) for p in GE_PATIENT_DATA), str(info.value)
+    with pytest.raises(MessageRejected, match=r"MSH-9\.1: message type \(malformed\)"):
+        decode(oru(nm(SPO2, "97"), message_type="HED12^R01"))
+    with pytest.raises(MessageRejected, match=r"MSH-12: HL7 version \(malformed\)"):
+        decode(oru(nm(SPO2, "97"), version="KITTY"))
 
 
 # --- escapes ---------------------------------------------------------------------------------
@@ -220,7 +234,7 @@ def test_ucum_units_are_kept() -> None:
 # --- rows that are not measurements, status, text ---------------------------------------------
 
 def test_grouping_rows_are_skipped() -> None:
-    message = decode_oru(oru(
+    message = decode_both(oru(
         "|69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|1.0.0.0|||||||X",
         "|70659^MDC_DEV_PRESS_BLD_NONINV_VMD^MDC|1.5.0.0|||||||X",
         nm(SPO2, "97", PERCENT)).encode())

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import hl7
+import pytest
 
 from devices.hl7.ack import Acknowledgement, build_ack
 from devices.hl7.oru import decode_oru, read_header
@@ -71,6 +72,30 @@ async def test_simulator_against_the_listener(tmp_path: Path) -> None:
     pleth = [s for s in rows if s.vital == "pleth"]
     assert pleth and all(s.sample_rate == 100.0 and s.values for s in pleth)
     assert len([s for s in rows if s.vital == "hr"]) == 4
+
+
+async def test_alarm_demo_against_the_listener() -> None:
+    """--alarm-demo: SpO2 held at 82 (flagged LL) between an ORU^R40 start and end; every
+    message, alarms included, is acknowledged AA."""
+    sink = RecordingSink()
+    async with running_listener(sink) as listener:
+        simulator = MonitorSimulator("127.0.0.1", listener.port, interval=0.02, seed=3,
+                                     alarm_demo=True)
+        stats = await asyncio.wait_for(simulator.run(count=6), 10)
+    assert (stats.messages, stats.acked) == (8, 8)  # 6 ORU^R01 + alarm start and end
+    spo2 = [(s.value, s.abnormal_flags, s.reference_range)
+            for batch in sink.batches for s in batch if s.vital == "spo2"]
+    assert spo2[2:4] == [(82.0, ("LL",), "90-100")] * 2
+    assert all(flags in ((), ("H",), ("L",)) for _, flags, _ in spo2[:2] + spo2[4:])
+
+
+def test_orf_profile() -> None:
+    profile = MonitorProfile(message_type="ORF^R04^ORF_R04")
+    _, raw = MonitorSimulator("127.0.0.1", 9, profile=profile).next_message(datetime.now(UTC))
+    assert b"|ORF^R04^ORF_R04|" in raw
+    assert read_header(raw).message_code == "ORF" and decode_oru(raw).samples
+    with pytest.raises(ValueError, match="unsupported message type"):
+        MonitorProfile(message_type="ADT^A01")
 
 
 async def test_resends_on_ae_until_stored(tmp_path: Path) -> None:

@@ -85,6 +85,13 @@ async def record_session(recordings: Path) -> Session:
             room.broadcast("ptz-state", {"holder": expert.id, "holderName": NAMES[1],
                                          "holderRole": "expert", "camera": "online",
                                          "moving": True})
+        elif sent == 14:
+            room.broadcast("alarm", {"id": "monitor-1/pcd-04/196670/spo2", "device": "monitor-1",
+                                     "source": "pcd-04", "code": "196670",
+                                     "name": "MDC_EVT_LO", "vital": "spo2", "priority": "high",
+                                     "state": "active", "text": None, "flags": ["PH"],
+                                     "observedAt": iso_now()})
+            room.broadcast("patient-changed", {"device": "monitor-1", "changedAt": iso_now()})
         elif sent == 30 and expert is not None:
             room.leave(expert)
         await asyncio.sleep(max(0.0, sent * 0.5 - elapsed))
@@ -167,6 +174,11 @@ def test_timeline_keeps_vitals_ptz_and_membership_without_names(session):
         ("join", "ward"), ("join", "expert"), ("leave", "expert"), ("leave", "ward")]
     ptz = next(e for e in events if e["kind"] == "ptz-state")
     assert ptz["state"]["moving"] is True and "holderName" not in ptz["state"]
+    alarm = next(e for e in events if e["kind"] == "alarm")
+    assert (alarm["device"], alarm["vital"], alarm["priority"], alarm["state"]) == (
+        "monitor-1", "spo2", "high", "active")
+    changed = next(e for e in events if e["kind"] == "patient-changed")
+    assert changed["device"] == "monitor-1" and "changedAt" in changed
     raw = path.read_bytes()
     assert not any(name.encode() in raw for name in NAMES)
 

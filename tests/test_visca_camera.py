@@ -263,3 +263,29 @@ async def test_close_is_idempotent_and_final(rig: Rig) -> None:
     with pytest.raises(CameraOffline, match="closed"):
         await camera.open()
     assert camera.closed
+
+
+async def test_submit_resolves_on_the_ack_and_cancel_halts_the_move_in_the_camera(
+        rig: Rig) -> None:
+    """submit(): ``accepted`` on the ACK, ``done`` on completion; cancel() sends Command
+    Cancel on the socket the ACK named and ``done`` fails with "cancelled"."""
+    rig.sim.positioning_time = 5.0
+    rig.sim.pan.value = 1000
+    camera = await rig.camera()
+    home = camera.submit(camera.commands.home(), completion_timeout=10)
+    socket = await asyncio.wait_for(home.accepted, 1)
+    assert socket in (1, 2) and not home.done.done()
+    await asyncio.sleep(0.3)
+    camera.cancel(home)
+    with pytest.raises(ViscaCommandError) as cancelled:
+        await asyncio.wait_for(home.done, 1)
+    assert cancelled.value.code == ErrorCode.CANCELLED
+    assert bytes((0x81, 0x20 | socket, 0xFF)) in [data for _, data in rig.sim.received]
+    halted = rig.sim.position(rig.simulator.now())
+    assert 0 < halted.pan < 1000 and rig.sim.pan.velocity == 0
+    camera.cancel(home)  # already over: nothing more is sent
+    rig.sim.powered = False
+    refused = camera.submit(camera.commands.home())
+    with pytest.raises(ViscaCommandError) as not_executable:
+        await asyncio.wait_for(refused.accepted, 1)
+    assert not_executable.value.code == ErrorCode.NOT_EXECUTABLE

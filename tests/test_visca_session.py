@@ -288,3 +288,42 @@ def test_submit_validates() -> None:
         session.submit(h("90 41 FF"), 0.0)
     with pytest.raises(ValueError, match="timeouts must be positive"):
         ViscaSession(ack_timeout=0)
+
+
+def test_a_stop_follows_the_cancel_of_a_home_at_once_a_new_drive_waits() -> None:
+    """Stopping a running home: Command Cancel on its socket, then the stop goes right
+    after the "cancelled" reply; the next motion keeps the 200 ms rule."""
+    session = ViscaSession()
+    home = session.submit(cmd.home(), 0.0)
+    assert sent(session.poll(0.0)) == [cmd.home()]
+    session.packet_received(h("90 41 FF"), 0.01)
+    assert session.poll(0.01) == [Acked(home, 1)]
+    session.cancel(home, 0.5)
+    stop = session.submit(cmd.pan_tilt_stop(), 0.5)
+    drive = session.submit(cmd.drive(Direction.LEFT, 1, 1), 0.5)
+    assert sent(session.poll(0.5)) == [h("81 21 FF")]
+    session.packet_received(h("90 61 04 FF"), 0.51)
+    events = session.poll(0.51)
+    assert isinstance(failure(events, home), ViscaCommandError)
+    assert failure(events, home).code == ErrorCode.CANCELLED  # type: ignore[attr-defined]
+    assert sent(events) == [cmd.pan_tilt_stop()]  # not held by the 200 ms rule
+    session.packet_received(h("90 41 FF"), 0.52)
+    session.packet_received(h("90 51 FF"), 0.52)
+    assert session.poll(0.52) == [Acked(stop, 1), Completed(stop)]
+    assert session.next_deadline() == pytest.approx(0.71)  # the drive waits 200 ms
+    assert sent(session.poll(0.70)) == []
+    assert sent(session.poll(0.71)) == [cmd.drive(Direction.LEFT, 1, 1)]
+    assert drive == stop + 1
+
+
+def test_a_cancel_of_a_home_that_just_started_waits_200_ms_and_the_stop_after_it() -> None:
+    session = ViscaSession()
+    home = session.submit(cmd.home(), 0.0)
+    session.poll(0.0)
+    session.packet_received(h("90 42 FF"), 0.05)
+    session.poll(0.05)
+    session.cancel(home, 0.1)
+    session.submit(cmd.pan_tilt_stop(), 0.1)
+    assert sent(session.poll(0.1)) == []  # commands never overtake the cancel
+    assert session.next_deadline() == pytest.approx(0.25)
+    assert sent(session.poll(0.25)) == [h("81 22 FF")]

@@ -13,7 +13,7 @@ from devices.visca.codec import (
     decode_pan_tilt,
     if_clear,
 )
-from devices.visca.simulated_camera import PAN_TILT_RATE, SimulatedCamera
+from devices.visca.simulated_camera import PAN_TILT_RATE, Preset, SimulatedCamera
 
 cmd = CommandSet(1)
 
@@ -157,3 +157,28 @@ def test_broadcasts() -> None:
     exchange(camera, cmd.absolute(2000, 0, 1, 1), 0.0)
     assert exchange(camera, if_clear(), 0.1) == ["88 01 00 01 FF"]
     assert camera.busy_sockets == []
+
+
+@pytest.mark.parametrize("halt", ["cancel", "stop"])
+def test_a_long_home_or_recall_is_halted_where_it_is(halt: str) -> None:
+    """positioning_time: home and recall take that long; a cancel ("cancelled") or a
+    pan-tilt stop (the home completes) halts the camera between start and target."""
+    camera = SimulatedCamera(positioning_time=5.0)
+    exchange(camera, cmd.absolute(1000, 200, 0x18, 0x17), 0.0)
+    camera.poll(10.0)
+    camera.presets[1] = Preset(-1000, -200, 0, 0x1000)
+    for packet, target in ((cmd.home(), PanTilt(0, 0)), (cmd.preset_recall(1), None)):
+        start = camera.position(10.0)
+        assert exchange(camera, packet, 10.0) == ["90 41 FF"]
+        assert camera.next_deadline() == pytest.approx(15.0)
+        if halt == "cancel":
+            assert exchange(camera, h("81 21 FF"), 10.5) == ["90 61 04 FF"]
+        else:
+            assert exchange(camera, cmd.pan_tilt_stop(), 10.5) == [
+                "90 51 FF", "90 42 FF", "90 52 FF"]  # the home/recall ends, the stop runs
+        halted = camera.position(10.5)
+        assert halted != start and halted != target
+        assert camera.position(20.0) == halted and camera.busy_sockets == []
+        assert camera.poll(20.0) == []
+        if target is not None:
+            assert halted == PanTilt(900, 180)  # a tenth of the way in half a second

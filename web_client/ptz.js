@@ -17,14 +17,25 @@ const ERROR_TEXT = {
   "ptz-denied": "Camera control refused",
   "ptz-unavailable": "No PTZ camera is bound to this room",
   "camera-offline": "The camera does not answer",
+  "camera-error": "摄像机拒绝了指令 / The camera refused the command",
   forbidden: "This link does not allow camera control",
   "rate-limited": "Too many camera commands",
   disconnected: "Not connected to the server",
   timeout: "The server did not answer",
 };
 
-// Errors after which a `stop` would only be refused too.
-const NO_STOP_AFTER = new Set(["ptz-denied", "ptz-unavailable", "forbidden", "disconnected"]);
+// What the camera is doing (`ptz-state.motion`): home and preset recall take seconds and
+// end on their own; the server reports their end in `ptz-state`. zh-CN first.
+const MOTION_TEXT = {
+  move: "moving",
+  home: "正在回到原位… / Returning home…",
+  "preset-recall": "正在前往预置位… / Going to the preset…",
+};
+
+// Errors after which a `stop` would only be refused too (the server refuses every camera
+// command while the camera is offline, and has already stopped a refused move).
+const NO_STOP_AFTER = new Set(["ptz-denied", "ptz-unavailable", "forbidden", "disconnected",
+  "camera-offline"]);
 
 /** The room's PTZ state as the server reports it, and the requests this page sends. */
 export class PtzModel {
@@ -161,8 +172,11 @@ class ControlRow {
     const camera = s.camera === "online" ? "online" : "offline";
     this.camera.replaceChildren("Camera ", badge(camera === "online" ? "connected" : "failed", camera));
     this.camera.dataset.state = camera;
-    this.moving.replaceChildren(badge(s.moving ? "connecting" : "closed", s.moving ? "moving" : "still"));
+    // `moving` is what the camera acknowledged; the server clears it on stop or arrival.
+    const motion = s.moving ? (MOTION_TEXT[s.motion] ?? "moving") : "still";
+    this.moving.replaceChildren(badge(s.moving ? "connecting" : "closed", motion));
     this.moving.dataset.moving = String(Boolean(s.moving));
+    this.moving.dataset.motion = s.moving ? (s.motion ?? "move") : "";
     this.button.textContent = model.mine ? this.releaseLabel : this.takeLabel;
     this.button.classList.toggle("primary", !model.mine);
     this.button.disabled = !model.available;
@@ -505,7 +519,8 @@ export class PtzPad {
 
   async home() {
     this.releaseAll(false);
-    if (!(await this.model.send("home"))) this.notice.info("Going to the home position");
+    // `ptz-ok` means the camera accepted it; the motion badge shows it until it arrives.
+    if (!(await this.model.send("home"))) this.notice.info("正在回到原位… / Going to the home position");
   }
 
   async preset(index, store) {
@@ -517,7 +532,7 @@ export class PtzPad {
   }
 }
 
-/** The ward page's small takeover control: who steers, and take/release. */
+/** The ward page's small takeover control: who steers, take/release, and stop. */
 export class PtzTakeover {
   constructor(container, model) {
     this.container = container;
@@ -526,6 +541,11 @@ export class PtzTakeover {
       takeLabel: "Take camera control", releaseLabel: "Release camera control", idPrefix: "ptz",
     });
     this.notice = new Notice(model, "ptz-error");
+    // Anyone allowed to steer may stop the camera without taking control.
+    this.stopButton = el("button", { id: "ptz-stop", type: "button", class: "ptz-stop",
+      text: "停止摄像机 / Stop the camera" });
+    this.stopButton.addEventListener("click", () => this.model.send("stop"));
+    this.control.node.querySelector(".actions").append(this.stopButton);
     container.replaceChildren(el("h2", { text: "Camera control" }), this.control.node,
       el("p", { class: "hint", text: "Ward staff can take the camera from a specialist at any time." }),
       this.notice.node);
@@ -537,5 +557,6 @@ export class PtzTakeover {
     this.container.hidden = !this.model.available;
     this.control.render();
     this.notice.render();
+    this.stopButton.disabled = !this.model.available;
   }
 }

@@ -1,9 +1,14 @@
-// Live vital signs (signaling/PROTOCOL.md: `joined.vitals` and the `vitals` event).
+// Live vital signs (signaling/PROTOCOL.md: `joined.vitals` and the `vitals` event),
+// the monitor's alarms (`joined.alarms`, `alarm`) and changes of patient on the bed
+// (`joined.patientChanged`, `patient-changed`).
 //
 // Numeric samples ({vital, value, unit, observedAt}) become big numbers with their
 // age and a trend sparkline; waveform samples ({vital, values, sampleRate}) are
-// played back at their sample rate on a scrolling strip. The messages carry
-// measurements only, never patient identifiers, and so does this page.
+// played back at their sample rate on a scrolling strip. Alarms are listed, highest
+// priority first, in their priority's colour (high red, medium yellow, low cyan),
+// Chinese first, until the server reports them cleared. A change of patient shows a
+// warning until someone confirms they checked the patient's identity. The messages
+// carry measurements only, never patient identifiers, and so does this page.
 
 import { el } from "./ui.js";
 
@@ -28,6 +33,49 @@ const WAVE_LABELS = { pleth: "Pleth", ecg: "ECG", resp: "Resp", co2: "CO₂" };
 // UCUM as sent -> what a clinician reads.
 const UNITS = { "mm[Hg]": "mmHg", Cel: "°C", "[degF]": "°F", "/min": "/min", "{beats}/min": "/min",
   "{breaths}/min": "/min", "%": "%", "kPa": "kPa", "mV": "mV" };
+
+// Alarm texts: "高优先级报警：SpO2 过低" / "High priority alarm: SpO2 low".
+const PRIORITY_TEXT = {
+  high: ["高优先级报警", "High priority alarm"],
+  medium: ["中优先级报警", "Medium priority alarm"],
+  low: ["低优先级报警", "Low priority alarm"],
+  none: ["提示", "Notice"],
+};
+const PRIORITY_RANK = { high: 3, medium: 2, low: 1, none: 0 };
+const VITAL_TEXT = {
+  hr: ["心率", "HR"], pr: ["脉率", "PR"], spo2: ["SpO2", "SpO2"], rr: ["呼吸率", "RR"],
+  temp: ["体温", "Temp"], nibp_sys: ["无创收缩压", "NIBP sys"], nibp_dia: ["无创舒张压", "NIBP dia"],
+  nibp_mean: ["无创平均压", "NIBP mean"], art_sys: ["有创收缩压", "ART sys"],
+  art_dia: ["有创舒张压", "ART dia"], art_mean: ["有创平均压", "ART mean"],
+};
+const LOW = ["过低", "low"];
+const HIGH = ["过高", "high"];
+const ABNORMAL = ["异常", "abnormal"];
+const EVENT_TEXT = {
+  MDC_EVT_LO: LOW, MDC_EVT_HI: HIGH, MDC_EVT_ECG_ASYSTOLE: ["心脏停搏", "asystole"],
+  MDC_EVT_ECG_V_FIB: ["室颤", "ventricular fibrillation"], MDC_EVT_APNEA: ["窒息", "apnoea"],
+  MDC_EVT_DESAT: ["饱和度下降", "desaturation"], MDC_EVT_LEAD_DISCONN: ["导联脱落", "lead off"],
+};
+const FLAG_TEXT = { L: LOW, LL: LOW, "<": LOW, LU: LOW, H: HIGH, HH: HIGH, ">": HIGH, HU: HIGH,
+  A: ABNORMAL, AA: ABNORMAL };
+const PATIENT_CHANGED = ["床旁监护仪的患者已更换，请核对患者身份",
+  "The bedside monitor now reports another patient: please check the patient's identity."];
+
+/** [Chinese, English] of an `alarm` event, e.g. ["高优先级报警：SpO2 过低", "High priority alarm: SpO2 low"]. */
+export function alarmText(alarm) {
+  const [pZh, pEn] = PRIORITY_TEXT[alarm.priority] ?? PRIORITY_TEXT.none;
+  const [vZh, vEn] = VITAL_TEXT[alarm.vital] ?? [alarm.vital || "", alarm.vital || ""];
+  const flags = Array.isArray(alarm.flags) ? alarm.flags : [];
+  const flagged = flags.map((f) => FLAG_TEXT[String(f).toUpperCase()]).find(Boolean);
+  const event = EVENT_TEXT[alarm.name] ?? flagged;
+  const fallback = alarm.text || String(alarm.name || alarm.code || "").replace(/^MDC_EVT_/, "");
+  const [cZh, cEn] = event ?? [fallback, fallback];
+  const what = (zh, en) => [zh, en].map((part) => part.trim());
+  let [zh, en] = what(`${vZh} ${cZh}`, `${vEn} ${cEn}`);
+  if (!vZh && !vEn) [zh, en] = what(cZh, cEn);
+  const monitor = event && alarm.text ? `（${alarm.text}）` : "";
+  return [`${pZh}：${zh}${monitor}`, `${pEn}: ${en}${monitor ? ` (${alarm.text})` : ""}`];
+}
 
 const WAVE_WINDOW_S = 6; // seconds of waveform on screen
 const WAVE_MAX_LAG_S = 2; // more than this queued: skip ahead (e.g. after a hidden tab)
@@ -214,6 +262,9 @@ export class VitalsPanel {
     this.waves = new Map(); // key -> WaveformStrip
     this.tiles = new Map(); // tile key -> {node, value, sub, unit, age, canvas, spec}
     this.device = null;
+    this.alarms = new Map(); // alarm id -> the latest active `alarm` event
+    this.patientChange = null; // the unconfirmed `patient-changed` event, if any
+    this.confirmedChange = null; // changedAt of the change someone confirmed here
     this._frame = null;
     this._build();
     const c = session.client;
@@ -221,6 +272,21 @@ export class VitalsPanel {
       // After a reconnection the trends continue; `joined.vitals` adds what was missed.
       this.present = Array.isArray(reply.vitals);
       if (this.present) this.ingest(reply.vitals);
+      if (Array.isArray(reply.alarms)) {
+        this.alarms.clear(); // the server's list is the truth: missed clears are applied
+        for (const alarm of reply.alarms) this.alarm(alarm);
+      }
+      if (reply.patientChanged) this.patientChanged(reply.patientChanged);
+      this.render();
+    });
+    c.on("alarm", (event) => {
+      this.present = true;
+      this.alarm(event);
+      this.render();
+    });
+    c.on("patient-changed", (event) => {
+      this.present = true;
+      this.patientChanged(event);
       this.render();
     });
     c.on("vitals", (event) => {
@@ -237,8 +303,19 @@ export class VitalsPanel {
     this.tileGrid = el("div", { class: "vital-tiles" });
     this.waveList = el("div", { class: "waves" });
     this.empty = el("p", { class: "vitals-empty", text: "Waiting for monitor data…" });
+    this.alarmList = el("ul", { class: "alarms", "aria-live": "assertive", "aria-label": "报警 Alarms" });
+    const confirm = el("button", { type: "button", class: "patient-changed-ok", text: "已核对 Checked" });
+    confirm.addEventListener("click", () => {
+      this.confirmedChange = this.patientChange?.changedAt ?? null;
+      this.patientChange = null;
+      this.render();
+    });
+    this.patientWarning = el("div", { class: "patient-changed", role: "alert", hidden: true },
+      el("p", { class: "zh", text: PATIENT_CHANGED[0] }),
+      el("p", { class: "en", text: PATIENT_CHANGED[1] }), confirm);
     this.container.replaceChildren(
-      el("h2", { text: "Vital signs" }), this.waveList, this.tileGrid, this.empty);
+      el("h2", { text: "Vital signs" }), this.patientWarning, this.alarmList, this.waveList,
+      this.tileGrid, this.empty);
     for (const spec of TILES) this._tile(spec.key, spec);
   }
 
@@ -296,6 +373,41 @@ export class VitalsPanel {
     if (this.waves.size) this._animate();
   }
 
+  /** Take an `alarm` event: keep it while active, drop it when cleared. */
+  alarm(event) {
+    if (!event || typeof event.id !== "string") return;
+    if (event.state === "cleared") this.alarms.delete(event.id);
+    else this.alarms.set(event.id, event);
+  }
+
+  /** Take a `patient-changed` event: the previous patient's alarms are gone. */
+  patientChanged(event) {
+    if (!event || event.changedAt === this.confirmedChange) return;
+    this.patientChange = event;
+    for (const [id, alarm] of this.alarms) {
+      if (alarm.device === event.device) this.alarms.delete(id);
+    }
+  }
+
+  _renderAlarms() {
+    const alarms = [...this.alarms.values()].sort((a, b) =>
+      (PRIORITY_RANK[b.priority] ?? 0) - (PRIORITY_RANK[a.priority] ?? 0)
+      || (parseTime(b.observedAt) ?? 0) - (parseTime(a.observedAt) ?? 0));
+    const key = alarms.map((a) => `${a.id}|${a.priority}|${a.text}|${a.flags}`).join("\n");
+    if (key !== this._alarmsDrawn) {
+      this._alarmsDrawn = key;
+      this.alarmList.replaceChildren(...alarms.map((alarm) => {
+        const [zh, en] = alarmText(alarm);
+        const priority = PRIORITY_TEXT[alarm.priority] ? alarm.priority : "none";
+        return el("li", { class: `alarm alarm-${priority}`, "data-alarm-id": alarm.id,
+          "data-priority": priority, "data-vital": alarm.vital ?? "" },
+        el("span", { class: "zh", text: zh }), el("span", { class: "en", text: en }));
+      }));
+    }
+    this.alarmList.hidden = alarms.length === 0;
+    this.patientWarning.hidden = this.patientChange === null;
+  }
+
   /** Latest numeric value per vital key (what `window.huizhen.vitals` shows). */
   get values() {
     const out = {};
@@ -325,6 +437,10 @@ export class VitalsPanel {
         for (const [key, wave] of panel.waves) out[key] = wave.expose();
         return out;
       },
+      get alarms() {
+        return [...panel.alarms.values()].map((a) => ({ ...a, display: alarmText(a) }));
+      },
+      get patientChanged() { return panel.patientChange; },
     };
   }
 
@@ -339,6 +455,7 @@ export class VitalsPanel {
       this.onToggle?.(this.present);
     }
     if (!this.present) return;
+    this._renderAlarms();
     const now = Date.now();
     // Any numeric vital without a tile of its own gets a generic one.
     for (const key of Object.keys(this.latest)) {

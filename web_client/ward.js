@@ -1,6 +1,7 @@
 // Bedside page: publish the camera and microphone, show whether the connection
 // is up, play what the specialists send back, show who steers the PTZ camera (ward
-// staff can take it over) and the monitor's vital signs.
+// staff can take it over) and the monitor's vital signs. When the server ends the
+// camera's stream (`stream-ended`), the page says so and offers to publish again.
 // `#token=…&autostart=1` starts the camera without a click (used by the tests).
 
 import { PtzModel, PtzTakeover } from "./ptz.js";
@@ -30,6 +31,29 @@ if (token) {
   const vitals = new VitalsPanel($("vitals"), session);
   let camera = null; // the camera publication, while active
   let busy = false;
+  let ended = null; // {stream, reason} when the server ended our camera's stream
+
+  // Why the server stopped forwarding our stream (`stream-ended` reasons), Chinese first.
+  const END_REASONS = {
+    failed: ["连接失败", "the connection failed"],
+    closed: ["连接已断开", "the connection closed"],
+    unpublished: ["已停止发布", "publishing was stopped"],
+    left: ["已离开会诊", "left the consultation"],
+  };
+
+  function renderEnded() {
+    const notice = $("stream-ended");
+    notice.hidden = !ended;
+    if (!ended) return;
+    const [zh, en] = END_REASONS[ended.reason] ?? ["未知原因", ended.reason];
+    $("stream-ended-text").replaceChildren(
+      document.createTextNode(`直播已中断：${zh}。`),
+      document.createElement("br"),
+      document.createTextNode(`Stream interrupted: ${en}.`),
+    );
+    notice.dataset.reason = ended.reason;
+    $("republish").disabled = busy;
+  }
 
   function renderPublication() {
     const canPublish = session.state === "joined" && session.grants.includes("publish");
@@ -57,7 +81,26 @@ if (token) {
     renderParticipants($("participants"), session);
     tiles.render();
     renderPublication();
+    renderEnded();
     takeover.render();
+  }
+
+  // The server ended our camera's stream (its connection failed or closed): say so
+  // and offer to publish again; the local camera may still look fine.
+  function onStreamEnded({ stream, reason }) {
+    if (!camera || camera.streamId !== stream) return;
+    ended = { stream, reason };
+    render();
+  }
+
+  async function publishAgain() {
+    if (busy) return;
+    const stale = camera;
+    camera = null;
+    ended = null;
+    preview.srcObject = null;
+    if (stale) await session.unpublish(stale); // closes our side; the server already ended it
+    await startCamera();
   }
 
   async function startCamera() {
@@ -83,6 +126,7 @@ if (token) {
     busy = true;
     const ending = camera;
     camera = null;
+    ended = null;
     preview.srcObject = null;
     try {
       await session.unpublish(ending);
@@ -94,8 +138,11 @@ if (token) {
 
   startButton.addEventListener("click", startCamera);
   stopButton.addEventListener("click", stopCamera);
+  $("republish").addEventListener("click", publishAgain);
+  session.client.on("stream-ended", onStreamEnded);
   session.onChange(render);
-  const exposed = { startCamera, stopCamera, get camera() { return camera; }, ptz: ptz.expose() };
+  const exposed = { startCamera, stopCamera, publishAgain, get camera() { return camera; },
+    get ended() { return ended; }, ptz: ptz.expose() };
   Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(vitals.expose()));
   session.exposeForTests(exposed);
   if (params.get("autostart") === "1") {

@@ -162,6 +162,16 @@ _CHARSETS = {
 }
 
 
+# HL7 table 0211 as defined (whether supported here or not): the only MSH-18 values an
+# error message quotes (anything else may be patient data run into MSH by a lost CR).
+TABLE_0211 = frozenset({
+    "ASCII", "8859/1", "8859/2", "8859/3", "8859/4", "8859/5", "8859/6", "8859/7", "8859/8",
+    "8859/9", "8859/15", "ISO IR6", "ISO IR14", "ISO IR87", "ISO IR100", "ISO IR159",
+    "GB 18030-2000", "KS X 1001", "CNS 11643-1992", "BIG-5", "UNICODE", "UNICODE UTF-8",
+    "UNICODE UTF-16", "UNICODE UTF-32",
+})
+
+
 def codec_for_charset(charset: str) -> str | None:
     """The Python codec for an MSH-18 value (case and spacing tolerant), or None."""
     return _CHARSETS.get(" ".join(charset.upper().split()))

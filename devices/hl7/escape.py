@@ -29,6 +29,8 @@ class Separators:
     def from_msh(cls, field: str, encoding_characters: str) -> Separators:
         """From MSH-1 and MSH-2; ValueError unless they are distinct punctuation."""
         chars = field + encoding_characters
+        if chars == "|^~\\&":
+            return DEFAULT_SEPARATORS  # almost every message: skip the checks
         if not 4 <= len(chars) <= 6:
             raise ValueError(f"MSH-2 has {len(encoding_characters)} encoding characters, "
                              "expected 3 to 5")

@@ -1,41 +1,70 @@
-"""ORU^R01 (IHE PCD-01) -> ``VitalSample``s, sans-I/O.
+"""ORU^R01 (IHE PCD-01), ORF^R04 and ORU^R40 (IHE PCD-04) -> samples and alarms, sans-I/O.
 
 Two steps, so that even a message that fails can be acknowledged:
 
 * ``read_header(raw)`` reads MSH from the raw bytes (MSH-18 decides how to decode the
   rest). It raises ``MessageRejected`` only when the bytes are not an HL7 message.
-* ``decode_oru(raw, header, config)`` checks the header (message type, version,
-  character set: ``MessageRejected`` -> AR), decodes the bytes by MSH-18, parses
-  them with python-hl7 and maps every OBX to a sample (a malformed value, time or
-  missing field: ``MessageError`` -> AE).
+* ``decode_oru(raw, config, header)`` checks the header (message type, version,
+  character set: ``MessageRejected`` -> AR), decodes the bytes by MSH-18, splits
+  them with ``segments.split_segments`` (plain string splits: no tree is built) and
+  maps every OBX (a malformed value, time or missing field, a control character in
+  the text: ``MessageError`` with its location -> AE).
 
 What becomes a sample: every OBX with a value type (OBX-2), including vendor codes
-no table knows (kept as sent). Device/channel grouping rows (no OBX-2 and no value,
-e.g. ``OBX-11 = X``) are skipped. Waveforms (``NA``) carry their samples in
-``values``; a following ``MDC_ATTR_SAMP_RATE`` (or ``MDC_ATTR_TIME_PD_SAMP``) OBX
-whose OBX-4 sub-id is the waveform's (or a child of it) gives ``sample_rate``.
+no table knows (kept as sent), with OBX-7 (reference range) and OBX-8 (abnormal
+flags). Device/channel grouping rows (no OBX-2 and no value, e.g. ``OBX-11 = X``)
+are skipped. Waveforms (``NA``) carry their samples in ``values``; a following
+``MDC_ATTR_SAMP_RATE`` (or ``MDC_ATTR_TIME_PD_SAMP``) OBX whose OBX-4 sub-id is the
+waveform's (or a child of it) gives ``sample_rate``. ORF^R04 is read like ORU^R01.
+
+What becomes an alarm (``alarms.py``): a measurement whose OBX-8 is abnormal
+(source ``obx-8``), and each alarm of an ORU^R40 (source ``pcd-04``; its OBX rows
+are facets of alarms, not samples).
+
+Times keep the offset the sender gave (``timezone(offset)``); a time without one is
+in the zone configured for the device (``OruConfig``).
+
+python-hl7 is not used here: ``reference.decode_oru_reference`` feeds the same
+mapping from ``hl7.parse``, as an independent check of the splitting in the tests
+and as the baseline of ``benchmarks/hl7_parse.py``.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
-from typing import Any
-
-import hl7
 
 from devices.vitals import VitalAlarm, VitalSample
 
 from . import codes
+from .alarms import (
+    ALARM_STATE_CODES,
+    ALARM_STATE_NAMES,
+    EVENT_PHASE_CODES,
+    EVENT_PHASE_NAMES,
+    INACTIVATION_CODES,
+    INACTIVATION_NAMES,
+    TEXT_VALUE_TYPES,
+    AlarmFacets,
+    AlarmGroups,
+    flag_priority,
+    is_event_code,
+    sub_id_parent,
+)
 from .errors import ErrorCode, Location, MessageError, MessageRejected
 from .escape import Separators, unescape
+from .segments import control_character_error, has_control_characters, split_segments
 from .timestamp import parse_timestamp
 
 SUPPORTED_VERSION = re.compile(r"2\.([3-9])(\.\d+)*")
 """HL7 v2.3 and later (IHE PCD-01 is v2.6; many monitors still send 2.3.1 or 2.4)."""
 PROCESSING_IDS = frozenset({"", "P", "D", "T"})
+MESSAGE_TYPES = {"ORU": frozenset({"R01", "R40"}), "ORF": frozenset({"R04"})}
+"""ORU^R01 (IHE PCD-01), ORU^R40 (IHE PCD-04 alarms) and ORF^R04 (the query response some
+Philips monitors send, with the same OBX rows as ORU^R01)."""
 _WHITESPACE = b" \t\r\n"
 _NM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 
@@ -64,6 +93,8 @@ class MessageHeader:
         parts = text.split(self.separators.repetition, 1)[0].split(self.separators.component)
         if index > len(parts):
             return ""
+        if self.separators.escape not in parts[index - 1]:
+            return parts[index - 1]
         try:
             return unescape(parts[index - 1], self.separators, self.codec or "ascii")
         except ValueError:
@@ -167,6 +198,8 @@ def _sniff_charset(msh: bytes, separators: Separators) -> tuple[str, str | None,
     """
     raw_charset = msh.split(separators.field.encode())[17:18] or [b""]
     naive = _charset_field(_ascii(raw_charset[0]), separators)
+    if msh.isascii():  # every supported character set reads ASCII bytes alike
+        return naive, codes.codec_for_charset(naive), msh.decode("ascii")
     guesses = [codes.codec_for_charset(naive), *_MULTIBYTE_CODECS]
     for codec in dict.fromkeys(g for g in guesses if g is not None):
         try:
@@ -186,23 +219,28 @@ def _charset_field(text: str, separators: Separators) -> str:
 
 
 def check_header(header: MessageHeader) -> None:
-    """``MessageRejected`` unless this is an ORU^R01 this receiver can read."""
+    """``MessageRejected`` unless this is a message this receiver can read."""
     if header.codec is None:
-        raise MessageRejected(f"character set {_printable(header.charset)!r} is not supported",
+        named = " ".join(header.charset.upper().split())
+        quoted = repr(named) if named in codes.TABLE_0211 else "(not an HL7 table 0211 name)"
+        raise MessageRejected(f"character set {quoted} is not supported",
                               location=Location("MSH", field=18),
                               code=ErrorCode.TABLE_VALUE_NOT_FOUND)
-    if header.message_code != "ORU":
+    events = MESSAGE_TYPES.get(header.message_code)
+    if events is None:
         raise MessageRejected(
-            f"message type {_printable(header.message_code)!r} is not supported (only ORU^R01)",
+            f"message type {_quoted(header.message_code, _MESSAGE_CODE)} is not supported "
+            "(ORU^R01, ORU^R40 and ORF^R04 are)",
             location=Location("MSH", field=9, component=1),
             code=ErrorCode.UNSUPPORTED_MESSAGE_TYPE)
-    if header.trigger_event != "R01":
+    if header.trigger_event not in events:
         raise MessageRejected(
-            f"trigger event {_printable(header.trigger_event)!r} is not supported (only R01)",
+            f"trigger event {_quoted(header.trigger_event, _TRIGGER_EVENT)} is not supported "
+            f"(only {' and '.join(sorted(events))} for {header.message_code})",
             location=Location("MSH", field=9, component=2), code=ErrorCode.UNSUPPORTED_EVENT)
     if not SUPPORTED_VERSION.fullmatch(header.version):
         raise MessageRejected(
-            f"HL7 version {_printable(header.version)!r} is not supported (2.3 or later)",
+            f"HL7 version {_quoted(header.version, _VERSION)} is not supported (2.3 or later)",
             location=Location("MSH", field=12), code=ErrorCode.UNSUPPORTED_VERSION)
     if header.component(header.processing_id, 1) not in PROCESSING_IDS:
         raise MessageRejected("processing id is not P, D or T",
@@ -214,24 +252,31 @@ def check_header(header: MessageHeader) -> None:
                               code=ErrorCode.REQUIRED_FIELD_MISSING)
 
 
-def _printable(text: str, limit: int = 24) -> str:
-    """A header value made safe to quote in an error (header codes are not patient data)."""
-    return "".join(c if c.isascii() and c.isprintable() else "?" for c in text[:limit])
+_MESSAGE_CODE = re.compile(r"[A-Z]{3}")
+_TRIGGER_EVENT = re.compile(r"[A-Z][0-9A-Z]{2}")
+_VERSION = re.compile(r"\d\.\d+(\.\d+)*|")
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+
+
+def _quoted(text: str, shape: re.Pattern[str]) -> str:
+    """A header code quoted in an error only when it has the shape of one: a lost segment
+    terminator can run PID's values into MSH, and those must never be quoted."""
+    return repr(text) if shape.fullmatch(text) else "(malformed)"
 
 
 def decode_oru(raw: bytes, config: OruConfig | None = None,
                header: MessageHeader | None = None) -> OruMessage:
-    """The samples of one ORU^R01 message (see the module docstring for the errors)."""
+    """The samples and alarms of one ORU^R01 / ORF^R04 / ORU^R40 message.
+
+    See the module docstring for the errors.
+    """
     header = header if header is not None else read_header(raw)
     check_header(header)
-    assert header.codec is not None
     text = _decode_text(raw, header)
-    try:
-        message = hl7.parse(text)
-    except Exception:
-        raise MessageError("the message cannot be parsed into segments",
-                           code=ErrorCode.SEGMENT_SEQUENCE) from None
-    return _Reader(message, header, config or OruConfig()).read()
+    if has_control_characters(raw):
+        raise control_character_error(text, header.separators)
+    return OruReader(split_segments(text, header.separators), header,
+                     config or OruConfig()).read()
 
 
 def _decode_text(raw: bytes, header: MessageHeader) -> str:
@@ -244,132 +289,234 @@ def _decode_text(raw: bytes, header: MessageHeader) -> str:
         segment = _ascii(raw[line_start:line_start + 3])
         raise MessageError(
             f"bytes that are not valid {header.charset or 'ASCII'} (MSH-18) "
-            f"in segment {segment_number} ({_printable(segment, 3)})",
+            f"in segment {segment_number} "
+            f"({segment if _SEGMENT_ID.fullmatch(segment) else 'malformed id'})",
             location=Location("MSH", field=18), code=ErrorCode.DATA_TYPE) from None
-    text = text.replace("\r\n", "\r").replace("\n", "\r")
-    if text.count("\rMSH" + header.separators.field) > 0:
+    if "\n" in text:
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    if not text.startswith("MSH"):
+        text = text.lstrip(" \t\r")  # as read_header does
+    if "\rMSH" + header.separators.field in text:
         raise MessageRejected("more than one MSH segment: batches are not supported",
                               location=Location("MSH"), code=ErrorCode.SEGMENT_SEQUENCE)
     return text
 
 
-class _Reader:
-    """Walks the segments of one parsed message, in order."""
+class OruReader:
+    """Walks the segments of one message (``split_segments`` output), in order.
 
-    def __init__(self, message: Any, header: MessageHeader, config: OruConfig) -> None:
-        self.message = message
+    Fields are ``str``s as sent; a field is split into repetitions and components
+    only when read, and unescaped only when it holds the escape character.
+    """
+
+    def __init__(self, segments: Sequence[Sequence[str]], header: MessageHeader,
+                 config: OruConfig) -> None:
+        self.segments = segments
         self.header = header
         self.config = config
-        self.separators = header.separators
+        seps = header.separators
+        self.rep, self.comp, self.sub, self.esc = (
+            seps.repetition, seps.component, seps.subcomponent, seps.escape)
+        self.separators = seps
         self.codec = header.codec or "ascii"
+        self.is_alarm_report = header.trigger_event == "R40"  # ORU^R40 (ORF has no R40)
         self.patient_id: str | None = None
         self.sent_at = ""
         self.obr_time = ""
         self.obr_count = 0
         self.obx_count = 0
         self.samples: list[VitalSample] = []
+        self.alarms: list[VitalAlarm] = []
+        self.facets = AlarmGroups()
         self.waveforms: list[tuple[str, int]] = []  # (OBX-4 sub-id, index in samples)
         self.skipped = 0
+        self._times: dict[tuple[str, tzinfo], datetime] = {}
+        self._zones: dict[str, tzinfo] = {}
+        self.device_id = header.device_id
+        self.segment_name, self.segment_number = "MSH", 1
 
     def read(self) -> OruMessage:
-        msh = self.message[0]
-        self.sent_at = self._first(msh, 7, Location("MSH", field=7))
-        for segment in self.message:
-            name = str(segment[0])
-            if name == "PID" and self.patient_id is None:
-                self.patient_id = self._first(segment, 3, Location("PID", field=3)) or None
+        if not self.segments or self.segments[0][0] != "MSH":
+            raise MessageError("the message does not start with MSH", location=Location("MSH"),
+                               code=ErrorCode.SEGMENT_SEQUENCE)
+        self.sent_at = self._first(self.segments[0], 7)
+        for segment in self.segments:
+            name = segment[0]
+            if name == "OBX":
+                self.obx_count += 1
+                self.segment_name, self.segment_number = "OBX", self.obx_count
+                self._obx(segment)
             elif name == "OBR":
                 self.obr_count += 1
-                self.obr_time = self._first(segment, 7, Location("OBR", self.obr_count, 7))
-            elif name == "OBX":
-                self.obx_count += 1
-                self._obx(segment)
-        return OruMessage(self.header, tuple(self.samples), self.skipped)
+                self.segment_name, self.segment_number = "OBR", self.obr_count
+                self.obr_time = self._first(segment, 7)
+            elif name == "PID" and self.patient_id is None:
+                self.segment_name, self.segment_number = "PID", 1
+                self.patient_id = self._first(segment, 3) or None
+        for facets in self.facets.alarms:
+            if facets.has_event:
+                self.alarms.append(facets.alarm(self.patient_id))
+            else:
+                self.skipped += len(facets.rows)
+        return OruMessage(self.header, tuple(self.samples), self.skipped, tuple(self.alarms))
 
-    # Field access: python-hl7 splits the segments and fields (segment[n] is field n,
-    # MSH-n too); str() of a field is the field as sent, which is split into repetitions
-    # and components here and unescaped with the message's codec (see escape.py).
+    # Field access: segment[n] is field n as sent; split here into repetitions and
+    # components, unescaped with the message's codec (see escape.py).
 
-    def _raw(self, segment: Any, index: int) -> str:
-        return str(segment[index]) if index < len(segment) else ""
+    def _components(self, segment: Sequence[str], index: int) -> list[str]:
+        """The components of the first repetition, unescaped (subcomponents left joined)."""
+        raw = segment[index] if index < len(segment) else ""
+        if self.rep in raw:
+            raw = raw.partition(self.rep)[0]
+        parts = raw.split(self.comp)
+        if self.esc in raw:
+            return [self._unescape(c, index) for c in parts]
+        return parts
 
-    def _raw_components(self, segment: Any, index: int, repetition: int = 0) -> list[str]:
-        reps = self._raw(segment, index).split(self.separators.repetition)
-        if repetition >= len(reps):
-            return []
-        return reps[repetition].split(self.separators.component)
-
-    def _components(self, segment: Any, index: int, location: Location,
-                    repetition: int = 0) -> list[str]:
-        """The components of one repetition, unescaped (subcomponents left joined)."""
-        return [self._unescape(c, location)
-                for c in self._raw_components(segment, index, repetition)]
-
-    def _first(self, segment: Any, index: int, location: Location) -> str:
+    def _first(self, segment: Sequence[str], index: int) -> str:
         """The first component of the first repetition, unescaped (subcomponents dropped)."""
-        parts = self._raw_components(segment, index)
-        if not parts:
+        raw = segment[index] if index < len(segment) else ""
+        if not raw:
             return ""
-        return self._unescape(parts[0].split(self.separators.subcomponent, 1)[0], location)
+        raw = raw.partition(self.rep)[0].partition(self.comp)[0].partition(self.sub)[0]
+        return self._unescape(raw, index) if self.esc in raw else raw
 
-    def _unescape(self, text: str, location: Location) -> str:
+    def _repetitions(self, segment: Sequence[str], index: int) -> list[str]:
+        """The first component of every non-empty repetition, unescaped (OBX-8)."""
+        raw = segment[index] if index < len(segment) else ""
+        if not raw:
+            return []
+        out = []
+        for rep in raw.split(self.rep):
+            text = rep.partition(self.comp)[0].partition(self.sub)[0]
+            if self.esc in text:
+                text = self._unescape(text, index)
+            text = text.strip()
+            if text:
+                out.append(text)
+        return out
+
+    def _unescape(self, text: str, index: int) -> str:
+        """``text`` of field ``index`` of the current segment, escapes resolved."""
         try:
             return unescape(text, self.separators, self.codec)
         except ValueError as exc:
-            raise MessageError(str(exc), location=location) from None
+            raise MessageError(str(exc), location=self._at(index)) from None
 
     def _at(self, field_number: int) -> Location:
-        return Location("OBX", self.obx_count, field_number)
+        """Field ``field_number`` of the segment being read (built only for errors)."""
+        return Location(self.segment_name, self.segment_number, field_number)
 
-    def _obx(self, obx: Any) -> None:
-        value_type = self._first(obx, 2, self._at(2)).strip().upper()
-        raw_value = self._raw(obx, 5)
+    def _obx(self, obx: Sequence[str]) -> None:
+        size = len(obx)
+        value_type = self._first(obx, 2).strip().upper()
+        raw_value = obx[5] if size > 5 else ""
         if not value_type:
             if raw_value == "":
+                if self.is_alarm_report and size > 3 and obx[3]:
+                    self._alarm_row(obx, "", None)  # e.g. an event row without a value
+                    return
                 self.skipped += 1  # a device/channel grouping row
                 return
             raise MessageError("value type missing for a valued observation",
                                location=self._at(2), code=ErrorCode.REQUIRED_FIELD_MISSING)
-        ident = _pad(self._components(obx, 3, self._at(3)), 6)
+        if self.is_alarm_report:
+            self._alarm_row(obx, value_type, raw_value)
+            return
+        ident = _pad(self._components(obx, 3), 6)
         code, name, system = ident[0].strip(), ident[1].strip(), ident[2].strip()
         if not code and not name:
             raise MessageError("observation identifier missing", location=self._at(3),
                                code=ErrorCode.REQUIRED_FIELD_MISSING)
-        sub_id = self._raw(obx, 4).strip()
+        sub_id = obx[4].strip() if size > 4 else ""
         if value_type == "NM" and self._is_sample_rate_of_waveform(obx, code, name, sub_id):
             return
         known = codes.lookup_observation(code, system, name)
         device_id = self._device_id(obx)
+        reference_range = self._unescape(obx[7], 7).strip() if size > 7 and obx[7] else ""
+        flags = tuple(self._repetitions(obx, 8)) if size > 8 and obx[8] else ()
+        value, values, text = self._value(value_type, raw_value)
         sample = VitalSample(
             device_id=device_id,
             code=code,
             code_system=system,
             name=name,
             observed_at=self._observed_at(obx, device_id),
-            status=self._first(obx, 11, self._at(11)).strip(),
+            status=self._first(obx, 11).strip(),
             unit=self._unit(obx),
             loinc=(known.loinc if known else None) or _alternate_loinc(ident, system, code),
             vital=known.vital if known else None,
             patient_id=self.patient_id,
-            **self._value(value_type, raw_value),
+            reference_range=reference_range or None,
+            abnormal_flags=flags,
+            value=value,
+            values=values,
+            text=text,
         )
         if sample.values is not None:
             self.waveforms.append((sub_id, len(self.samples)))
         self.samples.append(sample)
+        if flags:
+            priority = flag_priority(flags)
+            if priority is not None:
+                self.alarms.append(VitalAlarm(
+                    device_id=device_id, code=code, name=name, priority=priority,
+                    state="active", observed_at=sample.observed_at, source="obx-8",
+                    vital=sample.vital, text=None, flags=flags, patient_id=self.patient_id))
 
-    def _value(self, value_type: str, raw: str) -> dict[str, Any]:
-        location = self._at(5)
+    def _alarm_row(self, obx: Sequence[str], value_type: str, raw_value: str | None) -> None:
+        """One OBX of an ORU^R40: a facet of one alarm (see alarms.py)."""
+        ident = _pad(self._components(obx, 3), 3)
+        code, name, system = ident[0].strip(), ident[1].strip(), ident[2].strip()
+        if not code and not name:
+            raise MessageError("observation identifier missing", location=self._at(3),
+                               code=ErrorCode.REQUIRED_FIELD_MISSING)
+        parent = sub_id_parent(obx[4].strip() if len(obx) > 4 else "")
+        flags = tuple(self._repetitions(obx, 8))
+        is_event = is_event_code(code, name, flags)
+        facets = self.facets.find(self.obr_count, parent, is_event)
+        facets.rows.append(self.obx_count)
+        value = self._unescape(raw_value, 5).strip() if raw_value else ""
+        if name in EVENT_PHASE_NAMES or code in EVENT_PHASE_CODES:
+            facets.phase = value
+        elif name in ALARM_STATE_NAMES or code in ALARM_STATE_CODES:
+            facets.state = value
+        elif name in INACTIVATION_NAMES or code in INACTIVATION_CODES:
+            facets.inactivation = value
+        elif is_event and not facets.has_event:
+            device_id = self._device_id(obx)
+            facets.event_code, facets.event_name, facets.flags = code, name, flags
+            facets.device_id = device_id
+            facets.observed_at = self._observed_at(obx, device_id)
+            if value_type in TEXT_VALUE_TYPES or self.comp not in value:
+                facets.text = value or None
+            else:  # CWE: the source of the alarm
+                self._alarm_source(facets, value.split(self.comp))
+        else:
+            self._alarm_source(facets, [code, name, system])
+
+    def _alarm_source(self, facets: AlarmFacets, ident: list[str]) -> None:
+        """The measurement an alarm is about (its source facet, or a CWE event value)."""
+        code, name, system = (_pad(ident, 3)[i].strip() for i in range(3))
+        known = codes.lookup_observation(code, system, name)
+        if known is not None:
+            facets.source_vital = known.vital
+        facets.source_name = facets.source_name or name
+
+    def _value(self, value_type: str,
+               raw: str) -> tuple[float | None, tuple[float, ...] | None, str | None]:
+        """(value, values, text) of OBX-5 by its value type."""
         if value_type == "NM":
-            text = self._unescape(raw, location).strip()
-            return {"value": _number(text, location, "value type NM") if text else None}
+            text = (self._unescape(raw, 5) if self.esc in raw else raw).strip()
+            return (self._number(text, 5, "value type NM") if text else None), None, None
         if value_type == "NA":
-            return {"values": self._numeric_array(raw, location)}
+            return None, self._numeric_array(raw), None
         # ST, TX, FT, CWE, SN, ...: the value as sent, escapes resolved (components of
         # coded values stay joined by the component separator, e.g. "0^Sinus^MDC").
-        text = self._unescape(raw, location)
-        return {"text": text if text != "" else None}
+        text = self._unescape(raw, 5)
+        return None, None, (text if text != "" else None)
 
-    def _numeric_array(self, raw: str, location: Location) -> tuple[float, ...]:
+    def _numeric_array(self, raw: str) -> tuple[float, ...]:
         """NA: numbers separated by components (and repetitions, flattened in order)."""
         if not raw:
             return ()
@@ -377,20 +524,35 @@ class _Reader:
         if seps.escape not in raw:
             flat = raw.replace(seps.repetition, seps.component)
             if _all_numbers(flat, seps.component):  # the fast path for long waveforms
-                return tuple(map(float, flat.split(seps.component)))
+                numbers = tuple(map(float, flat.split(seps.component)))
+                if all(map(math.isfinite, numbers)):
+                    return numbers
         values: list[float] = []
         for rep in raw.split(seps.repetition):
             for i, part in enumerate(rep.split(seps.component), len(values) + 1):
-                values.append(_number(self._unescape(part, location).strip(), location,
-                                      f"waveform sample {i}"))
+                values.append(self._number(self._unescape(part, 5).strip(), 5,
+                                           f"waveform sample {i}"))
         return tuple(values)
 
-    def _device_id(self, obx: Any) -> str:
+    def _number(self, text: str, index: int, what: str) -> float:
+        if _NM.fullmatch(text):
+            number = float(text)
+            if math.isfinite(number):
+                return number
+        return _number(text, self._at(index), what)
+
+    def _device_id(self, obx: Sequence[str]) -> str:
         """OBX-18 (EI): the repetition marked EUI-64, else the first; else MSH-3."""
+        raw = obx[18] if len(obx) > 18 else ""
+        if not raw:
+            return self.device_id
+        if self.rep not in raw and self.esc not in raw and self.sub not in raw:
+            parts = raw.split(self.comp)  # the usual single EI: no unescaping needed
+            ident = parts[0] or (parts[2] if len(parts) > 2 else "")
+            return ident or self.device_id
         candidates = []
-        raw = self._raw(obx, 18)
-        for rep in range(raw.count(self.separators.repetition) + 1 if raw else 0):
-            parts = _pad(self._components(obx, 18, self._at(18), rep), 4)
+        for rep in raw.split(self.rep):
+            parts = _pad([self._unescape(c, 18) for c in rep.split(self.comp)], 4)
             ident = parts[0] or parts[2]
             if ident:
                 candidates.append((parts[1].upper() == "EUI-64" or parts[3].upper() == "EUI-64",
@@ -398,28 +560,38 @@ class _Reader:
         marked = [ident for is_eui, ident in candidates if is_eui]
         if marked:
             return marked[0]
-        return candidates[0][1] if candidates else self.header.device_id
+        return candidates[0][1] if candidates else self.device_id
 
-    def _unit(self, obx: Any) -> str | None:
-        parts = _pad(self._components(obx, 6, self._at(6)), 3)
+    def _unit(self, obx: Sequence[str]) -> str | None:
+        if len(obx) <= 6 or not obx[6]:
+            return None
+        parts = _pad(self._components(obx, 6), 3)
         code, name, system = parts[0].strip(), parts[1].strip(), parts[2].strip()
         return codes.ucum_unit(code, name, system) or name or code or None
 
-    def _observed_at(self, obx: Any, device_id: str) -> datetime:
-        zone = self.config.zone_for(device_id, self.header.device_id)
-        choices = ((self._first(obx, 14, self._at(14)), self._at(14)),
-                   (self.obr_time, Location("OBR", max(self.obr_count, 1), 7)),
-                   (self.sent_at, Location("MSH", field=7)))
-        for text, location in choices:
-            if text.strip():
+    def _observed_at(self, obx: Sequence[str], device_id: str) -> datetime:
+        """OBX-14, else OBR-7, else MSH-7: with the sender's offset, else the device's zone."""
+        zone = self._zones.get(device_id)
+        if zone is None:
+            zone = self._zones[device_id] = self.config.zone_for(device_id, self.device_id)
+        for text, where in ((self._first(obx, 14), 0), (self.obr_time, 1), (self.sent_at, 2)):
+            if text and not text.isspace():
+                known = self._times.get((text, zone))
+                if known is not None:
+                    return known
                 try:
-                    return parse_timestamp(text, zone)
+                    moment = parse_timestamp(text, zone)
                 except ValueError as exc:
+                    location = (self._at(14), Location("OBR", max(self.obr_count, 1), 7),
+                                Location("MSH", field=7))[where]
                     raise MessageError(str(exc), location=location) from None
+                self._times[(text, zone)] = moment
+                return moment
         raise MessageError("no observation time (OBX-14, OBR-7 and MSH-7 are empty)",
                            location=self._at(14), code=ErrorCode.REQUIRED_FIELD_MISSING)
 
-    def _is_sample_rate_of_waveform(self, obx: Any, code: str, name: str, sub_id: str) -> bool:
+    def _is_sample_rate_of_waveform(self, obx: Sequence[str], code: str, name: str,
+                                    sub_id: str) -> bool:
         """Attach a sample-rate facet to its waveform; False when it is not one."""
         is_rate = name in codes.SAMPLE_RATE_NAMES
         is_period = name in codes.SAMPLE_PERIOD_NAMES or code in codes.SAMPLE_PERIOD_CODES
@@ -428,10 +600,10 @@ class _Reader:
         target = next((index for wave_sub_id, index in reversed(self.waveforms)
                        if not sub_id or sub_id == wave_sub_id
                        or sub_id.startswith(wave_sub_id + ".")), None)
-        text = self._first(obx, 5, self._at(5)).strip()
+        text = self._first(obx, 5).strip()
         if target is None or not text:
             return False
-        number = _number(text, self._at(5), "value type NM")
+        number = self._number(text, 5, "value type NM")
         unit = self._unit(obx)
         if is_rate:
             scale = codes.RATE_UNITS_PER_SECOND.get(unit or "/s")
@@ -466,7 +638,10 @@ def _pad(parts: list[str], count: int) -> list[str]:
 def _number(text: str, location: Location, what: str) -> float:
     if not _NM.fullmatch(text):
         raise MessageError(f"not a number ({what})", location=location)
-    return float(text)
+    number = float(text)
+    if not math.isfinite(number):
+        raise MessageError(f"number out of range ({what})", location=location)
+    return number
 
 
 def _alternate_loinc(ident: list[str], system: str, code: str) -> str | None:

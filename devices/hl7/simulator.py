@@ -1,13 +1,19 @@
 """A bedside-monitor simulator: ORU^R01 (IHE PCD-01 style) vitals over one MLLP connection.
 
 Every ``interval`` seconds it sends heart rate, SpO2, pulse rate, respiration rate and
-temperature (NIBP every ``nibp_interval``) as slowly varying plausible values, plus
-the pleth waveform of the interval as ``NA`` OBX chunks (100 Hz, one chunk per
-second) each followed by its ``MDC_ATTR_SAMP_RATE``. It waits for each ACK: ``AE``
+temperature (NIBP every ``nibp_interval``) as slowly varying plausible values, with
+their alarm limits in OBX-7 and an OBX-8 flag (``H``/``L`` outside the limits,
+``HH``/``LL`` beyond the panic limits, see ``LIMITS``), plus the pleth waveform of the
+interval as ``NA`` OBX chunks (100 Hz, one chunk per second) each followed by its
+``MDC_ATTR_SAMP_RATE``. ``MonitorProfile.message_type`` ``ORF^R04^ORF_R04`` sends the
+same rows as the query response some Philips monitors send. ``hold(vital, value)``
+pins a vital (e.g. SpO2 at 82 for an alarm demo) and ``alarm_message`` composes an
+IHE PCD-04 ORU^R40 alarm report (``start``/``end``). It waits for each ACK: ``AE``
 or no ACK -> resend the same message (same MSH-10) up to ``max_resends`` times;
 ``AR`` -> drop the message and reconnect (as GE monitors do).
 
     python -m devices.hl7.simulator --host 127.0.0.1 --port 2575 [--interval 5] [--count N]
+        [--message-type ORF^R04^ORF_R04] [--alarm-demo]
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -53,12 +59,16 @@ class MonitorProfile:
     waveform_chunk: float = 1.0
     """Seconds of waveform per NA OBX."""
     nibp_interval: float = 300.0
+    message_type: str = "ORU^R01^ORU_R01"
+    """MSH-9: ``ORU^R01^ORU_R01`` or ``ORF^R04^ORF_R04`` (the same OBX rows)."""
 
     def __post_init__(self) -> None:
         if codes.codec_for_charset(self.charset) is None:
             raise ValueError(f"unsupported MSH-18 character set {self.charset!r}")
         if not self.waveform_rate > 0 or not self.waveform_chunk > 0:
             raise ValueError("waveform_rate and waveform_chunk must be positive")
+        if self.message_type.split("^")[:2] not in (["ORU", "R01"], ["ORF", "R04"]):
+            raise ValueError(f"unsupported message type {self.message_type!r}")
 
     @property
     def codec(self) -> str:
@@ -117,45 +127,90 @@ class VitalsModel:
         return out
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Alarm limits of a vital: outside low..high is ``L``/``H``, beyond the panic ones
+    ``LL``/``HH`` (adult defaults of a typical bedside monitor)."""
+
+    low: float
+    high: float
+    panic_low: float
+    panic_high: float
+
+    def flag(self, value: float) -> str:
+        if value < self.panic_low:
+            return "LL"
+        if value > self.panic_high:
+            return "HH"
+        if value < self.low:
+            return "L"
+        return "H" if value > self.high else ""
+
+    @property
+    def range(self) -> str:
+        return f"{self.low:g}-{self.high:g}"
+
+
+LIMITS = {
+    "hr": Limits(50, 120, 40, 150),
+    "pr": Limits(50, 120, 40, 150),
+    "spo2": Limits(90, 100, 85, 101),
+    "rr": Limits(8, 30, 5, 40),
+    "temp": Limits(36.0, 38.5, 35.0, 40.0),
+    "nibp_sys": Limits(90, 160, 70, 200),
+    "nibp_dia": Limits(50, 95, 40, 120),
+    "nibp_mean": Limits(60, 110, 50, 130),
+}
+
+_ALARM_VITALS = {
+    "hr": ("147842", "MDC_ECG_HEART_RATE", "1.1.1.147842", "264864^MDC_DIM_BEAT_PER_MIN^MDC"),
+    "spo2": ("150456", "MDC_PULS_OXIM_SAT_O2", "1.2.1.150456", "262688^MDC_DIM_PERCENT^MDC"),
+    "rr": ("151562", "MDC_RESP_RATE", "1.3.1.151562", "264928^MDC_DIM_RESP_PER_MIN^MDC"),
+}
+
+
 def compose_oru(profile: MonitorProfile, model: VitalsModel, *, control_id: str,
                 now: datetime, wave_start: datetime, wave: Sequence[int],
-                nibp_at: datetime | None) -> str:
-    """One ORU^R01 message (text, segments ended by ``\\r``), like a GE B40 sends."""
+                nibp_at: datetime | None, held: Mapping[str, float] | None = None) -> str:
+    """One ORU^R01 (or ORF^R04) message (text, segments ended by ``\\r``), like a GE B40.
+
+    ``held`` replaces the model's value of those vitals ("spo2": 82.0).
+    """
+    held = held or {}
     seps = DEFAULT_SEPARATORS
     ts = format_timestamp(now)
     eui = profile.device_id
     obr_id = f"{eui}{now:%Y%m%d%H%M%S}^{escape(profile.application, seps)}^{eui}^EUI-64"
-    family, given = (escape(part, seps) for part in profile.patient_name)
-    segments = [
-        f"MSH|^~\\&|{escape(profile.application, seps)}^{eui}^EUI-64|"
-        f"{escape(profile.facility, seps)}|||{ts}||ORU^R01^ORU_R01|{control_id}|P|2.6|||NE|AL||"
-        f"{profile.charset}|||PCD_DEC_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO",
-        f"PID|||{escape(profile.patient_id, seps)}^^^HOSP^MR||{family}^{given}^^^^^L",
-        f"PV1||I|{escape(profile.ward, seps)}^^{escape(profile.bed, seps)}",
-        f"OBR|1|{obr_id}|{obr_id}|182777000^monitoring of patient^SCT|||{ts}",
-    ]
+    segments = _header(profile, ts, profile.message_type, control_id,
+                       "PCD_DEC_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO")
+    segments.append(f"OBR|1|{obr_id}|{obr_id}|182777000^monitoring of patient^SCT|||{ts}")
     rows: list[str] = ["|69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|1.0.0.0|||||||X"]
 
-    def numeric(code: str, name: str, sub: str, value: str, unit: str, at: str = ts) -> None:
-        rows.append(f"NM|{code}^{name}^MDC|{sub}|{value}|{unit}|||||R|||{at}")
+    def numeric(vital: str, code: str, name: str, sub: str, value: float, digits: int,
+                unit: str, at: str = ts) -> None:
+        value = held.get(vital, value)
+        text = f"{value:.{digits}f}"
+        limits = LIMITS[vital]
+        flag = limits.flag(float(text))
+        rows.append(f"NM|{code}^{name}^MDC|{sub}|{text}|{unit}|{limits.range}|{flag}|||R|||{at}")
 
-    numeric("147842", "MDC_ECG_HEART_RATE", "1.1.1.147842", f"{model.hr.value:.0f}",
+    numeric("hr", "147842", "MDC_ECG_HEART_RATE", "1.1.1.147842", model.hr.value, 0,
             "264864^MDC_DIM_BEAT_PER_MIN^MDC")
-    numeric("150456", "MDC_PULS_OXIM_SAT_O2", "1.2.1.150456", f"{model.spo2.value:.0f}",
+    numeric("spo2", "150456", "MDC_PULS_OXIM_SAT_O2", "1.2.1.150456", model.spo2.value, 0,
             "262688^MDC_DIM_PERCENT^MDC")
-    numeric("149530", "MDC_PULS_OXIM_PULS_RATE", "1.2.1.149530", f"{model.hr.value:.0f}",
+    numeric("pr", "149530", "MDC_PULS_OXIM_PULS_RATE", "1.2.1.149530", model.hr.value, 0,
             "264864^MDC_DIM_BEAT_PER_MIN^MDC")
-    numeric("151562", "MDC_RESP_RATE", "1.3.1.151562", f"{model.rr.value:.0f}",
+    numeric("rr", "151562", "MDC_RESP_RATE", "1.3.1.151562", model.rr.value, 0,
             "264928^MDC_DIM_RESP_PER_MIN^MDC")
-    numeric("150344", "MDC_TEMP", "1.4.1.150344", f"{model.temp.value:.1f}",
+    numeric("temp", "150344", "MDC_TEMP", "1.4.1.150344", model.temp.value, 1,
             "268192^MDC_DIM_DEGC^MDC")
     if nibp_at is not None:
         at = format_timestamp(nibp_at)
         sys_, dia = model.nibp_sys.value, model.nibp_dia.value
         for code, name, value in (("150021", "SYS", sys_), ("150022", "DIA", dia),
                                   ("150023", "MEAN", dia + (sys_ - dia) / 3)):
-            numeric(code, f"MDC_PRESS_BLD_NONINV_{name}", f"1.5.1.{code}", f"{value:.0f}",
-                    "266016^MDC_DIM_MMHG^MDC", at)
+            numeric(f"nibp_{name.lower()}", code, f"MDC_PRESS_BLD_NONINV_{name}",
+                    f"1.5.1.{code}", value, 0, "266016^MDC_DIM_MMHG^MDC", at)
     chunk = max(1, round(profile.waveform_rate * profile.waveform_chunk))
     for first in range(0, len(wave), chunk):
         start = wave_start + timedelta(seconds=first / profile.waveform_rate)
@@ -168,6 +223,53 @@ def compose_oru(profile: MonitorProfile, model: VitalsModel, *, control_id: str,
     device = f"{eui}^EUI-64"
     for number, row in enumerate(rows, 1):
         padding = "|" * (15 - row.count("|"))  # row holds OBX-2..; device id in OBX-18
+        segments.append(f"OBX|{number}|{row}{padding}|{device}")
+    return "\r".join(segments) + "\r"
+
+
+def _header(profile: MonitorProfile, ts: str, message_type: str, control_id: str,
+            profile_id: str) -> list[str]:
+    seps = DEFAULT_SEPARATORS
+    eui = profile.device_id
+    family, given = (escape(part, seps) for part in profile.patient_name)
+    return [
+        f"MSH|^~\\&|{escape(profile.application, seps)}^{eui}^EUI-64|"
+        f"{escape(profile.facility, seps)}|||{ts}||{message_type}|{control_id}|P|2.6|||NE|AL||"
+        f"{profile.charset}|||{profile_id}",
+        f"PID|||{escape(profile.patient_id, seps)}^^^HOSP^MR||{family}^{given}^^^^^L",
+        f"PV1||I|{escape(profile.ward, seps)}^^{escape(profile.bed, seps)}",
+    ]
+
+
+def compose_alarm(profile: MonitorProfile, *, control_id: str, now: datetime, vital: str,
+                  value: float, phase: str, priority: str = "PH", high: bool = False,
+                  text: str | None = None) -> str:
+    """An IHE PCD-04 ORU^R40: one physiological alarm of ``vital`` (its limit crossed).
+
+    Facets by OBX-4 ``<source>.n``: 1 the event (``MDC_EVT_LO``/``MDC_EVT_HI``, OBX-8
+    ``priority~SP``, OBX-5 the monitor's text), 2 the source value and its limits,
+    3 the phase (``start``/``continue``/``end``), 4 the alarm state, 5 inactivation.
+    """
+    seps = DEFAULT_SEPARATORS
+    ts = format_timestamp(now)
+    eui = profile.device_id
+    code, name, sub, unit = _ALARM_VITALS[vital]
+    event = "196648^MDC_EVT_HI^MDC" if high else "196670^MDC_EVT_LO^MDC"
+    state = "inactive" if phase == "end" else "active"
+    segments = _header(profile, ts, "ORU^R40^ORU_R40", control_id,
+                       "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO")
+    segments.append(f"OBR|1|{control_id}^{escape(profile.application, seps)}^{eui}^EUI-64||"
+                    f"196616^MDC_EVT_ALARM^MDC|||{ts}")
+    device = f"{eui}^EUI-64"
+    rows = [
+        f"ST|{event}|{sub}.1|{escape(text or '', seps)}|||{priority}~SP|||F|||{ts}",
+        f"NM|{code}^{name}^MDC|{sub}.2|{value:g}|{unit}|{LIMITS[vital].range}||||F|||{ts}",
+        f"ST|68481^MDC_ATTR_EVENT_PHASE^MDC|{sub}.3|{phase}||||||F|||{ts}",
+        f"ST|68482^MDC_ATTR_ALARM_STATE^MDC|{sub}.4|{state}||||||F|||{ts}",
+        f"ST|68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC|{sub}.5|enabled||||||F|||{ts}",
+    ]
+    for number, row in enumerate(rows, 1):
+        padding = "|" * (15 - row.count("|"))
         segments.append(f"OBX|{number}|{row}{padding}|{device}")
     return "\r".join(segments) + "\r"
 
@@ -193,7 +295,8 @@ class MonitorSimulator:
     def __init__(self, host: str, port: int, *, interval: float = 5.0,
                  profile: MonitorProfile | None = None, seed: int | None = None,
                  max_resends: int = 3, ack_timeout: float = 10.0,
-                 retry_delay: float = 1.0, clock: Callable[[], datetime] = _utc_now) -> None:
+                 retry_delay: float = 1.0, clock: Callable[[], datetime] = _utc_now,
+                 alarm_demo: bool = False) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be positive, got {interval}")
         self.host, self.port = host, port
@@ -212,6 +315,8 @@ class MonitorSimulator:
         self._writer: asyncio.StreamWriter | None = None
         self._framer = MLLPFramer()
         self._frames: deque[bytes] = deque()
+        self.held: dict[str, float] = {}
+        self.alarm_demo = alarm_demo
 
     def next_message(self, now: datetime) -> tuple[str, bytes]:
         """Advance the model to ``now``; the next message's control id and bytes."""
@@ -226,15 +331,49 @@ class MonitorSimulator:
             nibp_at = self._last_nibp = now
         control_id = f"{self.profile.device_id[-6:]}{next(self._ids):08d}"
         text = compose_oru(self.profile, self.model, control_id=control_id, now=now,
-                           wave_start=wave_start, wave=wave, nibp_at=nibp_at)
+                           wave_start=wave_start, wave=wave, nibp_at=nibp_at, held=self.held)
         return control_id, text.encode(self.profile.codec)
+
+    def hold(self, vital: str, value: float | None) -> None:
+        """Send ``value`` for ``vital`` (a ``LIMITS`` key) from now on; None lets it go."""
+        if vital not in LIMITS:
+            raise ValueError(f"unknown vital {vital!r}")
+        if value is None:
+            self.held.pop(vital, None)
+        else:
+            self.held[vital] = value
+
+    def alarm_message(self, now: datetime, vital: str, phase: str, *, value: float,
+                      priority: str = "PH", high: bool = False,
+                      text: str | None = None) -> tuple[str, bytes]:
+        """An ORU^R40 alarm report (``compose_alarm``): its control id and bytes."""
+        control_id = f"{self.profile.device_id[-6:]}{next(self._ids):08d}"
+        message = compose_alarm(self.profile, control_id=control_id, now=now, vital=vital,
+                                value=value, phase=phase, priority=priority, high=high,
+                                text=text)
+        return control_id, message.encode(self.profile.codec)
+
+    async def _alarm_demo(self, index: int) -> None:
+        """Every 6 messages: SpO2 falls to 82 % (OBX-8 ``LL`` and a PCD-04 alarm
+        ``start``) for two messages, then recovers (the alarm ``end``)."""
+        step = index % 6
+        if step == 2:
+            self.hold("spo2", 82.0)
+            await self.send(*self.alarm_message(self._clock(), "spo2", "start", value=82.0,
+                                                text="SpO2 LOW"))
+        elif step == 4:
+            self.hold("spo2", None)
+            await self.send(*self.alarm_message(self._clock(), "spo2", "end", value=95.0,
+                                                text="SpO2 LOW"))
 
     async def run(self, count: int | None = None) -> SimulatorStats:
         """Send ``count`` messages (forever when None), one every ``interval`` seconds."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         try:
-            for _ in itertools.repeat(None) if count is None else range(count):
+            for index in itertools.count() if count is None else range(count):
+                if self.alarm_demo:
+                    await self._alarm_demo(index)
                 control_id, message = self.next_message(self._clock())
                 await self.send(control_id, message)
                 next_at += self.interval
@@ -328,15 +467,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patient-id", default=MonitorProfile.patient_id)
     parser.add_argument("--charset", default=MonitorProfile.charset, help="MSH-18")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--message-type", default=MonitorProfile.message_type,
+                        help="MSH-9: ORU^R01^ORU_R01 or ORF^R04^ORF_R04")
+    parser.add_argument("--alarm-demo", action="store_true",
+                        help="SpO2 falls to 82 %% every 6 messages (OBX-8 flags and ORU^R40 "
+                             "alarm start/end)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         profile = MonitorProfile(device_id=args.device_id, patient_id=args.patient_id,
-                                 charset=args.charset)
+                                 charset=args.charset, message_type=args.message_type)
     except ValueError as exc:
         parser.error(str(exc))
     simulator = MonitorSimulator(args.host, args.port, interval=args.interval,
-                                 profile=profile, seed=args.seed)
+                                 profile=profile, seed=args.seed, alarm_demo=args.alarm_demo)
     try:
         stats = asyncio.run(simulator.run(args.count))
     except KeyboardInterrupt:

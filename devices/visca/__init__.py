@@ -9,7 +9,13 @@ bytes; ``camera.PtzCamera`` is the API the application uses; ``simulated_camera`
 
 from devices.visca.camera import PtzCamera
 from devices.visca.codec import BRC_H700, EVI_D70, CameraProfile, PanTilt, Version
-from devices.visca.errors import CameraOffline, ViscaCommandError, ViscaError, ViscaTimeout
+from devices.visca.errors import (
+    CameraOffline,
+    MalformedReply,
+    ViscaCommandError,
+    ViscaError,
+    ViscaTimeout,
+)
 from devices.visca.ip_transport import RawUdpTransport, SonyUdpTransport, TcpTransport
 from devices.visca.serial_transport import SerialTransport
 from devices.visca.transport import ViscaTransport
@@ -20,6 +26,7 @@ __all__ = [
     "EVI_D70",
     "CameraOffline",
     "CameraProfile",
+    "MalformedReply",
     "PanTilt",
     "PtzCamera",
     "RawUdpTransport",

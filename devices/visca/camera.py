@@ -16,6 +16,8 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from devices.visca.codec import (
     EVI_D70,
@@ -34,8 +36,21 @@ from devices.visca.codec import (
     if_clear,
     parse_broadcast_reply,
 )
-from devices.visca.errors import CameraOffline, ViscaCommandError, ViscaError, ViscaTimeout
-from devices.visca.session import Completed, Failed, SendPacket, SessionEvent, ViscaSession
+from devices.visca.errors import (
+    CameraOffline,
+    MalformedReply,
+    ViscaCommandError,
+    ViscaError,
+    ViscaTimeout,
+)
+from devices.visca.session import (
+    Acked,
+    Completed,
+    Failed,
+    SendPacket,
+    SessionEvent,
+    ViscaSession,
+)
 from devices.visca.transport import ViscaTransport
 
 logger = logging.getLogger(__name__)
@@ -51,6 +66,25 @@ def _scale(value: float, top: int, axis: str) -> int:
     if value == 0:
         return 0
     return int(math.copysign(max(1, round(abs(value) * top)), value))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a failed future's exception as seen (nobody may be waiting for it)."""
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass(eq=False)
+class Submitted:
+    """A command handed to flow control: ``accepted`` resolves to its socket on the ACK
+    (or fails: refused, timeout, offline); ``done`` resolves on its completion (or fails:
+    cancelled, refused while executing, timeout). Awaiting either never cancels the
+    command; :meth:`PtzCamera.cancel` does."""
+
+    request_id: int
+    packet: bytes
+    accepted: asyncio.Future[int]
+    done: asyncio.Future[bytes]
 
 
 class _Sink:
@@ -118,6 +152,7 @@ class PtzCamera:
         )
         self._sink = _Sink(self)
         self._waiters: dict[int, asyncio.Future[bytes]] = {}
+        self._accepted: dict[int, asyncio.Future[int]] = {}
         self._online: bool | None = None
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
@@ -309,6 +344,48 @@ class PtzCamera:
         self._check_usable()
         return await self._exchange(packet, completion_timeout)
 
+    def submit(self, packet: bytes, *, completion_timeout: float | None = None) -> Submitted:
+        """Queue a command now (in call order) without waiting; see :class:`Submitted`.
+
+        Raises :class:`CameraOffline` at once when the camera is offline or closed."""
+        self._check_usable()
+        loop = self._loop or asyncio.get_running_loop()
+        request_id = self._session.submit(packet, loop.time(), completion_timeout)
+        accepted: asyncio.Future[int] = loop.create_future()
+        done: asyncio.Future[bytes] = loop.create_future()
+        accepted.add_done_callback(_retrieve)
+        done.add_done_callback(_retrieve)
+        self._accepted[request_id] = accepted
+        self._waiters[request_id] = done
+
+        def forget(_: asyncio.Future[bytes]) -> None:
+            self._accepted.pop(request_id, None)
+            self._waiters.pop(request_id, None)
+
+        done.add_done_callback(forget)
+        self._pump()
+        return Submitted(request_id, packet, accepted, done)
+
+    def cancel(self, submitted: Submitted) -> None:
+        """Withdraw a queued command, or cancel it in the camera (Command Cancel on its
+        socket) once it executes; its ``done`` then fails with "cancelled"."""
+        if submitted.done.done() or self._closed or self._loop is None:
+            return
+        self._session.cancel(submitted.request_id, self._loop.time())
+        self._pump()
+
+    def drive_packets(self, pan: float, tilt: float, zoom: float) -> list[bytes]:
+        """The commands of :meth:`move_normalised` (pan-tilt, then zoom)."""
+        return [
+            self._drive_packet(_scale(pan, self.profile.pan_speed_max, "pan"),
+                               _scale(tilt, self.profile.tilt_speed_max, "tilt")),
+            self._zoom_packet(_scale(zoom, ZOOM_SPEEDS, "zoom")),
+        ]
+
+    def stop_packets(self) -> list[bytes]:
+        """The commands of :meth:`stop` (pan-tilt stop, zoom stop)."""
+        return [self.commands.pan_tilt_stop(), self.commands.zoom_stop()]
+
     # -- building packets --------------------------------------------------------------
 
     def _drive_packet(self, pan_speed: int, tilt_speed: int) -> bytes:
@@ -394,11 +471,21 @@ class PtzCamera:
                     self._transport.send(packet)
                 except OSError as exc:
                     return f"send failed: {exc}"
+            case Acked(request_id, socket):
+                accepted = self._accepted.get(request_id)
+                if accepted is not None and not accepted.done():
+                    accepted.set_result(socket)
             case Completed(request_id, payload):
+                accepted = self._accepted.get(request_id)
+                if accepted is not None and not accepted.done():
+                    accepted.set_result(0)
                 future = self._waiters.get(request_id)
                 if future is not None and not future.done():
                     future.set_result(payload)
             case Failed(request_id, error):
+                accepted = self._accepted.get(request_id)
+                if accepted is not None and not accepted.done():
+                    accepted.set_exception(error)
                 future = self._waiters.get(request_id)
                 if future is not None and not future.done():
                     future.set_exception(error)
@@ -415,8 +502,10 @@ class PtzCamera:
         try:
             self._session.packet_received(packet, loop.time())
         except ValueError as exc:
-            logger.debug("[%s] ignored reply: %s", self.name, exc)
-            return
+            # The camera answered, but unreadably: what waits for that answer fails now
+            # (a clear error rather than a timeout that would mark the camera offline).
+            logger.warning("[%s] malformed reply %s: %s", self.name, packet.hex(" "), exc)
+            self._session.fail_in_transit(MalformedReply(str(exc)), loop.time())
         self._pump()
 
     def _reply_lost(self) -> None:

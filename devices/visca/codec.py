@@ -341,6 +341,14 @@ def is_pan_tilt_motion(packet: bytes) -> bool:
     )
 
 
+def is_pan_tilt_stop(packet: bytes) -> bool:
+    """A pan-tilt stop (``8x 01 06 01 VV WW 03 03 FF``): it halts, so no 200 ms rule holds it."""
+    return (
+        len(packet) == 9 and packet[1] == COMMAND and packet[2] == PAN_TILT
+        and packet[3] == 0x01 and packet[6:8] == b"\x03\x03"
+    )
+
+
 def check_packet(packet: bytes) -> bytes:
     """Validate the framing every VISCA packet shares: length, terminator, no inner FF."""
     if len(packet) < 3:

@@ -42,3 +42,7 @@ class ViscaCommandError(ViscaError):
 
 class CameraOffline(ViscaError):
     """The camera is not answering (or the driver is closed); nothing was sent."""
+
+
+class MalformedReply(ViscaError):
+    """The camera answered the packet in transit with bytes that are not a VISCA reply."""

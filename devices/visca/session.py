@@ -8,8 +8,8 @@ The rules (Sony command lists):
   an error naming the socket) frees one. Inquiries need no socket and may overtake a
   command that waits for one; commands never overtake each other;
 - a pan-tilt motion is cancelled no sooner than 200 ms after it started (its ACK, which
-  comes after the camera received it), and the next pan-tilt command goes no sooner
-  than 200 ms after a "cancelled" reply;
+  comes after the camera received it), and the next pan-tilt motion goes no sooner
+  than 200 ms after a "cancelled" reply (a pan-tilt stop is not held back);
 - a command without ACK (or an inquiry without reply) within ``ack_timeout``, and an
   accepted command without completion within its completion timeout, fail with
   :class:`ViscaTimeout`.
@@ -37,6 +37,7 @@ from devices.visca.codec import (
     check_address,
     classify,
     is_pan_tilt_motion,
+    is_pan_tilt_stop,
     parse_broadcast_reply,
     parse_reply,
 )
@@ -245,7 +246,9 @@ class ViscaSession:
             packet=packet,
             kind=kind,
             completion_timeout=self.completion_timeout if timeout is None else timeout,
-            pan_tilt=is_pan_tilt_motion(packet),
+            # A stop is never held back: it must reach the camera at once, even right
+            # after a cancel (the 200 ms rule is for the next motion).
+            pan_tilt=is_pan_tilt_motion(packet) and not is_pan_tilt_stop(packet),
         )
         self._next_id += 1
         return request

@@ -12,6 +12,9 @@ Speeds: a pan or tilt speed step is ``60 * speed_scale`` position units per seco
 (speed 0x18 crosses the EVI-D70's ±170° pan range in about three seconds at scale 1).
 Zoom speed p covers ``(p + 1) / 8`` of the zoom range per second; focus moves at half
 its range per second. ``completion_delay`` delays every completion (a slow camera).
+``positioning_time`` (seconds) makes home and preset recall take that long whatever the
+distance, as tests of a long move need; a Command Cancel or a pan-tilt stop halts such a
+move where it is (the cancel answers ``cancelled``, the stop completes it).
 
 Replies are returned by :meth:`SimulatedCamera.poll` together with the ``reply_to``
 given with the packet they answer, so a shell can route them to the right connection.
@@ -153,6 +156,7 @@ class SimulatedCamera:
         reply_delay: float = 0.0,
         completion_delay: float = 0.0,
         speed_scale: float = 1.0,
+        positioning_time: float | None = None,
         powered: bool = True,
         version: Version = DEFAULT_VERSION,
     ) -> None:
@@ -166,6 +170,9 @@ class SimulatedCamera:
         self.reply_delay = reply_delay
         self.completion_delay = completion_delay
         self.speed_scale = speed_scale
+        if positioning_time is not None and positioning_time <= 0:
+            raise ValueError("positioning_time must be positive")
+        self.positioning_time = positioning_time
         self.version = version
         self.powered = powered
         self.auto_focus = True
@@ -384,14 +391,21 @@ class SimulatedCamera:
     def _go(self, now: float, where: Preset, *, lens: bool = True) -> tuple[Axis, ...]:
         """Pan and tilt (and zoom and manual focus, with ``lens``) to ``where``, fastest."""
         self._claim(now, self.pan, self.tilt, *((self.zoom,) if lens else ()))
-        self.pan.move_to(now, where.pan, self._speed(self.pan_speed_max, self.pan_speed_max))
-        self.tilt.move_to(now, where.tilt, self._speed(self.tilt_speed_max, self.tilt_speed_max))
+        self._travel(now, self.pan, where.pan, self._speed(self.pan_speed_max, self.pan_speed_max))
+        self._travel(now, self.tilt, where.tilt,
+                     self._speed(self.tilt_speed_max, self.tilt_speed_max))
         if not lens:
             return (self.pan, self.tilt)
-        self.zoom.move_to(now, where.zoom, self._zoom_rate(7))
+        self._travel(now, self.zoom, where.zoom, self._zoom_rate(7))
         if not self.auto_focus:
-            self.focus.move_to(now, where.focus, self._focus_rate())
+            self._travel(now, self.focus, where.focus, self._focus_rate())
         return (self.pan, self.tilt, self.zoom)
+
+    def _travel(self, now: float, axis: Axis, target: float, speed: float) -> None:
+        """Move ``axis`` to ``target`` at ``speed``, or in ``positioning_time`` if set."""
+        if self.positioning_time is not None:
+            speed = abs(target - axis.at(now)) / self.positioning_time
+        axis.move_to(now, target, speed)
 
     def _zoom(self, body: bytes) -> Callable[[float], tuple[Axis, ...]]:
         if len(body) != 1:

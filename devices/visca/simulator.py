@@ -88,6 +88,8 @@ class CameraSimulator:
         """Sony UDP: ignore the next N datagrams, as if the network lost them."""
         self.drop_replies = 0
         """Sony UDP: lose the next N VISCA replies (control replies still go out)."""
+        self.corrupt_replies = 0
+        """Sony UDP: replace the next N VISCA replies by a malformed one (``y0 7F FF``)."""
         self.datagrams: list[SonyIpMessage] = []
         """Every well-formed Sony UDP datagram received, dropped ones included."""
         self.last_sequence: int | None = None
@@ -254,5 +256,8 @@ class CameraSimulator:
         if self.drop_replies > 0:
             self.drop_replies -= 1
             return
+        if self.corrupt_replies > 0:
+            self.corrupt_replies -= 1
+            data = bytes((data[0], 0x7F, 0xFF))
         if not transport.is_closing():
             transport.sendto(SonyIpMessage(PayloadType.REPLY, sequence, data).serialize(), addr)

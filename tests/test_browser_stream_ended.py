@@ -1,0 +1,49 @@
+"""The bedside page is told when the server ends its camera's stream, and publishes again.
+
+Real headless Chromium (fake camera) against the real server; the server closes the
+ward's publication under it, as when the server-side connection dies.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from mediaserver.datagrams import PortCounters
+from signaling import MEDIA_SERVER
+from tests.conftest import RunningServer
+from tests.test_browser import ROOM, Chromium, chromium, server, token, wait_joined
+
+pytestmark = pytest.mark.browser
+__all__ = ["chromium", "server"]  # fixtures
+
+
+async def test_the_ward_page_shows_a_stream_ended_by_the_server_and_republishes(
+        server: RunningServer, chromium: Chromium) -> None:
+    ward = await chromium.open(
+        "ward", f"{server.base_url}/ward.html#token={token(server, 'ward', 'Ward 3')}&autostart=1")
+    await wait_joined(ward)
+    state = ward.locator("#publication-state")
+    await expect(state).to_have_attribute("data-server-state", "connected", timeout=20_000)
+    notice = ward.locator("#stream-ended")
+    await expect(notice).to_be_hidden()
+    first = await ward.evaluate("window.huizhen.camera.streamId")
+
+    room = server.app[MEDIA_SERVER].rooms[ROOM]
+    room.find_publication(first).close()  # the server-side connection ends
+
+    await expect(notice).to_be_visible(timeout=10_000)
+    text = ward.locator("#stream-ended-text")
+    await expect(text).to_have_text(
+        "直播已中断：连接已断开。Stream interrupted: the connection closed.")
+    assert (await text.inner_text()).startswith("直播已中断")  # Chinese first
+    await expect(notice).to_have_attribute("data-reason", "closed")
+
+    await ward.locator("#republish").click()
+    await expect(notice).to_be_hidden()
+    await expect(state).to_have_attribute("data-server-state", "connected", timeout=20_000)
+    second = await ward.evaluate("window.huizhen.camera.streamId")
+    assert second and second != first
+    assert [s.id for s in room.streams()] == [second], str(chromium.log)
+    # A real browser's ICE/DTLS/SRTP traffic trips none of the media-port guards.
+    assert room.find_publication(second).port_counters == PortCounters()
