@@ -208,7 +208,7 @@ class DeviceHub:
                 self.store,
                 ListenerConfig(host=host, port=port, oru=OruConfig(default_zone=self._zone()),
                                **self.hl7_options),
-                on_stored=lambda samples, _alarms: self.route(samples),
+                on_stored=self.route,
             )
             await self.listener.start()
             logger.info("HL7 listener on %s:%d", host, self.listener.port)
