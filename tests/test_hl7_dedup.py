@@ -149,3 +149,30 @@ async def test_the_senders_offset_survives_storage(tmp_path: Path) -> None:
             ("2024-06-01 11:59:00.000000", 480), ("2024-06-01 12:29:00.000000", -30)]
     finally:
         connection.close()
+
+
+async def test_reference_range_flags_and_alarms_arrive_in_the_database(tmp_path: Path) -> None:
+    """Through the listener: OBX-7/OBX-8 columns and the alarms table, stored once."""
+    flagged = (f"NM|{SPO2}|1.2.1.150456|82|262688^MDC_DIM_PERCENT^MDC|90-100|LL|||R|||"
+               "20240305101500+0800")
+    text = oru(flagged, control_id="FLAG0001")
+    calls: list[tuple[Sequence[VitalSample], Sequence[VitalAlarm]]] = []
+    async with SampleStore(data_dir=tmp_path) as store, \
+            running_listener(store, on_stored=lambda s, a: calls.append((s, a))) as listener:
+        for _ in range(2):  # and a resend
+            client = await RawClient.connect(listener.port)
+            await client.send_message(text)
+            assert msa(await client.read_ack())[:2] == ("AA", "FLAG0001")
+            await client.close()
+    assert len(calls) == 1 and len(calls[0][1]) == 1
+    connection = sqlite3.connect(tmp_path / "vitals.sqlite3")
+    try:
+        assert connection.execute(
+            "SELECT value, reference_range, abnormal_flags, observed_offset FROM vital_samples"
+        ).fetchall() == [(82.0, "90-100", '["LL"]', 480)]
+        assert connection.execute(
+            "SELECT a.source, a.code, a.priority, a.state, a.flags, a.observed_offset, "
+            "m.control_id FROM vital_alarms a JOIN hl7_messages m ON m.id = a.message_id"
+        ).fetchall() == [("obx-8", "150456", "high", "active", '["LL"]', 480, "FLAG0001")]
+    finally:
+        connection.close()
