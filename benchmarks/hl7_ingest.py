@@ -232,6 +232,8 @@ class DurableResult:
     seconds: float
     messages_per_s: float
     server_cpu_s: float
+    server_system_s: float
+    """Of which in the kernel (sockets, fsync)."""
     messages_per_core_s: float
     ack_p50_ms: float | None
     ack_p99_ms: float | None
@@ -287,6 +289,7 @@ def run_durable(data_dir: str, clients: int, window: int, seconds: float,
     return DurableResult(
         messages=client.acked, errors=client.not_acked, seconds=wall1 - wall0,
         messages_per_s=client.acked / (wall1 - wall0), server_cpu_s=cpu,
+        server_system_s=cpu1.system - cpu0.system,
         messages_per_core_s=client.acked / cpu if cpu else float("nan"),
         ack_p50_ms=_ms(percentile(client.latencies, 0.5)),
         ack_p99_ms=_ms(percentile(client.latencies, 0.99)),
@@ -386,7 +389,8 @@ def benchmark(args: argparse.Namespace) -> tuple[DurableResult, dict[str, float]
     print()
     print(f"durable ({windows[0]} in flight): {durable.messages} messages AA in "
           f"{durable.seconds:.2f} s, server CPU "
-          f"{durable.server_cpu_s:.2f} s -> {durable.messages_per_core_s:.0f} messages/s per "
+          f"{durable.server_cpu_s:.2f} s ({durable.server_system_s:.2f} s in the kernel) -> "
+          f"{durable.messages_per_core_s:.0f} messages/s per "
           f"core (target {TARGET_PER_CORE:.0f}); errors {durable.errors}")
     print(f"  ratio durable / parse-only per core: "
           f"{durable.messages_per_core_s / parse_rate:.2f}; durable / store-only: "

@@ -394,16 +394,21 @@ class HL7Listener:
                 pending.append(self._too_large(str(connection), framer_event))
             else:
                 pending.append(await self._admit(framer_event.payload, str(connection)))
+        # The ACKs of the frames of one read go out in one write (in order), each after
+        # its own commit; then on_stored sees the new messages, in order.
+        outcomes = [item if isinstance(item, Outcome) else await item() for item in pending]
+        if not outcomes:
+            return
         writer = connection.writer
-        for item in pending:
-            outcome = item if isinstance(item, Outcome) else await item()
-            writer.write(b"\x0b" + outcome.ack + b"\x1c\r")  # framable: checked in _ack
-            if writer.transport.get_write_buffer_size():
-                async with asyncio.timeout(self.config.write_timeout):
-                    await writer.drain()
-            if outcome.new and self._on_stored is not None:
-                await self._notify(connection, outcome.samples, outcome.alarms)
+        writer.write(b"".join(b"\x0b" + o.ack + b"\x1c\r" for o in outcomes))  # see _ack
+        if writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(self.config.write_timeout):
+                await writer.drain()
         connection.last_active = asyncio.get_running_loop().time()
+        if self._on_stored is not None:
+            for outcome in outcomes:
+                if outcome.new:
+                    await self._notify(connection, outcome.samples, outcome.alarms)
 
     # ------------------------------------------------------------------ messages
 
