@@ -3,12 +3,14 @@
 Sans-I/O cores: ``mllp`` (framing), ``oru`` (MSH-18 decoding, ORU^R01 ->
 ``VitalSample``), ``ack`` (ACK messages), ``escape`` and ``timestamp``; the tables
 are in ``codes``. I/O shells: ``listener.HL7Listener`` (the MLLP server),
-``storage.SampleStore`` (durable SQLAlchemy storage, a ``SampleSink``) and
-``simulator.MonitorSimulator`` (a monitor for tests and demos).
+``storage.SampleStore`` (durable SQLAlchemy storage with group commit, each HL7
+message once; ``store.store`` is a ``SampleSink``), ``decode_pool.DecodePool``
+(large messages decoded in worker processes) and ``simulator.MonitorSimulator`` (a
+monitor for tests and demos).
 
     store = SampleStore()                       # SQLite in ./data, WAL + synchronous=FULL
     await store.open()
-    listener = HL7Listener(store.store, ListenerConfig(port=2575), on_stored=forward)
+    listener = HL7Listener(store, ListenerConfig(port=2575), on_stored=forward)
     await listener.start()
 """
 
