@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 from benchmarks.hl7_ingest import control_id_of, four_obx_message
 from devices.hl7.storage import SampleStore
 from tests.conftest import stop_process
@@ -88,9 +90,14 @@ async def test_kill_9_under_load_loses_no_acknowledged_message(tmp_path: Path) -
         while len(acked) < 1500:  # under load: well into continuous group commits
             await asyncio.sleep(0.05)
             assert server.poll() is None
+        workers = psutil.Process(server.pid).children(recursive=True)
+        assert workers  # the decode workers (and multiprocessing's resource tracker)
         os.kill(server.pid, signal.SIGKILL)
         await asyncio.wait_for(clients, 30)
         assert server.wait(10) == -signal.SIGKILL
+        # They do not outlive the killed server.
+        _, alive = await asyncio.to_thread(psutil.wait_procs, workers, 10)
+        assert alive == []
     finally:
         if server.poll() is None:
             stop_process(server)

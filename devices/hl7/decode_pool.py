@@ -10,6 +10,9 @@ The worker also writes each waveform's values as the JSON text the store keeps
 (``Decoded.values_json``): serialising 250,000 samples takes ~40 ms holding the GIL,
 which in the server process would stall the event loop and the store's writer.
 
+A worker ends by itself when the server process is gone (even after ``kill -9``):
+otherwise it would wait forever on its task queue, which the other workers keep open.
+
 A ``MessageError`` does not survive pickling with its location and code, so a worker
 returns it as a ``_Failure`` and the pool raises it again in the caller.
 """
@@ -19,11 +22,16 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import ErrorCode, Location, MessageError, MessageRejected
 from .oru import MessageHeader, OruConfig, OruMessage, decode_oru
+
+PARENT_CHECK_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,8 @@ class DecodePool:
                 self._executor = ThreadPoolExecutor(2, thread_name_prefix="hl7-decode")
             else:
                 self._executor = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"))
+                    self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent, initargs=(os.getpid(),))
         return self._executor
 
     async def start(self) -> None:
@@ -91,6 +100,16 @@ class DecodePool:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: a thread that ends the process once ``parent`` is no longer its parent."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_INTERVAL)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _warm_up() -> None:
