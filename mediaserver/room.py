@@ -30,6 +30,7 @@ from mediaserver.events import (
     SubscriptionClosed,
     TransportStateChanged,
 )
+from mediaserver.ice_release import release_after_close
 from mediaserver.participant import Observer, Participant
 from mediaserver.sdp_check import check_sdp
 from mediaserver.transport import MediaConfig, Publication, Subscription, Transport
@@ -233,11 +234,15 @@ class Room:
     def _track_close(self, transport: Transport) -> None:
         self._stop_pending(transport.id)
         transport.close()
-        if not transport.pc_closed():
-            # The task holds the transport only until its peer connection has closed.
-            task = asyncio.get_running_loop().create_task(transport.wait_closed())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        # The task holds the transport only until its peer connection has closed.
+        task = asyncio.get_running_loop().create_task(self._release(transport))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _release(transport: Transport) -> None:
+        await transport.wait_closed()
+        await release_after_close(transport.pc)
 
     def _stop_pending(self, subscription_id: str) -> None:
         timer = self._pending.pop(subscription_id, None)
