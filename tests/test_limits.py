@@ -7,14 +7,16 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
 from huizhen.testpattern import PatternVideoTrack
-from signaling import TokenAuthority
-from signaling.client import SignalingClient
+from signaling import MEDIA_SERVER, SIGNALING_CONFIG, TokenAuthority
+from signaling.app_keys import QUOTAS
+from signaling.client import SignalingClient, SignalingError
 from tests.conftest import free_port, stop_process
 from tests.peers import Subscriber, wait_for
 
@@ -121,3 +123,124 @@ async def test_two_hundred_sessions_do_not_grow_the_server(child_server):
             after["participantObjects"]) == (0, 0, 0, 0), after
     assert growth < 5 * MIB
     assert after["fds"] <= before["fds"]
+
+
+# --------------------------------------------------------------------------- quotas
+
+
+async def join(url: str, token: str) -> SignalingClient:
+    client = SignalingClient(url)
+    await client.connect()
+    await client.join(token)
+    return client
+
+
+async def test_one_token_cannot_hold_more_than_its_peer_connections(running_server):
+    """Documented defaults: 4 sockets and 16 peer connections per token (its subject)."""
+    config = running_server.app[SIGNALING_CONFIG]
+    assert (config.sockets_per_token, config.peer_connections_per_token) == (4, 16)
+    url = running_server.ws_url
+    ward = await join(url, running_server.token("ward"))
+    pub = RTCPeerConnection()
+    pub.addTrack(PatternVideoTrack(160, 120, 15))
+    stream = await ward.publish(pub)
+    hog = running_server.authority.mint(room="bed-1", role="observer", name="o", ttl=600,
+                                        subject="u-hog")
+    sockets = [await join(url, hog) for _ in range(4)]
+    # A fifth socket with the same token is refused and closed.
+    fifth = SignalingClient(url)
+    await fifth.connect()
+    with pytest.raises(SignalingError) as info:
+        await fifth.join(hog)
+    assert info.value.code == "too-many-connections"
+    assert fifth._reader is not None
+    await asyncio.wait_for(fifth._reader, 5)
+    assert fifth._ws is not None and fifth._ws.close_code == 1008
+    await fifth.close()
+    # 16 answered subscriptions over the four sockets; the 17th is refused.
+    peers: list[Subscriber] = []
+    refused = []
+    for attempt in range(20):
+        client = sockets[attempt % 4]
+        peer = Subscriber()
+        try:
+            await client.subscribe(stream["id"], peer.pc)
+            peers.append(peer)
+        except SignalingError as exc:
+            refused.append(exc.code)
+            await peer.close()
+    assert len(peers) == 16
+    assert refused == ["too-many-peer-connections"] * 4
+    # Another token is still served meanwhile, with media.
+    expert = await join(url, running_server.token("expert"))
+    watcher = Subscriber()
+    await expert.subscribe(stream["id"], watcher.pc)
+    await wait_for(lambda: watcher.received.video_frames >= 5, 30)
+    # Closing one socket of the hog frees its share (4 peer connections).
+    await sockets[0].close()
+    media = running_server.app[MEDIA_SERVER]
+    await wait_for(lambda: media.transports() == 1 + 12 + 1, 10)
+    extra = Subscriber()
+    await sockets[1].subscribe(stream["id"], extra.pc)
+    peers.append(extra)
+    await asyncio.gather(*(p.close() for p in [*peers, watcher]), pub.close(),
+                         *(c.close() for c in [*sockets, expert, ward]))
+
+
+async def test_unanswered_subscriptions_are_bounded_and_time_out(running_server):
+    media = running_server.app[MEDIA_SERVER]
+    media.limits = replace(media.limits, answer_timeout=1.0)
+    assert media.limits.pending_per_participant == 4
+    url = running_server.ws_url
+    ward = await join(url, running_server.token("ward"))
+    pub = RTCPeerConnection()
+    pub.addTrack(PatternVideoTrack(160, 120, 15))
+    stream = await ward.publish(pub)
+    expert = await join(url, running_server.token("expert"))
+    offered = [await expert.request({"type": "subscribe", "stream": stream["id"]})
+               for _ in range(4)]
+    with pytest.raises(SignalingError) as info:
+        await expert.request({"type": "subscribe", "stream": stream["id"]})
+    assert info.value.code == "too-many-pending"
+    closed = [await expert.next_event("subscription-closed", timeout=10) for _ in range(4)]
+    assert {c["subscription"] for c in closed} == {o["subscription"] for o in offered}
+    assert {c["reason"] for c in closed} == {"answer-timeout"}
+    await wait_for(lambda: media.transports() == 1, 10)  # only the publication is left
+    # An answer after the timeout finds nothing; a new subscription works.
+    with pytest.raises(SignalingError) as info:
+        await expert.request({"type": "answer", "subscription": offered[0]["subscription"],
+                              "sdp": "v=0\r\n"})
+    assert info.value.code == "not-found"
+    peer = Subscriber()
+    await expert.subscribe(stream["id"], peer.pc)
+    await wait_for(lambda: peer.received.video_frames >= 3, 30)
+    await asyncio.gather(peer.close(), pub.close(), expert.close(), ward.close())
+
+
+async def test_sockets_per_address_are_bounded(running_server):
+    quotas = running_server.app[QUOTAS]
+    quotas.limits = replace(quotas.limits, sockets_per_address=3)
+    sessions = []
+    for _ in range(3):
+        session = aiohttp.ClientSession()
+        ws = await session.ws_connect(running_server.ws_url)
+        await ws.send_str(json.dumps({"type": "ping", "id": 1}))
+        assert json.loads((await ws.receive(timeout=5)).data) == {"type": "pong", "id": 1}
+        sessions.append((session, ws))
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(running_server.ws_url)
+        refusal = json.loads((await ws.receive(timeout=5)).data)
+        assert refusal["type"] == "error" and refusal["code"] == "too-many-connections"
+        closing = await ws.receive(timeout=5)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == 1008
+    # One closes: a new socket from the same address is served again.
+    await sessions[0][1].close()
+    await sessions[0][0].close()
+    await wait_for(lambda: quotas.sockets("127.0.0.1") == 2, 5)
+    client = await join(running_server.ws_url, running_server.token("observer"))
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    await client.close()
+    for session, ws in sessions[1:]:
+        await ws.close()
+        await session.close()
