@@ -13,11 +13,13 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
+from config import ConfigError
+from huizhen.app import create_app
 from huizhen.testpattern import PatternVideoTrack
 from signaling import MEDIA_SERVER, SIGNALING_CONFIG, TokenAuthority
 from signaling.app_keys import QUOTAS
 from signaling.client import SignalingClient, SignalingError
-from tests.conftest import free_port, stop_process
+from tests.conftest import free_port, make_settings, stop_process
 from tests.peers import Subscriber, wait_for
 
 SECRET = "memory-test-secret-0123456789abcdef-0123"
@@ -244,3 +246,33 @@ async def test_sockets_per_address_are_bounded(running_server):
     for session, ws in sessions[1:]:
         await ws.close()
         await session.close()
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_limits_come_from_the_configuration():
+    settings = make_settings(HUIZHEN_SIGNALING_SOCKETS_PER_TOKEN="2",
+                             HUIZHEN_SIGNALING_PEER_CONNECTIONS_PER_TOKEN="5",
+                             HUIZHEN_SIGNALING_SOCKETS_PER_ADDRESS="0",
+                             HUIZHEN_SIGNALING_JOIN_TIMEOUT="3.5",
+                             HUIZHEN_MEDIA_PENDING_PER_PARTICIPANT="2",
+                             HUIZHEN_MEDIA_ANSWER_TIMEOUT="7",
+                             HUIZHEN_MEDIA_CONNECT_TIMEOUT="12")
+    app = create_app(settings)
+    config = app[SIGNALING_CONFIG]
+    assert (config.sockets_per_token, config.peer_connections_per_token,
+            config.sockets_per_address, config.join_timeout) == (2, 5, 0, 3.5)
+    assert app[QUOTAS].limits.sockets_per_token == 2
+    media = app[MEDIA_SERVER]
+    assert (media.limits.pending_per_participant, media.limits.answer_timeout) == (2, 7.0)
+    assert media.config.connect_timeout == 12.0
+    defaults = make_settings()
+    assert (defaults.signaling.sockets_per_token, defaults.signaling.peer_connections_per_token,
+            defaults.signaling.sockets_per_address) == (4, 16, 64)
+    assert (defaults.media.subscriptions_per_participant,
+            defaults.media.pending_per_participant, defaults.media.answer_timeout) == (32, 4, 15.0)
+    for bad in ({"HUIZHEN_SIGNALING_SOCKETS_PER_TOKEN": "-1"},
+                {"HUIZHEN_MEDIA_ANSWER_TIMEOUT": "0"}, {"HUIZHEN_MEDIA_ROOM_PARTICIPANTS": "x"}):
+        with pytest.raises(ConfigError):
+            make_settings(**bad)
