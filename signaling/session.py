@@ -167,6 +167,7 @@ class SignalingSession:
             self._expiry = None
         if self.grant is not None:
             self.quotas.release_token(self.grant.subject, self)
+            self.grant = None
 
     async def _close_after_flush(self, code: int, reason: bytes) -> None:
         # Give the writer up to a second to send what is queued (the error or event saying why).
@@ -290,6 +291,8 @@ class SignalingSession:
         grant = self.authority.verify(request.token)
         if grant.room == "*" or not grant.grants & {"publish", "subscribe"}:
             raise ProtocolError("forbidden", "this token does not admit to a room", request.id)
+        # A socket whose room closed under it may join again: drop its previous claim.
+        self._end_grant()
         if not self.quotas.claim_token(grant.subject, self):
             limit = self.quotas.limits.sockets_per_token
             self._refuse_and_close("too-many-connections",
