@@ -19,6 +19,7 @@ from huizhen.testpattern import PatternVideoTrack
 from signaling import MEDIA_SERVER, SIGNALING_CONFIG, TokenAuthority
 from signaling.app_keys import QUOTAS
 from signaling.client import SignalingClient, SignalingError
+from signaling.quotas import QuotaLimits, Quotas
 from tests.conftest import free_port, make_settings, stop_process
 from tests.peers import Subscriber, wait_for
 
@@ -276,3 +277,35 @@ def test_limits_come_from_the_configuration():
                 {"HUIZHEN_MEDIA_ANSWER_TIMEOUT": "0"}, {"HUIZHEN_MEDIA_ROOM_PARTICIPANTS": "x"}):
         with pytest.raises(ConfigError):
             make_settings(**bad)
+
+
+def test_quota_bookkeeping_is_derived_from_live_holders():
+    class Holder:
+        def __init__(self, count: int) -> None:
+            self.count = count
+
+        def peer_connections(self) -> int:
+            return self.count
+
+    quotas = Quotas(QuotaLimits(sockets_per_token=2, peer_connections_per_token=5,
+                                sockets_per_address=2))
+    assert quotas.open_socket("10.0.0.1") and quotas.open_socket("10.0.0.1")
+    assert not quotas.open_socket("10.0.0.1") and quotas.open_socket("10.0.0.2")
+    quotas.close_socket("10.0.0.1")
+    assert quotas.sockets("10.0.0.1") == 1
+    a, b, c = Holder(2), Holder(2), Holder(0)
+    assert quotas.claim_token("u", a) and quotas.claim_token("u", a) and quotas.claim_token("u", b)
+    assert not quotas.claim_token("u", c) and quotas.claim_token("v", c)
+    assert quotas.may_add_peer_connection("u")
+    b.count = 3  # counts follow the holders, nothing to keep in step
+    assert not quotas.may_add_peer_connection("u")
+    quotas.release_token("u", b)
+    assert quotas.may_add_peer_connection("u") and quotas.claim_token("u", Holder(0))
+    for holder in (a, c):
+        quotas.release_token("u", holder)
+        quotas.release_token("v", holder)
+    assert quotas.tokens() == 1
+    unlimited = Quotas(QuotaLimits(0, 0, 0))
+    assert all(unlimited.open_socket("x") for _ in range(100))
+    assert all(unlimited.claim_token("u", Holder(50)) for _ in range(10))
+    assert unlimited.may_add_peer_connection("u")
