@@ -64,6 +64,23 @@ class MediaSettings:
     ice_addresses: tuple[str, ...]
     keyframe_interval: float
     retransmission_buffer: int
+    room_participants: int = 64
+    publications_per_participant: int = 4
+    subscriptions_per_participant: int = 32
+    pending_per_participant: int = 4
+    answer_timeout: float = 15.0
+    connect_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SignalingSettings:
+    join_timeout: float = 10.0
+    messages_per_second: float = 20.0
+    message_burst: int = 60
+    outgoing_queue: int = 512
+    sockets_per_token: int = 4
+    peer_connections_per_token: int = 16
+    sockets_per_address: int = 64
 
 
 @dataclass(frozen=True)
@@ -136,6 +153,7 @@ class Settings:
     recorder: RecorderSettings
     records: RecordsSettings
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
+    signaling: SignalingSettings = field(default_factory=SignalingSettings)
 
 
 def _defaults() -> dict[str, dict[str, Any]]:
@@ -212,8 +230,9 @@ def _devices(raw: Mapping[str, Any]) -> DeviceSettings:
         beds=tuple(dict(b) for b in beds),
         hl7_max_connections=_at_least(raw, "hl7_max_connections", 1),
         hl7_max_connections_per_address=_at_least(raw, "hl7_max_connections_per_address", 1),
-        hl7_first_message_timeout=_positive(raw, "hl7_first_message_timeout"),
-        hl7_idle_timeout=_positive(raw, "hl7_idle_timeout"),
+        hl7_first_message_timeout=_positive(raw, "devices", "hl7_first_message_timeout",
+                                            float),
+        hl7_idle_timeout=_positive(raw, "devices", "hl7_idle_timeout", float),
         hl7_decode_workers=_at_least(raw, "hl7_decode_workers", 0),
     )
 
@@ -225,11 +244,25 @@ def _at_least(raw: Mapping[str, Any], key: str, minimum: int) -> int:
     return value
 
 
-def _positive(raw: Mapping[str, Any], key: str) -> float:
-    value = float(raw[key])
+def _positive(section: Mapping[str, Any], name: str, key: str, kind: type[Any]) -> Any:
+    value = kind(section[key])
     if not value > 0:
-        raise ConfigError(f"devices.{key} must be positive")
+        raise ConfigError(f"{name}.{key} must be greater than 0")
     return value
+
+
+def _signaling(raw: Mapping[str, Any]) -> SignalingSettings:
+    quotas = {key: int(raw[key]) for key in
+              ("sockets_per_token", "peer_connections_per_token", "sockets_per_address")}
+    if any(v < 0 for v in quotas.values()):
+        raise ConfigError("signaling quotas must be 0 (unlimited) or more")
+    return SignalingSettings(
+        join_timeout=_positive(raw, "signaling", "join_timeout", float),
+        messages_per_second=_positive(raw, "signaling", "messages_per_second", float),
+        message_burst=_positive(raw, "signaling", "message_burst", int),
+        outgoing_queue=_positive(raw, "signaling", "outgoing_queue", int),
+        **quotas,
+    )
 
 
 def load_settings(
@@ -270,7 +303,16 @@ def load_settings(
                 ice_addresses=tuple(str(x) for x in m["ice_addresses"]),
                 keyframe_interval=float(m["keyframe_interval"]),
                 retransmission_buffer=int(m["retransmission_buffer"]),
+                room_participants=_positive(m, "media", "room_participants", int),
+                publications_per_participant=_positive(
+                    m, "media", "publications_per_participant", int),
+                subscriptions_per_participant=_positive(
+                    m, "media", "subscriptions_per_participant", int),
+                pending_per_participant=_positive(m, "media", "pending_per_participant", int),
+                answer_timeout=_positive(m, "media", "answer_timeout", float),
+                connect_timeout=_positive(m, "media", "connect_timeout", float),
             ),
+            signaling=_signaling(merged["signaling"]),
             storage=StorageSettings(data_dir=Path(str(merged["storage"]["data_dir"]))),
             devices=_devices(merged["devices"]),
             records=RecordsSettings(

@@ -12,7 +12,7 @@ from config import ConfigError, Settings
 from devices.binding import BindingError, parse_bindings
 from huizhen.device_hub import DeviceHub
 from huizhen.recording_access import recording_authorizer
-from mediaserver import LatencyProbe, MediaConfig, MediaServer
+from mediaserver import LatencyProbe, MediaConfig, MediaServer, RoomLimits
 from recorder.http import setup_recording_routes
 from recorder.library import RetentionPolicy, retention_context
 from recorder.service import RecorderService
@@ -45,7 +45,34 @@ def media_config(settings: Settings, probe: LatencyProbe | None = None) -> Media
         ice_addresses=settings.media.ice_addresses,
         keyframe_interval=settings.media.keyframe_interval,
         retransmission_buffer=settings.media.retransmission_buffer,
+        connect_timeout=settings.media.connect_timeout,
         probe=probe,
+    )
+
+
+def room_limits(settings: Settings) -> RoomLimits:
+    media = settings.media
+    return RoomLimits(
+        participants=media.room_participants,
+        publications_per_participant=media.publications_per_participant,
+        subscriptions_per_participant=media.subscriptions_per_participant,
+        pending_per_participant=media.pending_per_participant,
+        answer_timeout=media.answer_timeout,
+    )
+
+
+def signaling_config(settings: Settings) -> SignalingConfig:
+    sig = settings.signaling
+    return SignalingConfig(
+        ice_servers=tuple(s.to_json() for s in settings.ice_servers),
+        max_message_bytes=settings.server.max_message_bytes,
+        join_timeout=sig.join_timeout,
+        messages_per_second=sig.messages_per_second,
+        message_burst=sig.message_burst,
+        outgoing_queue=sig.outgoing_queue,
+        sockets_per_token=sig.sockets_per_token,
+        peer_connections_per_token=sig.peer_connections_per_token,
+        sockets_per_address=sig.sockets_per_address,
     )
 
 
@@ -53,13 +80,10 @@ def create_app(settings: Settings, *, probe: LatencyProbe | None = None,
                web_root: Path = WEB_ROOT) -> web.Application:
     """Build the aiohttp application; nothing is started until it runs."""
     app = web.Application(client_max_size=1024 * 1024)
-    media = MediaServer(media_config(settings, probe))
+    media = MediaServer(media_config(settings, probe), room_limits(settings))
     app[MEDIA_SERVER] = media
     app[AUTHORITY] = token_authority(settings)
-    app[SIGNALING_CONFIG] = SignalingConfig(
-        ice_servers=tuple(s.to_json() for s in settings.ice_servers),
-        max_message_bytes=settings.server.max_message_bytes,
-    )
+    app[SIGNALING_CONFIG] = signaling_config(settings)
     if probe is not None:
         app[LATENCY_PROBE] = probe
 

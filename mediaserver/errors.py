@@ -29,3 +29,23 @@ class LimitError(MediaServerError):
     """A per-room or per-participant limit was reached."""
 
     code = "limit-reached"
+
+
+class BadSdpError(NegotiationError):
+    """An offer or answer failed validation before any peer connection used it."""
+
+    code = "bad-sdp"
+
+
+class TooManyPublicationsError(LimitError):
+    code = "too-many-publications"
+
+
+class TooManySubscriptionsError(LimitError):
+    code = "too-many-subscriptions"
+
+
+class TooManyPendingError(LimitError):
+    """Too many subscriptions of one participant are waiting for their answer."""
+
+    code = "too-many-pending"

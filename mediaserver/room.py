@@ -9,7 +9,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mediaserver.errors import ClosedError, LimitError, NegotiationError, NotFoundError
+from mediaserver.errors import (
+    ClosedError,
+    LimitError,
+    NegotiationError,
+    NotFoundError,
+    TooManyPendingError,
+    TooManyPublicationsError,
+    TooManySubscriptionsError,
+)
 from mediaserver.events import (
     AppEvent,
     ParticipantJoined,
@@ -23,7 +31,9 @@ from mediaserver.events import (
     SubscriptionClosed,
     TransportStateChanged,
 )
+from mediaserver.ice_release import release_after_close
 from mediaserver.participant import Observer, Participant
+from mediaserver.sdp_check import check_sdp
 from mediaserver.transport import MediaConfig, Publication, Subscription, Transport
 
 logger = logging.getLogger(__name__)
@@ -31,9 +41,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RoomLimits:
+    """What one room and one participant may hold (see PROTOCOL.md, "Limits")."""
+
     participants: int = 64
     publications_per_participant: int = 4
-    subscriptions_per_participant: int = 64
+    subscriptions_per_participant: int = 32
+    # Subscriptions offered but not answered yet, per participant, and how long an
+    # offer waits for its answer before the subscription is closed.
+    pending_per_participant: int = 4
+    answer_timeout: float = 15.0
 
 
 def new_id(prefix: str) -> str:
@@ -51,7 +67,10 @@ class Room:
         self.closed = False
         self.participants: dict[str, Participant] = {}
         self._on_closed = on_closed
-        self._closing: list[Transport] = []
+        # Peer connections still closing (their tasks end by themselves; see wait_closed).
+        self._closing: set[asyncio.Task[None]] = set()
+        # Subscriptions whose offer waits for an answer: id -> the answer-timeout timer.
+        self._pending: dict[str, asyncio.TimerHandle] = {}
 
     # ----------------------------------------------------------------- membership
 
@@ -118,7 +137,9 @@ class Room:
     async def publish(self, participant: Participant, offer_sdp: object) -> tuple[Publication, str]:
         self._check_member(participant)
         if len(participant.publications) >= self.limits.publications_per_participant:
-            raise LimitError("too many publications for one participant")
+            raise TooManyPublicationsError(
+                f"at most {self.limits.publications_per_participant} publications per participant")
+        check_sdp(offer_sdp, "offer")  # before any peer connection exists
         publication = Publication(new_id("s-"), participant.id, self.config,
                                   self._transport_state)
         participant.publications[publication.id] = publication
@@ -143,7 +164,13 @@ class Room:
                         ) -> tuple[Subscription, str]:
         self._check_member(participant)
         if len(participant.subscriptions) >= self.limits.subscriptions_per_participant:
-            raise LimitError("too many subscriptions for one participant")
+            raise TooManySubscriptionsError(
+                f"at most {self.limits.subscriptions_per_participant} subscriptions "
+                "per participant")
+        if self.pending_count(participant) >= self.limits.pending_per_participant:
+            raise TooManyPendingError(
+                f"at most {self.limits.pending_per_participant} subscriptions may wait for "
+                "their answer; answer or unsubscribe first")
         publication = self.find_publication(stream_id)
         subscription = Subscription(new_id("d-"), participant.id, stream_id, self.config,
                                     self._transport_state, self._subscription_lost)
@@ -154,7 +181,15 @@ class Room:
             participant.subscriptions.pop(subscription.id, None)
             self._track_close(subscription)
             raise
+        if subscription.closed or participant.subscriptions.get(subscription.id) is None:
+            raise ClosedError("the subscription was closed during negotiation")
+        self._pending[subscription.id] = asyncio.get_running_loop().call_later(
+            self.limits.answer_timeout, self._answer_timed_out, participant.id, subscription.id)
         return subscription, offer
+
+    def pending_count(self, participant: Participant) -> int:
+        """How many of ``participant``'s subscriptions wait for their answer."""
+        return sum(1 for sid in participant.subscriptions if sid in self._pending)
 
     async def answer(self, participant: Participant, subscription_id: str,
                      answer_sdp: object) -> None:
@@ -163,12 +198,15 @@ class Room:
         if subscription is None:
             raise NotFoundError("no such subscription")
         try:
+            if subscription_id in self._pending:
+                check_sdp(answer_sdp, "answer")
             await subscription.accept_answer(answer_sdp)
         except NegotiationError:
             # A connection that took a bad answer is not reusable: the subscriber starts over.
             if participant.subscriptions.pop(subscription_id, None) is not None:
                 self._track_close(subscription)
             raise
+        self._stop_pending(subscription_id)
 
     def unsubscribe(self, participant: Participant, subscription_id: str) -> None:
         subscription = participant.subscriptions.pop(subscription_id, None)
@@ -198,9 +236,36 @@ class Room:
         participant.notify(StreamEnded(publication.id, reason))
 
     def _track_close(self, transport: Transport) -> None:
+        self._stop_pending(transport.id)
         transport.close()
-        self._closing.append(transport)
-        self._closing = [t for t in self._closing if not t.pc_closed()]
+        # The task holds the transport only until its peer connection has closed.
+        task = asyncio.get_running_loop().create_task(self._release(transport))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _release(transport: Transport) -> None:
+        await transport.wait_closed()
+        await release_after_close(transport.pc)
+
+    def _stop_pending(self, subscription_id: str) -> None:
+        timer = self._pending.pop(subscription_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _answer_timed_out(self, participant_id: str, subscription_id: str) -> None:
+        self._pending.pop(subscription_id, None)
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            return
+        subscription = participant.subscriptions.pop(subscription_id, None)
+        if subscription is None:
+            return
+        logger.info("[%s] subscription %s of %s was not answered in time", self.name,
+                    subscription_id, participant_id)
+        self._track_close(subscription)
+        participant.notify(SubscriptionClosed(subscription.id, subscription.stream_id,
+                                              "answer-timeout"))
 
     def _transport_state(self, transport: Transport, state: str) -> None:
         if self.closed:
@@ -222,6 +287,7 @@ class Room:
     def _subscription_lost(self, subscription: Subscription) -> None:
         participant = self.participants.get(subscription.participant_id)
         if participant is None or participant.subscriptions.pop(subscription.id, None) is None:
+            self._stop_pending(subscription.id)
             subscription.close()
             return
         self._track_close(subscription)
@@ -242,6 +308,9 @@ class Room:
                 self._track_close(transport)
             participant.close()
         self.participants.clear()
+        for timer in self._pending.values():
+            timer.cancel()
+        self._pending.clear()
         logger.info("[%s] room closed (%s)", self.name, reason)
         if self._on_closed is not None:
             callback, self._on_closed = self._on_closed, None
@@ -249,6 +318,4 @@ class Room:
 
     async def wait_closed(self) -> None:
         """Wait until every peer connection closed by this room has finished closing."""
-        pending = self._closing
-        self._closing = []
-        await asyncio.gather(*(t.wait_closed() for t in pending), return_exceptions=True)
+        await asyncio.gather(*list(self._closing), return_exceptions=True)

@@ -21,7 +21,9 @@ class MediaServer:
         self.limits = limits or RoomLimits()
         self.rooms: dict[str, Room] = {}
         self.closed = False
-        self._closed_rooms: list[Room] = []
+        # Closed rooms whose peer connections are still closing. Each task ends by itself
+        # and drops its room then: nothing keeps a closed room alive after that.
+        self._closing: set[asyncio.Task[None]] = set()
         # Called with each new room (e.g. the recorder joins it).
         self.room_created: list[Callable[[Room], None]] = []
 
@@ -48,12 +50,18 @@ class MediaServer:
     def _room_closed(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
-        self._closed_rooms.append(room)
+        task = asyncio.get_running_loop().create_task(room.wait_closed())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def transports(self) -> int:
+        """Publications and subscriptions (one peer connection each) in live rooms."""
+        return sum(len(p.publications) + len(p.subscriptions)
+                   for room in self.rooms.values() for p in room.participants.values())
 
     async def close(self) -> None:
         """Close every room and wait for their peer connections to finish closing."""
         self.closed = True
         for room in list(self.rooms.values()):
             room.close("server-shutdown")
-        rooms, self._closed_rooms = self._closed_rooms, []
-        await asyncio.gather(*(room.wait_closed() for room in rooms), return_exceptions=True)
+        await asyncio.gather(*list(self._closing), return_exceptions=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from mediaserver import LatencyProbe, MediaServer
+from signaling.quotas import Quotas
 from signaling.services import RoomServices
 from signaling.tokens import TokenAuthority
 
@@ -19,6 +20,10 @@ class SignalingConfig:
     messages_per_second: float = 20.0
     message_burst: int = 60
     outgoing_queue: int = 512
+    # Quotas across sockets (0: unlimited); see signaling/quotas.py and PROTOCOL.md.
+    sockets_per_token: int = 4
+    peer_connections_per_token: int = 16
+    sockets_per_address: int = 64
 
 
 MEDIA_SERVER = web.AppKey("media_server", MediaServer)
@@ -26,6 +31,7 @@ AUTHORITY = web.AppKey("token_authority", TokenAuthority)
 SIGNALING_CONFIG = web.AppKey("signaling_config", SignalingConfig)
 LATENCY_PROBE = web.AppKey("latency_probe", LatencyProbe)
 ROOM_SERVICES: web.AppKey[RoomServices] = web.AppKey("room_services")
+QUOTAS = web.AppKey("signaling_quotas", Quotas)
 # Open signalling sockets, closed with 1001 on shutdown (aiohttp would otherwise wait
 # for every handler to end by itself).
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("signaling_sockets")

@@ -78,6 +78,14 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True)
+class Refresh:
+    """A new token for the same room, subject and role: it replaces the expiry."""
+
+    id: str | int | None
+    token: str
+
+
+@dataclass(frozen=True)
 class Leave:
     id: str | int | None
 
@@ -93,7 +101,8 @@ class Ptz:
     command: PtzCommand
 
 
-Request = Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Leave | Ping | Ptz
+Request = (Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Refresh | Leave | Ping
+           | Ptz)
 
 
 def _request_id(message: dict[str, Any]) -> str | int | None:
@@ -146,6 +155,8 @@ def parse_request(raw: str) -> Request:
                       _string(message, "sdp", request_id, sdp_limit))
     if kind == "unsubscribe":
         return Unsubscribe(request_id, _string(message, "subscription", request_id))
+    if kind == "refresh":
+        return Refresh(request_id, _string(message, "token", request_id, 4096))
     if kind == "leave":
         return Leave(request_id)
     if kind == "ping":

@@ -12,12 +12,15 @@ from signaling.app_keys import (
     AUTHORITY,
     LATENCY_PROBE,
     MEDIA_SERVER,
+    QUOTAS,
     ROOM_SERVICES,
     SIGNALING_CONFIG,
     SOCKETS,
 )
+from signaling.messages import error_json
+from signaling.quotas import QuotaLimits, Quotas
 from signaling.services import NoRoomServices
-from signaling.session import SignalingSession
+from signaling.session import CLOSE_POLICY, SignalingSession
 from signaling.tokens import TokenError
 
 logger = logging.getLogger(__name__)
@@ -29,15 +32,25 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # beyond that aiohttp closes the socket with 1009 (message too big).
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4 * config.max_message_bytes)
     await ws.prepare(request)
+    quotas = request.app[QUOTAS]
+    address = request.remote or "-"
+    if not quotas.open_socket(address):
+        # Upgraded first so that a browser can read why (it never sees an HTTP status).
+        limit = quotas.limits.sockets_per_address
+        await ws.send_json(error_json("too-many-connections",
+                                      f"at most {limit} connections from one address"))
+        await ws.close(code=CLOSE_POLICY, message=b"too many connections")
+        return ws
     sockets = request.app[SOCKETS]
     sockets.add(ws)
     services = request.app.get(ROOM_SERVICES) or NoRoomServices()
     session = SignalingSession(ws, request.app[MEDIA_SERVER], request.app[AUTHORITY], config,
-                               services)
+                               services, quotas)
     try:
         await session.run()
     finally:
         sockets.discard(ws)
+        quotas.close_socket(address)
         if not ws.closed:
             await ws.close()
     return ws
@@ -111,6 +124,11 @@ async def stats(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application, web_root: Path) -> None:
     app[SOCKETS] = set()
+    if QUOTAS not in app:
+        config = app[SIGNALING_CONFIG]
+        app[QUOTAS] = Quotas(QuotaLimits(config.sockets_per_token,
+                                         config.peer_connections_per_token,
+                                         config.sockets_per_address))
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/api/v1/health", health)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -22,6 +23,7 @@ from signaling.messages import (
     ProtocolError,
     Ptz,
     Publish,
+    Refresh,
     Request,
     Subscribe,
     Unpublish,
@@ -32,6 +34,7 @@ from signaling.messages import (
     participant_json,
     stream_json,
 )
+from signaling.quotas import QuotaLimits, Quotas
 from signaling.rate_limit import TokenBucket
 from signaling.services import Caller, NoRoomServices, RoomServices, ServiceError
 from signaling.tokens import Grant, TokenAuthority, TokenError
@@ -40,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+# An expiry timer is re-armed at most this far ahead; when it fires early it checks again.
+MAX_TIMER_DELAY = 86400.0
 
 
 class SignalingSession:
@@ -47,7 +52,8 @@ class SignalingSession:
 
     def __init__(self, ws: web.WebSocketResponse, media: MediaServer,
                  authority: TokenAuthority, config: SignalingConfig,
-                 services: RoomServices | None = None) -> None:
+                 services: RoomServices | None = None, quotas: Quotas | None = None
+                 ) -> None:
         self.ws = ws
         self.media = media
         self.services: RoomServices = services or NoRoomServices()
@@ -62,6 +68,15 @@ class SignalingSession:
         self._log_prefix = "-"
         self._left = False
         self._ptz_tasks: set[asyncio.Task[None]] = set()
+        self.quotas = quotas or Quotas(QuotaLimits(0, 0, 0))
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def peer_connections(self) -> int:
+        """Publications and subscriptions of this socket (one peer connection each)."""
+        participant = self.participant
+        if participant is None:
+            return 0
+        return len(participant.publications) + len(participant.subscriptions)
 
     # ----------------------------------------------------------------- I/O loop
 
@@ -84,6 +99,7 @@ class SignalingSession:
         finally:
             join_timer.cancel()
             self._leave()
+            self._end_grant()
             # Let the writer flush what is queued (e.g. the reply to `leave`), briefly.
             with contextlib.suppress(asyncio.QueueFull):
                 self._outgoing.put_nowait(None)
@@ -111,7 +127,55 @@ class SignalingSession:
             self.send(error_json("join-timeout", "no join message was received in time"))
             self._loop.create_task(self._close_after_flush(CLOSE_POLICY, b"join timeout"))
 
+    def _refuse_and_close(self, code: str, message: str, request_id: str | int | None,
+                          reason: bytes) -> None:
+        self.send(error_json(code, message, request_id))
+        self._loop.create_task(self._close_after_flush(CLOSE_POLICY, reason))
+
+    # ----------------------------------------------------------------- token expiry
+
+    def _arm_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        assert self.grant is not None
+        delay = min(MAX_TIMER_DELAY, max(0.0, self.grant.expires_at - time.time()))
+        self._expiry = self._loop.call_later(delay, self._check_expiry)
+
+    def _expired(self) -> bool:
+        return self.grant is not None and self.grant.expires_at <= time.time()
+
+    def _check_expiry(self) -> None:
+        if self.grant is None or self.ws.closed:
+            return
+        if not self._expired():
+            self._arm_expiry()
+            return
+        self._token_expired()
+
+    def _token_expired(self) -> None:
+        """The token's `exp` passed: leave the room, tell the client, close the socket."""
+        logger.info("[%s] token expired; closing", self._log_prefix)
+        self._leave()
+        self._end_grant()
+        self._left = True
+        self.send({"type": "token-expired", "message": "the token has expired; "
+                   "join again with a new token"})
+        self._loop.create_task(self._close_after_flush(CLOSE_POLICY, b"token expired"))
+
+    def _end_grant(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self.grant is not None:
+            self.quotas.release_token(self.grant.subject, self)
+            self.grant = None
+
     async def _close_after_flush(self, code: int, reason: bytes) -> None:
+        # Give the writer up to a second to send what is queued (the error or event saying why).
+        for _ in range(20):
+            if self._outgoing.empty():
+                break
+            await asyncio.sleep(0.05)
         await asyncio.sleep(0.05)
         await self.ws.close(code=code, message=reason)
 
@@ -128,6 +192,9 @@ class SignalingSession:
             request_id = request.id
             if not self._bucket.allow(self._loop.time()):
                 raise ProtocolError("rate-limited", "too many messages; slow down", request_id)
+            if self._expired() and not isinstance(request, Refresh):
+                self._token_expired()
+                return
             await self._dispatch(request)
         except ProtocolError as exc:
             self.send(error_json(exc.code, exc.message, exc.request_id or request_id))
@@ -152,6 +219,7 @@ class SignalingSession:
         participant, room = self._joined(request.id)
         if isinstance(request, Publish):
             self._require("publish", request.id)
+            self._require_peer_connection(request.id)
             publication, answer = await room.publish(participant, request.sdp)
             self.send({"type": "published", "id": request.id,
                        "stream": stream_json(publication.info()), "sdp": answer})
@@ -160,6 +228,7 @@ class SignalingSession:
             self.send({"type": "ok", "id": request.id})
         elif isinstance(request, Subscribe):
             self._require("subscribe", request.id)
+            self._require_peer_connection(request.id)
             subscription, offer = await room.subscribe(participant, request.stream)
             self.send({"type": "offer", "id": request.id, "subscription": subscription.id,
                        "stream": request.stream, "sdp": offer})
@@ -180,6 +249,8 @@ class SignalingSession:
             task = self._loop.create_task(self._ptz(caller, request))
             self._ptz_tasks.add(task)
             task.add_done_callback(self._ptz_tasks.discard)
+        elif isinstance(request, Refresh):
+            self._refresh(request)
         elif isinstance(request, Leave):
             self._leave()
             self.send({"type": "left", "id": request.id})
@@ -206,6 +277,25 @@ class SignalingSession:
         if self.grant is None or not self.grant.allows(grant):
             raise ProtocolError("forbidden", f"this token does not grant '{grant}'", request_id)
 
+    def _require_peer_connection(self, request_id: str | int | None) -> None:
+        assert self.grant is not None
+        if not self.quotas.may_add_peer_connection(self.grant.subject):
+            limit = self.quotas.limits.peer_connections_per_token
+            raise ProtocolError("too-many-peer-connections",
+                                f"this token already holds {limit} peer connections", request_id)
+
+    def _refresh(self, request: Refresh) -> None:
+        """Replace the token's expiry with a new token's for the same room and identity."""
+        assert self.grant is not None
+        grant = self.authority.verify(request.token)
+        old = self.grant
+        if (grant.room, grant.subject, grant.role) != (old.room, old.subject, old.role):
+            raise ProtocolError("unauthorized", "the new token is for another room or identity",
+                                request.id)
+        self.grant = grant
+        self._arm_expiry()
+        self.send({"type": "refreshed", "id": request.id, "expiresAt": grant.expires_at})
+
     def _join(self, request: Join) -> None:
         if self.participant is not None:
             raise ProtocolError("already-joined", "this connection has already joined",
@@ -217,9 +307,22 @@ class SignalingSession:
         grant = self.authority.verify(request.token)
         if grant.room == "*" or not grant.grants & {"publish", "subscribe"}:
             raise ProtocolError("forbidden", "this token does not admit to a room", request.id)
-        room = self.media.room(grant.room)
-        participant = room.join(grant.name, grant.role, self._on_event)
+        # A socket whose room closed under it may join again: drop its previous claim.
+        self._end_grant()
+        if not self.quotas.claim_token(grant.subject, self):
+            limit = self.quotas.limits.sockets_per_token
+            self._refuse_and_close("too-many-connections",
+                                   f"this token already has {limit} open connections",
+                                   request.id, b"too many connections")
+            return
+        try:
+            room = self.media.room(grant.room)
+            participant = room.join(grant.name, grant.role, self._on_event)
+        except BaseException:
+            self.quotas.release_token(grant.subject, self)
+            raise
         self.grant, self.room, self.participant = grant, room, participant
+        self._arm_expiry()
         self._log_prefix = f"{room.name}/{participant.id}"
         others = [participant_json(p.info()) for p in room.participants.values()
                   if p is not participant]

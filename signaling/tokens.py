@@ -108,22 +108,58 @@ class TokenAuthority:
             raise TokenError("the token's signature is not valid here") from None
         except jwt.PyJWTError:
             raise TokenError("the token is malformed") from None
-        if now is not None and claims["exp"] <= now:
+        except (TypeError, ValueError, OverflowError):
+            # PyJWT lets e.g. a list or an infinite `exp` through as a bare TypeError.
+            raise TokenError("the token's time claims are malformed") from None
+        expires_at = _timestamp(claims.get("exp"))
+        if expires_at is None or ("iat" in claims and _timestamp(claims["iat"]) is None):
+            raise TokenError("the token's time claims are malformed")
+        if now is not None and expires_at <= now:
             raise TokenError("the token has expired")
-        role = claims.get("role")
-        room = claims.get("room")
-        if role not in ROLE_GRANTS or not isinstance(room, str) or not room:
-            raise TokenError("the token carries no valid room and role")
-        raw_grants = claims.get("grants", sorted(ROLE_GRANTS[role]))
-        if not isinstance(raw_grants, list) or not all(isinstance(g, str) for g in raw_grants):
-            raise TokenError("the token's grants are malformed")
-        name = claims.get("name")
-        return Grant(
-            subject=str(claims["sub"]),
-            name=name if isinstance(name, str) and name else role,
-            room=room,
-            role=role,
-            # A token can narrow its role's grants, never widen them.
-            grants=frozenset(raw_grants) & ROLE_GRANTS[role],
-            expires_at=int(claims["exp"]),
-        )
+        return _grant(claims, expires_at)
+
+
+def _timestamp(value: object) -> int | None:
+    """A NumericDate claim as whole seconds, or None unless it is a finite JSON number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value != value or abs(value) > 2**53:
+        return None
+    return int(value)
+
+
+def _text_claim(claims: dict[str, object], key: str, max_length: int = 256) -> str | None:
+    value = claims.get(key)
+    if isinstance(value, str) and 0 < len(value) <= max_length:
+        return value
+    return None
+
+
+def _grant(claims: dict[str, object], expires_at: int) -> Grant:
+    """Build a Grant from verified claims; every claim of the wrong JSON type is refused."""
+    role = claims.get("role")
+    if not isinstance(role, str) or role not in ROLE_GRANTS:
+        raise TokenError("the token carries no valid room and role (the role must be one of "
+                         f"{', '.join(sorted(ROLE_GRANTS))})")
+    room = _text_claim(claims, "room", 128)
+    if room is None:
+        raise TokenError("the token carries no valid room and role (the room must be a "
+                         "non-empty string)")
+    subject = _text_claim(claims, "sub")
+    if subject is None:
+        raise TokenError("the token's subject must be a non-empty string")
+    name = claims.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 256):
+        raise TokenError("the token's name must be a string")
+    raw_grants = claims.get("grants", sorted(ROLE_GRANTS[role]))
+    if not isinstance(raw_grants, list) or not all(isinstance(g, str) for g in raw_grants):
+        raise TokenError("the token's grants are malformed (a list of strings is required)")
+    return Grant(
+        subject=subject,
+        name=name if isinstance(name, str) and name else role,
+        room=room,
+        role=role,
+        # A token can narrow its role's grants, never widen them.
+        grants=frozenset(raw_grants) & ROLE_GRANTS[role],
+        expires_at=expires_at,
+    )

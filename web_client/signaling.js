@@ -59,6 +59,8 @@ export function waitForIceGathering(pc, timeoutMs = 3000) {
  * ("participant-joined", "track-added", "connection-state", ...), plus
  * "joined" (the join reply, also after each reconnection), "error" (every
  * server error message), "state" ({state, ...}) and "disconnected".
+ * "token-expired" ends the session for good (state "failed", `fatal.code`
+ * "token-expired"); `refresh(token)` before `expiresAt` avoids it.
  *
  * States: idle, connecting, joining, joined, disconnected (a retry is
  * scheduled), failed (gave up or join refused: see `fatal`), closed.
@@ -188,6 +190,12 @@ export class SignalingClient {
     }
     if (!data || typeof data !== "object" || typeof data.type !== "string") return;
     if (data.type === "error") this._emit("error", data);
+    if (data.type === "token-expired") {
+      // The server has ended the session and closes the socket: the same token cannot rejoin.
+      this.fatal = new SignalingError("token-expired", data.message ?? "the token has expired");
+      this._stopped = true;
+      this._setState("failed", { error: this.fatal });
+    }
     const key = data.id === undefined || data.id === null ? null : String(data.id);
     const pending = key === null ? undefined : this._pending.get(key);
     if (pending) {
@@ -250,6 +258,17 @@ export class SignalingClient {
       this._pending.set(id, { resolve, reject, timer });
       ws.send(JSON.stringify({ ...message, id }));
     });
+  }
+
+  /**
+   * Replace the session's token with a new one for the same room, subject and role
+   * (before the old one expires); resolves with the new `expiresAt` (Unix seconds).
+   */
+  async refresh(token) {
+    const reply = await this.request({ type: "refresh", token });
+    this.token = token;
+    if (this.joined) this.joined = { ...this.joined, expiresAt: reply.expiresAt };
+    return reply.expiresAt;
   }
 
   /** Offer `pc`'s tracks as one new stream; returns the stream {id, participant, tracks}. */

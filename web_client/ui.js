@@ -30,6 +30,9 @@ function describeError(error) {
   return `${error.code} — ${error.detail ?? error.message}`;
 }
 
+export const SESSION_EXPIRED_ZH = "会话已过期，请重新打开链接";
+export const SESSION_EXPIRED_EN = "The session has expired; open the link again.";
+
 /** The status line: connection state, or the reason the page stopped, and recent server errors. */
 export function renderStatus(node, session) {
   const c = session.client;
@@ -52,9 +55,13 @@ export function renderStatus(node, session) {
       kind = "warn";
       break;
     case "failed":
-      text = c.fatal?.code === "unauthorized"
-        ? `Not admitted: ${describeError(c.fatal)}. Ask for a new link.`
-        : `Stopped: ${c.fatal ? describeError(c.fatal) : "unknown error"}`;
+      if (c.fatal?.code === "token-expired") {
+        text = `${SESSION_EXPIRED_ZH} · ${SESSION_EXPIRED_EN}`;
+      } else {
+        text = c.fatal?.code === "unauthorized"
+          ? `Not admitted: ${describeError(c.fatal)}. Ask for a new link.`
+          : `Stopped: ${c.fatal ? describeError(c.fatal) : "unknown error"}`;
+      }
       kind = "error";
       break;
     case "closed":

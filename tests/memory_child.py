@@ -1,0 +1,77 @@
+"""Run the real server in a child process that reports its memory and live media objects.
+
+``python -m tests.memory_child PORT SECRET`` serves the normal app plus
+``GET /_test/memory``: after a full garbage collection, the process's RSS, the
+media server's live rooms and transports, how many RTCPeerConnection, aioice
+Connection, Transport,
+Room and Participant objects still exist anywhere in the process, and how many of
+the rooms ever created are still alive (weak references). Measuring in a separate
+process keeps the test's own aiortc peers (and their decoders) out of the numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import tempfile
+import weakref
+
+
+async def serve(port: int, secret: str) -> None:
+    import psutil  # type: ignore[import-untyped]
+    from aiohttp import web
+    from aioice.ice import Connection
+    from aiortc import RTCPeerConnection
+
+    from config import load_settings
+    from huizhen.app import create_app
+    from mediaserver import MediaServer, Participant, Room, Transport
+    from signaling import MEDIA_SERVER
+
+    settings = load_settings(environ={
+        "HUIZHEN_SERVER_HOST": "127.0.0.1", "HUIZHEN_SERVER_PORT": str(port),
+        "HUIZHEN_AUTH_TOKEN_SECRET": secret,
+        "HUIZHEN_RECORDER_ENABLED": "false",
+        "HUIZHEN_STORAGE_DATA_DIR": tempfile.mkdtemp(prefix="huizhen-memory-"),
+    })
+    app = create_app(settings)
+    media: MediaServer = app[MEDIA_SERVER]
+    rooms: list[weakref.ref[Room]] = []
+    media.room_created.append(lambda room: rooms.append(weakref.ref(room)))
+    process = psutil.Process()
+
+    async def report(request: web.Request) -> web.Response:
+        for _ in range(3):
+            gc.collect()
+        objects = gc.get_objects()
+
+        def count(cls: type) -> int:
+            return sum(1 for o in objects if isinstance(o, cls))
+
+        body = {
+            "rss": process.memory_info().rss,
+            "rooms": len(media.rooms),
+            "transports": media.transports(),
+            "peerConnections": count(RTCPeerConnection),
+            "iceConnections": count(Connection),
+            "transportObjects": count(Transport),
+            "roomObjects": count(Room),
+            "participantObjects": count(Participant),
+            "roomsCreated": len(rooms),
+            "roomsAlive": sum(1 for ref in rooms if ref() is not None),
+            "fds": process.num_fds(),
+        }
+        objects.clear()
+        return web.json_response(body)
+
+    app.router.add_get("/_test/memory", report)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(int(sys.argv[1]), sys.argv[2]))
