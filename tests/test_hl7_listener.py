@@ -359,3 +359,23 @@ async def test_a_connection_that_never_sends_a_message_is_closed_early() -> None
         assert listener.stats.connections_idle_closed == 2
         for client in (silent, partial, monitor):
             await client.close()
+
+
+def test_listener_limits_come_from_the_devices_settings() -> None:
+    from config import ConfigError, load_settings
+
+    default = load_settings(environ={}).devices.hl7_listener_options()
+    assert default == {"max_connections": 256, "max_connections_per_address": 8,
+                       "first_message_timeout": 60.0, "idle_timeout": 3900.0,
+                       "decode_workers": 2}
+    options = load_settings(environ={
+        "HUIZHEN_DEVICES_HL7_MAX_CONNECTIONS_PER_ADDRESS": "3",
+        "HUIZHEN_DEVICES_HL7_FIRST_MESSAGE_TIMEOUT": "5.5",
+        "HUIZHEN_DEVICES_HL7_DECODE_WORKERS": "0"}).devices.hl7_listener_options()
+    config = ListenerConfig(**options)
+    assert (config.max_connections_per_address, config.first_message_timeout,
+            config.decode_workers) == (3, 5.5, 0)
+    for bad in ({"HUIZHEN_DEVICES_HL7_MAX_CONNECTIONS_PER_ADDRESS": "0"},
+                {"HUIZHEN_DEVICES_HL7_IDLE_TIMEOUT": "-1"}):
+        with pytest.raises(ConfigError):
+            load_settings(environ=bad)
