@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.hl7_ingest
 	$(PY) -m benchmarks.vitals_latency
 	$(PY) -m benchmarks.hl7_waveform_latency
+	$(PY) -m benchmarks.media_port_guard
 
 browser-deps:
 	./scripts/ensure-chromium

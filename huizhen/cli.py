@@ -96,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from huizhen.demo import run_demo
 
     settings = _settings(args)
-    asyncio.run(run_demo(settings, args.room, args.duration))
+    asyncio.run(run_demo(settings, args.room, args.duration, alarms=args.alarms))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--room", default="demo-bed-1")
     demo.add_argument("--duration", type=float, default=0.0,
                       help="stop after this many seconds (0: run until Ctrl-C)")
+    demo.add_argument("--alarms", action="store_true",
+                      help="the simulated monitor raises and clears an SpO2 alarm every few "
+                           "seconds (flagged values and IHE PCD-04 alarm reports)")
     demo.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),

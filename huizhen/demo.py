@@ -54,7 +54,8 @@ async def _run_monitor(simulator: MonitorSimulator) -> None:
         await asyncio.sleep(1.0)
 
 
-async def run_demo(settings: Settings, room: str, duration: float = 0.0) -> None:
+async def run_demo(settings: Settings, room: str, duration: float = 0.0,
+                   alarms: bool = False) -> None:
     camera = CameraSimulator(SimulatedCamera())
     _, camera_port = await camera.serve_udp("127.0.0.1", 0)
     profile = MonitorProfile()
@@ -73,7 +74,8 @@ async def run_demo(settings: Settings, room: str, duration: float = 0.0) -> None
         try:
             await bedside.start()
             if hl7 is not None:
-                monitor = MonitorSimulator(hl7[0], hl7[1], interval=1.0, profile=profile)
+                monitor = MonitorSimulator(hl7[0], hl7[1], interval=1.0, profile=profile,
+                                           alarm_demo=alarms)
                 monitor_task = asyncio.create_task(_run_monitor(monitor))
             beds = settings.devices.beds
             devices = json.dumps(beds[0]) if beds else "none"
