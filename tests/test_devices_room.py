@@ -210,6 +210,37 @@ async def test_alarms_reach_the_room_and_late_joiners_until_cleared(bedside: Bed
         await client.close()
 
 
+async def test_alarms_sent_over_mllp_reach_the_room_once(bedside: Bedside):
+    """The whole path, no shortcut: a python-hl7 client sends a flagged value and an IHE
+    PCD-04 alarm to the real listener; each is stored, acknowledged and raised once."""
+    expert = await bedside.client("expert")
+    flagged = GE_SAMPLE.replace("|100|262688^MDC_DIM_PERCENT^MDC||",
+                                "|80|262688^MDC_DIM_PERCENT^MDC|90-100|LL")
+    assert (await send_with_python_hl7(bedside.hl7_port, flagged)).startswith(
+        f"MSA|AA|{GE_CONTROL_ID}")
+    alarm = await expert.next_event("alarm", 5)
+    assert (alarm["source"], alarm["vital"], alarm["priority"], alarm["state"],
+            alarm["flags"]) == ("obx-8", "spo2", "high", "active", ["LL"])
+    vitals = await expert.next_event("vitals", 5)
+    spo2 = next(s for s in vitals["samples"] if s["vital"] == "spo2")
+    assert (spo2["value"], spo2["referenceRange"], spo2["flags"]) == (80, "90-100", ["LL"])
+    # A resend after a lost ACK: acknowledged again, raised nowhere a second time.
+    assert (await send_with_python_hl7(bedside.hl7_port, flagged)).startswith("MSA|AA")
+    start = R40_START.replace("0012A1FFFE000001", MONITOR)
+    assert (await send_with_python_hl7(bedside.hl7_port, start)).startswith("MSA|AA")
+    raised = await expert.next_event("alarm", 5)  # the PCD-04 one, not a repeat
+    assert (raised["source"], raised["name"], raised["state"]) == (
+        "pcd-04", "MDC_EVT_LO", "active")
+    end = R40_END.replace("0012A1FFFE000001", MONITOR)
+    assert (await send_with_python_hl7(bedside.hl7_port, end)).startswith("MSA|AA")
+    cleared = await expert.next_event("alarm", 5)
+    assert (cleared["id"], cleared["state"]) == (raised["id"], "cleared")
+    assert [a["id"] for a in bedside.app[ROOM_SERVICES].room_state(ROOM)["alarms"]] == [
+        alarm["id"]]  # type: ignore[attr-defined]
+    assert not any(p in json.dumps([alarm, raised, cleared]) for p in GE_PATIENT_DATA)
+    await expert.close()
+
+
 async def test_a_new_patient_on_the_bed_raises_patient_changed(bedside: Bedside):
     expert = await bedside.client("expert")
     assert (await send_with_python_hl7(bedside.hl7_port, GE_SAMPLE)).startswith("MSA|AA")
