@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def child_server(module: str, *args: str) -> AsyncIterator[str]:
+    """``python -m MODULE PORT *ARGS`` in a child process, once it printed ``ready``;
+    yields its base URL and stops it afterwards."""
+    port = free_port()
+    child = subprocess.Popen([sys.executable, "-m", module, str(port), *args],
+                             stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
+        assert line.strip() == b"ready"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(child)
 
 
 @dataclass

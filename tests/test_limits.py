@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -20,7 +18,7 @@ from signaling import MEDIA_SERVER, SIGNALING_CONFIG, TokenAuthority
 from signaling.app_keys import QUOTAS
 from signaling.client import SignalingClient, SignalingError
 from signaling.quotas import QuotaLimits, Quotas
-from tests.conftest import free_port, make_settings, stop_process
+from tests.conftest import child_server, make_settings
 from tests.peers import Subscriber, wait_for
 
 SECRET = "memory-test-secret-0123456789abcdef-0123"
@@ -29,17 +27,9 @@ WARM_UP = 50
 
 
 @pytest.fixture
-async def child_server() -> AsyncIterator[str]:
-    port = free_port()
-    child = subprocess.Popen([sys.executable, "-m", "tests.memory_child", str(port), SECRET],
-                             stdout=subprocess.PIPE)
-    try:
-        assert child.stdout is not None
-        line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
-        assert line.strip() == b"ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(child)
+async def memory_server() -> AsyncIterator[str]:
+    async with child_server("tests.memory_child", SECRET) as url:
+        yield url
 
 
 async def memory(base_url: str) -> dict[str, int]:
@@ -100,21 +90,21 @@ async def one_cycle(ws_url: str, authority: TokenAuthority, index: int) -> None:
                              return_exceptions=True)
 
 
-async def test_two_hundred_sessions_do_not_grow_the_server(child_server):
+async def test_two_hundred_sessions_do_not_grow_the_server(memory_server):
     """Server RSS grows < 5 MiB over 200 cycles after warm-up; every room is collected.
 
     The server runs in a child process so that the test's own peers (which decode
     video) stay out of the measurement, and the child reports after gc.collect().
     """
     authority = TokenAuthority(SECRET, "huizhen", "huizhen-media")
-    ws_url = child_server.replace("http", "ws") + "/ws"
+    ws_url = memory_server.replace("http", "ws") + "/ws"
     for index in range(WARM_UP):  # imports, codec tables, allocator arenas
         await one_cycle(ws_url, authority, index)
-    before = await settled(child_server)
+    before = await settled(memory_server)
     assert before["roomsAlive"] == 0, before
     for index in range(WARM_UP, WARM_UP + 200):
         await one_cycle(ws_url, authority, index)
-    after = await settled(child_server)
+    after = await settled(memory_server)
     growth = after["rss"] - before["rss"]
     print(f"server RSS before {before['rss'] / MIB:.1f} MiB, after 200 cycles "
           f"{after['rss'] / MIB:.1f} MiB, growth {growth / MIB:.2f} MiB; "

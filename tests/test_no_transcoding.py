@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection
 from huizhen.testpattern import PatternVideoTrack, ToneAudioTrack
 from signaling import TokenAuthority
 from signaling.client import SignalingClient
-from tests.conftest import free_port, stop_process
+from tests.conftest import child_server
 from tests.peers import Subscriber, prefer_codec, wait_for
 
 SECRET = "codec-spy-secret-0123456789abcdef-0123"
@@ -49,16 +49,8 @@ def test_the_spy_counts_aiortc_codec_creation():
 
 @pytest.fixture
 async def spy_server() -> AsyncIterator[str]:
-    port = free_port()
-    child = subprocess.Popen([sys.executable, "-m", "tests.codec_spy", str(port), SECRET],
-                             stdout=subprocess.PIPE)
-    try:
-        assert child.stdout is not None
-        line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
-        assert line.strip() == b"ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(child)
+    async with child_server("tests.codec_spy", SECRET) as url:
+        yield url
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
