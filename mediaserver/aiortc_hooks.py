@@ -36,6 +36,9 @@ What is hooked:
   ``RTCDtlsTransport._setup_srtp`` (count SRTP authentication failures),
   ``_handle_rtp_data`` / ``_handle_rtcp_data`` (count what does not parse) and
   ``_recv_next`` (nothing it raises ends the transport).
+* ICE consent race (aioice ``Connection``): ``_query_consent_task`` started by a
+  ``connect()`` that resumed after the peer connection closed is cancelled
+  (``release_after_close``), so closed sessions are freed.
 """
 
 from __future__ import annotations
@@ -395,6 +398,68 @@ def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
             if connection not in connections:
                 connections.append(connection)
     return connections
+
+
+# --------------------------------------------------------------------------- ICE consent race
+#
+# When a peer connection is closed while ICE is just completing, aioice's
+# ``Connection.connect()`` resumes after ``close()`` has run and starts the RFC 7675
+# consent task anyway. That task loops over the (now empty) nominated pairs every few
+# seconds, forever, and keeps the connection, its ICE transport and their buffers
+# alive: about half a leaked connection per abruptly ended session. The functions
+# below cancel such tasks once the peer connection has closed.
+
+ICE_CONSENT_ATTRIBUTES = ("_closed", "_query_consent_task", "_early_checks_done",
+                             "_check_list_state")
+CONSENT_POLL_SECONDS = 0.25
+CONSENT_GIVE_UP_SECONDS = 10.0
+
+
+def check_ice_connection(connection: Any) -> None:
+    _require(connection, ICE_CONSENT_ATTRIBUTES, "aioice.Connection")
+
+
+def _connect_may_resume(connection: Any) -> bool:
+    """Whether connect() started and has not yet read the check list's outcome."""
+    outcome = connection._check_list_state
+    return bool(connection._early_checks_done) and isinstance(outcome, asyncio.Queue) \
+        and not outcome.empty()
+
+
+def stop_orphan_consent(pc: RTCPeerConnection) -> tuple[int, bool]:
+    """Cancel consent tasks of closed ICE connections of ``pc``.
+
+    Returns how many were cancelled, and whether a connect() may still resume (and
+    start another one) later.
+    """
+    stopped = 0
+    pending = False
+    for connection in _ice_connections(pc):
+        check_ice_connection(connection)
+        if not connection._closed:
+            pending = True
+            continue
+        task = connection._query_consent_task
+        if isinstance(task, asyncio.Task) and not task.done():
+            task.cancel()
+            stopped += 1
+        pending = pending or _connect_may_resume(connection)
+    return stopped, pending
+
+
+async def release_after_close(pc: RTCPeerConnection) -> None:
+    """Once ``pc`` is closed, stop consent tasks started by a late connect(), until none can."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONSENT_GIVE_UP_SECONDS
+    while True:
+        await asyncio.sleep(CONSENT_POLL_SECONDS)
+        try:
+            _stopped, pending = stop_orphan_consent(pc)
+        except AiortcHookError:
+            logger.exception("the ICE consent workaround no longer fits aioice")
+            return
+        if not pending or loop.time() > deadline:
+            return
 
 
 def restrict_host_addresses(pc: RTCPeerConnection, addresses: tuple[str, ...]) -> None:

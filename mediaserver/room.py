@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mediaserver.aiortc_hooks import release_after_close
 from mediaserver.errors import (
     ClosedError,
     LimitError,
@@ -31,7 +32,6 @@ from mediaserver.events import (
     SubscriptionClosed,
     TransportStateChanged,
 )
-from mediaserver.ice_release import release_after_close
 from mediaserver.participant import Observer, Participant
 from mediaserver.sdp_check import check_sdp
 from mediaserver.transport import MediaConfig, Publication, Subscription, Transport

@@ -390,3 +390,49 @@ async def test_a_short_rtx_payload_is_dropped_and_counted():
     await sub.close()
     await pub.close()
     await server.close()
+
+
+# --------------------------------------------------------------------------- ICE consent race
+
+
+def test_the_consent_race_is_still_where_the_workaround_expects_it():
+    """connect() starts the consent task after awaiting the check list, as the
+    workaround assumes, and close() is what cancels it."""
+    import inspect
+
+    from aioice.ice import Connection
+
+    connect = inspect.getsource(Connection.connect)
+    assert connect.index("self._early_checks_done = True") < connect.index(
+        "await self._check_list_state.get()") < connect.index(
+        "self._query_consent_task = asyncio.create_task(self.query_consent())")
+    assert "self._query_consent_task.cancel()" in inspect.getsource(Connection.close)
+
+
+async def test_a_consent_task_outliving_its_closed_connection_is_cancelled():
+    from aioice.ice import Connection
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    [connection] = hooks._ice_connections(pc)
+    hooks.check_ice_connection(connection)
+    assert isinstance(connection, Connection)
+    await pc.close()
+    # What a late connect() does after close(): start the consent task.
+    orphan = asyncio.ensure_future(asyncio.sleep(3600))
+    connection._query_consent_task = orphan
+    assert hooks.stop_orphan_consent(pc) == (1, False)
+    await asyncio.sleep(0)
+    assert orphan.cancelled()
+
+
+async def test_a_renamed_ice_member_fails_loudly():
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    [connection] = hooks._ice_connections(pc)
+    del connection._early_checks_done
+    with pytest.raises(hooks.AiortcHookError, match="_early_checks_done"):
+        hooks.stop_orphan_consent(pc)
+    await pc.close()
