@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
 import json
 import logging
 import os
@@ -73,11 +72,6 @@ CHECKPOINT_BYTES = 4 << 20
 LARGE = 256 * 1024
 """A message with more waveform JSON than this is committed after the small ones
 queued with it, in its own transaction: numeric vitals do not wait for its I/O."""
-SAMPLE_ROWS_PER_STATEMENT = 50
-"""SQLite: sample rows per multi-row ``INSERT`` (19 columns: 950 parameters, under the
-999 of older SQLite builds). One statement for many rows is one ``sqlite3_step``: the
-driver releases and retakes the GIL once per step, and with the event loop busy in the
-other thread each of those hand-offs costs more than the row itself."""
 T = TypeVar("T")
 
 
@@ -583,12 +577,13 @@ class SampleStore:
     def _insert_sqlite(self, connection: _Driver, batch: list[_Pending]) -> list[bool]:
         """SQLite, with the driver: ``INSERT OR IGNORE`` of each message row tells at once
         whether it is new (the unique key ignores a resend, also one in this batch) and
-        its id, using the unique index; then the samples of the new ones in multi-row
-        ``INSERT``s (``SAMPLE_ROWS_PER_STATEMENT``)."""
+        its id, using the unique index; then the samples of the new ones in one
+        ``executemany``."""
         sql = self._sqlite_sql.get("messages")
         if sql is None:
             sql = self._sqlite_sql["messages"] = _insert_sql(
                 connection, self.messages, _MESSAGE_COLUMNS, "INSERT OR IGNORE")
+            self._sqlite_sql["samples"] = _insert_sql(connection, self.table, _SAMPLE_COLUMNS)
         times = _SqliteTimes()
         fresh: list[bool] = []
         values: list[tuple[Any, ...]] = []
@@ -614,24 +609,13 @@ class SampleStore:
                               for i, sample in enumerate(pending.samples))
                 alarm_rows.extend(_alarm_row(a, pending.received_at, message_id)
                                   for a in pending.alarms)
-            for start in range(0, len(values), SAMPLE_ROWS_PER_STATEMENT):
-                chunk = values[start:start + SAMPLE_ROWS_PER_STATEMENT]
-                cursor.execute(self._samples_sql(connection, len(chunk)),
-                               list(itertools.chain.from_iterable(chunk)))
+            if values:
+                cursor.executemany(self._sqlite_sql["samples"], values)
         finally:
             cursor.close()
         if alarm_rows:
             _sqlite_insert(connection, self.alarms, alarm_rows)
         return fresh
-
-    def _samples_sql(self, connection: _Driver, rows: int) -> str:
-        """``INSERT`` of ``rows`` sample rows in one statement (cached per row count)."""
-        name = f"samples{rows}"
-        sql = self._sqlite_sql.get(name)
-        if sql is None:
-            sql = self._sqlite_sql[name] = _insert_sql(connection, self.table,
-                                                       _SAMPLE_COLUMNS, rows=rows)
-        return sql
 
     # ------------------------------------------------------------------ reads
 
@@ -737,11 +721,10 @@ def _sqlite_insert(connection: _Driver, table: sa.Table, rows: list[dict[str, An
 
 
 def _insert_sql(connection: _Driver, table: sa.Table, columns: Sequence[str],
-                verb: str = "INSERT", rows: int = 1) -> str:
+                verb: str = "INSERT") -> str:
     names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
-    row = f"({', '.join('?' * len(columns))})"
-    return f"{verb} INTO {_quoted(connection, table)} ({names}) VALUES {', '.join([row] * rows)}"
-
+    return (f"{verb} INTO {_quoted(connection, table)} ({names}) VALUES "
+            f"({', '.join('?' * len(columns))})")
 
 
 def _sqlite_executemany(connection: _Driver, table: sa.Table, columns: Sequence[str],
