@@ -176,13 +176,15 @@ class _Connection:
         self.idle_closed = False
         self.watchdog: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+        self.name = f"hl7 conn {number} ({peer})"
 
     def __str__(self) -> str:
-        return f"hl7 conn {self.number} ({self.peer})"
+        return self.name
 
 
-_Pending = Outcome | Callable[[], Awaitable[Outcome]]
-"""A message between decoding and its ACK: done, or a step still to await."""
+_Pending = Outcome | tuple[OruMessage, "asyncio.Future[Committed] | None"]
+"""A message between decoding and its ACK: done, or decoded and handed to the store (its
+commit still to await; None: a plain sink, still to call)."""
 
 
 class HL7Listener:
@@ -211,6 +213,9 @@ class HL7Listener:
         self._control_ids = itertools.count(1)
         self._control_prefix = f"HZ{int(time.time()) & 0xFFFFFFF:07X}"
         self._templates: dict[tuple[object, ...] | None, AckTemplate] = {}
+        epoch = datetime.fromtimestamp(0, UTC)
+        self._stamp = (epoch, format_timestamp(epoch))
+        """MSH-7 of the ACKs (to the second): the last one formatted, and its instant."""
         self._closing = False
 
     @property
@@ -392,13 +397,16 @@ class HL7Listener:
             if isinstance(framer_event, FrameTooLarge):
                 self.stats.frames_too_large += 1
                 pending.append(self._too_large(str(connection), framer_event))
+            elif len(framer_event.payload) > self.config.decode_offload_size:
+                pending.append(await self._admit_offloaded(framer_event.payload,
+                                                           str(connection)))
             else:
-                pending.append(await self._admit(framer_event.payload, str(connection)))
+                pending.append(self._admit(framer_event.payload, str(connection)))
         # The ACKs of the frames of one read go out in one write (in order), each after
         # its own commit; then on_stored sees the new messages, in order.
-        outcomes = [item if isinstance(item, Outcome) else await item() for item in pending]
-        if not outcomes:
+        if not pending:
             return
+        outcomes = await self._outcomes(str(connection), pending)
         writer = connection.writer
         writer.write(b"".join(b"\x0b" + o.ack + b"\x1c\r" for o in outcomes))  # see _ack
         if writer.transport.get_write_buffer_size():
@@ -414,11 +422,15 @@ class HL7Listener:
 
     async def process(self, payload: bytes, *, connection: str = "hl7") -> Outcome:
         """Decode, store and acknowledge one message (without sending the ACK)."""
-        item = await self._admit(payload, connection)
-        return item if isinstance(item, Outcome) else await item()
+        if len(payload) > self.config.decode_offload_size:
+            item = await self._admit_offloaded(payload, connection)
+        else:
+            item = self._admit(payload, connection)
+        return (await self._outcomes(connection, [item]))[0]
 
-    async def _admit(self, payload: bytes, connection: str) -> _Pending:
-        """Decode ``payload`` and hand it to the store; what is left is awaited in order.
+    def _admit(self, payload: bytes, connection: str) -> _Pending:
+        """Decode ``payload`` (here: small enough) and hand it to the store; what is left
+        is awaited in order (``_outcomes``).
 
         Whatever goes wrong yields an ``AE``/``AR`` outcome, never an exception.
         """
@@ -428,34 +440,58 @@ class HL7Listener:
             header = read_header(payload)
             if _CONTROL.search(payload, 0, _msh_end(payload)):
                 _check_control_bytes(header)
-            prepared: Sequence[str | None] | None = None
-            if len(payload) > self.config.decode_offload_size:
-                decoded = await self._decoder.decode(payload, self.config.oru, header)
-                message, prepared = decoded.message, decoded.values_json
-            else:
-                message = decode_oru(payload, self.config.oru, header)
-            if self._store is not None:
-                key = MessageKey(header.sending_application, header.sending_facility,
-                                 header.control_id)
-                try:
-                    stored: asyncio.Future[Committed] | None = self._store.submit(
-                        key, message.samples, message.alarms, prepared)
-                except StorageError as error:
-                    stored = asyncio.get_running_loop().create_future()
-                    stored.set_exception(error)
-                return lambda: self._finish(connection, message, stored)
-            return lambda: self._finish(connection, message, None)
+            return self._submit(decode_oru(payload, self.config.oru, header), None)
         except MessageError as error:
             return self._refuse(connection, header, error)
         except Exception as exc:
             return self._internal_error(connection, header, exc)
+
+    async def _admit_offloaded(self, payload: bytes, connection: str) -> _Pending:
+        """``_admit`` of a large message: decoded in the decode pool."""
+        self.stats.messages += 1
+        header: MessageHeader | None = None
+        try:
+            header = read_header(payload)
+            if _CONTROL.search(payload, 0, _msh_end(payload)):
+                _check_control_bytes(header)
+            decoded = await self._decoder.decode(payload, self.config.oru, header)
+            return self._submit(decoded.message, decoded.values_json)
+        except MessageError as error:
+            return self._refuse(connection, header, error)
+        except Exception as exc:
+            return self._internal_error(connection, header, exc)
+
+    def _submit(self, message: OruMessage, prepared: Sequence[str | None] | None
+                ) -> _Pending:
+        """Queue a decoded message in the store (a plain sink is called later, in order)."""
+        if self._store is None:
+            return message, None
+        header = message.header
+        key = MessageKey(header.sending_application, header.sending_facility,
+                         header.control_id)
+        try:
+            stored = self._store.submit(key, message.samples, message.alarms, prepared)
+        except StorageError as error:
+            stored = asyncio.get_running_loop().create_future()
+            stored.set_exception(error)
+        return message, stored
+
+    async def _outcomes(self, connection: str, pending: Sequence[_Pending]) -> list[Outcome]:
+        """The outcome of each message of ``pending``, in order, each after its commit."""
+        outcomes: list[Outcome] = []
+        for item in pending:
+            if isinstance(item, Outcome):
+                outcomes.append(item)
+            else:
+                outcomes.append(await self._finish(connection, *item))
+        return outcomes
 
     async def _finish(self, connection: str, message: OruMessage,
                       stored: asyncio.Future[Committed] | None) -> Outcome:
         header = message.header
         try:
             if stored is not None:
-                committed = await stored
+                committed = stored.result() if stored.done() else await stored
             else:
                 assert self._sink is not None
                 if message.samples:
@@ -544,8 +580,11 @@ class HL7Listener:
                 self._templates.clear()
             template = self._templates[key] = AckTemplate.for_header(header,
                                                                      self.config.responder)
-        text = template.render(ack, control_id=control_id,
-                               timestamp=format_timestamp(self._clock()),
+        now = self._clock()
+        second = now.replace(microsecond=0)
+        if second != self._stamp[0] or now.tzinfo is not self._stamp[0].tzinfo:
+            self._stamp = (second, format_timestamp(second))
+        text = template.render(ack, control_id=control_id, timestamp=self._stamp[1],
                                message_control_id=header.control_id if header else None)
         data = encode_ack(text, header)
         encode_frame(data)  # raises here, where the caller falls back, if it cannot frame
