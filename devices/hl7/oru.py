@@ -433,16 +433,19 @@ class OruReader:
             known = codes.lookup_observation(code, system, name)
             loinc = (known.loinc if known else None) or _alternate_loinc(ident, system, code)
             vital = known.vital if known else None
-            unit = self._unit(obx)
+            unit, unit_later = None, True
         else:  # the usual case: what OBX-3 and OBX-6 mean is looked up once per sender
             code, name, system, loinc, vital, unit = _observation(raw_ident, raw_unit,
                                                                   self.rep, self.comp)
+            unit_later = False
         if not code and not name:
             raise MessageError("observation identifier missing", location=self._at(3),
                                code=ErrorCode.REQUIRED_FIELD_MISSING)
         sub_id = obx[4].strip() if size > 4 else ""
         if value_type == "NM" and self._is_sample_rate_of_waveform(obx, code, name, sub_id):
             return
+        if unit_later:  # read here, as before the lookup was memoised: same errors
+            unit = self._unit(obx)
         device_id = self._device_id(obx)
         reference_range = self._unescape(obx[7], 7).strip() if size > 7 and obx[7] else ""
         flags = tuple(self._repetitions(obx, 8)) if size > 8 and obx[8] else ()
