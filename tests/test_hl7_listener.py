@@ -161,6 +161,48 @@ async def test_messages_on_one_connection_are_processed_in_order() -> None:
     assert order == ["0.0", "1.0", "2.0", "3.0", "4.0"]
 
 
+async def test_a_sender_that_half_closes_still_gets_every_ack(tmp_path: Path) -> None:
+    """Messages, then the end of the sender's stream (shutdown of its write side): the
+    ACKs of all of them still arrive, each after its commit, then the connection ends."""
+    ids = [f"EOF{i:05d}" for i in range(3)]
+    async with SampleStore(data_dir=tmp_path) as store, running_listener(store) as listener:
+        client = await RawClient.connect(listener.port)
+        await client.send(b"".join(frame(oru(nm(SPO2, str(90 + i)), control_id=c).encode())
+                                   for i, c in enumerate(ids)))
+        client.writer.write_eof()
+        acks = [msa(await client.read_ack()) for _ in ids]
+        assert await asyncio.wait_for(client.reader.read(), 5) == b""  # then closed
+        await client.close()
+        assert [r.sample.value for r in await store.samples_since()] == [90, 91, 92]
+    assert [a[:2] for a in acks] == [("AA", c) for c in ids]
+
+
+async def test_messages_keep_their_order_across_reads_and_the_decode_pool(
+        tmp_path: Path) -> None:
+    """A large waveform (decoded in the pool), then small messages sent while it is being
+    decoded, on one connection: ACKs and the store's rows keep the order they were sent."""
+    wave = "^".join(str(i % 1000) for i in range(100_000))
+    big = oru(f"NA|150452^MDC_PULS_OXIM_PLETH^MDC|1|{wave}||||||R", control_id="ORDBIG01")
+    small = [f"ORDSML{i:02d}" for i in range(3)]
+    async with SampleStore(data_dir=tmp_path) as store, \
+            running_listener(store, decode_workers=0) as listener:
+        client = await RawClient.connect(listener.port)
+        await client.send_message(big)
+        for i, control_id in enumerate(small):
+            await asyncio.sleep(0.01)
+            await client.send_message(oru(nm(SPO2, str(95 + i)), control_id=control_id))
+        acks = [msa(await client.read_ack(timeout=20)) for _ in range(4)]
+        await client.close()
+    assert [a[:2] for a in acks] == [("AA", c) for c in ["ORDBIG01", *small]]
+    connection = sqlite3.connect(tmp_path / "vitals.sqlite3")
+    try:
+        stored = [row[0] for row in connection.execute(
+            "SELECT control_id FROM hl7_messages ORDER BY id")]
+    finally:
+        connection.close()
+    assert stored == ["ORDBIG01", *small]
+
+
 async def test_charsets_escapes_vendor_codes_and_waveforms(tmp_path: Path) -> None:
     gb = oru(nm(SPO2, "96", "262688^MDC_DIM_PERCENT^MDC"),
              "ST|0^探头状态^99VENDOR|1.2.1.9|探头脱落 淺東||||||R",

@@ -2,6 +2,9 @@
 
 A thin asyncio shell around ``MLLPFramer``, ``decode_oru`` and ``build_ack``. Per
 message, in order per connection: decode -> store -> ACK ``AA`` -> ``on_stored``.
+An ``asyncio.Protocol`` (no stream objects): ``data_received`` frames the bytes and
+hands each complete message to the store at once; one task per connection awaits the
+commits and writes the ACKs, in order.
 ``AA`` is sent only after the store returned, i.e. after the commit (fsync) that
 covers the message. A message that cannot be read gets ``AE``/``AR`` with a reason; a
 store failure or any other error inside the listener gets ``AE``. The connection goes
@@ -13,6 +16,9 @@ resend of a stored message is acknowledged ``AA`` again, but ``on_stored`` is no
 called for it. A plain ``SampleSink`` callable is accepted too (no de-duplication).
 Frames that arrive together on one connection (a pipelining sender) are handed to
 the store together, so they share a commit; their ACKs keep the order of the frames.
+Frames that arrive while earlier ones wait for their commit go to the store too (up to
+``MAX_QUEUED`` per connection, then reading pauses); a sender that half-closes its side
+still gets the ACKs of what it sent.
 
 Decoding: messages larger than ``decode_offload_size`` are decoded in a
 ``DecodePool`` (worker processes by default), so a waveform-heavy bed never delays
@@ -52,7 +58,6 @@ from .errors import ErrorCode, Location, MessageError, StorageError
 from .mllp import (
     DEFAULT_MAX_MESSAGE_SIZE,
     BytesDiscarded,
-    Frame,
     FrameTooLarge,
     MLLPFramer,
     encode_frame,
@@ -68,7 +73,8 @@ StoredCallback = Callable[[Sequence[VitalSample], Sequence[VitalAlarm]],
 """Called with the samples and alarms (tuples, possibly empty) of each NEW message after
 it was stored and acknowledged; not for a resend of a stored message."""
 
-READ_SIZE = 64 * 1024
+MAX_QUEUED = 256
+"""Messages of one connection received and not yet answered: beyond, reading pauses."""
 MAX_ACK_TEMPLATES = 1024
 """ACK templates kept (one per sender and message type); the cache is emptied when full."""
 DECODE_OFFLOAD_SIZE = 64 * 1024
@@ -162,27 +168,9 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Connection:
-    def __init__(self, number: int, peer: str, address: str, writer: asyncio.StreamWriter,
-                 max_message_size: int) -> None:
-        self.number = number
-        self.peer = peer
-        self.address = address
-        self.writer = writer
-        self.framer = MLLPFramer(max_message_size)
-        self.busy = False
-        self.messages = 0
-        self.last_active = 0.0
-        self.idle_closed = False
-        self.watchdog: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    def __str__(self) -> str:
-        return f"hl7 conn {self.number} ({self.peer})"
-
-
-_Pending = Outcome | Callable[[], Awaitable[Outcome]]
-"""A message between decoding and its ACK: done, or a step still to await."""
+_Pending = Outcome | tuple[OruMessage, "asyncio.Future[Committed] | None"]
+"""A message between decoding and its ACK: done, or decoded and handed to the store (its
+commit still to await; None: a plain sink, still to call)."""
 
 
 class HL7Listener:
@@ -211,6 +199,9 @@ class HL7Listener:
         self._control_ids = itertools.count(1)
         self._control_prefix = f"HZ{int(time.time()) & 0xFFFFFFF:07X}"
         self._templates: dict[tuple[object, ...] | None, AckTemplate] = {}
+        epoch = datetime.fromtimestamp(0, UTC)
+        self._stamp = (epoch, format_timestamp(epoch))
+        """MSH-7 of the ACKs (to the second): the last one formatted, and its instant."""
         self._closing = False
 
     @property
@@ -229,8 +220,8 @@ class HL7Listener:
             raise RuntimeError("the HL7 listener is stopped")
         if self._server is not None:
             return
-        self._server = await asyncio.start_server(self._accept, self.config.host,
-                                                  self.config.port)
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _MLLPProtocol(self), self.config.host, self.config.port)
         logger.info("hl7 listener on %s:%d", self.config.host, self.port)
 
     async def warm_up(self) -> None:
@@ -279,30 +270,36 @@ class HL7Listener:
                     f"(max {self.config.max_connections_per_address})")
         return None
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
+    def _connected(self, transport: asyncio.Transport) -> _Connection | None:
+        """A new connection (``connection_made``): refused at once, or served by a task."""
+        peername = transport.get_extra_info("peername")
         address = str(peername[0]) if isinstance(peername, tuple) else str(peername)
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         refusal = self._refusal(address)
         if refusal is not None:
             self.stats.connections_refused += 1
             logger.warning("hl7 connection from %s refused: %s", peer, refusal)
-            writer.close()
-            return
-        connection = _Connection(next(self._numbers), peer, address, writer,
+            transport.close()
+            return None
+        connection = _Connection(next(self._numbers), peer, address, transport,
                                  self.config.max_message_size)
-        connection.task = asyncio.current_task()
         self._connections.add(connection)
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self.stats.connections_accepted += 1
-        sock = writer.get_extra_info("socket")
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         logger.info("%s: connected", connection)
+        connection.last_active = asyncio.get_running_loop().time()
+        self._watch_idle(connection)
+        connection.task = asyncio.get_running_loop().create_task(self._run(connection))
+        return connection
+
+    async def _run(self, connection: _Connection) -> None:
         try:
-            await self._serve(connection, reader)
+            await self._serve(connection)
         except asyncio.CancelledError:
             pass
         except (ConnectionError, TimeoutError) as exc:
@@ -312,14 +309,15 @@ class HL7Listener:
                          type(exc).__name__)
         finally:
             self._connections.discard(connection)
+            address = connection.address
             left = self._per_address.get(address, 1) - 1
             if left > 0:
                 self._per_address[address] = left
             else:
                 self._per_address.pop(address, None)
-            writer.close()
+            connection.transport.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await connection.closed
             logger.info("%s: closed", connection)
 
     def _timeout(self, connection: _Connection) -> float:
@@ -346,39 +344,18 @@ class HL7Listener:
         if connection.task is not None:
             connection.task.cancel()
 
-    async def _serve(self, connection: _Connection, reader: asyncio.StreamReader) -> None:
-        loop = asyncio.get_running_loop()
-        connection.last_active = loop.time()
-        self._watch_idle(connection)
-        try:
-            await self._serve_until_closed(connection, reader)
-        finally:
-            if connection.watchdog is not None:
-                connection.watchdog.cancel()
-
-    async def _serve_until_closed(self, connection: _Connection,
-                                  reader: asyncio.StreamReader) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._closing:
-            data = await reader.read(READ_SIZE)
-            if not data or connection.idle_closed:
-                return
-            connection.last_active = loop.time()
-            events = connection.framer.feed(data)
-            if not events:
-                continue
-            connection.busy = True
-            try:
-                await self._handle(connection, events)
-            finally:
-                connection.busy = False
-            if self._closing:
-                return
-
-    async def _handle(self, connection: _Connection,
-                      events: Sequence[Frame | BytesDiscarded | FrameTooLarge]) -> None:
-        """Admit every frame of one read (so they share a commit), then answer in order."""
-        pending: list[_Pending] = []
+    def _received(self, connection: _Connection, data: bytes) -> None:
+        """Bytes from the transport (``data_received``): frame them and admit each complete
+        message at once (decoded, handed to the store), so the frames of one read share a
+        commit; the connection's task answers them in order."""
+        if self._closing or connection.idle_closed:
+            return
+        connection.last_active = asyncio.get_running_loop().time()
+        events = connection.framer.feed(data)
+        if not events:
+            return
+        inbox = connection.inbox
+        name = connection.name
         for framer_event in events:
             if isinstance(framer_event, BytesDiscarded):
                 self.stats.bytes_discarded += framer_event.count
@@ -391,34 +368,92 @@ class HL7Listener:
                 self._watch_idle(connection)
             if isinstance(framer_event, FrameTooLarge):
                 self.stats.frames_too_large += 1
-                pending.append(self._too_large(str(connection), framer_event))
+                inbox.append(self._too_large(name, framer_event))
+            elif (connection.undecoded
+                  or len(framer_event.payload) > self.config.decode_offload_size):
+                connection.undecoded += 1  # decoded by the task, in the decode pool
+                inbox.append(framer_event.payload)
             else:
-                pending.append(await self._admit(framer_event.payload, str(connection)))
-        # The ACKs of the frames of one read go out in one write (in order), each after
-        # its own commit; then on_stored sees the new messages, in order.
-        outcomes = [item if isinstance(item, Outcome) else await item() for item in pending]
-        if not outcomes:
-            return
-        writer = connection.writer
-        writer.write(b"".join(b"\x0b" + o.ack + b"\x1c\r" for o in outcomes))  # see _ack
-        if writer.transport.get_write_buffer_size():
+                inbox.append(self._admit(framer_event.payload, name))
+        if inbox:
+            connection.wake()
+            if (len(inbox) >= MAX_QUEUED or connection.undecoded > 1) \
+                    and not connection.reading_paused:
+                connection.reading_paused = True
+                connection.transport.pause_reading()
+
+    async def _serve(self, connection: _Connection) -> None:
+        try:
+            await self._serve_until_closed(connection)
+        finally:
+            if connection.watchdog is not None:
+                connection.watchdog.cancel()
+
+    async def _serve_until_closed(self, connection: _Connection) -> None:
+        loop = asyncio.get_running_loop()
+        while not (self._closing and not connection.inbox):
+            if not connection.inbox:
+                if connection.ended or connection.idle_closed:
+                    if connection.error is not None:
+                        raise connection.error
+                    return
+                connection.wakeup = loop.create_future()
+                await connection.wakeup
+                continue
+            items, connection.inbox = connection.inbox, []
+            if connection.reading_paused and not connection.ended:
+                connection.reading_paused = False
+                connection.transport.resume_reading()
+            connection.answering = True
+            try:
+                await self._answer(connection, items)
+            finally:
+                connection.answering = False
+
+    async def _answer(self, connection: _Connection, items: Sequence[_Pending | bytes]
+                      ) -> None:
+        """The ACKs of the messages of ``items`` in one write (in order), each after its
+        own commit; then on_stored sees the new messages, in order."""
+        pending: list[_Pending] = []
+        for item in items:
+            if isinstance(item, bytes):
+                pending.append(await self._admit_offloaded(item, connection.name))
+                connection.undecoded -= 1
+            else:
+                pending.append(item)
+        outcomes = await self._outcomes(connection.name, pending)
+        transport = connection.transport
+        transport.write(b"".join(b"\x0b" + o.ack + b"\x1c\r" for o in outcomes))  # see _ack
+        if connection.writing_paused:
             async with asyncio.timeout(self.config.write_timeout):
-                await writer.drain()
+                await self._drained(connection)
         connection.last_active = asyncio.get_running_loop().time()
         if self._on_stored is not None:
             for outcome in outcomes:
                 if outcome.new:
                     await self._notify(connection, outcome.samples, outcome.alarms)
 
+    async def _drained(self, connection: _Connection) -> None:
+        """Until the transport's write buffer is below its high-water mark again."""
+        while connection.writing_paused:
+            if connection.ended:
+                raise ConnectionResetError("connection lost")
+            connection.drained = asyncio.get_running_loop().create_future()
+            await connection.drained
+
     # ------------------------------------------------------------------ messages
 
     async def process(self, payload: bytes, *, connection: str = "hl7") -> Outcome:
         """Decode, store and acknowledge one message (without sending the ACK)."""
-        item = await self._admit(payload, connection)
-        return item if isinstance(item, Outcome) else await item()
+        if len(payload) > self.config.decode_offload_size:
+            item = await self._admit_offloaded(payload, connection)
+        else:
+            item = self._admit(payload, connection)
+        return (await self._outcomes(connection, [item]))[0]
 
-    async def _admit(self, payload: bytes, connection: str) -> _Pending:
-        """Decode ``payload`` and hand it to the store; what is left is awaited in order.
+    def _admit(self, payload: bytes, connection: str) -> _Pending:
+        """Decode ``payload`` (here: small enough) and hand it to the store; what is left
+        is awaited in order (``_outcomes``).
 
         Whatever goes wrong yields an ``AE``/``AR`` outcome, never an exception.
         """
@@ -428,34 +463,58 @@ class HL7Listener:
             header = read_header(payload)
             if _CONTROL.search(payload, 0, _msh_end(payload)):
                 _check_control_bytes(header)
-            prepared: Sequence[str | None] | None = None
-            if len(payload) > self.config.decode_offload_size:
-                decoded = await self._decoder.decode(payload, self.config.oru, header)
-                message, prepared = decoded.message, decoded.values_json
-            else:
-                message = decode_oru(payload, self.config.oru, header)
-            if self._store is not None:
-                key = MessageKey(header.sending_application, header.sending_facility,
-                                 header.control_id)
-                try:
-                    stored: asyncio.Future[Committed] | None = self._store.submit(
-                        key, message.samples, message.alarms, prepared)
-                except StorageError as error:
-                    stored = asyncio.get_running_loop().create_future()
-                    stored.set_exception(error)
-                return lambda: self._finish(connection, message, stored)
-            return lambda: self._finish(connection, message, None)
+            return self._submit(decode_oru(payload, self.config.oru, header), None)
         except MessageError as error:
             return self._refuse(connection, header, error)
         except Exception as exc:
             return self._internal_error(connection, header, exc)
+
+    async def _admit_offloaded(self, payload: bytes, connection: str) -> _Pending:
+        """``_admit`` of a large message: decoded in the decode pool."""
+        self.stats.messages += 1
+        header: MessageHeader | None = None
+        try:
+            header = read_header(payload)
+            if _CONTROL.search(payload, 0, _msh_end(payload)):
+                _check_control_bytes(header)
+            decoded = await self._decoder.decode(payload, self.config.oru, header)
+            return self._submit(decoded.message, decoded.values_json)
+        except MessageError as error:
+            return self._refuse(connection, header, error)
+        except Exception as exc:
+            return self._internal_error(connection, header, exc)
+
+    def _submit(self, message: OruMessage, prepared: Sequence[str | None] | None
+                ) -> _Pending:
+        """Queue a decoded message in the store (a plain sink is called later, in order)."""
+        if self._store is None:
+            return message, None
+        header = message.header
+        key = MessageKey(header.sending_application, header.sending_facility,
+                         header.control_id)
+        try:
+            stored = self._store.submit(key, message.samples, message.alarms, prepared)
+        except StorageError as error:
+            stored = asyncio.get_running_loop().create_future()
+            stored.set_exception(error)
+        return message, stored
+
+    async def _outcomes(self, connection: str, pending: Sequence[_Pending]) -> list[Outcome]:
+        """The outcome of each message of ``pending``, in order, each after its commit."""
+        outcomes: list[Outcome] = []
+        for item in pending:
+            if isinstance(item, Outcome):
+                outcomes.append(item)
+            else:
+                outcomes.append(await self._finish(connection, *item))
+        return outcomes
 
     async def _finish(self, connection: str, message: OruMessage,
                       stored: asyncio.Future[Committed] | None) -> Outcome:
         header = message.header
         try:
             if stored is not None:
-                committed = await stored
+                committed = stored.result() if stored.done() else await stored
             else:
                 assert self._sink is not None
                 if message.samples:
@@ -544,8 +603,11 @@ class HL7Listener:
                 self._templates.clear()
             template = self._templates[key] = AckTemplate.for_header(header,
                                                                      self.config.responder)
-        text = template.render(ack, control_id=control_id,
-                               timestamp=format_timestamp(self._clock()),
+        now = self._clock()
+        second = now.replace(microsecond=0)
+        if second != self._stamp[0] or now.tzinfo is not self._stamp[0].tzinfo:
+            self._stamp = (second, format_timestamp(second))
+        text = template.render(ack, control_id=control_id, timestamp=self._stamp[1],
                                message_control_id=header.control_id if header else None)
         data = encode_ack(text, header)
         encode_frame(data)  # raises here, where the caller falls back, if it cannot frame
@@ -560,6 +622,96 @@ class HL7Listener:
                 await result
         except Exception as exc:
             logger.error("%s: on_stored callback failed (%s)", connection, type(exc).__name__)
+
+
+class _Connection:
+    """One MLLP connection: its transport, framer and the messages between their arrival
+    and their ACK (``inbox``), in order."""
+
+    def __init__(self, number: int, peer: str, address: str,
+                 transport: asyncio.Transport, max_message_size: int) -> None:
+        self.number = number
+        self.peer = peer
+        self.address = address
+        self.transport = transport
+        self.framer = MLLPFramer(max_message_size)
+        self.inbox: list[_Pending | bytes] = []
+        """Admitted messages (their commit still to await) and, as ``bytes``, large
+        frames still to decode in the pool: in arrival order."""
+        self.undecoded = 0
+        """Large frames of ``inbox`` (or being handled) not yet handed to the store: the
+        frames after them wait, so that the store sees the messages in arrival order."""
+        self.answering = False
+        self.wakeup: asyncio.Future[None] | None = None
+        self.ended = False
+        self.error: BaseException | None = None
+        self.reading_paused = False
+        self.writing_paused = False
+        self.drained: asyncio.Future[None] | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.messages = 0
+        self.last_active = 0.0
+        self.idle_closed = False
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.name = f"hl7 conn {number} ({peer})"
+
+    @property
+    def busy(self) -> bool:
+        """Messages received and not yet answered (stop and the idle timer wait)."""
+        return self.answering or bool(self.inbox)
+
+    def wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class _MLLPProtocol(asyncio.Protocol):
+    """The transport's callbacks, handed to the listener (no stream objects per read)."""
+
+    def __init__(self, listener: HL7Listener) -> None:
+        self._listener = listener
+        self._connection: _Connection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._connection = self._listener._connected(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._connection is not None:
+            self._listener._received(self._connection, data)
+
+    def eof_received(self) -> bool | None:
+        if self._connection is not None:
+            self._connection.ended = True
+            self._connection.wake()
+        return True  # half-closed: the ACKs of what came before the EOF still go out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        connection.ended = True
+        if exc is not None and connection.error is None:
+            connection.error = exc
+        connection.wake()
+        for future in (connection.drained, connection.closed):
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._connection is not None:
+            self._connection.writing_paused = True
+
+    def resume_writing(self) -> None:
+        connection = self._connection
+        if connection is not None:
+            connection.writing_paused = False
+            if connection.drained is not None and not connection.drained.done():
+                connection.drained.set_result(None)
 
 
 _CONTROL = re.compile(rb"[\x00-\x0c\x0e-\x1f\x7f]")

@@ -31,6 +31,7 @@ and as the baseline of ``benchmarks/hl7_parse.py``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -423,15 +424,28 @@ class OruReader:
         if self.is_alarm_report:
             self._alarm_row(obx, value_type, raw_value)
             return
-        ident = _pad(self._components(obx, 3), 6)
-        code, name, system = ident[0].strip(), ident[1].strip(), ident[2].strip()
+        raw_ident = obx[3] if size > 3 else ""
+        raw_unit = obx[6] if size > 6 else ""
+        esc = self.esc
+        if esc in raw_ident or esc in raw_unit:
+            ident = _pad(self._components(obx, 3), 6)
+            code, name, system = ident[0].strip(), ident[1].strip(), ident[2].strip()
+            known = codes.lookup_observation(code, system, name)
+            loinc = (known.loinc if known else None) or _alternate_loinc(ident, system, code)
+            vital = known.vital if known else None
+            unit, unit_later = None, True
+        else:  # the usual case: what OBX-3 and OBX-6 mean is looked up once per sender
+            code, name, system, loinc, vital, unit = _observation(raw_ident, raw_unit,
+                                                                  self.rep, self.comp)
+            unit_later = False
         if not code and not name:
             raise MessageError("observation identifier missing", location=self._at(3),
                                code=ErrorCode.REQUIRED_FIELD_MISSING)
         sub_id = obx[4].strip() if size > 4 else ""
         if value_type == "NM" and self._is_sample_rate_of_waveform(obx, code, name, sub_id):
             return
-        known = codes.lookup_observation(code, system, name)
+        if unit_later:  # read here, as before the lookup was memoised: same errors
+            unit = self._unit(obx)
         device_id = self._device_id(obx)
         reference_range = self._unescape(obx[7], 7).strip() if size > 7 and obx[7] else ""
         flags = tuple(self._repetitions(obx, 8)) if size > 8 and obx[8] else ()
@@ -443,9 +457,9 @@ class OruReader:
             name=name,
             observed_at=self._observed_at(obx, device_id),
             status=self._first(obx, 11).strip(),
-            unit=self._unit(obx),
-            loinc=(known.loinc if known else None) or _alternate_loinc(ident, system, code),
-            vital=known.vital if known else None,
+            unit=unit,
+            loinc=loinc,
+            vital=vital,
             patient_id=self.patient_id,
             reference_range=reference_range or None,
             abnormal_flags=flags,
@@ -629,6 +643,26 @@ def _all_numbers(text: str, separator: str) -> bool:
         pattern = re.compile(f"{_NM_TEXT}(?:{re.escape(separator)}{_NM_TEXT})*")
         _NUMBER_LISTS[separator] = pattern
     return pattern.fullmatch(text) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _observation(raw_ident: str, raw_unit: str, rep: str, comp: str
+                 ) -> tuple[str, str, str, str | None, str | None, str | None]:
+    """(code, name, system, LOINC, vital, unit) of OBX-3 and OBX-6 holding no escape.
+
+    A pure function of its arguments, memoised: a monitor sends the same few
+    identifiers in every message, and looking one up costs more than the rest of the
+    row. Bounded (least recently used entries go)."""
+    ident = _pad(raw_ident.partition(rep)[0].split(comp), 6)
+    code, name, system = ident[0].strip(), ident[1].strip(), ident[2].strip()
+    known = codes.lookup_observation(code, system, name)
+    loinc = (known.loinc if known else None) or _alternate_loinc(ident, system, code)
+    unit = None
+    if raw_unit:
+        parts = _pad(raw_unit.partition(rep)[0].split(comp), 3)
+        u_code, u_name, u_system = parts[0].strip(), parts[1].strip(), parts[2].strip()
+        unit = codes.ucum_unit(u_code, u_name, u_system) or u_name or u_code or None
+    return code, name, system, loinc, known.vital if known else None, unit
 
 
 def _pad(parts: list[str], count: int) -> list[str]:
