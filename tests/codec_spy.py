@@ -86,11 +86,9 @@ async def serve(port: int, secret: str) -> None:
         return web.json_response(dict(counts))
 
     app.router.add_get("/_test/codecs", report)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print("ready", flush=True)
-    await asyncio.Event().wait()
+    from tests.child_app import serve_forever
+
+    await serve_forever(app, port)
 
 
 if __name__ == "__main__":

@@ -66,11 +66,9 @@ async def serve(port: int, secret: str) -> None:
         return web.json_response(body)
 
     app.router.add_get("/_test/memory", report)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print("ready", flush=True)
-    await asyncio.Event().wait()
+    from tests.child_app import serve_forever
+
+    await serve_forever(app, port)
 
 
 if __name__ == "__main__":
