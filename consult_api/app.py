@@ -86,18 +86,21 @@ async def errors_middleware(request: web.Request,
     try:
         return await handler(request)
     except ConsultError as exc:
-        return web.json_response({"error": exc.message}, status=exc.status)
+        return web.json_response({"error": exc.message, "code": exc.code}, status=exc.status)
     except web.HTTPException as exc:
         if exc.status == 404:
-            return web.json_response({"error": "not found"}, status=404)
+            return web.json_response({"error": "not found", "code": "not-found"}, status=404)
         if exc.status == 405:
-            return web.json_response({"error": "method not allowed"}, status=405)
+            return web.json_response({"error": "method not allowed", "code": "method-not-allowed"},
+                                     status=405)
         if exc.status == 413:
-            return web.json_response({"error": "the request body is too large"}, status=413)
+            return web.json_response({"error": "the request body is too large",
+                                      "code": "too-large"}, status=413)
         raise
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response({"error": "internal error"}, status=500)
+        return web.json_response({"error": "internal error", "code": "internal-error"},
+                                 status=500)
 
 
 def _actor(request: web.Request) -> Actor:

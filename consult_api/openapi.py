@@ -17,8 +17,8 @@ from consult_api.workflow import ConsultationType, Role, State, Urgency
 ID_MAX = 2**31 - 1
 OPENAPI_PATH = "/api/v1/openapi.json"
 
-ERROR = {"type": "object", "required": ["error"],
-         "properties": {"error": {"type": "string"}}}
+ERROR = {"type": "object", "required": ["error", "code"],
+         "properties": {"error": {"type": "string"}, "code": {"type": "string"}}}
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 

@@ -411,4 +411,5 @@ async def test_room_tokens_need_a_configured_authority(world: World,
     await schedule(world, cid)
     status, body = await room_token(client, world, cid, "doctor")
     assert status == 503
-    assert body == {"error": "live room tokens are not configured on this server"}
+    assert body == {"error": "live room tokens are not configured on this server",
+                    "code": "unavailable"}
