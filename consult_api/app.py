@@ -1,35 +1,54 @@
-"""The aiohttp app: thin handlers over ``schemas`` (parse), ``records`` (I/O) and the cores.
+"""The aiohttp app: thin handlers over ``schemas`` (parse), ``records`` (I/O) and the cores,
+and ``create_app``, which wires them and every area's ``*_routes`` module.
 
 Database work runs in worker threads (SQLAlchemy sessions are synchronous). Errors of the
-``ConsultError`` hierarchy map to their HTTP status here, with their safe message; anything
-else is a generic 500 (logged with its traceback, never sent to the client).
+``ConsultError`` hierarchy map to their HTTP status (``http.errors_middleware``), with their
+safe message and code; anything else is a generic 500 (logged, never sent to the client).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 from urllib.parse import quote, unquote
 
 from aiohttp import web
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from consult_api import artefacts, materials, records, reports, statistics
 from consult_api.auth import ApiTokens, service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import (
-    ConsultError,
     InvalidRequest,
     NotFound,
     Unauthenticated,
     Unavailable,
 )
 from consult_api.filetype import MEDIA_TYPES
+from consult_api.http import (
+    CLOCK,
+    DATA_DIR,
+    DATABASE_URL,
+    MAX_BODY,
+    MAX_UPLOAD,
+    RECORDER_TOKEN,
+    ROOM_TOKEN_GRACE,
+    ROOM_TOKEN_MAX_TTL,
+    ROOM_TOKEN_MIN_TTL,
+    ROOM_TOKENS,
+    SESSIONS,
+    TOKENS,
+    Clock,
+    RoomTokenMinter,
+    actor_of,
+    errors_middleware,
+    in_db,
+    json_body,
+    path_id,
+    utc_now,
+)
 from consult_api.openapi import OPENAPI_PATH, document
 from consult_api.schemas import (
     consultation_detail,
@@ -40,167 +59,89 @@ from consult_api.schemas import (
     parse_transition,
     parse_user,
 )
-from consult_api.workflow import Actor
 
-logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-T = TypeVar("T")
-
-
-
-class RoomTokenMinter(Protocol):
-    """What the app needs to mint media-server tokens: ``signaling.tokens.TokenAuthority``
-    fits, passed in by the composition root (consult_api does not import the media stack)."""
-
-    def mint(self, *, room: str, role: str, name: str, ttl: int, subject: str | None = None,
-             now: float | None = None) -> str: ...
-
-
-SESSIONS = web.AppKey("sessions", sessionmaker[Session])
-TOKENS = web.AppKey("tokens", ApiTokens)
-CLOCK: web.AppKey[Clock] = web.AppKey("clock")
-DATABASE_URL = web.AppKey("database_url", str)
-ROOM_TOKENS: web.AppKey[RoomTokenMinter | None] = web.AppKey("room_tokens")
-DATA_DIR = web.AppKey("data_dir", Path)
-MAX_UPLOAD = web.AppKey("max_upload", int)
-RECORDER_TOKEN: web.AppKey[str | None] = web.AppKey("recorder_token")
+__all__ = ["DEFAULT_MAX_UPLOAD", "RoomTokenMinter", "create_app"]
 
 DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024
 FILENAME_HEADER = "X-Filename"
 
-MAX_BODY = 1024 * 1024
-ROOM_TOKEN_GRACE = timedelta(hours=1)
-ROOM_TOKEN_MIN_TTL = 15 * 60
-ROOM_TOKEN_MAX_TTL = 24 * 3600
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@web.middleware
-async def errors_middleware(request: web.Request,
-                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                            ) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ConsultError as exc:
-        return web.json_response({"error": exc.message, "code": exc.code}, status=exc.status)
-    except web.HTTPException as exc:
-        if exc.status == 404:
-            return web.json_response({"error": "not found", "code": "not-found"}, status=404)
-        if exc.status == 405:
-            return web.json_response({"error": "method not allowed", "code": "method-not-allowed"},
-                                     status=405)
-        if exc.status == 413:
-            return web.json_response({"error": "the request body is too large",
-                                      "code": "too-large"}, status=413)
-        raise
-    except Exception:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response({"error": "internal error", "code": "internal-error"},
-                                 status=500)
-
-
-def _actor(request: web.Request) -> Actor:
-    return request.app[TOKENS].from_header(request.headers.get("Authorization"))
-
-
-def _id(request: web.Request, what: str = "consultation") -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 9:
-        raise NotFound(f"no such {what}")
-    return int(raw)
-
-
-async def _json(request: web.Request) -> Any:
-    try:
-        return await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidRequest("the request body must be valid JSON") from None
-
-
-async def _db(request: web.Request, work: Callable[[Session], T]) -> T:
-    return await asyncio.to_thread(records.run_in_session, request.app[SESSIONS], work)
-
 
 async def create_consultation(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    data = parse_consultation(await _json(request))
+    actor = actor_of(request)
+    data = parse_consultation(await json_body(request))
     now = request.app[CLOCK]()
-    new_id = await _db(request, lambda s: records.create_consultation(s, actor, data, now))
+    new_id = await in_db(request, lambda s: records.create_consultation(s, actor, data, now))
     return web.json_response({"id": new_id, "state": "requested"}, status=201)
 
 
 async def list_consultations(request: web.Request) -> web.Response:
-    actor = _actor(request)
+    actor = actor_of(request)
     now = request.app[CLOCK]()
-    found = await _db(request, lambda s: [consultation_summary(c) for c in
+    found = await in_db(request, lambda s: [consultation_summary(c) for c in
                                           records.list_consultations(s, actor, now)])
     return web.json_response({"consultations": found})
 
 
 async def get_consultation(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    consultation_id = _id(request)
+    actor = actor_of(request)
+    consultation_id = path_id(request)
     now = request.app[CLOCK]()
 
     def work(s: Session) -> dict[str, Any]:
         return consultation_detail(*records.read_consultation(s, actor, consultation_id, now))
 
-    return web.json_response(await _db(request, work))
+    return web.json_response(await in_db(request, work))
 
 
 async def post_transition(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    consultation_id = _id(request)
-    data = parse_transition(await _json(request))
+    actor = actor_of(request)
+    consultation_id = path_id(request)
+    data = parse_transition(await json_body(request))
     now = request.app[CLOCK]()
-    result = await _db(request, lambda s: consultation_summary(
+    result = await in_db(request, lambda s: consultation_summary(
         records.transition(s, actor, consultation_id, data, now)))
     return web.json_response(result)
 
 
 async def post_schedule(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    consultation_id = _id(request)
-    data = parse_schedule(await _json(request))
+    actor = actor_of(request)
+    consultation_id = path_id(request)
+    data = parse_schedule(await json_body(request))
     now = request.app[CLOCK]()
-    result = await _db(request, lambda s: consultation_summary(
+    result = await in_db(request, lambda s: consultation_summary(
         records.schedule(s, actor, consultation_id, data, now)))
     return web.json_response(result)
 
 
 async def create_hospital(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    data = parse_hospital(await _json(request))
-    new_id = await _db(request, lambda s: records.create_hospital(s, actor, data))
+    actor = actor_of(request)
+    data = parse_hospital(await json_body(request))
+    new_id = await in_db(request, lambda s: records.create_hospital(s, actor, data))
     return web.json_response({"id": new_id}, status=201)
 
 
 async def create_user(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    data = parse_user(await _json(request))
-    new_id = await _db(request, lambda s: records.create_user(s, actor, data))
+    actor = actor_of(request)
+    data = parse_user(await json_body(request))
+    new_id = await in_db(request, lambda s: records.create_user(s, actor, data))
     return web.json_response({"id": new_id}, status=201)
 
 
 async def list_experts(request: web.Request) -> web.Response:
-    _actor(request)
-    return web.json_response({"experts": await _db(request, records.list_experts)})
+    actor_of(request)
+    return web.json_response({"experts": await in_db(request, records.list_experts)})
 
 
 async def post_room_token(request: web.Request) -> web.Response:
     """A media-server token for the consultation's live room, valid until an hour after
     the slot ends (at least 15 minutes, at most a day)."""
-    actor = _actor(request)
-    consultation_id = _id(request)
+    actor = actor_of(request)
+    consultation_id = path_id(request)
     authority = request.app[ROOM_TOKENS]
     if authority is None:
         raise Unavailable("live room tokens are not configured on this server")
     now = request.app[CLOCK]()
-    room, role, slot_end = await _db(
+    room, role, slot_end = await in_db(
         request, lambda s: records.live_room(s, actor, consultation_id, now))
     ttl = int((slot_end + ROOM_TOKEN_GRACE - now).total_seconds())
     ttl = min(max(ttl, ROOM_TOKEN_MIN_TTL), ROOM_TOKEN_MAX_TTL)
@@ -224,40 +165,40 @@ def _filename(request: web.Request) -> str:
 
 async def upload_material(request: web.Request) -> web.Response:
     """The raw file is the request body (any Content-Type); its name in ``X-Filename``."""
-    actor = _actor(request)
-    consultation_id = _id(request)
+    actor = actor_of(request)
+    consultation_id = path_id(request)
     filename = _filename(request)
     limit, data_dir = request.app[MAX_UPLOAD], request.app[DATA_DIR]
     if request.content_length is not None and request.content_length > limit:
         raise materials.too_large(limit)
-    await _db(request, lambda s: materials.check_upload(s, actor, consultation_id))
+    await in_db(request, lambda s: materials.check_upload(s, actor, consultation_id))
     received = await materials.receive(request.content.iter_chunked(materials.CHUNK),
                                        data_dir, limit)
     stored = await asyncio.to_thread(materials.store, received, data_dir)
     now = request.app[CLOCK]()
     try:
-        result = await _db(request, lambda s: materials.material_json(
+        result = await in_db(request, lambda s: materials.material_json(
             materials.add(s, actor, consultation_id, filename, stored, now)))
     except BaseException:
-        await _db(request, lambda s: materials.remove_if_unused(s, stored, data_dir))
+        await in_db(request, lambda s: materials.remove_if_unused(s, stored, data_dir))
         raise
     return web.json_response(result, status=201)
 
 
 async def list_materials(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    consultation_id = _id(request)
+    actor = actor_of(request)
+    consultation_id = path_id(request)
     now = request.app[CLOCK]()
-    found = await _db(request, lambda s: [materials.material_json(m) for m in
+    found = await in_db(request, lambda s: [materials.material_json(m) for m in
                                           materials.listing(s, actor, consultation_id, now)])
     return web.json_response({"materials": found})
 
 
 async def download_material(request: web.Request) -> web.StreamResponse:
-    actor = _actor(request)
-    material_id = _id(request, "material")
+    actor = actor_of(request)
+    material_id = path_id(request, "material")
     now = request.app[CLOCK]()
-    m = await _db(request, lambda s: materials.open_material(s, actor, material_id,
+    m = await in_db(request, lambda s: materials.open_material(s, actor, material_id,
                                                               "material.download", now))
     disposition = f"attachment; filename*=UTF-8''{quote(m.filename, safe='')}"
     return web.FileResponse(request.app[DATA_DIR] / m.stored_path, headers={
@@ -265,10 +206,10 @@ async def download_material(request: web.Request) -> web.StreamResponse:
 
 
 async def material_preview(request: web.Request) -> web.StreamResponse:
-    actor = _actor(request)
-    material_id = _id(request, "material")
+    actor = actor_of(request)
+    material_id = path_id(request, "material")
     now = request.app[CLOCK]()
-    m = await _db(request, lambda s: materials.open_material(s, actor, material_id,
+    m = await in_db(request, lambda s: materials.open_material(s, actor, material_id,
                                                               "material.preview", now))
     if m.preview_path is None:
         raise NotFound("this material has no preview")
@@ -283,76 +224,76 @@ async def post_artefacts(request: web.Request) -> web.Response:
         raise Unavailable("recorder hand-off is not configured on this server")
     if not service_token_matches(request.headers.get("Authorization"), expected):
         raise Unauthenticated("a valid recorder service token is required")
-    data = artefacts.parse_handoff(await _json(request), request.headers.get("Idempotency-Key"))
+    data = artefacts.parse_handoff(await json_body(request), request.headers.get("Idempotency-Key"))
     now = request.app[CLOCK]()
 
     def work(s: Session) -> tuple[dict[str, Any], bool]:
         artefact, created = artefacts.receive(s, data, now)
         return artefacts.artefact_json(artefact), created
 
-    result, created = await _db(request, work)
+    result, created = await in_db(request, work)
     return web.json_response(result, status=201 if created else 200)
 
 
 async def create_report(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    consultation_id = _id(request)
-    data = reports.parse_draft(await _json(request))
+    actor = actor_of(request)
+    consultation_id = path_id(request)
+    data = reports.parse_draft(await json_body(request))
     now = request.app[CLOCK]()
-    result = await _db(request, lambda s: reports.report_json(
+    result = await in_db(request, lambda s: reports.report_json(
         reports.create_draft(s, actor, consultation_id, data, now)))
     return web.json_response(result, status=201)
 
 
 async def list_reports(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    consultation_id = _id(request)
+    actor = actor_of(request)
+    consultation_id = path_id(request)
     now = request.app[CLOCK]()
-    found = await _db(request, lambda s: [reports.report_json(r) for r in
+    found = await in_db(request, lambda s: [reports.report_json(r) for r in
                                           reports.listing(s, actor, consultation_id, now)])
     return web.json_response({"reports": found})
 
 
 async def edit_report(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    report_id = _id(request, "report")
-    data = reports.parse_edit(await _json(request))
+    actor = actor_of(request)
+    report_id = path_id(request, "report")
+    data = reports.parse_edit(await json_body(request))
     now = request.app[CLOCK]()
-    result = await _db(request, lambda s: reports.report_json(
+    result = await in_db(request, lambda s: reports.report_json(
         reports.edit(s, actor, report_id, data, now)))
     return web.json_response(result)
 
 
 async def publish_report(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    report_id = _id(request, "report")
+    actor = actor_of(request)
+    report_id = path_id(request, "report")
     now = request.app[CLOCK]()
-    result = await _db(request, lambda s: reports.report_json(
+    result = await in_db(request, lambda s: reports.report_json(
         reports.publish(s, actor, report_id, now)))
     return web.json_response(result)
 
 
 async def amend_report(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    report_id = _id(request, "report")
-    data = reports.parse_amend(await _json(request))
+    actor = actor_of(request)
+    report_id = path_id(request, "report")
+    data = reports.parse_amend(await json_body(request))
     now = request.app[CLOCK]()
-    result = await _db(request, lambda s: reports.report_json(
+    result = await in_db(request, lambda s: reports.report_json(
         reports.amend(s, actor, report_id, data, now)))
     return web.json_response(result, status=201)
 
 
 async def list_report_templates(request: web.Request) -> web.Response:
-    _actor(request)
+    actor_of(request)
     specialty = request.query.get("specialty") or None
-    found = await _db(request, lambda s: [reports.template_json(t) for t in
+    found = await in_db(request, lambda s: [reports.template_json(t) for t in
                                           reports.list_templates(s, specialty)])
     return web.json_response({"templates": found})
 
 
 async def get_statistics(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    return web.json_response(await _db(request, lambda s: statistics.statistics(s, actor)))
+    actor = actor_of(request)
+    return web.json_response(await in_db(request, lambda s: statistics.statistics(s, actor)))
 
 
 async def get_openapi(request: web.Request) -> web.Response:

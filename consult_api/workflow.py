@@ -75,9 +75,14 @@ TERMINAL: frozenset[State] = frozenset({State.CLOSED, State.REJECTED, State.CANC
 
 @dataclass(frozen=True)
 class Actor:
+    """Who is asking. Role and hospital come from the users table on every request;
+    ``name`` (staff display name) and ``address`` (client address) are for tokens and audit."""
+
     user_id: int
     role: Role
     hospital_id: int
+    name: str = ""
+    address: str = ""
 
 
 @dataclass(frozen=True)
