@@ -152,8 +152,9 @@ def event_json(e: ReferralEvent) -> dict[str, Any]:
 
 
 def _names(session: Session, *ids: int) -> dict[int, str]:
-    return dict(session.execute(sa.select(Hospital.id, Hospital.name)
-                                .where(Hospital.id.in_(set(ids)))).tuples())
+    rows = session.execute(sa.select(Hospital.id, Hospital.name)
+                           .where(Hospital.id.in_(set(ids))))
+    return {hospital_id: name for hospital_id, name in rows}
 
 
 # --- operations --------------------------------------------------------------------------------
