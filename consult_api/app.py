@@ -9,7 +9,7 @@ safe message and code; anything else is a generic 500 (logged, never sent to the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from consult_api import artefacts, materials, records, reports, statistics
+from consult_api import artefacts, domain_routes, materials, records, reports, statistics
 from consult_api.auth import ApiTokens, service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import (
@@ -54,11 +54,13 @@ from consult_api.schemas import (
     consultation_detail,
     consultation_summary,
     parse_consultation,
+    parse_consultation_filter,
     parse_hospital,
     parse_schedule,
     parse_transition,
     parse_user,
 )
+from consult_api.webhooks import RetryPolicy, WebhookTarget
 
 __all__ = ["DEFAULT_MAX_UPLOAD", "RoomTokenMinter", "create_app"]
 
@@ -75,10 +77,13 @@ async def create_consultation(request: web.Request) -> web.Response:
 
 
 async def list_consultations(request: web.Request) -> web.Response:
+    """``?state=`` (the coordinators' incoming queue: ``requested``), ``?mine=1``."""
     actor = actor_of(request)
+    state, mine = parse_consultation_filter(request.query)
     now = request.app[CLOCK]()
     found = await in_db(request, lambda s: [consultation_summary(c) for c in
-                                          records.list_consultations(s, actor, now)])
+                                          records.list_consultations(s, actor, now,
+                                                                     state=state, mine=mine)])
     return web.json_response({"consultations": found})
 
 
@@ -303,12 +308,15 @@ async def get_openapi(request: web.Request) -> web.Response:
 def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
                room_tokens: RoomTokenMinter | None = None, data_dir: Path | None = None,
                max_upload: int = DEFAULT_MAX_UPLOAD,
-               recorder_token: str | None = None) -> web.Application:
+               recorder_token: str | None = None,
+               webhooks: Sequence[WebhookTarget] = (),
+               webhook_retry: RetryPolicy | None = None) -> web.Application:
     """The consultation records API. The schema must exist (``consult_api.db.upgrade``).
 
     ``room_tokens`` mints media-server tokens for scheduled live rooms (optional);
     ``data_dir`` holds uploaded materials (default ``data``), each at most ``max_upload``
-    bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs."""
+    bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs;
+    ``webhooks`` receive every state change, signed (``consult_api.webhooks``)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[TOKENS] = ApiTokens(token_secret)
     app[DATA_DIR] = data_dir if data_dir is not None else Path("data")
@@ -347,4 +355,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get("/api/v1/report-templates", list_report_templates)
     app.router.add_get("/api/v1/statistics", get_statistics)
     app.router.add_get(OPENAPI_PATH, get_openapi)
+    domain_routes.add_routes(app, webhooks, webhook_retry)
     return app

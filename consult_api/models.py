@@ -222,3 +222,88 @@ class Report(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExpertSlot(Base):
+    """A time an expert is available for a live consultation (half-open: [start, end)).
+
+    ``consultation_id`` set = booked. Slots of one expert never overlap: the check runs
+    with the expert's users row locked (``appointments``/``slots``)."""
+
+    __tablename__ = "expert_slots"
+    __table_args__ = (CheckConstraint("end_at > start_at", name="span"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    expert_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    end_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    consultation_id: Mapped[int | None] = mapped_column(ForeignKey("consultations.id"),
+                                                        unique=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+REFERRAL_DIRECTIONS = ("up", "down")
+REFERRAL_STATES = ("requested", "accepted", "rejected", "cancelled", "admitted", "completed")
+REFERRAL_EVENT_KINDS = ("transition", "note")
+
+
+class Referral(Base):
+    """A two-way referral: ``up`` (county to province) or ``down`` (back to the county,
+    e.g. for rehabilitation). Patient fields in their own ``patient_*`` columns."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (
+        CheckConstraint(_one_of("direction", REFERRAL_DIRECTIONS), name="direction"),
+        CheckConstraint(_one_of("state", REFERRAL_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consultation_id: Mapped[int | None] = mapped_column(ForeignKey("consultations.id"),
+                                                        index=True)
+    direction: Mapped[str] = mapped_column(String(10))
+    from_hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    to_hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    to_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # Patient data: dedicated columns, so they can be protected separately.
+    patient_name: Mapped[str] = mapped_column(String(200))
+    patient_sex: Mapped[str] = mapped_column(String(10))
+    patient_age: Mapped[int] = mapped_column(Integer)
+    patient_record_number: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReferralEvent(Base):
+    """The referral's history: state changes (``transition``) and notes (``note``)."""
+
+    __tablename__ = "referral_events"
+    __table_args__ = (CheckConstraint(_one_of("kind", REFERRAL_EVENT_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str | None] = mapped_column(String(20))
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Notification(Base):
+    """Something one user should know about. ``params`` holds ids, states and codes only,
+    never patient data: pages render ``notify.<kind>`` from the catalogue with them."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    consultation_id: Mapped[int | None] = mapped_column(ForeignKey("consultations.id"))
+    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from consult_api import artefacts, materials, reports
+from consult_api import artefacts, materials, referrals, reports
 from consult_api.models import HOSPITAL_LEVELS
+from consult_api.referral_flow import Direction, ReferralState
 from consult_api.schemas import SEXES
 from consult_api.workflow import ConsultationType, Role, State, Urgency
 
@@ -90,6 +91,43 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
                     "type": "object", "required": list(artefacts.FILE_FIELDS),
                     "properties": {name: {"type": "integer" if kind is int else "string"}
                                    for name, kind in artefacts.FILE_FIELDS.items()}}}}}}},
+    "SlotIn": {
+        "type": "object", "required": ["start", "end"],
+        "properties": {"start": {"type": "string", "format": "date-time"},
+                       "end": {"type": "string", "format": "date-time"}}},
+    "AppointmentIn": {
+        "type": "object", "required": ["slot_id"], "properties": {"slot_id": _id()}},
+    "ReferralIn": {
+        "type": "object",
+        "required": ["direction", "to_hospital_id", "reason", "patient"],
+        "properties": {
+            "direction": _enum(Direction), "to_hospital_id": _id(),
+            "to_department_id": {**_id(), "nullable": True},
+            "consultation_id": {**_id(), "nullable": True},
+            "reason": _text(referrals.MAX_REASON),
+            "patient": {"type": "object", "required": ["name", "sex", "age"], "properties": {
+                "name": _text(200), "sex": {"type": "string", "enum": list(SEXES)},
+                "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                "record_number": {"type": "string", "maxLength": 100, "nullable": True}}}}},
+    "ReferralTransitionIn": {
+        "type": "object", "required": ["to"],
+        "properties": {"to": _enum(ReferralState),
+                       "note": {"type": "string", "maxLength": referrals.MAX_NOTE}}},
+    "NoteIn": {
+        "type": "object", "required": ["text"],
+        "properties": {"text": _text(referrals.MAX_NOTE)}},
+}
+
+_TIME = {"type": "string", "format": "date-time"}
+# Query parameters of the listings: path -> [(name, schema)].
+QUERY: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "/api/v1/report-templates": [("specialty", {"type": "string"})],
+    "/api/v1/consultations": [("state", _enum(State)),
+                              ("mine", {"type": "string", "enum": ["0", "1"]})],
+    "/api/v1/experts/{id}/slots": [("from", _TIME), ("to", _TIME)],
+    "/api/v1/appointments": [("from", _TIME), ("to", _TIME), ("expert_id", _id())],
+    "/api/v1/referrals": [("direction", _enum(Direction)), ("state", _enum(ReferralState))],
+    "/api/v1/notifications": [("unread", {"type": "string", "enum": ["0", "1"]})],
 }
 
 # (method, path, summary, request body schema name or None, success status, error statuses)
@@ -127,11 +165,32 @@ ROUTES: list[tuple[str, str, str, str | None, int, tuple[int, ...]]] = [
      (400, 401, 403, 404, 409)),
     ("get", "/api/v1/report-templates", "List report templates", None, 200, (401,)),
     ("get", "/api/v1/statistics", "Consultation statistics", None, 200, (401, 403)),
+    ("get", "/api/v1/experts/{id}/slots", "An expert's free and booked slots", None, 200,
+     (400, 401, 404)),
+    ("post", "/api/v1/experts/{id}/slots", "Offer a slot of an expert", "SlotIn", 201,
+     (400, 401, 403, 404, 409)),
+    ("delete", "/api/v1/slots/{id}", "Remove a free slot", None, 204, (401, 403, 404, 409)),
+    ("post", "/api/v1/consultations/{id}/appointment", "Schedule into a slot",
+     "AppointmentIn", 200, (400, 401, 403, 404, 409)),
+    ("get", "/api/v1/appointments", "The calendar of booked slots", None, 200, (400, 401)),
+    ("post", "/api/v1/referrals", "Send a referral", "ReferralIn", 201, (400, 401, 403)),
+    ("get", "/api/v1/referrals", "Referrals sent by or to my hospital", None, 200, (400, 401)),
+    ("get", "/api/v1/referrals/{id}", "Read a referral", None, 200, (401, 403, 404)),
+    ("post", "/api/v1/referrals/{id}/transitions", "Move a referral", "ReferralTransitionIn",
+     200, (400, 401, 403, 404, 409)),
+    ("post", "/api/v1/referrals/{id}/notes", "Add a note to a referral", "NoteIn", 201,
+     (400, 401, 403, 404)),
+    ("get", "/api/v1/notifications", "My notifications", None, 200, (400, 401)),
+    ("post", "/api/v1/notifications/{id}/read", "Mark a notification read", None, 200,
+     (401, 404)),
+    ("post", "/api/v1/notifications/read-all", "Mark all my notifications read", None, 200,
+     (401,)),
     ("get", OPENAPI_PATH, "This description", None, 200, ()),
 ]
 
-DESCRIPTIONS = {200: "OK", 201: "Created", 400: "Invalid request", 401: "Unauthenticated",
-                403: "Forbidden", 404: "Not found", 409: "Conflict", 413: "Too large",
+DESCRIPTIONS = {200: "OK", 201: "Created", 204: "No content", 400: "Invalid request",
+                401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+                413: "Too large",
                 415: "Unsupported media type", 422: "Unprocessable", 503: "Unavailable"}
 
 
@@ -159,9 +218,8 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
     elif body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{body}"}}}}
-    if path == "/api/v1/report-templates":
-        parameters.append({"name": "specialty", "in": "query", "required": False,
-                           "schema": {"type": "string"}})
+    for name, schema in QUERY.get(path, []) if method == "get" else []:
+        parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
     if parameters:
         op["parameters"] = parameters
     if path == OPENAPI_PATH:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from consult_api import auth
+from consult_api import auth, notifications, slots
 from consult_api.errors import InvalidRequest, InvalidTransition, NotFound
 from consult_api.models import (
     HOSPITAL_LEVELS,
@@ -25,10 +25,18 @@ from consult_api.models import (
     ConsultationTransition,
     Department,
     ExpertProfile,
+    ExpertSlot,
     Hospital,
     User,
 )
-from consult_api.schemas import ConsultationIn, HospitalIn, ScheduleIn, TransitionIn, UserIn
+from consult_api.schemas import (
+    ConsultationIn,
+    HospitalIn,
+    ScheduleIn,
+    TransitionIn,
+    UserIn,
+    iso,
+)
 from consult_api.workflow import (
     Actor,
     ConsultationType,
@@ -107,25 +115,29 @@ def create_user(session: Session, actor: Actor, data: UserIn) -> int:
 
 
 def list_experts(session: Session) -> list[dict[str, Any]]:
-    """Experts with their profiles, for requesters and coordinators choosing one."""
+    """Experts with their profiles and departments, for requesters and coordinators
+    choosing one."""
     rows = session.execute(
-        sa.select(User, ExpertProfile, Hospital)
+        sa.select(User, ExpertProfile, Hospital, Department)
         .join(ExpertProfile, ExpertProfile.user_id == User.id, isouter=True)
         .join(Hospital, Hospital.id == User.hospital_id)
+        .join(Department, Department.id == User.department_id, isouter=True)
         .where(User.role == Role.EXPERT.value).order_by(User.id))
     return [{"id": user.id, "display_name": user.display_name, "hospital_id": hospital.id,
              "hospital": hospital.name, "hospital_level": hospital.level,
              "specialty": None if profile is None else profile.specialty,
-             "availability": None if profile is None else profile.availability}
-            for user, profile, hospital in rows]
+             "availability": None if profile is None else profile.availability,
+             "department_id": None if department is None else department.id,
+             "department": None if department is None else department.name}
+            for user, profile, hospital, department in rows]
 
 
 # --- consultations ----------------------------------------------------------------------------
 
-def _audit(session: Session, actor: Actor, action: str, consultation_id: int,
-           now: datetime) -> None:
-    session.add(AuditLog(actor_id=actor.user_id, action=action, object_type="consultation",
-                         object_id=consultation_id, at=now))
+def _audit(session: Session, actor: Actor, action: str, object_id: int,
+           now: datetime, object_type: str = "consultation") -> None:
+    session.add(AuditLog(actor_id=actor.user_id, action=action, object_type=object_type,
+                         object_id=object_id, at=now))
 
 
 def _expert(session: Session, user_id: int) -> User:
@@ -154,11 +166,18 @@ def _load(session: Session, actor: Actor, consultation_id: int, *,
 
 def _record_transition(session: Session, c: Consultation, to: State, actor: Actor,
                        note: str, now: datetime) -> None:
+    """Every state change goes through here: history row, notifications and webhook, and
+    a cancelled consultation gives its expert's slot back."""
+    previous = c.state
     session.add(ConsultationTransition(consultation_id=c.id, from_state=c.state,
                                        to_state=to.value, actor_id=actor.user_id, at=now,
                                        note=note))
     c.state = to.value
     c.updated_at = now
+    if to is State.CANCELLED:
+        slots.release(session, c.id)
+    notifications.consultation_event(session, "consultation.state", c, actor.user_id, now,
+                                     {"from": previous, "to": to.value})
 
 
 def create_consultation(session: Session, actor: Actor, data: ConsultationIn,
@@ -178,20 +197,29 @@ def create_consultation(session: Session, actor: Actor, data: ConsultationIn,
     session.add(ConsultationTransition(consultation_id=c.id, from_state=None,
                                        to_state=State.REQUESTED.value, actor_id=actor.user_id,
                                        at=now, note=""))
+    notifications.consultation_event(session, "consultation.requested", c, actor.user_id, now,
+                                     {"urgency": c.urgency})
     logger.info("consultation %s: requested by user %s", c.id, actor.user_id)
     return c.id
 
 
-def list_consultations(session: Session, actor: Actor, now: datetime) -> list[Consultation]:
+def list_consultations(session: Session, actor: Actor, now: datetime, *,
+                       state: State | None = None, mine: bool = False) -> list[Consultation]:
     """The consultations this actor may see, as summaries without the patient columns.
 
+    ``state`` filters (the coordinators' incoming queue is ``requested``); ``mine`` keeps a
+    requesting doctor's own requests and an expert's assignments (their worklist).
     The question is clinical text, so each listed consultation still gets an audit row.
     """
     query = sa.select(Consultation).order_by(Consultation.id)
     if actor.role is Role.REQUESTING_DOCTOR:
         query = query.where(Consultation.requesting_hospital_id == actor.hospital_id)
+        if mine:
+            query = query.where(Consultation.requesting_doctor_id == actor.user_id)
     elif actor.role is Role.EXPERT:
         query = query.where(Consultation.expert_id == actor.user_id)
+    if state is not None:
+        query = query.where(Consultation.state == state.value)
     found = list(session.scalars(query))
     for c in found:
         _audit(session, actor, "consultation.list", c.id, now)
@@ -223,14 +251,33 @@ def transition(session: Session, actor: Actor, consultation_id: int, data: Trans
 
 def schedule(session: Session, actor: Actor, consultation_id: int, data: ScheduleIn,
              now: datetime) -> Consultation:
+    """Schedule at a freely chosen time: refused (409 ``slot-conflict``) when the expert is
+    booked then; the booking is recorded as the expert's slot."""
     c = _load(session, actor, consultation_id, for_update=True)
     check_transition(_facts(c), State.SCHEDULED, actor)
     _expert(session, data.expert_id)
-    c.expert_id = data.expert_id
-    c.slot_start, c.slot_end = data.start, data.end
+    slot = slots.book_time(session, c.id, data.expert_id, data.start, data.end,
+                           actor.user_id, now)
+    return enter_slot(session, actor, c, slot, now)
+
+
+def enter_slot(session: Session, actor: Actor, c: Consultation, slot: ExpertSlot,
+               now: datetime) -> Consultation:
+    """Move a consultation (locked, its transition checked) into a slot booked for it:
+    expert, times, a live room, the ``scheduled`` transition, notifications."""
+    assigned = c.expert_id != slot.expert_id
+    c.expert_id = slot.expert_id
+    c.slot_start, c.slot_end = slot.start_at, slot.end_at
     c.room_name = f"consult-{c.id}-{secrets.token_hex(4)}"
-    logger.info("consultation %s: scheduled by user %s", c.id, actor.user_id)
+    logger.info("consultation %s: scheduled into slot %s by user %s", c.id, slot.id,
+                actor.user_id)
     _record_transition(session, c, State.SCHEDULED, actor, "", now)
+    if assigned:
+        notifications.consultation_event(session, "consultation.assigned", c, actor.user_id,
+                                          now, {"expert_id": slot.expert_id})
+    notifications.consultation_event(session, "appointment.booked", c, actor.user_id, now,
+                                     {"slot_id": slot.id, "expert_id": slot.expert_id,
+                                      "start": iso(slot.start_at), "end": iso(slot.end_at)})
     return c
 
 

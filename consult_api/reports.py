@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from consult_api import notifications
 from consult_api.errors import Forbidden, InvalidRequest, InvalidTransition, NotFound
 from consult_api.models import Consultation, Report, ReportTemplate
 from consult_api.records import _audit, _facts, _load, _record_transition
@@ -190,6 +191,7 @@ def publish(session: Session, actor: Actor, report_id: int, now: datetime) -> Re
     report.status = "published"
     report.published_at = now
     report.updated_at = now
+    notifications.report_published(session, c, report.id, report.version, actor.user_id, now)
     logger.info("consultation %s: report %s v%s published by user %s", c.id, report.id,
                 report.version, actor.user_id)
     return report

@@ -5,6 +5,7 @@ Error messages name the field and the rule, never the submitted value (it may be
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -141,6 +142,37 @@ def parse_schedule(body: Any) -> ScheduleIn:
     if expert_id is None:
         raise InvalidRequest("expert_id is required")
     return ScheduleIn(start=start, end=end, expert_id=expert_id)
+
+
+def parse_flag(query: Mapping[str, str], name: str) -> bool:
+    """A query-string switch: ``1``/``true`` on, ``0``/``false``/absent off."""
+    value = query.get(name, "0").strip().lower()
+    if value not in ("0", "1", "true", "false", ""):
+        raise InvalidRequest(f"{name} must be 1 or 0")
+    return value in ("1", "true")
+
+
+def parse_consultation_filter(query: Mapping[str, str]) -> tuple[State | None, bool]:
+    """``?state=&mine=`` of the consultation listing."""
+    state = None
+    if query.get("state"):
+        state = _choice(dict(query), "state", State)
+    return state, parse_flag(query, "mine")
+
+
+def parse_query_time(query: Mapping[str, str], name: str) -> datetime | None:
+    """An ISO 8601 time in the query string; a '+' of the offset that arrived unencoded
+    (so as a space) is put back."""
+    raw = query.get(name)
+    if not raw:
+        return None
+    candidates = [raw, raw.replace(" ", "+")] if " " in raw else [raw]
+    for candidate in candidates:
+        try:
+            return _timestamp({name: candidate}, name)
+        except InvalidRequest:
+            continue
+    raise InvalidRequest(f"{name} must be an ISO 8601 timestamp with a UTC offset")
 
 
 def iso(value: datetime | None) -> str | None:

@@ -102,8 +102,11 @@ async def move(world: World, cid: int, to: str, who: str, status: int = 200) -> 
 
 
 async def schedule(world: World, cid: int, who: str = "coordinator",
-                   status: int = 200) -> dict[str, Any]:
-    body = {"start": "2026-03-03T09:00:00+08:00", "end": "2026-03-03T09:30:00+08:00",
+                   status: int = 200, day: int = 3) -> dict[str, Any]:
+    """Half an hour with the expert on 2026-03-``day`` (one booking per day: the expert
+    cannot be booked twice at one time)."""
+    body = {"start": f"2026-03-{day:02d}T09:00:00+08:00",
+            "end": f"2026-03-{day:02d}T09:30:00+08:00",
             "expert_id": world.people["expert"].user_id}
     response = await world.client.post(f"/api/v1/consultations/{cid}/schedule", json=body,
                                        headers=world.auth(who))
@@ -284,9 +287,9 @@ async def test_only_requesting_doctors_create(world: World) -> None:
 
 
 async def test_concurrent_transitions_have_one_winner(world: World) -> None:
-    for _ in range(3):
+    for day in range(3, 6):
         cid = await create(world)
-        await schedule(world, cid)
+        await schedule(world, cid, day=day)
         responses = await asyncio.gather(*[
             world.client.post(f"/api/v1/consultations/{cid}/transitions",
                               json={"to": "in_session"}, headers=world.auth("expert"))
