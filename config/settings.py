@@ -107,6 +107,9 @@ class RecordsSettings:
     database_url: str
     token_secret: str
     max_upload_bytes: int
+    # Signed webhooks on every state change, as given: [{url, secret, events}] (checked by
+    # consult_api.webhooks.parse_targets when the service starts).
+    webhooks: tuple[dict[str, Any], ...] = ()
 
     def database_for(self, data_dir: Path) -> str:
         return self.database_url or f"sqlite:///{data_dir / 'records.sqlite3'}"
@@ -214,10 +217,15 @@ def _ice_servers(raw: Any) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
+def _tables(raw: Mapping[str, Any], section: str, key: str) -> tuple[dict[str, Any], ...]:
+    value = raw[key]
+    if not isinstance(value, list) or not all(isinstance(b, Mapping) for b in value):
+        raise ConfigError(f"{section}.{key} must be a list of tables")
+    return tuple(dict(b) for b in value)
+
+
 def _devices(raw: Mapping[str, Any]) -> DeviceSettings:
-    beds = raw["beds"]
-    if not isinstance(beds, list) or not all(isinstance(b, Mapping) for b in beds):
-        raise ConfigError("devices.beds must be a list of tables")
+    beds = _tables(raw, "devices", "beds")
     listen = str(raw["hl7_listen"])
     if listen:
         _host, sep, port = listen.rpartition(":")
@@ -227,7 +235,7 @@ def _devices(raw: Mapping[str, Any]) -> DeviceSettings:
         database_url=str(raw["database_url"]),
         hl7_listen=listen,
         hl7_default_zone=str(raw["hl7_default_zone"]),
-        beds=tuple(dict(b) for b in beds),
+        beds=beds,
         hl7_max_connections=_at_least(raw, "hl7_max_connections", 1),
         hl7_max_connections_per_address=_at_least(raw, "hl7_max_connections_per_address", 1),
         hl7_first_message_timeout=_positive(raw, "devices", "hl7_first_message_timeout",
@@ -321,6 +329,7 @@ def load_settings(
                 database_url=str(merged["records"]["database_url"]),
                 token_secret=str(merged["records"]["token_secret"]),
                 max_upload_bytes=int(merged["records"]["max_upload_bytes"]),
+                webhooks=_tables(merged["records"], "records", "webhooks"),
             ),
             recorder=RecorderSettings(
                 enabled=bool(merged["recorder"]["enabled"]),

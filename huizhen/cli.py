@@ -44,8 +44,13 @@ def cmd_token(args: argparse.Namespace) -> None:
 async def _serve_records(settings: Settings) -> None:
     from consult_api.app import create_app as create_records_app
     from consult_api.db import upgrade
+    from consult_api.webhooks import parse_targets
 
     records = settings.records
+    try:
+        webhooks = parse_targets(records.webhooks)
+    except ValueError as exc:
+        sys.exit(f"huizhen: records.webhooks: {exc}")
     data_dir = settings.storage.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     url = records.database_for(data_dir)
@@ -53,7 +58,7 @@ async def _serve_records(settings: Settings) -> None:
     app = create_records_app(
         url, records.token_secret, data_dir=data_dir, max_upload=records.max_upload_bytes,
         recorder_token=settings.recorder.handoff_token or None,
-        room_tokens=token_authority(settings),
+        room_tokens=token_authority(settings), webhooks=webhooks,
     )
     async with serving(app, records.host, records.port):
         print(f"huizhen records service listening on http://{records.host}:{records.port}",
@@ -137,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
+    # alembic announces each of its plugins at INFO on import: noise before any error line.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     args.func(args)
 
 

@@ -117,3 +117,12 @@ def test_records_admin_bootstraps_the_first_admin(tmp_path):
     actor = ApiTokens(make_settings().records.token_secret).verify(result.stdout.strip())
     assert actor.role.value == "admin"
     assert (tmp_path / "records.sqlite3").exists()
+
+
+def test_records_refuses_a_bad_webhook_in_one_line(tmp_path):
+    bad = '[{"url": "ftp://sms.example/hook", "secret": "s3cret-s3cret-s3cret"}]'
+    result = run_cli("records", HUIZHEN_RECORDS_WEBHOOKS=bad,
+                     HUIZHEN_STORAGE_DATA_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "huizhen: records.webhooks: webhook 1: url must be an http(s) URL"]

@@ -89,3 +89,14 @@ def test_records_section():
     assert settings.records.port == 9091
     assert settings.records.database_for(Path("/d")) == "sqlite:////d/records.sqlite3"
     assert settings.recorder.handoff_token == ""
+
+
+def test_records_webhooks_come_from_the_file_or_the_environment() -> None:
+    hooks = ('[{"url": "https://sms.example/hook", "secret": "s3cret-s3cret-s3cret", '
+             '"events": ["*"]}]')
+    settings = load_settings(None, environ={"HUIZHEN_RECORDS_WEBHOOKS": hooks})
+    assert settings.records.webhooks == ({"url": "https://sms.example/hook",
+                                          "secret": "s3cret-s3cret-s3cret", "events": ["*"]},)
+    assert load_settings(None, environ={}).records.webhooks == ()
+    with pytest.raises(ConfigError, match=r"records\.webhooks must be a list of tables"):
+        load_settings(None, environ={"HUIZHEN_RECORDS_WEBHOOKS": '["x"]'})
