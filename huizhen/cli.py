@@ -98,10 +98,7 @@ def cmd_records_import_icd10(args: argparse.Namespace) -> None:
     all rows or none; prints the counts."""
     from pathlib import Path
 
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from consult_api import icd10, records
-    from consult_api.db import make_engine, make_sessionmaker, upgrade
+    from consult_api import icd10
 
     edition = args.edition.strip()
     if not edition or len(edition) > icd10.MAX_EDITION:
@@ -110,6 +107,12 @@ def cmd_records_import_icd10(args: argparse.Namespace) -> None:
         codes = icd10.read_file(Path(args.file))
     except icd10.ImportProblem as exc:
         sys.exit(f"huizhen: {exc}")
+    # Only now the migration machinery (it logs as it loads): a bad file is one line.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from consult_api import records
+    from consult_api.db import make_engine, make_sessionmaker, upgrade
+
     settings = _settings(args)
     data_dir = settings.storage.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
