@@ -17,7 +17,15 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from consult_api import artefacts, domain_routes, materials, records, reports, statistics
+from consult_api import (
+    artefacts,
+    domain_routes,
+    icd10_routes,
+    materials,
+    records,
+    reports,
+    statistics,
+)
 from consult_api.auth import ApiTokens, service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import (
@@ -298,7 +306,9 @@ async def list_report_templates(request: web.Request) -> web.Response:
 
 async def get_statistics(request: web.Request) -> web.Response:
     actor = actor_of(request)
-    return web.json_response(await in_db(request, lambda s: statistics.statistics(s, actor)))
+    period = statistics.parse_period(request.query)
+    return web.json_response(await in_db(request, lambda s: statistics.statistics(
+        s, actor, period)))
 
 
 async def get_openapi(request: web.Request) -> web.Response:
@@ -356,4 +366,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get("/api/v1/statistics", get_statistics)
     app.router.add_get(OPENAPI_PATH, get_openapi)
     domain_routes.add_routes(app, webhooks, webhook_retry)
+    icd10_routes.add_routes(app)
     return app

@@ -22,7 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from consult_api.workflow import ConsultationType, Role, State, Urgency
 
@@ -188,14 +188,32 @@ class Artefact(Base):
 REPORT_STATUSES = ("draft", "published")
 
 
+class Icd10Code(Base):
+    """One ICD-10 diagnosis code with its Chinese and English names.
+
+    Seeded with a starter set (``consult_api/data/icd10_starter.csv``); a hospital imports
+    its full edition (e.g. the national clinical edition) with
+    ``huizhen records-import-icd10``. Codes are never deleted: reports refer to them."""
+
+    __tablename__ = "icd10_codes"
+
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name_zh: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(300), default="")
+    edition: Mapped[str] = mapped_column(String(100))
+    chapter: Mapped[str | None] = mapped_column(String(10))
+
+
 class ReportTemplate(Base):
-    """A report layout for one specialty: ``sections`` is a list of {key, title}."""
+    """A report layout for one specialty: ``name`` (Chinese) and ``name_en``; ``sections``
+    is a list of {key, title, title_en} (``title`` Chinese)."""
 
     __tablename__ = "report_templates"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     specialty: Mapped[str] = mapped_column(String(200), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str | None] = mapped_column(String(200))
     sections: Mapped[list[dict[str, str]]] = mapped_column(JSON)
 
 
@@ -219,9 +237,11 @@ class Report(Base):
     status: Mapped[str] = mapped_column(String(20))
     sections: Mapped[dict[str, str]] = mapped_column(JSON)
     diagnosis: Mapped[str | None] = mapped_column(String(200))
+    diagnosis_code: Mapped[str | None] = mapped_column(ForeignKey("icd10_codes.code"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    diagnosis_icd: Mapped[Icd10Code | None] = relationship()
 
 
 class ExpertSlot(Base):

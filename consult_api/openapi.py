@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consult_api import artefacts, materials, referrals, reports
+from consult_api import artefacts, icd10, materials, referrals, reports
 from consult_api.models import HOSPITAL_LEVELS
 from consult_api.referral_flow import Direction, ReferralState
 from consult_api.schemas import SEXES
@@ -76,7 +76,10 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
             "sections": {"type": "object", "maxProperties": reports.MAX_SECTIONS,
                          "additionalProperties": {"type": "string",
                                                   "maxLength": reports.MAX_SECTION}},
-            "diagnosis": {**_text(reports.MAX_DIAGNOSIS), "nullable": True}}},
+            "diagnosis": {**_text(reports.MAX_DIAGNOSIS), "nullable": True},
+            "diagnosis_code": {**_text(icd10.MAX_CODE), "nullable": True,
+                               "description": "an ICD-10 code of the code table "
+                                              "(unknown: 400 unknown-icd10-code)"}}},
     "AmendIn": {
         "type": "object", "required": ["reason"],
         "properties": {"reason": _text(reports.MAX_REASON)}},
@@ -128,6 +131,87 @@ QUERY: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "/api/v1/appointments": [("from", _TIME), ("to", _TIME), ("expert_id", _id())],
     "/api/v1/referrals": [("direction", _enum(Direction)), ("state", _enum(ReferralState))],
     "/api/v1/notifications": [("unread", {"type": "string", "enum": ["0", "1"]})],
+}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+_STRING = {"type": "string"}
+_COUNT = {"type": "integer", "minimum": 0}
+_HOURS = {"type": "number", "nullable": True}
+_TURNAROUND_SUMMARY = {"type": "object", "required": ["count", "median_hours", "p90_hours"],
+                       "properties": {"count": _COUNT, "median_hours": _HOURS,
+                                      "p90_hours": _HOURS}}
+_TURNAROUND = {"type": "object", "required": ["request_to_scheduled", "request_to_reported"],
+               "properties": {"request_to_scheduled": _TURNAROUND_SUMMARY,
+                              "request_to_reported": _TURNAROUND_SUMMARY}}
+_COUNTS = {"type": "object", "additionalProperties": _COUNT}
+
+
+def _named_counts(id_field: str) -> dict[str, Any]:
+    return {"type": "array", "items": {
+        "type": "object", "required": [id_field, "name", "count"],
+        "properties": {id_field: {"type": "integer"}, "name": _nullable(_STRING),
+                       "count": _COUNT}}}
+
+
+RESPONSE_BODIES: dict[str, dict[str, Any]] = {
+    "Icd10Codes": {
+        "type": "object", "required": ["codes"],
+        "properties": {"codes": {"type": "array", "maxItems": icd10.MAX_LIMIT, "items": {
+            "type": "object", "required": ["code", "name_zh", "name_en"],
+            "properties": {"code": _STRING, "name_zh": _STRING, "name_en": _STRING}}}}},
+    "Statistics": {
+        "type": "object",
+        "required": ["total", "period", "by_state", "by_hospital", "by_requesting_doctor",
+                     "by_expert", "by_diagnosis", "by_month", "turnaround",
+                     "reports_published", "amendments_published"],
+        "properties": {
+            "total": _COUNT,
+            "period": {"type": "object", "required": ["from", "to"], "properties": {
+                "from": _nullable({"type": "string", "format": "date"}),
+                "to": _nullable({"type": "string", "format": "date"})}},
+            "per_requesting_doctor": _COUNTS, "per_expert": _COUNTS,
+            "per_requesting_hospital": _COUNTS, "per_diagnosis": _COUNTS,
+            "per_month": _COUNTS,
+            "turnaround": _TURNAROUND,
+            "by_state": {"type": "object", "required": [s.value for s in State],
+                         "properties": {s.value: _COUNT for s in State}},
+            "by_hospital": _named_counts("hospital_id"),
+            "by_requesting_doctor": _named_counts("user_id"),
+            "by_expert": _named_counts("user_id"),
+            "by_diagnosis": {"type": "array", "items": {
+                "type": "object",
+                "required": ["code", "name_zh", "name_en", "diagnosis", "count"],
+                "properties": {"code": _nullable(_STRING), "name_zh": _nullable(_STRING),
+                               "name_en": _nullable(_STRING),
+                               "diagnosis": _nullable(_STRING), "count": _COUNT}}},
+            "by_month": {"type": "array", "items": {
+                "type": "object", "required": ["month", "requested", "reported", "turnaround"],
+                "properties": {"month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                               "requested": _COUNT, "reported": _COUNT,
+                               "turnaround": _TURNAROUND}}},
+            "reports_published": _COUNT, "amendments_published": _COUNT}},
+}
+
+# Success response schemas, by (method, path).
+RESPONSES = {("get", "/api/v1/icd10"): "Icd10Codes", ("get", "/api/v1/statistics"): "Statistics"}
+
+# Query parameters, by path.
+QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/api/v1/icd10": [
+        {"name": "q", "in": "query", "required": False,
+         "description": "code prefix (i21, I21.9), Chinese name (心肌梗死) or English words",
+         "schema": {"type": "string", "maxLength": icd10.MAX_QUERY}},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": icd10.MAX_LIMIT,
+                    "default": icd10.DEFAULT_LIMIT}}],
+    "/api/v1/statistics": [
+        {"name": name, "in": "query", "required": False,
+         "description": f"{name} this day (UTC, inclusive): consultations by request date",
+         "schema": {"type": "string", "format": "date"}} for name in ("from", "to")],
 }
 
 # (method, path, summary, request body schema name or None, success status, error statuses)
@@ -185,6 +269,8 @@ ROUTES: list[tuple[str, str, str, str | None, int, tuple[int, ...]]] = [
      (401, 404)),
     ("post", "/api/v1/notifications/read-all", "Mark all my notifications read", None, 200,
      (401,)),
+    ("get", "/api/v1/statistics", "Consultation statistics", None, 200, (400, 401, 403)),
+    ("get", "/api/v1/icd10", "Search ICD-10 codes", None, 200, (400, 401)),
     ("get", OPENAPI_PATH, "This description", None, 200, ()),
 ]
 
@@ -220,6 +306,10 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
             "schema": {"$ref": f"#/components/schemas/{body}"}}}}
     for name, schema in QUERY.get(path, []) if method == "get" else []:
         parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
+    parameters.extend(QUERY_PARAMETERS.get(path, []))
+    if (method, path) in RESPONSES:
+        op["responses"][str(ok)]["content"] = {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/{RESPONSES[(method, path)]}"}}}
     if parameters:
         op["parameters"] = parameters
     if path == OPENAPI_PATH:
@@ -238,7 +328,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "huizhen consultation records API", "version": "1"},
         "paths": paths,
         "components": {
-            "schemas": {"Error": ERROR, **REQUEST_BODIES},
+            "schemas": {"Error": ERROR, **REQUEST_BODIES, **RESPONSE_BODIES},
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer"},
                 "recorderToken": {"type": "http", "scheme": "bearer",

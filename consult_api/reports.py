@@ -5,6 +5,10 @@ a new draft version (``version + 1``) linked to the published one it amends, wit
 Publishing the first version moves the consultation to ``reported`` (workflow rules).
 Published versions are readable by everyone who may read the consultation (audited);
 drafts only by their author and admins. Messages and logs carry ids, never report text.
+
+The diagnosis is free text plus an optional ICD-10 code from the code table
+(``diagnosis_code``; an unknown code is refused with ``unknown-icd10-code``); an amendment
+starts with the code of the version it amends.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consult_api import notifications
+from consult_api import icd10, notifications
 from consult_api.errors import Forbidden, InvalidRequest, InvalidTransition, NotFound
 from consult_api.models import Consultation, Report, ReportTemplate
 from consult_api.records import _audit, _facts, _load, _record_transition
@@ -41,6 +45,8 @@ class EditIn:
     sections: dict[str, str] | None
     diagnosis: str | None
     clear_diagnosis: bool
+    diagnosis_code: str | None = None
+    clear_diagnosis_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,15 @@ def parse_edit(body: Any) -> EditIn:
                                   or len(diagnosis) > MAX_DIAGNOSIS):
         raise InvalidRequest(f"diagnosis must be a non-empty string of at most "
                              f"{MAX_DIAGNOSIS} characters")
+    code = data.get("diagnosis_code")
+    if code is not None and (not isinstance(code, str) or not code.strip()
+                             or len(code.strip()) > icd10.MAX_CODE):
+        raise InvalidRequest(f"diagnosis_code must be an ICD-10 code (a string of at most "
+                             f"{icd10.MAX_CODE} characters) or null")
     return EditIn(sections=sections, diagnosis=None if diagnosis is None else diagnosis.strip(),
-                  clear_diagnosis="diagnosis" in data and diagnosis is None)
+                  clear_diagnosis="diagnosis" in data and diagnosis is None,
+                  diagnosis_code=None if code is None else code.strip(),
+                  clear_diagnosis_code="diagnosis_code" in data and code is None)
 
 
 def parse_amend(body: Any) -> AmendIn:
@@ -99,12 +112,20 @@ def report_json(r: Report) -> dict[str, Any]:
             "template_id": r.template_id, "version": r.version, "previous_id": r.previous_id,
             "amendment_reason": r.amendment_reason, "status": r.status,
             "sections": r.sections, "diagnosis": r.diagnosis,
+            "diagnosis_code": r.diagnosis_code,
+            "diagnosis_name_zh": None if r.diagnosis_icd is None else r.diagnosis_icd.name_zh,
+            "diagnosis_name_en": None if r.diagnosis_icd is None else r.diagnosis_icd.name_en,
             "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
             "published_at": None if r.published_at is None else r.published_at.isoformat()}
 
 
 def template_json(t: ReportTemplate) -> dict[str, Any]:
-    return {"id": t.id, "specialty": t.specialty, "name": t.name, "sections": t.sections}
+    """``sections``: {key, title (Chinese), title_en}; ``title_en`` falls back to ``title``
+    for a site's own templates that have no English titles."""
+    return {"id": t.id, "specialty": t.specialty, "name": t.name,
+            "name_en": t.name_en or t.name,
+            "sections": [{"key": s["key"], "title": s["title"],
+                          "title_en": s.get("title_en") or s["title"]} for s in t.sections]}
 
 
 def may_see(actor: Actor, r: Report) -> bool:
@@ -177,6 +198,14 @@ def edit(session: Session, actor: Actor, report_id: int, data: EditIn,
         report.sections = {**report.sections, **data.sections}
     if data.diagnosis is not None or data.clear_diagnosis:
         report.diagnosis = data.diagnosis
+    if data.diagnosis_code is not None:
+        code = icd10.lookup(session, data.diagnosis_code)
+        if code is None:
+            raise InvalidRequest("diagnosis_code is not in the ICD-10 code table",
+                                 code="unknown-icd10-code")
+        report.diagnosis_code, report.diagnosis_icd = code.code, code
+    elif data.clear_diagnosis_code:
+        report.diagnosis_code, report.diagnosis_icd = None, None
     report.updated_at = now
     return report
 
@@ -209,6 +238,8 @@ def amend(session: Session, actor: Actor, report_id: int, data: AmendIn,
                     template_id=previous.template_id, version=previous.version + 1,
                     previous_id=previous.id, amendment_reason=data.reason, status="draft",
                     sections=dict(previous.sections), diagnosis=previous.diagnosis,
+                    diagnosis_code=previous.diagnosis_code,
+                    diagnosis_icd=previous.diagnosis_icd,
                     created_at=now, updated_at=now, published_at=None)
     session.add(report)
     session.flush()

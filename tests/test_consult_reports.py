@@ -44,7 +44,15 @@ async def test_templates_are_seeded(world: World) -> None:
     specialties = {t["specialty"] for t in found["templates"]}
     assert {"general", "cardiology", "radiology", "neurology"} <= specialties
     for t in found["templates"]:
-        assert t["sections"] and all(set(s) == {"key", "title"} for s in t["sections"])
+        assert t["name"] and t["name_en"]
+        assert t["sections"] and all(set(s) == {"key", "title", "title_en"}
+                                     for s in t["sections"])
+    # The English-seeded templates now read in Chinese, their English kept alongside.
+    cardiology = await cardiology_template(world)
+    assert (cardiology["name"], cardiology["name_en"]) == (
+        "心血管内科会诊报告", "Cardiology consultation report")
+    assert [(s["key"], s["title"], s["title_en"]) for s in cardiology["sections"]][:2] == [
+        ("history", "病史摘要", "Clinical history"), ("ecg", "心电图", "ECG")]
 
 
 async def test_draft_edit_publish_reports_the_consultation(world: World) -> None:
