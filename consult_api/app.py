@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from consult_api import artefacts, materials, records, reports, statistics
+from consult_api import artefacts, dicom_routes, materials, records, reports, statistics
 from consult_api.auth import ApiTokens, service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import (
@@ -347,4 +347,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get("/api/v1/report-templates", list_report_templates)
     app.router.add_get("/api/v1/statistics", get_statistics)
     app.router.add_get(OPENAPI_PATH, get_openapi)
+    dicom_routes.add_routes(app)
     return app
