@@ -189,10 +189,12 @@ def _meta_end(handle: BinaryIO) -> int:
         handle.seek(length, 1)
 
 
-def inflate(path: Path, dest: Path, limit: int = MAX_INFLATED) -> None:
+def inflate(path: Path, dest: Path, limit: int | None = None) -> None:
     """Write ``path`` (Deflated Explicit VR Little Endian) to ``dest`` as the same dataset in
     Explicit VR Little Endian, inflating in chunks: never more than a few MiB in memory, and
-    at most ``limit`` bytes of inflated data (else ``Unprocessable``, ``dest`` removed)."""
+    at most ``limit`` (default ``MAX_INFLATED``) bytes of inflated data (else
+    ``Unprocessable``, ``dest`` removed)."""
+    limit = MAX_INFLATED if limit is None else limit
     try:
         meta = FileMetaDataset(read_file_meta_info(path))
         meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
