@@ -39,8 +39,10 @@ from tests.test_consult_materials import Site, consultation, count, stored_files
 LIMIT = 16 * 1024 * 1024
 
 
-@pytest.fixture
-async def dicom_site(migrated: str, aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Site]:
+@pytest.fixture(name="dicom_site")
+async def dicom_site_fixture(migrated: str, aiohttp_client: Any,
+                             tmp_path: Path) -> AsyncIterator[Site]:
+    """A records app with a 16 MiB upload limit, on SQLite and on PostgreSQL."""
     engine = make_engine(migrated)
     try:
         people = records.run_in_session(make_sessionmaker(engine), seed)
