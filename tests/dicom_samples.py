@@ -42,7 +42,7 @@ def ct_values(rows: int = 512, columns: int = 512, frame: int = 0) -> NDArray[np
     """Stored values (12 bits) of frame ``frame``: a diagonal gradient over the whole range,
     shifted by 64 per frame, so that every frame differs."""
     y, x = np.mgrid[0:rows, 0:columns]
-    return ((8 * x + 2 * y + 64 * frame) & 0xFFF).astype(np.uint16)
+    return np.asarray((8 * x + 2 * y + 64 * frame) & 0xFFF, dtype=np.uint16)
 
 
 def expected_png(stored: NDArray[Any], center: float = CENTER, width: float = WIDTH,

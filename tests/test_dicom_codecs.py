@@ -172,7 +172,7 @@ async def test_deflated_dicom_is_inflated_once_and_read_like_any_other(
 
 async def test_jpeg_ls_lossless_and_near_lossless(dicom_site: Site) -> None:
     cid = await consultation(dicom_site)
-    reference = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    reference = pydicom.dcmread(str(get_testdata_file("MR_small.dcm")))
     lossless = Path(str(get_testdata_file("MR_small_jpeg_ls_lossless.dcm")))
     result = await upload(dicom_site, cid, lossless.read_bytes(), filename="mr.dcm")
     assert result["dicom"]["transfer_syntax"]["name"] == "JPEG-LS Lossless"
