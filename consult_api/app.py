@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from consult_api import (
     artefacts,
+    dicom_routes,
     domain_routes,
     icd10_routes,
     materials,
@@ -367,4 +368,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get(OPENAPI_PATH, get_openapi)
     domain_routes.add_routes(app, webhooks, webhook_retry)
     icd10_routes.add_routes(app)
+    dicom_routes.add_routes(app)
     return app

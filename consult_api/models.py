@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -167,6 +168,13 @@ class Material(Base):
     columns: Mapped[int | None] = mapped_column(Integer)
     dicom_patient_name: Mapped[str | None] = mapped_column(String(200))
     dicom_patient_id: Mapped[str | None] = mapped_column(String(100))
+    # DICOM image facts for the viewer: frame count, transfer syntax UID, photometric
+    # interpretation and the default window (modality units; none for colour images).
+    frames: Mapped[int | None] = mapped_column(Integer)
+    transfer_syntax: Mapped[str | None] = mapped_column(String(64))
+    photometric: Mapped[str | None] = mapped_column(String(16))
+    window_center: Mapped[float | None] = mapped_column(Float)
+    window_width: Mapped[float | None] = mapped_column(Float)
 
 
 class Artefact(Base):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from consult_api import artefacts, icd10, materials, referrals, reports
-from consult_api.models import HOSPITAL_LEVELS
+from consult_api.models import HOSPITAL_LEVELS, MATERIAL_KINDS
 from consult_api.referral_flow import Direction, ReferralState
 from consult_api.schemas import SEXES
 from consult_api.workflow import ConsultationType, Role, State, Urgency
@@ -21,6 +21,54 @@ OPENAPI_PATH = "/api/v1/openapi.json"
 ERROR = {"type": "object", "required": ["error", "code"],
          "properties": {"error": {"type": "string"}, "code": {"type": "string"}}}
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
+PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+NULLABLE_TEXT: dict[str, Any] = {"type": "string", "nullable": True}
+NULLABLE_INT: dict[str, Any] = {"type": "integer", "nullable": True}
+
+# A material as responses show it (upload, listing).
+MATERIAL: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "consultation_id", "uploader_id", "kind", "media_type", "filename",
+                 "size", "sha256", "created_at", "preview"],
+    "properties": {
+        "id": {"type": "integer"}, "consultation_id": {"type": "integer"},
+        "uploader_id": {"type": "integer"},
+        "kind": {"type": "string", "enum": list(MATERIAL_KINDS)},
+        "media_type": {"type": "string"}, "filename": {"type": "string"},
+        "size": {"type": "integer"}, "sha256": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "preview": {"type": "boolean"},
+        "dicom": {"type": "object", "properties": {
+            "modality": NULLABLE_TEXT, "study_date": NULLABLE_TEXT,
+            "study_uid": NULLABLE_TEXT, "series_uid": NULLABLE_TEXT,
+            "instance_uid": NULLABLE_TEXT, "rows": NULLABLE_INT, "columns": NULLABLE_INT,
+            "frames": NULLABLE_INT, "photometric": NULLABLE_TEXT,
+            "transfer_syntax": {"type": "object", "nullable": True,
+                                "properties": {"uid": {"type": "string"},
+                                               "name": {"type": "string"}}},
+            "compressed": {"type": "boolean", "nullable": True},
+            "window": {"type": "object", "nullable": True,
+                       "description": "default window in modality units (e.g. HU)",
+                       "properties": {"center": {"type": "number"},
+                                      "width": {"type": "number"}}}}}}}
+RESPONSE_CONTENT: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/api/v1/consultations/{id}/materials"): {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Material"}}},
+    ("get", "/api/v1/consultations/{id}/materials"): {"application/json": {"schema": {
+        "type": "object", "properties": {"materials": {
+            "type": "array", "items": {"$ref": "#/components/schemas/Material"}}}}}},
+    ("get", "/api/v1/materials/{id}/preview"): PNG,
+    ("get", "/api/v1/materials/{id}/frames/{n}"): PNG,
+}
+FRAME_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "n", "in": "path", "required": True, "description": "the frame, from 0",
+     "schema": {"type": "integer", "minimum": 0}},
+    {"name": "center", "in": "query", "required": False,
+     "description": "window center in modality units (default: the material's window)",
+     "schema": {"type": "number"}},
+    {"name": "width", "in": "query", "required": False,
+     "description": "window width in modality units, above 0 (default: the material's)",
+     "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0}}]
 
 
 def _enum(kind: Any) -> dict[str, Any]:
@@ -236,6 +284,8 @@ ROUTES: list[tuple[str, str, str, str | None, int, tuple[int, ...]]] = [
     ("get", "/api/v1/materials/{id}", "Download a material", None, 200, (401, 403, 404)),
     ("get", "/api/v1/materials/{id}/preview", "A material's PNG preview", None, 200,
      (401, 403, 404)),
+    ("get", "/api/v1/materials/{id}/frames/{n}", "One frame of a DICOM material as PNG", None,
+     200, (400, 401, 403, 404, 422)),
     ("post", "/api/v1/artefacts", "Recorder hand-off", "HandoffIn", 201,
      (400, 401, 404, 409, 503)),
     ("post", "/api/v1/consultations/{id}/reports", "Start a report draft", "DraftIn", 201,
@@ -287,7 +337,9 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
                        .replace("{", "").replace("}", "").replace("-", "_")
                        .replace(".", "_"),
         "summary": summary,
-        "responses": {str(ok): {"description": DESCRIPTIONS[ok]}} | {
+        "responses": {str(ok): {"description": DESCRIPTIONS[ok]} | (
+            {"content": RESPONSE_CONTENT[method, path]} if (method, path) in RESPONSE_CONTENT
+            else {})} | {
             str(code): {"description": DESCRIPTIONS[code], "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             for code in errors}}
@@ -310,6 +362,8 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
     if (method, path) in RESPONSES:
         op["responses"][str(ok)]["content"] = {"application/json": {"schema": {
             "$ref": f"#/components/schemas/{RESPONSES[(method, path)]}"}}}
+    if "{n}" in path:
+        parameters.extend(FRAME_PARAMETERS)
     if parameters:
         op["parameters"] = parameters
     if path == OPENAPI_PATH:
@@ -328,7 +382,8 @@ def document() -> dict[str, Any]:
         "info": {"title": "huizhen consultation records API", "version": "1"},
         "paths": paths,
         "components": {
-            "schemas": {"Error": ERROR, **REQUEST_BODIES, **RESPONSE_BODIES},
+            "schemas": {"Error": ERROR, "Material": MATERIAL, **REQUEST_BODIES,
+                        **RESPONSE_BODIES},
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer"},
                 "recorderToken": {"type": "http", "scheme": "bearer",

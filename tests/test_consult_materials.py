@@ -97,7 +97,13 @@ async def test_dicom_upload_extracts_metadata_and_renders_a_preview(site: Site) 
         "modality": "CT", "study_date": str(dataset.StudyDate),
         "study_uid": str(dataset.StudyInstanceUID),
         "series_uid": str(dataset.SeriesInstanceUID),
-        "instance_uid": str(dataset.SOPInstanceUID), "rows": 128, "columns": 128}
+        "instance_uid": str(dataset.SOPInstanceUID), "rows": 128, "columns": 128,
+        "frames": 1, "photometric": "MONOCHROME2", "compressed": False,
+        "transfer_syntax": {"uid": "1.2.840.10008.1.2.1", "name": "Explicit VR Little Endian"},
+        # CT_small.dcm has no window in its header: the first frame's range, in HU
+        "window": {"center": float(dataset.pixel_array.min() + dataset.pixel_array.max()) / 2
+                   + float(dataset.RescaleIntercept),
+                   "width": float(dataset.pixel_array.max() - dataset.pixel_array.min())}}
     assert str(dataset.PatientName) not in json.dumps(result)
     assert str(dataset.PatientID) not in json.dumps(result)
 
