@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from aiohttp import web
 from sqlalchemy.orm import Session
@@ -50,6 +50,7 @@ from consult_api.http import (
     utc_now,
 )
 from consult_api.openapi import OPENAPI_PATH, document
+from consult_api.safe_headers import add_security_headers, attachment_disposition
 from consult_api.schemas import (
     consultation_detail,
     consultation_summary,
@@ -200,9 +201,9 @@ async def download_material(request: web.Request) -> web.StreamResponse:
     now = request.app[CLOCK]()
     m = await in_db(request, lambda s: materials.open_material(s, actor, material_id,
                                                               "material.download", now))
-    disposition = f"attachment; filename*=UTF-8''{quote(m.filename, safe='')}"
     return web.FileResponse(request.app[DATA_DIR] / m.stored_path, headers={
-        "Content-Type": MEDIA_TYPES[m.kind], "Content-Disposition": disposition})
+        "Content-Type": MEDIA_TYPES[m.kind],
+        "Content-Disposition": attachment_disposition(m.filename)})
 
 
 async def material_preview(request: web.Request) -> web.StreamResponse:
@@ -347,4 +348,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get("/api/v1/report-templates", list_report_templates)
     app.router.add_get("/api/v1/statistics", get_statistics)
     app.router.add_get(OPENAPI_PATH, get_openapi)
+    add_security_headers(app)
     return app
