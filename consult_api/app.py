@@ -47,6 +47,7 @@ from consult_api.http import (
     in_db,
     json_body,
     path_id,
+    query_text,
     utc_now,
 )
 from consult_api.openapi import OPENAPI_PATH, document
@@ -286,7 +287,7 @@ async def amend_report(request: web.Request) -> web.Response:
 
 async def list_report_templates(request: web.Request) -> web.Response:
     actor_of(request)
-    specialty = request.query.get("specialty") or None
+    specialty = query_text(request, "specialty")
     found = await in_db(request, lambda s: [reports.template_json(t) for t in
                                           reports.list_templates(s, specialty)])
     return web.json_response({"templates": found})
