@@ -2,10 +2,14 @@
 
 The embedded ``default.toml`` is the schema: a key that is not in it is refused,
 so a typo in a site's file or environment fails at start-up instead of being ignored.
+Every ``HUIZHEN_*`` environment variable must name a setting (``HUIZHEN_<SECTION>_<KEY>``)
+or be one of the few documented others (``NON_SETTING_VARIABLES``, and ``HUIZHEN_TEST_*``
+for the test suite): ``HUIZHEN_SERVR_PORT`` is refused, not silently ignored.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
@@ -16,6 +20,16 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "HUIZHEN_"
+# Environment variables that are not settings: the configuration file's path, and the
+# test suite's and benchmarks' own switches. Names starting with HUIZHEN_TEST_ are left
+# to the test suite too (no settings section is called "test").
+NON_SETTING_VARIABLES = frozenset({
+    "HUIZHEN_CONFIG",           # the TOML file over the embedded defaults
+    "HUIZHEN_SCREENSHOTS",      # browser tests: keep screenshots in this directory
+    "HUIZHEN_BENCH_SECRET",     # benchmarks: the token secret of the server under test
+})
+TEST_VARIABLE_PREFIX = "HUIZHEN_TEST_"
+PORT_RANGE = (1, 65535)
 
 
 class ConfigError(ValueError):
@@ -164,6 +178,16 @@ def _defaults() -> dict[str, dict[str, Any]]:
     return tomllib.loads(text)
 
 
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``section.key``."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def default_value(section: str, key: str) -> Any:
+    """The embedded default of ``section.key`` (e.g. the demo secrets)."""
+    return _defaults()[section][key]
+
+
 def _coerce(name: str, raw: str, default: Any) -> Any:
     try:
         if isinstance(default, bool):
@@ -174,9 +198,15 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
                 return False
             raise ValueError("expected true or false")
         if isinstance(default, int):
-            return int(raw)
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError("expected an integer") from None
         if isinstance(default, float):
-            return float(raw)
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError("expected a number") from None
         if isinstance(default, list):
             value = json.loads(raw)
             if not isinstance(value, list):
@@ -194,7 +224,51 @@ def _merge(base: dict[str, dict[str, Any]], overlay: Mapping[str, Any], origin: 
         for key, value in values.items():
             if key not in base[section]:
                 raise ConfigError(f"{origin}: unknown key {section}.{key}")
+            expected = _kind(base[section][key])
+            if not _is_kind(value, base[section][key]):
+                raise ConfigError(f"{origin}: {section}.{key} must be {expected}")
             base[section][key] = value
+
+
+def _kind(default: Any) -> str:
+    for kind, words in ((bool, "true or false"), (int, "an integer"), (float, "a number"),
+                        (str, "a string"), (list, "a list")):
+        if isinstance(default, kind):
+            return words
+    return "a table"
+
+
+def _is_kind(value: Any, default: Any) -> bool:
+    """A file value has the default's type (an integer where a number is expected too)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def _check_environment(env: Mapping[str, str], known: set[str]) -> None:
+    """Refuse a HUIZHEN_* variable that is neither a setting nor a documented other one."""
+    for name in env:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or name in known:
+            continue
+        if name in NON_SETTING_VARIABLES or name.startswith(TEST_VARIABLE_PREFIX):
+            continue
+        close = difflib.get_close_matches(upper, sorted(known | NON_SETTING_VARIABLES), n=1,
+                                          cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown environment variable {name}{hint}; settings are "
+                          f"HUIZHEN_<SECTION>_<KEY> for the keys of config/default.toml")
+
+
+def _port(section: Mapping[str, Any], name: str) -> int:
+    value = section["port"]
+    low, high = PORT_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name}.port must be a port number from {low} to {high} "
+                          f"(set {env_name(name, 'port')} or [{name}] port)")
+    return value
 
 
 def _ice_servers(raw: Any) -> tuple[IceServer, ...]:
@@ -287,9 +361,11 @@ def load_settings(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read configuration file {file_path}: {exc}") from None
         _merge(merged, overlay, str(file_path))
+    _check_environment(env, {env_name(section, key) for section, values in merged.items()
+                             for key in values})
     for section, values in merged.items():
         for key, default in list(values.items()):
-            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            name = env_name(section, key)
             if name in env:
                 values[key] = _coerce(name, env[name], default)
     try:
@@ -297,7 +373,7 @@ def load_settings(
         return Settings(
             server=ServerSettings(
                 host=str(s["host"]),
-                port=int(s["port"]),
+                port=_port(s, "server"),
                 public_url=str(s["public_url"]),
                 max_message_bytes=int(s["max_message_bytes"]),
             ),
@@ -325,7 +401,7 @@ def load_settings(
             devices=_devices(merged["devices"]),
             records=RecordsSettings(
                 host=str(merged["records"]["host"]),
-                port=int(merged["records"]["port"]),
+                port=_port(merged["records"], "records"),
                 database_url=str(merged["records"]["database_url"]),
                 token_secret=str(merged["records"]["token_secret"]),
                 max_upload_bytes=int(merged["records"]["max_upload_bytes"]),
@@ -340,5 +416,7 @@ def load_settings(
             ),
             ice_servers=_ice_servers(merged["ice"]["servers"]),
         )
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid configuration value: {exc}") from None

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from aiohttp import web
 from sqlalchemy.orm import Session
@@ -56,9 +56,11 @@ from consult_api.http import (
     in_db,
     json_body,
     path_id,
+    query_text,
     utc_now,
 )
 from consult_api.openapi import OPENAPI_PATH, document
+from consult_api.safe_headers import add_security_headers, attachment_disposition
 from consult_api.schemas import (
     consultation_detail,
     consultation_summary,
@@ -214,9 +216,9 @@ async def download_material(request: web.Request) -> web.StreamResponse:
     now = request.app[CLOCK]()
     m = await in_db(request, lambda s: materials.open_material(s, actor, material_id,
                                                               "material.download", now))
-    disposition = f"attachment; filename*=UTF-8''{quote(m.filename, safe='')}"
     return web.FileResponse(request.app[DATA_DIR] / m.stored_path, headers={
-        "Content-Type": MEDIA_TYPES[m.kind], "Content-Disposition": disposition})
+        "Content-Type": MEDIA_TYPES[m.kind],
+        "Content-Disposition": attachment_disposition(m.filename)})
 
 
 async def material_preview(request: web.Request) -> web.StreamResponse:
@@ -299,7 +301,7 @@ async def amend_report(request: web.Request) -> web.Response:
 
 async def list_report_templates(request: web.Request) -> web.Response:
     actor_of(request)
-    specialty = request.query.get("specialty") or None
+    specialty = query_text(request, "specialty")
     found = await in_db(request, lambda s: [reports.template_json(t) for t in
                                           reports.list_templates(s, specialty)])
     return web.json_response({"templates": found})
@@ -369,4 +371,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     domain_routes.add_routes(app, webhooks, webhook_retry)
     icd10_routes.add_routes(app)
     dicom_routes.add_routes(app)
+    add_security_headers(app)
     return app

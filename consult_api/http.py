@@ -7,7 +7,6 @@ Route modules (``app`` and the ``*_routes`` modules) import from here, never fro
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from consult_api import records
 from consult_api.auth import ApiTokens
 from consult_api.errors import ConsultError, InvalidRequest, NotFound
+from consult_api.json_input import check_value, parse_json_object
 from consult_api.workflow import Actor
 
 logger = logging.getLogger(__name__)
@@ -85,17 +85,42 @@ def actor_of(request: web.Request) -> Actor:
 
 
 def path_id(request: web.Request, what: str = "consultation") -> int:
+    """The ``{id}`` of the path; anything but 1-9 ASCII digits is no such thing (404)."""
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise NotFound(f"no such {what}")
     return int(raw)
 
 
-async def json_body(request: web.Request) -> Any:
-    try:
-        return await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidRequest("the request body must be valid JSON") from None
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object (UTF-8, whatever the Content-Type's charset says);
+    anything else, NUL characters, nesting deeper than 32 and out-of-range numbers are a 400
+    ``invalid-request`` (``json_input``). Too large a body is a 413."""
+    return parse_json_object(await request.read())
+
+
+def query_text(request: web.Request, name: str, *, max_len: int = 200) -> str | None:
+    """A query-string parameter as text (None when absent or empty), refused (400) when it
+    is longer than ``max_len`` or holds NUL characters or unpaired surrogates."""
+    value = request.query.get(name)
+    if not value:
+        return None
+    if len(value) > max_len:
+        raise InvalidRequest(f"the query parameter {name} must be at most {max_len} characters")
+    check_value(value, f"the query parameter {name}")
+    return value
+
+
+def query_int(request: web.Request, name: str, *, low: int, high: int) -> int | None:
+    """A query-string parameter as an integer from low to high (None when absent or empty)."""
+    value = request.query.get(name)
+    if not value:
+        return None
+    if not (value.isascii() and value.lstrip("-").isdigit()) or len(value) > 20 \
+            or not low <= int(value) <= high:
+        raise InvalidRequest(f"the query parameter {name} must be an integer from {low} to "
+                             f"{high}")
+    return int(value)
 
 
 async def in_db(request: web.Request, work: Callable[[Session], T]) -> T:

@@ -89,17 +89,26 @@ def _choice(body: dict[str, Any], field: str, kind: type[E]) -> E:
             f"{field} must be one of {', '.join(m.value for m in kind)}") from None
 
 
+# Timestamps outside these years are refused: near datetime's limits (years 1 and 9999)
+# converting to UTC or adding an hour of grace would overflow (a 500, not a 400).
+TIMESTAMP_YEARS = (1970, 2999)
+
+
 def _timestamp(body: dict[str, Any], field: str) -> datetime:
     value = body.get(field)
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 64:
         raise InvalidRequest(f"{field} must be an ISO 8601 timestamp with a UTC offset")
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            raise InvalidRequest(f"{field} must carry a UTC offset")
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidRequest(f"{field} must be an ISO 8601 timestamp with a UTC offset") from None
-    if parsed.tzinfo is None:
-        raise InvalidRequest(f"{field} must carry a UTC offset")
-    return parsed.astimezone(UTC)
+    low, high = TIMESTAMP_YEARS
+    if not low <= parsed.year <= high:
+        raise InvalidRequest(f"{field} must be in the years {low} to {high}")
+    return parsed
 
 
 def parse_patient(body: Any) -> PatientIn:

@@ -7,16 +7,40 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from config import ConfigError, Settings, load_settings
+from config.listen_check import Service, startup_problem
 from huizhen.app import create_app, token_authority
-from huizhen.running import serving, wait_for_stop
+from huizhen.running import StartupError, bind, serving, serving_on, wait_for_stop
+
+# Exit code of a refusal to start with unsafe settings (demo or short secrets).
+EXIT_UNSAFE = 2
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     try:
         return load_settings(args.config)
     except ConfigError as exc:
+        sys.exit(f"huizhen: {exc}")
+
+
+def _safe_settings(args: argparse.Namespace, service: Service) -> Settings:
+    """The settings, once they are known to be safe for ``service`` where it listens."""
+    settings = _settings(args)
+    problem = startup_problem(settings, service)
+    if problem is not None:
+        print(f"huizhen: {problem}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_UNSAFE)
+    return settings
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service; a start-up mistake ends it with one line on stderr, not a traceback."""
+    try:
+        asyncio.run(main)
+    except (StartupError, ConfigError) as exc:
         sys.exit(f"huizhen: {exc}")
 
 
@@ -27,7 +51,7 @@ async def _serve(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    asyncio.run(_serve(_settings(args)))
+    _run(_serve(_safe_settings(args, "serve")))
 
 
 def cmd_token(args: argparse.Namespace) -> None:
@@ -43,8 +67,6 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 async def _serve_records(settings: Settings) -> None:
-    from consult_api.app import create_app as create_records_app
-    from consult_api.db import upgrade
     from consult_api.webhooks import parse_targets
 
     records = settings.records
@@ -52,23 +74,40 @@ async def _serve_records(settings: Settings) -> None:
         webhooks = parse_targets(records.webhooks)
     except ValueError as exc:
         sys.exit(f"huizhen: records.webhooks: {exc}")
+    # Bound first: a port in use is reported before importing and migrating log anything.
+    sockets = bind(records.host, records.port)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from consult_api.app import create_app as create_records_app
+    from consult_api.db import upgrade
+
     data_dir = settings.storage.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     url = records.database_for(data_dir)
-    await asyncio.to_thread(upgrade, url)  # the schema is migrated before serving
+    try:
+        await asyncio.to_thread(upgrade, url)  # the schema is migrated before serving
+    except BaseException as exc:
+        for sock in sockets:
+            sock.close()
+        if isinstance(exc, SQLAlchemyError):
+            # The driver's first line says why (refused, no such database, no permission);
+            # the URL is not repeated, it may carry a password.
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StartupError(f"cannot open the records database: {reason}") from None
+        raise
     app = create_records_app(
         url, records.token_secret, data_dir=data_dir, max_upload=records.max_upload_bytes,
         recorder_token=settings.recorder.handoff_token or None,
         room_tokens=token_authority(settings), webhooks=webhooks,
     )
-    async with serving(app, records.host, records.port):
+    async with serving_on(app, sockets):
         print(f"huizhen records service listening on http://{records.host}:{records.port}",
               flush=True)
         await wait_for_stop()
 
 
 def cmd_records(args: argparse.Namespace) -> None:
-    asyncio.run(_serve_records(_settings(args)))
+    _run(_serve_records(_safe_settings(args, "records")))
 
 
 def cmd_records_admin(args: argparse.Namespace) -> None:
@@ -140,8 +179,8 @@ def cmd_records_import_icd10(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from huizhen.demo import run_demo
 
-    settings = _settings(args)
-    asyncio.run(run_demo(settings, args.room, args.duration, alarms=args.alarms))
+    settings = _safe_settings(args, "serve")
+    _run(run_demo(settings, args.room, args.duration, alarms=args.alarms))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,7 +228,6 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
-    # alembic announces each of its plugins at INFO on import: noise before any error line.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     args.func(args)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -24,6 +25,33 @@ from signaling.session import CLOSE_POLICY, SignalingSession
 from signaling.tokens import TokenError
 
 logger = logging.getLogger(__name__)
+
+# The live pages: scripts and styles from this origin only, the signalling WebSocket to the
+# same host (listed as ws:/wss: too, for browsers that do not count them as 'self'), WebRTC
+# and recorded video as blob:/mediastream:, the data: favicon.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; "
+            "img-src 'self' data: blob:; connect-src 'self'{sockets}; "
+            "media-src 'self' blob: mediastream:; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'; form-action 'self'")
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def page_csp(host: str | None) -> str:
+    """The pages' CSP; the WebSocket sources name the host only when it is a plain host."""
+    sockets = f" ws://{host} wss://{host}" if host and _HOST.fullmatch(host) else ""
+    return PAGE_CSP.format(sockets=sockets)
+
+
+async def security_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """nosniff everywhere; no caching of the JSON API; the CSP on HTML pages."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith("/api/"):
+        headers["Cache-Control"] = "no-store"
+    elif response.content_type == "text/html":
+        headers["Content-Security-Policy"] = page_csp(request.host)
+        headers["X-Frame-Options"] = "DENY"
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
@@ -130,6 +158,7 @@ def setup_routes(app: web.Application, web_root: Path) -> None:
                                          config.peer_connections_per_token,
                                          config.sockets_per_address))
     app.on_shutdown.append(close_sockets)
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/api/v1/health", health)
     app.router.add_get("/api/v1/stats", stats)

@@ -106,7 +106,7 @@ async def chromium() -> AsyncIterator[Chromium]:
 
 
 async def wait_joined(page: Page, timeout: float = 10.0) -> None:
-    await page.wait_for_function("window.huizhen && window.huizhen.state === 'joined'",
+    await page.wait_for_function("() => window.huizhen && window.huizhen.state === 'joined'",
                                  timeout=timeout * 1000)
 
 
@@ -253,7 +253,7 @@ async def test_a_dropped_socket_rejoins_and_republishes(
     await wait_joined(ward, 15)
     # The expert sees a new ward participant, with a new stream, and decodes it again.
     await expert.wait_for_function(
-        f"""Object.values(window.huizhen.participants).some(
+        f"""() => Object.values(window.huizhen.participants).some(
             p => p.role === 'ward' && p.id !== '{first_ward}')""", timeout=15_000)
     assert await frames_decoded(expert, 30, 30, chromium.log) >= 30
     await expect(expert.locator('li.participant[data-role="ward"]')).to_have_count(1)

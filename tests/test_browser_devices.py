@@ -387,14 +387,15 @@ async def test_vitals_show_numbers_trends_and_the_waveform(
 
     # The pleth waveform plays back at its sample rate: 100 samples take about a second.
     await expect(page.locator('#vitals .wave[data-wave="pleth"]')).to_be_visible()
-    await page.wait_for_function("window.huizhen.waveforms.pleth?.played > 0", timeout=2000)
+    await page.wait_for_function("() => window.huizhen.waveforms.pleth?.played > 0", timeout=2000)
     started = time.monotonic()
     await asyncio.sleep(0.4)
     wave = await page.evaluate("window.huizhen.waveforms.pleth")
     elapsed = time.monotonic() - started
     assert wave["sampleRate"] == 100 and wave["received"] == 100, wave
     assert 10 < wave["played"] < 90, f"{wave} after {elapsed:.2f} s"
-    await page.wait_for_function("window.huizhen.waveforms.pleth.played === 100", timeout=3000)
+    await page.wait_for_function("() => window.huizhen.waveforms.pleth.played === 100",
+                                 timeout=3000)
     done = time.monotonic() - started
     assert 0.4 < done < 1.6, f"100 samples at 100 Hz played in {done:.2f} s"
     print(f"\npleth: {wave['played']} samples played {elapsed:.2f} s after playback began; "
@@ -406,7 +407,7 @@ async def test_vitals_show_numbers_trends_and_the_waveform(
         at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
         devices.push("vitals", {"device": "mon-1", "samples": [
             numeric("hr", hr, "/min", at), numeric("spo2", spo2, "%", at)]})
-    await page.wait_for_function("window.huizhen.vitalSamples.hr.ageMs < 30000")
+    await page.wait_for_function("() => window.huizhen.vitalSamples.hr.ageMs < 30000")
     assert await page.evaluate("window.huizhen.vitals.hr") == 72
     await expect(tile("hr").locator(".value")).to_have_text("72")
     directory = os.environ.get("HUIZHEN_SCREENSHOTS")

@@ -91,7 +91,7 @@ async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str) -> Non
             await page.goto(f"{base_url}/recordings.html#token=token-bed-12&recording={REC}")
             try:
                 await page.wait_for_function(
-                    "['ready', 'failed', 'error'].includes(window.huizhen?.replay?.state)",
+                    "() => ['ready', 'failed', 'error'].includes(window.huizhen?.replay?.state)",
                     timeout=90_000)
             except Exception as exc:
                 raise AssertionError(f"the page never got ready\n{log}") from exc
@@ -109,7 +109,7 @@ async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str) -> Non
                 await video.play();
             }""")
             await page.wait_for_function(
-                "window.huizhen.replay.currentTime() > 0.5", timeout=20_000)
+                "() => window.huizhen.replay.currentTime() > 0.5", timeout=20_000)
             played = await page.evaluate("window.huizhen.replay.currentTime()")
             await page.evaluate("document.getElementById('video').pause()")
 
