@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from consult_api import artefacts, materials, records, reports, statistics
+from consult_api import artefacts, audit, audit_routes, materials, records, reports, statistics
 from consult_api.auth import ApiTokens, service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import (
@@ -309,7 +309,10 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     ``room_tokens`` mints media-server tokens for scheduled live rooms (optional);
     ``data_dir`` holds uploaded materials (default ``data``), each at most ``max_upload``
     bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    # errors_middleware is outermost: audit.middleware sees ConsultErrors before they
+    # become responses (it records refused and failed attempts).
+    app = web.Application(middlewares=[errors_middleware, audit.middleware],
+                          client_max_size=MAX_BODY)
     app[TOKENS] = ApiTokens(token_secret)
     app[DATA_DIR] = data_dir if data_dir is not None else Path("data")
     app[MAX_UPLOAD] = max_upload
@@ -347,4 +350,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get("/api/v1/report-templates", list_report_templates)
     app.router.add_get("/api/v1/statistics", get_statistics)
     app.router.add_get(OPENAPI_PATH, get_openapi)
+    audit_routes.add_routes(app)
     return app
