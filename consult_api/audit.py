@@ -141,7 +141,7 @@ def object_for(template: str, action: str, raw_id: str | None) -> tuple[str, int
     return (parts[0].removesuffix("s") if parts else "api")[:50], None
 
 
-def attempt_outcome(exc: BaseException) -> str | None:
+def attempt_outcome(exc: Exception) -> str | None:
     """``refused`` for an access refusal, ``failed`` for a server-side failure, else None
     (a client's mistake: bad input, a conflict, a missing object)."""
     if isinstance(exc, Forbidden | Hidden):
@@ -150,7 +150,7 @@ def attempt_outcome(exc: BaseException) -> str | None:
         return "failed" if exc.status >= 500 else None
     if isinstance(exc, web.HTTPException):
         return None
-    return "failed" if isinstance(exc, Exception) else None
+    return "failed"
 
 
 @web.middleware
