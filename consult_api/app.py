@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from consult_api import (
     artefacts,
+    audit,
+    audit_routes,
     dicom_routes,
     domain_routes,
     icd10_routes,
@@ -330,7 +332,10 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     ``data_dir`` holds uploaded materials (default ``data``), each at most ``max_upload``
     bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs;
     ``webhooks`` receive every state change, signed (``consult_api.webhooks``)."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    # errors_middleware is outermost: audit.middleware sees ConsultErrors before they
+    # become responses (it records refused and failed attempts).
+    app = web.Application(middlewares=[errors_middleware, audit.middleware],
+                          client_max_size=MAX_BODY)
     app[TOKENS] = ApiTokens(token_secret)
     app[DATA_DIR] = data_dir if data_dir is not None else Path("data")
     app[MAX_UPLOAD] = max_upload
@@ -372,4 +377,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     icd10_routes.add_routes(app)
     dicom_routes.add_routes(app)
     add_security_headers(app)
+    audit_routes.add_routes(app)
     return app

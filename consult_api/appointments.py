@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consult_api import auth, records, slots
+from consult_api import audit, auth, records, slots
 from consult_api.errors import Forbidden, InvalidRequest, InvalidTransition, NotFound
 from consult_api.models import Consultation, ExpertSlot, Hospital, User
 from consult_api.schemas import _object, _optional_id, _timestamp, iso, parse_query_time
@@ -169,6 +169,7 @@ def calendar(session: Session, actor: Actor, window: Range, expert_id: int | Non
     if expert_id is not None:
         query = query.where(ExpertSlot.expert_id == expert_id)
     entries = []
+    shown: list[int] = []
     for slot, c, hospital in session.execute(query):
         readable = _readable(actor, c)
         entry: dict[str, Any] = {
@@ -180,6 +181,9 @@ def calendar(session: Session, actor: Actor, window: Range, expert_id: int | Non
         if readable:
             entry["patient"] = {"name": c.patient_name, "sex": c.patient_sex,
                                 "age": c.patient_age}
-            records._audit(session, actor, "consultation.calendar", c.id, now)
+            shown.append(c.id)
         entries.append(entry)
+    if shown:
+        audit.record(session, actor, "consultation.calendar", "consultation", None, ids=shown,
+                     now=now)
     return entries

@@ -65,3 +65,8 @@ class TooLarge(ConsultError):
 class UnsupportedType(ConsultError):
     status = 415
     code = "unsupported-type"
+
+
+class Hidden(NotFound):
+    """An object that exists but is hidden from this actor (a draft report): answered like
+    a missing one (404, no existence leak) and audited as a refused attempt."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -81,7 +82,9 @@ async def errors_middleware(request: web.Request,
 
 
 def actor_of(request: web.Request) -> Actor:
-    return request.app[TOKENS].from_header(request.headers.get("Authorization"))
+    """Who is asking, with the client address (for the audit trail)."""
+    actor = request.app[TOKENS].from_header(request.headers.get("Authorization"))
+    return replace(actor, address=request.remote or "")
 
 
 def path_id(request: web.Request, what: str = "consultation") -> int:

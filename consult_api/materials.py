@@ -27,10 +27,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consult_api import auth, dicom
+from consult_api import audit, auth, dicom
 from consult_api.errors import InvalidTransition, NotFound, TooLarge, UnsupportedType
 from consult_api.filetype import HEAD_BYTES, MEDIA_TYPES, sniff
-from consult_api.models import AuditLog, Consultation, Material
+from consult_api.models import Consultation, Material
 from consult_api.schemas import iso
 from consult_api.workflow import Actor, State
 
@@ -158,12 +158,6 @@ def discard(received: Received) -> None:
 
 # --- records -----------------------------------------------------------------------------------
 
-def _audit(session: Session, actor: Actor, action: str, material_id: int,
-           now: datetime) -> None:
-    session.add(AuditLog(actor_id=actor.user_id, action=action, object_type="material",
-                         object_id=material_id, at=now))
-
-
 def _consultation(session: Session, actor: Actor, consultation_id: int, *,
                   lock: bool = False) -> Consultation:
     """The consultation, if this actor may add materials to it and it is still open.
@@ -221,8 +215,8 @@ def listing(session: Session, actor: Actor, consultation_id: int,
     auth.require_read(actor, c.requesting_hospital_id, c.expert_id)
     found = list(session.scalars(sa.select(Material).where(
         Material.consultation_id == consultation_id).order_by(Material.id)))
-    for m in found:
-        _audit(session, actor, "material.list", m.id, now)
+    audit.record(session, actor, "material.list", "consultation", consultation_id,
+                 ids=[m.id for m in found], ids_type="material", now=now)
     return found
 
 
@@ -235,7 +229,7 @@ def open_material(session: Session, actor: Actor, material_id: int, action: str,
     c = session.get(Consultation, m.consultation_id)
     assert c is not None  # a foreign key
     auth.require_read(actor, c.requesting_hospital_id, c.expert_id)
-    _audit(session, actor, action, m.id, now)
+    audit.record(session, actor, action, "material", m.id, now=now)
     return m
 
 

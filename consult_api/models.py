@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -124,17 +125,44 @@ class ConsultationTransition(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
 
+AUDIT_OUTCOMES = ("ok", "refused", "failed")
+
+
 class AuditLog(Base):
-    """One row per read of patient data (and per other audited action)."""
+    """One row per access to patient data (a read; a list, with the ids it returned), per
+    other audited action, and per refused or failed attempt (``consult_api.audit``).
+
+    ``role``, ``hospital_id`` and ``address`` are what they were at the time (a snapshot,
+    not a reference). Append-only: database triggers refuse UPDATE and DELETE (0007).
+    """
 
     __tablename__ = "audit_log"
+    __table_args__ = (CheckConstraint(_one_of("outcome", AUDIT_OUTCOMES), name="outcome"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    action: Mapped[str] = mapped_column(String(50))
+    role: Mapped[str | None] = mapped_column(String(20))
+    hospital_id: Mapped[int | None] = mapped_column(Integer)
+    address: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100), index=True)
     object_type: Mapped[str] = mapped_column(String(50))
-    object_id: Mapped[int] = mapped_column(Integer)
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(10), server_default="ok")
+    ids: Mapped[list[int] | None] = mapped_column(JSON)
+    detail: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class AuditObject(Base):
+    """Every object one audit row is about (its object and each id a list returned), so that
+    rows are found by object on any database without JSON containment. Append-only too."""
+
+    __tablename__ = "audit_objects"
+    __table_args__ = (Index("ix_audit_objects_object", "object_type", "object_id"),)
+
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"), primary_key=True)
+    object_type: Mapped[str] = mapped_column(String(50), primary_key=True)
+    object_id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 MATERIAL_KINDS = ("dicom", "jpeg", "png", "pdf")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from consult_api import artefacts, icd10, materials, referrals, reports
-from consult_api.models import HOSPITAL_LEVELS, MATERIAL_KINDS
+from consult_api import artefacts, audit, icd10, materials, referrals, reports
+from consult_api.models import AUDIT_OUTCOMES, HOSPITAL_LEVELS, MATERIAL_KINDS
 from consult_api.referral_flow import Direction, ReferralState
 from consult_api.schemas import SEXES
 from consult_api.workflow import ConsultationType, Role, State, Urgency
@@ -322,7 +322,74 @@ ROUTES: list[tuple[str, str, str, str | None, int, tuple[int, ...]]] = [
     ("get", "/api/v1/statistics", "Consultation statistics", None, 200, (400, 401, 403)),
     ("get", "/api/v1/icd10", "Search ICD-10 codes", None, 200, (400, 401)),
     ("get", OPENAPI_PATH, "This description", None, 200, ()),
+    ("get", "/api/v1/audit", "Search the audit log (admins)", None, 200, (400, 401, 403)),
+    ("get", "/api/v1/audit/export", "Export the audit log as CSV (admins)", None, 200,
+     (400, 401, 403)),
 ]
+
+
+def _audit_filters(max_limit: int, default_limit: int) -> list[dict[str, Any]]:
+    when = {"type": "string", "maxLength": 40,
+            "description": "ISO 8601 date-time with a UTC offset, or a date (a UTC day); "
+                           "from is inclusive, to exclusive (a date: the whole day included)"}
+    return [
+        {"name": "user_id", "in": "query", "required": False, "schema": _id()},
+        {"name": "consultation_id", "in": "query", "required": False, "schema": _id(),
+         "description": "entries about this consultation, its materials and reports, "
+                        "list entries included"},
+        {"name": "patient", "in": "query", "required": False,
+         "schema": _text(audit.MAX_PATIENT_QUERY),
+         "description": "patient name or record number (exact or prefix, any case) of the "
+                        "consultations the entries are about"},
+        {"name": "action", "in": "query", "required": False, "schema": _text(audit.MAX_ACTION)},
+        {"name": "outcome", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": list(AUDIT_OUTCOMES)}},
+        {"name": "from", "in": "query", "required": False, "schema": when},
+        {"name": "to", "in": "query", "required": False, "schema": when},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": max_limit,
+                    "default": default_limit}},
+        {"name": "before_id", "in": "query", "required": False, "schema": _id(),
+         "description": "the next_before_id of the previous page"},
+    ]
+
+
+AUDIT_QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/api/v1/audit": _audit_filters(audit.MAX_LIMIT, audit.DEFAULT_LIMIT),
+    "/api/v1/audit/export": [
+        *_audit_filters(audit.MAX_EXPORT_LIMIT, audit.DEFAULT_EXPORT_LIMIT),
+        {"name": "lang", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["zh-CN", "en"]},
+         "description": "the language of the heading row (default: Accept-Language)"}],
+}
+
+_NULLABLE_INT = {"type": "integer", "nullable": True}
+_NULLABLE_TEXT = {"type": "string", "nullable": True}
+AUDIT_ENTRY: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "at", "actor_id", "actor_name", "role", "hospital_id", "hospital_name",
+                 "address", "action", "object_type", "object_id", "outcome", "ids"],
+    "properties": {
+        "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+        "actor_id": {"type": "integer"}, "actor_name": {"type": "string"},
+        "role": _NULLABLE_TEXT, "hospital_id": _NULLABLE_INT, "hospital_name": _NULLABLE_TEXT,
+        "address": _NULLABLE_TEXT, "action": {"type": "string"},
+        "object_type": {"type": "string"}, "object_id": _NULLABLE_INT,
+        "outcome": {"type": "string", "enum": list(AUDIT_OUTCOMES)},
+        "ids": {"type": "array", "items": {"type": "integer"}, "nullable": True},
+        "detail": _NULLABLE_TEXT}}
+
+AUDIT_RESPONSE_CONTENT: dict[tuple[str, str], dict[str, Any]] = {
+    ("get", "/api/v1/audit"): {"application/json": {"schema": {
+        "type": "object", "required": ["entries", "next_before_id"],
+        "properties": {"entries": {"type": "array", "items": AUDIT_ENTRY},
+                       "next_before_id": _NULLABLE_INT}}}},
+    ("get", "/api/v1/audit/export"): {"text/csv": {"schema": {
+        "type": "string", "description": "UTF-8 with a byte order mark; heading row first"}}},
+}
+
+QUERY_PARAMETERS.update(AUDIT_QUERY_PARAMETERS)
+RESPONSE_CONTENT.update(AUDIT_RESPONSE_CONTENT)
 
 DESCRIPTIONS = {200: "OK", 201: "Created", 204: "No content", 400: "Invalid request",
                 401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Conflict",
@@ -366,6 +433,8 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
         parameters.extend(FRAME_PARAMETERS)
     if parameters:
         op["parameters"] = parameters
+    if (method, path) in RESPONSE_CONTENT:
+        op["responses"][str(ok)]["content"] = RESPONSE_CONTENT[(method, path)]
     if path == OPENAPI_PATH:
         op["security"] = []
     elif path == "/api/v1/artefacts":

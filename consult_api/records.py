@@ -1,7 +1,8 @@
 """Synchronous record operations on one Session: the I/O around the pure cores.
 
 Each function validates and decides with the pure modules (``workflow``, ``auth``), then
-reads or writes. Reads of patient data add an AuditLog row in the same transaction.
+reads or writes. Reads of patient data add an audit row (``audit.record``) in the same
+transaction.
 The caller commits (``run_in_session``).
 """
 
@@ -16,11 +17,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from consult_api import auth, notifications, slots
+from consult_api import audit, auth, notifications, slots
 from consult_api.errors import InvalidRequest, InvalidTransition, NotFound
 from consult_api.models import (
     HOSPITAL_LEVELS,
-    AuditLog,
     Consultation,
     ConsultationTransition,
     Department,
@@ -134,12 +134,6 @@ def list_experts(session: Session) -> list[dict[str, Any]]:
 
 # --- consultations ----------------------------------------------------------------------------
 
-def _audit(session: Session, actor: Actor, action: str, object_id: int,
-           now: datetime, object_type: str = "consultation") -> None:
-    session.add(AuditLog(actor_id=actor.user_id, action=action, object_type=object_type,
-                         object_id=object_id, at=now))
-
-
 def _expert(session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None or user.role != Role.EXPERT.value:
@@ -209,7 +203,7 @@ def list_consultations(session: Session, actor: Actor, now: datetime, *,
 
     ``state`` filters (the coordinators' incoming queue is ``requested``); ``mine`` keeps a
     requesting doctor's own requests and an expert's assignments (their worklist).
-    The question is clinical text, so each listed consultation still gets an audit row.
+    The question is clinical text, so the list is audited: one row with the ids returned.
     """
     query = sa.select(Consultation).order_by(Consultation.id)
     if actor.role is Role.REQUESTING_DOCTOR:
@@ -221,8 +215,8 @@ def list_consultations(session: Session, actor: Actor, now: datetime, *,
     if state is not None:
         query = query.where(Consultation.state == state.value)
     found = list(session.scalars(query))
-    for c in found:
-        _audit(session, actor, "consultation.list", c.id, now)
+    audit.record(session, actor, "consultation.list", "consultation", None,
+                 ids=[c.id for c in found], now=now)
     return found
 
 
@@ -230,7 +224,7 @@ def read_consultation(session: Session, actor: Actor, consultation_id: int,
                       now: datetime) -> tuple[Consultation, list[ConsultationTransition]]:
     """The full record with patient data; writes an audit row."""
     c = _load(session, actor, consultation_id)
-    _audit(session, actor, "consultation.read", c.id, now)
+    audit.record(session, actor, "consultation.read", "consultation", c.id, now=now)
     transitions = list(session.scalars(
         sa.select(ConsultationTransition)
         .where(ConsultationTransition.consultation_id == c.id)
@@ -281,13 +275,6 @@ def enter_slot(session: Session, actor: Actor, c: Consultation, slot: ExpertSlot
     return c
 
 
-def audit_rows(session: Session, consultation_id: int) -> list[dict[str, Any]]:
-    rows = session.scalars(sa.select(AuditLog).where(
-        AuditLog.object_type == "consultation", AuditLog.object_id == consultation_id)
-        .order_by(AuditLog.id))
-    return [{"actor_id": r.actor_id, "action": r.action, "at": r.at} for r in rows]
-
-
 def live_room(session: Session, actor: Actor, consultation_id: int,
               now: datetime) -> tuple[str, str, datetime]:
     """(room name, media role, slot end) for an actor joining the live session; audited."""
@@ -295,6 +282,6 @@ def live_room(session: Session, actor: Actor, consultation_id: int,
     role = media_role(actor, _facts(c))
     if c.room_name is None or c.slot_end is None:
         raise InvalidTransition("this consultation has no live room: schedule it first")
-    _audit(session, actor, "consultation.room_token", c.id, now)
+    audit.record(session, actor, "consultation.room_token", "consultation", c.id, now=now)
     end = c.slot_end if c.slot_end.tzinfo else c.slot_end.replace(tzinfo=UTC)
     return c.room_name, role, end

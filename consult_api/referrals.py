@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consult_api import auth, notifications, records
+from consult_api import audit, auth, notifications
 from consult_api.errors import Forbidden, InvalidRequest, NotFound
 from consult_api.models import Consultation, Department, Hospital, Referral, ReferralEvent
 from consult_api.referral_flow import (
@@ -212,8 +212,8 @@ def create(session: Session, actor: Actor, data: ReferralIn, now: datetime) -> d
 
 def listing(session: Session, actor: Actor, direction: Direction | None,
             state: ReferralState | None, now: datetime) -> list[dict[str, Any]]:
-    """Referrals sent by or to the actor's hospital; each listed one is audited (the
-    reason is clinical text)."""
+    """Referrals sent by or to the actor's hospital; the list is audited (the reason is
+    clinical text): one row with the ids returned."""
     query = sa.select(Referral).where(sa.or_(
         Referral.from_hospital_id == actor.hospital_id,
         Referral.to_hospital_id == actor.hospital_id))
@@ -224,15 +224,15 @@ def listing(session: Session, actor: Actor, direction: Direction | None,
     found = list(session.scalars(query.order_by(Referral.id.desc()).limit(MAX_LISTED)))
     names = _names(session, *(h for r in found for h in (r.from_hospital_id,
                                                          r.to_hospital_id)))
-    for r in found:
-        records._audit(session, actor, "referral.list", r.id, now, object_type="referral")
+    audit.record(session, actor, "referral.list", "referral", None,
+                 ids=[r.id for r in found], now=now)
     return [referral_summary(r, actor, names) for r in found]
 
 
 def read(session: Session, actor: Actor, referral_id: int, now: datetime) -> dict[str, Any]:
     """The referral with its patient, its events and notes; audited."""
     r = _load(session, actor, referral_id)
-    records._audit(session, actor, "referral.read", r.id, now, object_type="referral")
+    audit.record(session, actor, "referral.read", "referral", r.id, now=now)
     return detail(session, r, actor)
 
 

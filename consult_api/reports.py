@@ -21,10 +21,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consult_api import icd10, notifications
-from consult_api.errors import Forbidden, InvalidRequest, InvalidTransition, NotFound
+from consult_api import audit, icd10, notifications
+from consult_api.errors import Forbidden, Hidden, InvalidRequest, InvalidTransition, NotFound
 from consult_api.models import Consultation, Report, ReportTemplate
-from consult_api.records import _audit, _facts, _load, _record_transition
+from consult_api.records import _facts, _load, _record_transition
 from consult_api.workflow import Actor, Party, Role, State, check_transition, parties
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _load_own(session: Session, actor: Actor, report_id: int) -> tuple[Report, C
         raise NotFound(f"no report {report_id}")
     c = _load(session, actor, report.consultation_id, for_update=True)
     if not may_see(actor, report):
-        raise NotFound(f"no report {report_id}")
+        raise Hidden(f"no report {report_id}")
     _require_author(actor, c)
     return report, c
 
@@ -250,9 +250,9 @@ def amend(session: Session, actor: Actor, report_id: int, data: AmendIn,
 
 def listing(session: Session, actor: Actor, consultation_id: int,
             now: datetime) -> list[Report]:
-    """The versions this actor may see; an audit row when any published one is shown."""
+    """The versions this actor may see; one audit row with the report ids shown."""
     c = _load(session, actor, consultation_id)
     found = [r for r in _versions(session, c.id) if may_see(actor, r)]
-    if found:
-        _audit(session, actor, "report.read", c.id, now)
+    audit.record(session, actor, "report.read", "consultation", c.id,
+                 ids=[r.id for r in found], ids_type="report", now=now)
     return found

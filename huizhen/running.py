@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from config.listen_check import address
 
@@ -20,6 +21,16 @@ class StartupError(Exception):
 class ListenError(StartupError):
     """The service cannot listen where it was told to; the message is one line for people,
     e.g. ``cannot listen on 127.0.0.1:8080: address already in use``."""
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """One access-log line per request: method, path, status, size, duration. Never the
+    query string: search filters such as a patient's name travel there (audit search), and
+    logs at INFO must not carry patient data."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %s %s %d %.1fms", request.remote, request.method, request.path,
+                         response.status, response.body_length, time * 1000)
 
 
 def _reason(exc: OSError) -> str:
@@ -70,7 +81,7 @@ async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[w
 async def serving_on(app: web.Application,
                      sockets: list[socket.socket]) -> AsyncIterator[web.AppRunner]:
     """Serve ``app`` on sockets from ``bind`` (which it then owns and closes)."""
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log_class=PathOnlyAccessLogger)
     try:
         await runner.setup()
     except BaseException:

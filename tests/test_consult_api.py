@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from sqlalchemy.orm import Session
 
-from consult_api import records
+from consult_api import audit, records
 from consult_api.app import create_app
 from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker
@@ -196,10 +196,15 @@ async def test_unauthorised_reads_are_forbidden(world: World, who: str) -> None:
                                            headers=world.auth(who))).json()
     assert listed == {"consultations": []}
     await move(world, cid, "cancelled", who, status=403)
-    audited = world.query(lambda s: s.scalar(sa.select(sa.func.count()).select_from(AuditLog)
-                                             .where(AuditLog.actor_id == world.people[who]
-                                                    .user_id)))
-    assert audited == 0
+    # The refused attempts are audited (in their own transaction), and so is the empty list.
+    audited = world.query(lambda s: [
+        (a.action, a.outcome, a.object_type, a.object_id, a.ids, a.detail)
+        for a in s.scalars(sa.select(AuditLog).where(
+            AuditLog.actor_id == world.people[who].user_id).order_by(AuditLog.id))])
+    assert audited == [
+        ("consultation.read", "refused", "consultation", cid, None, "forbidden"),
+        ("consultation.list", "ok", "consultation", None, [], None),
+        ("consultation.transition", "refused", "consultation", cid, None, "forbidden")]
 
 
 @pytest.mark.parametrize("who", ["doctor", "colleague", "expert", "coordinator", "admin"])
@@ -213,10 +218,11 @@ async def test_authorised_reads_and_their_audit_rows(world: World, who: str) -> 
                                            headers=world.auth(who))).json()
     assert [c["id"] for c in listed["consultations"]] == [cid]
     assert "patient" not in listed["consultations"][0]
-    rows = world.query(lambda s: records.audit_rows(s, cid))
-    assert [(r["actor_id"], r["action"]) for r in rows] == [
-        (world.people[who].user_id, "consultation.read"),
-        (world.people[who].user_id, "consultation.list")]
+    rows = world.query(lambda s: audit.rows_about(s, "consultation", cid))
+    assert [(r["actor_id"], r["action"], r["outcome"], r["object_id"], r["ids"])
+            for r in rows] == [
+        (world.people[who].user_id, "consultation.read", "ok", cid, None),
+        (world.people[who].user_id, "consultation.list", "ok", None, [cid])]
 
 
 async def test_no_token_is_401(world: World) -> None:
@@ -398,8 +404,9 @@ async def test_room_tokens_for_the_live_session(world: World, aiohttp_client: An
     for who in ("stranger", "other_expert"):
         status, body = await room_token(client, world, cid, who)
         assert status == 403
-    rows = world.query(lambda s: records.audit_rows(s, cid))
-    assert sum(r["action"] == "consultation.room_token" for r in rows) == 5
+    rows = world.query(lambda s: audit.rows_about(s, "consultation", cid))
+    tokens = [r["outcome"] for r in rows if r["action"] == "consultation.room_token"]
+    assert tokens == ["ok"] * 5 + ["refused"] * 2
     await move(world, cid, "in_session", "expert")
     assert (await room_token(client, world, cid, "expert"))[0] == 200
     await move(world, cid, "reported", "expert")

@@ -246,15 +246,15 @@ async def test_the_calendar_shows_patients_only_to_readers(world: World) -> None
         (None, True), (stranger_cid, False)]
     assert seen[0]["requesting_hospital"] == "Xian County People's Hospital"
     assert text.count(PATIENT["name"]) == 1 and PATIENT["record_number"] not in text
+    # One audit row per calendar read, with the ids of the consultations it showed.
     audited = world.query(lambda s: sorted(
-        (r.actor_id, r.object_id) for r in s.scalars(sa.select(AuditLog).where(
+        (r.actor_id, tuple(r.ids or ())) for r in s.scalars(sa.select(AuditLog).where(
             AuditLog.action == "consultation.calendar"))))
     people = world.people
     # The coordinator read it twice (whole calendar, then one expert's).
-    assert audited == sorted([(people["coordinator"].user_id, cid),
-                              (people["coordinator"].user_id, stranger_cid),
-                              (people["coordinator"].user_id, stranger_cid),
-                              (people["stranger"].user_id, stranger_cid)])
+    assert audited == sorted([(people["coordinator"].user_id, tuple(sorted([cid, stranger_cid]))),
+                              (people["coordinator"].user_id, (stranger_cid,)),
+                              (people["stranger"].user_id, (stranger_cid,))])
     bad = await world.client.get("/api/v1/appointments?from=2026-03-10T00:00:00%2B00:00&to="
                                  "2026-03-01T00:00:00%2B00:00", headers=world.auth("admin"))
     assert bad.status == 400

@@ -116,14 +116,20 @@ async def test_only_the_two_hospitals_see_a_referral(world: World,
         assert detail["patient"]["name"] == PATIENT["name"]
     listed = await call(world, "GET", "/api/v1/referrals", "doctor")
     assert [r["id"] for r in listed["referrals"]] == [rid]
-    audit = world.query(lambda s: [(r.actor_id, r.action) for r in s.scalars(
-        sa.select(AuditLog).where(AuditLog.object_type == "referral",
-                                  AuditLog.object_id == rid).order_by(AuditLog.id))])
+    audit = world.query(lambda s: [(r.actor_id, r.action, r.outcome, r.ids) for r in s.scalars(
+        sa.select(AuditLog).where(AuditLog.object_type == "referral").order_by(AuditLog.id))])
     people = world.people
-    assert audit == [(people[w].user_id, "referral.read") for w in
-                     ("doctor", "colleague", "expert", "coordinator", "admin")] + [
+    assert [(a, action) for a, action, outcome, ids in audit
+            if outcome == "ok" and ids != []] == [
+        (people[w].user_id, "referral.read") for w in
+        ("doctor", "colleague", "expert", "coordinator", "admin")] + [
         (people["doctor"].user_id, "referral.list")]
-    assert all(people["stranger"].user_id != actor for actor, _ in audit)
+    assert audit[-1][3] == [rid]  # the list row names what it returned
+    # The stranger read nothing (its list came back empty), and each of its attempts on the
+    # referral itself is recorded as refused.
+    stranger = [row for row in audit if row[0] == people["stranger"].user_id]
+    assert stranger and all(outcome == "refused" or ids == []
+                            for _, _, outcome, ids in stranger)
     response = await world.client.get("/api/v1/referrals/999999",
                                       headers=world.auth("doctor"))
     assert response.status == 404
