@@ -107,6 +107,7 @@ class RecordsSettings:
     database_url: str
     token_secret: str
     max_upload_bytes: int
+    secure_cookies: bool = False
 
     def database_for(self, data_dir: Path) -> str:
         return self.database_url or f"sqlite:///{data_dir / 'records.sqlite3'}"
@@ -321,6 +322,7 @@ def load_settings(
                 database_url=str(merged["records"]["database_url"]),
                 token_secret=str(merged["records"]["token_secret"]),
                 max_upload_bytes=int(merged["records"]["max_upload_bytes"]),
+                secure_cookies=bool(merged["records"]["secure_cookies"]),
             ),
             recorder=RecorderSettings(
                 enabled=bool(merged["recorder"]["enabled"]),
