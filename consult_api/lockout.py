@@ -88,7 +88,7 @@ class AddressLimiter:
         level = self._level(address, now)
         if level >= 1:
             return 0
-        return max(1, math.ceil((1 - level) / self._rate))
+        return max(1, math.ceil(round((1 - level) / self._rate, 6)))  # no float residue
 
     def fail(self, address: str, now: datetime) -> None:
         level = self._level(address, now) - 1

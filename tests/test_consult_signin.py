@@ -4,6 +4,7 @@ the test's control."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -571,3 +572,22 @@ async def test_room_tokens_carry_the_display_name(world: World, aiohttp_client: 
                                  headers=world.auth("expert"))
     grant = MEDIA_TOKENS.verify((await response.json())["token"])
     assert grant.name == "Expert"
+
+
+async def test_a_link_redeemed_twice_at_once_sets_one_password(world: World,
+                                                               aiohttp_client: Any) -> None:
+    client = await app_client(world, aiohttp_client)
+    response = await client.post("/api/v1/users", headers=world.auth("admin"), json={
+        "username": "sun", "display_name": "孙医生", "role": "coordinator",
+        "hospital_id": world.people["coordinator"].hospital_id})
+    token = (await response.json())["set_password_url"].removeprefix("/#/set-password/")
+    passwords = [f"Race-password-{n}" for n in range(4)]
+    responses = await asyncio.gather(*[
+        client.post("/api/v1/password-links/redeem", json={"token": token, "password": p})
+        for p in passwords])
+    statuses = [r.status for r in responses]
+    assert sorted(statuses) == [204, 400, 400, 400]
+    winner = passwords[statuses.index(204)]
+    await sign_in(client, "sun", winner)
+    for loser in set(passwords) - {winner}:
+        assert (await attempt(client, "sun", loser))[0] == 401
