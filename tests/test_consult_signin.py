@@ -591,3 +591,52 @@ async def test_a_link_redeemed_twice_at_once_sets_one_password(world: World,
     await sign_in(client, "sun", winner)
     for loser in set(passwords) - {winner}:
         assert (await attempt(client, "sun", loser))[0] == 401
+
+
+async def test_sessions_end_when_idle_for_30_minutes_and_after_12_hours(
+        world: World, aiohttp_client: Any) -> None:
+    clock = ManualClock()
+    client = await app_client(world, aiohttp_client, clock)
+    username = await give_password(client, world, "expert")
+    idle = await sign_in(client, username)
+    clock.advance(minutes=29)
+    assert (await idle.call("GET", "/api/v1/me")).status == 200  # activity keeps it alive
+    clock.advance(minutes=29)
+    assert (await idle.call("GET", "/api/v1/me")).status == 200
+    clock.advance(minutes=30)
+    assert (await idle.call("GET", "/api/v1/me")).status == 401
+
+    busy = await sign_in(client, username)
+    for _ in range(35):  # 11 h 40 min of steady use
+        clock.advance(minutes=20)
+        assert (await busy.call("GET", "/api/v1/me")).status == 200
+    clock.advance(minutes=20)
+    response = await busy.call("GET", "/api/v1/me")
+    assert (response.status, (await response.json())["code"]) == (401, "unauthenticated")
+
+
+async def test_an_admin_reset_ends_sessions_password_and_authenticator(
+        world: World, aiohttp_client: Any) -> None:
+    clock = ManualClock()
+    client = await app_client(world, aiohttp_client, clock)
+    username = await give_password(client, world, "coordinator")
+    browser = await sign_in(client, username)
+    secret = (await (await browser.call("POST", "/api/v1/me/totp")).json())["secret"]
+    response = await browser.call("POST", "/api/v1/me/totp/confirm",
+                                  json={"code": pyotp.TOTP(secret).at(clock.now)})
+    assert response.status == 204
+    coordinator = world.people["coordinator"].user_id
+    response = await client.post(f"/api/v1/users/{coordinator}/reset",
+                                 headers=world.auth("admin"))
+    assert response.status == 200
+    assert (await browser.call("GET", "/api/v1/me")).status == 401
+    status, body, _ = await attempt(client, username, totp=pyotp.TOTP(secret).at(clock.now))
+    assert (status, body["code"]) == (401, "bad-credentials")
+    link = (await response.json())["set_password_url"].removeprefix("/#/set-password/")
+    response = await client.post("/api/v1/password-links/redeem",
+                                 json={"token": link, "password": "Fresh-start-2026"})
+    assert response.status == 204
+    browser = await sign_in(client, username, "Fresh-start-2026")  # no code asked any more
+    assert (await (await browser.call("GET", "/api/v1/me")).json())["totp_enabled"] is False
+    response = await client.post("/api/v1/users/999999/reset", headers=world.auth("admin"))
+    assert response.status == 404
