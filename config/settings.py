@@ -121,6 +121,7 @@ class RecordsSettings:
     database_url: str
     token_secret: str
     max_upload_bytes: int
+    secure_cookies: bool = False
     # Signed webhooks on every state change, as given: [{url, secret, events}] (checked by
     # consult_api.webhooks.parse_targets when the service starts).
     webhooks: tuple[dict[str, Any], ...] = ()
@@ -406,6 +407,7 @@ def load_settings(
                 token_secret=str(merged["records"]["token_secret"]),
                 max_upload_bytes=int(merged["records"]["max_upload_bytes"]),
                 webhooks=_tables(merged["records"], "records", "webhooks"),
+                secure_cookies=bool(merged["records"]["secure_cookies"]),
             ),
             recorder=RecorderSettings(
                 enabled=bool(merged["recorder"]["enabled"]),

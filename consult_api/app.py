@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+from argon2 import PasswordHasher
 from sqlalchemy.orm import Session
 
 from consult_api import (
@@ -27,9 +28,11 @@ from consult_api import (
     materials,
     records,
     reports,
+    session_routes,
     statistics,
+    users_routes,
 )
-from consult_api.auth import ApiTokens, service_token_matches
+from consult_api.auth import service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import (
     InvalidRequest,
@@ -44,13 +47,15 @@ from consult_api.http import (
     DATABASE_URL,
     MAX_BODY,
     MAX_UPLOAD,
+    PASSWORD_HASHER,
+    PEPPER,
     RECORDER_TOKEN,
     ROOM_TOKEN_GRACE,
     ROOM_TOKEN_MAX_TTL,
     ROOM_TOKEN_MIN_TTL,
     ROOM_TOKENS,
+    SECURE_COOKIES,
     SESSIONS,
-    TOKENS,
     Clock,
     RoomTokenMinter,
     actor_of,
@@ -62,6 +67,7 @@ from consult_api.http import (
     utc_now,
 )
 from consult_api.openapi import OPENAPI_PATH, document
+from consult_api.passwords import default_hasher
 from consult_api.safe_headers import add_security_headers, attachment_disposition
 from consult_api.schemas import (
     consultation_detail,
@@ -71,7 +77,6 @@ from consult_api.schemas import (
     parse_hospital,
     parse_schedule,
     parse_transition,
-    parse_user,
 )
 from consult_api.webhooks import RetryPolicy, WebhookTarget
 
@@ -138,13 +143,6 @@ async def create_hospital(request: web.Request) -> web.Response:
     return web.json_response({"id": new_id}, status=201)
 
 
-async def create_user(request: web.Request) -> web.Response:
-    actor = actor_of(request)
-    data = parse_user(await json_body(request))
-    new_id = await in_db(request, lambda s: records.create_user(s, actor, data))
-    return web.json_response({"id": new_id}, status=201)
-
-
 async def list_experts(request: web.Request) -> web.Response:
     actor_of(request)
     return web.json_response({"experts": await in_db(request, records.list_experts)})
@@ -163,7 +161,7 @@ async def post_room_token(request: web.Request) -> web.Response:
         request, lambda s: records.live_room(s, actor, consultation_id, now))
     ttl = int((slot_end + ROOM_TOKEN_GRACE - now).total_seconds())
     ttl = min(max(ttl, ROOM_TOKEN_MIN_TTL), ROOM_TOKEN_MAX_TTL)
-    token = authority.mint(room=room, role=role, name=f"user-{actor.user_id}", ttl=ttl,
+    token = authority.mint(room=room, role=role, name=actor.name, ttl=ttl,
                            subject=f"consult-user-{actor.user_id}", now=now.timestamp())
     return web.json_response({"room": room, "role": role, "token": token,
                               "expires_at": int(now.timestamp()) + ttl})
@@ -323,20 +321,31 @@ async def get_openapi(request: web.Request) -> web.Response:
 def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
                room_tokens: RoomTokenMinter | None = None, data_dir: Path | None = None,
                max_upload: int = DEFAULT_MAX_UPLOAD,
-               recorder_token: str | None = None,
+               recorder_token: str | None = None, secure_cookies: bool = False,
+               password_hasher: PasswordHasher | None = None,
                webhooks: Sequence[WebhookTarget] = (),
                webhook_retry: RetryPolicy | None = None) -> web.Application:
     """The consultation records API. The schema must exist (``consult_api.db.upgrade``).
 
+    ``token_secret`` keys the stored hashes of session cookies, API tokens and
+    set-password links (at least 32 characters); ``secure_cookies`` marks the session
+    cookie Secure (serve over HTTPS); ``password_hasher`` defaults to argon2id with the
+    library's parameters (sign-in rehashes passwords stored with other parameters).
     ``room_tokens`` mints media-server tokens for scheduled live rooms (optional);
     ``data_dir`` holds uploaded materials (default ``data``), each at most ``max_upload``
     bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs;
     ``webhooks`` receive every state change, signed (``consult_api.webhooks``)."""
-    # errors_middleware is outermost: audit.middleware sees ConsultErrors before they
-    # become responses (it records refused and failed attempts).
-    app = web.Application(middlewares=[errors_middleware, audit.middleware],
+    if len(token_secret) < 32:
+        raise ValueError("the token secret must be at least 32 characters")
+    # errors_middleware is outermost; the sign-in middleware then says who is asking; and
+    # audit.middleware sees ConsultErrors before they become responses (it records refused
+    # and failed attempts, by whom).
+    app = web.Application(middlewares=[errors_middleware, session_routes.auth_middleware,
+                                       audit.middleware],
                           client_max_size=MAX_BODY)
-    app[TOKENS] = ApiTokens(token_secret)
+    app[PEPPER] = token_secret
+    app[SECURE_COOKIES] = secure_cookies
+    app[PASSWORD_HASHER] = password_hasher if password_hasher is not None else default_hasher()
     app[DATA_DIR] = data_dir if data_dir is not None else Path("data")
     app[MAX_UPLOAD] = max_upload
     app[RECORDER_TOKEN] = recorder_token
@@ -352,7 +361,6 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
 
     app.cleanup_ctx.append(database)
     app.router.add_post("/api/v1/hospitals", create_hospital)
-    app.router.add_post("/api/v1/users", create_user)
     app.router.add_get("/api/v1/experts", list_experts)
     app.router.add_post("/api/v1/consultations", create_consultation)
     app.router.add_get("/api/v1/consultations", list_consultations)
@@ -373,6 +381,8 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get("/api/v1/report-templates", list_report_templates)
     app.router.add_get("/api/v1/statistics", get_statistics)
     app.router.add_get(OPENAPI_PATH, get_openapi)
+    session_routes.add_routes(app)
+    users_routes.add_routes(app)
     domain_routes.add_routes(app, webhooks, webhook_retry)
     icd10_routes.add_routes(app)
     dicom_routes.add_routes(app)

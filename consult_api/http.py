@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
+from argon2 import PasswordHasher
 from sqlalchemy.orm import Session, sessionmaker
 
 from consult_api import records
-from consult_api.auth import ApiTokens
-from consult_api.errors import ConsultError, InvalidRequest, NotFound
+from consult_api.errors import ConsultError, InvalidRequest, NotFound, Unauthenticated
 from consult_api.json_input import check_value, parse_json_object
 from consult_api.workflow import Actor
 
@@ -38,8 +38,23 @@ class RoomTokenMinter(Protocol):
              now: float | None = None) -> str: ...
 
 
+@dataclass(frozen=True)
+class Auth:
+    """Who is asking, as the auth middleware found it (``session_routes``): the actor, or
+    why there is none (or why it may not act: a failed CSRF check), and how it signed in."""
+
+    actor: Actor | None
+    failure: ConsultError | None = None
+    session_id: str | None = None  # set when signed in with the session cookie
+    csrf_token: str | None = None
+
+
 SESSIONS = web.AppKey("sessions", sessionmaker[Session])
-TOKENS = web.AppKey("tokens", ApiTokens)
+# The service's token secret: the pepper of every stored credential hash.
+PEPPER = web.AppKey("pepper", str)
+SECURE_COOKIES = web.AppKey("secure_cookies", bool)
+PASSWORD_HASHER = web.AppKey("password_hasher", PasswordHasher)
+AUTH = web.RequestKey("auth", Auth)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 DATABASE_URL = web.AppKey("database_url", str)
 ROOM_TOKENS: web.AppKey[RoomTokenMinter | None] = web.AppKey("room_tokens")
@@ -81,10 +96,23 @@ async def errors_middleware(request: web.Request,
                                  status=500)
 
 
+def auth_of(request: web.Request) -> Auth:
+    """The actor, or raise why there is none (401 ``unauthenticated``, 403 ``csrf-failed``)."""
+    found: Auth | None = request.get(AUTH)
+    if found is None:
+        raise Unauthenticated("sign in, or send an API token")
+    if found.failure is not None:
+        raise found.failure
+    if found.actor is None:
+        raise Unauthenticated("sign in, or send an API token")
+    return found
+
+
 def actor_of(request: web.Request) -> Actor:
-    """Who is asking, with the client address (for the audit trail)."""
-    actor = request.app[TOKENS].from_header(request.headers.get("Authorization"))
-    return replace(actor, address=request.remote or "")
+    """Who is asking: role and hospital as the users table says on this request."""
+    actor = auth_of(request).actor
+    assert actor is not None
+    return actor
 
 
 def path_id(request: web.Request, what: str = "consultation") -> int:

@@ -99,6 +99,7 @@ async def _serve_records(settings: Settings) -> None:
         url, records.token_secret, data_dir=data_dir, max_upload=records.max_upload_bytes,
         recorder_token=settings.recorder.handoff_token or None,
         room_tokens=token_authority(settings), webhooks=webhooks,
+        secure_cookies=records.secure_cookies,
     )
     async with serving_on(app, sockets):
         print(f"huizhen records service listening on http://{records.host}:{records.port}",
@@ -110,31 +111,88 @@ def cmd_records(args: argparse.Namespace) -> None:
     _run(_serve_records(_safe_settings(args, "records")))
 
 
+RECORDS_ADMIN_MAX_TTL = 30 * 24 * 3600
+
+
+def _records_base_url(host: str, port: int) -> str:
+    """The records service's address for links printed on the server itself."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def cmd_records_admin(args: argparse.Namespace) -> None:
-    """Bootstrap the records service: a hospital and its first admin, and an API token."""
+    """Bootstrap the records service: a hospital and its first admin (found again, not
+    duplicated, when run twice with the same hospital and username); prints a one-time
+    set-password link and, with ``--api-token``, an API token (at most 30 days)."""
+    from datetime import UTC, datetime
+
+    from consult_api import accounts
+    from consult_api.errors import ConsultError
+
+    # Refuse bad arguments in one line, before the database (and its logging) starts.
+    if args.api_token and not accounts.API_TOKEN_MIN_TTL <= args.ttl <= RECORDS_ADMIN_MAX_TTL:
+        print(f"huizhen: --ttl must be from {accounts.API_TOKEN_MIN_TTL} to "
+              f"{RECORDS_ADMIN_MAX_TTL} seconds (30 days)", file=sys.stderr)
+        sys.exit(2)
+    try:
+        username = accounts.normalise_username(args.username)
+    except ConsultError as exc:
+        print(f"huizhen: --username: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+
+    import sqlalchemy as sa
     from sqlalchemy.orm import Session
 
     from consult_api import records
-    from consult_api.auth import ApiTokens
     from consult_api.db import make_engine, make_sessionmaker, upgrade
-    from consult_api.workflow import Actor, Role
+    from consult_api.models import Hospital, User
+    from consult_api.workflow import Role
 
     settings = _settings(args)
+    secret = settings.records.token_secret
     data_dir = settings.storage.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.records.database_for(data_dir)
     upgrade(url)
+    now = datetime.now(UTC)
+
+    def bootstrap(session: Session) -> tuple[str, datetime, str | None]:
+        hospital_id = session.scalar(sa.select(Hospital.id).where(
+            Hospital.name == args.hospital).order_by(Hospital.id).limit(1))
+        if hospital_id is None:
+            hospital_id = records.add_hospital(session, args.hospital, args.level)
+        user = session.scalars(sa.select(User).where(User.username == username)).one_or_none()
+        if user is None:
+            user_id = records.add_user(session, hospital_id, args.name, Role.ADMIN)
+            session.get_one(User, user_id).username = username
+        elif user.role != Role.ADMIN.value or user.hospital_id != hospital_id:
+            raise ConsultError(f"the username {username} belongs to another account")
+        else:
+            user_id = user.id
+        link, expires = accounts.issue_link(session, secret, user_id, now)
+        token = None
+        if args.api_token:
+            token = accounts.issue_api_token(session, secret, user_id, "records-admin",
+                                             args.ttl, now)[1]
+        return link, expires, token
+
     engine = make_engine(url)
     try:
-        def create(session: Session) -> Actor:
-            hospital = records.add_hospital(session, args.hospital, args.level)
-            user = records.add_user(session, hospital, args.name, Role.ADMIN)
-            return Actor(user_id=user, role=Role.ADMIN, hospital_id=hospital)
-
-        actor = records.run_in_session(make_sessionmaker(engine), create)
+        link, expires, token = records.run_in_session(make_sessionmaker(engine), bootstrap)
+    except ConsultError as exc:
+        print(f"huizhen: {exc.message}", file=sys.stderr)
+        sys.exit(2)
     finally:
         engine.dispose()
-    print(ApiTokens(settings.records.token_secret).mint(actor, ttl=args.ttl))
+    base = _records_base_url(settings.records.host, settings.records.port)
+    print(f"{base}{link}")
+    if token is not None:
+        print(token)
+    print(f"open the link before {expires.isoformat(timespec='minutes')} to set the password "
+          f"of {username}", file=sys.stderr)
 
 
 def cmd_records_import_icd10(args: argparse.Namespace) -> None:
@@ -193,12 +251,16 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("records", help="run the consultation records service").set_defaults(
         func=cmd_records)
     admin = commands.add_parser("records-admin",
-                                help="create a hospital and its first records admin; "
-                                     "prints an API token")
+                                help="create (once) a hospital and its first records admin; "
+                                     "prints a set-password link")
     admin.add_argument("--hospital", required=True)
     admin.add_argument("--level", required=True, choices=["province", "prefecture", "county"])
     admin.add_argument("--name", required=True, help="the admin's display name")
-    admin.add_argument("--ttl", type=int, default=3600, help="token lifetime in seconds")
+    admin.add_argument("--username", required=True, help="the admin's sign-in name")
+    admin.add_argument("--api-token", action="store_true",
+                       help="also print an API token for scripts")
+    admin.add_argument("--ttl", type=int, default=3600,
+                       help="API token lifetime in seconds (at most 30 days)")
     admin.set_defaults(func=cmd_records_admin)
     icd = commands.add_parser("records-import-icd10",
                               help="import an ICD-10 code table (CSV: code,name_zh[,name_en]) "

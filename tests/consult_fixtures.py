@@ -10,9 +10,8 @@ import pytest
 
 from consult_api import records
 from consult_api.app import create_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker, upgrade
-from tests.test_consult_api import MEDIA_TOKENS, SECRET, Clock, World, seed
+from tests.test_consult_api import MEDIA_TOKENS, SECRET, Clock, DbTokens, World, seed
 from tests.test_consult_db import database_url
 
 
@@ -34,4 +33,4 @@ async def world(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
         engine.dispose()
     client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
                                              room_tokens=MEDIA_TOKENS))
-    yield World(client=client, url=migrated, people=people, tokens=ApiTokens(SECRET))
+    yield World(client=client, url=migrated, people=people, tokens=DbTokens(migrated))

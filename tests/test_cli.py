@@ -107,16 +107,50 @@ async def test_records_command_migrates_and_serves(tmp_path):
         assert stop_process(service) == 0
 
 
-def test_records_admin_bootstraps_the_first_admin(tmp_path):
-    from consult_api.auth import ApiTokens
+async def test_records_admin_is_idempotent_and_prints_a_link_and_a_capped_token(
+        tmp_path, aiohttp_client):
+    import sqlalchemy as sa
 
-    env = {"HUIZHEN_STORAGE_DATA_DIR": str(tmp_path)}
-    result = run_cli("records-admin", "--hospital", "Provincial Hospital", "--level",
-                     "province", "--name", "Records Admin", **env)
-    assert result.returncode == 0, result.stderr
-    actor = ApiTokens(make_settings().records.token_secret).verify(result.stdout.strip())
-    assert actor.role.value == "admin"
-    assert (tmp_path / "records.sqlite3").exists()
+    from consult_api.app import create_app as create_records_app
+    from consult_api.db import make_engine
+    from consult_api.models import Hospital, User
+
+    env = {"HUIZHEN_STORAGE_DATA_DIR": str(tmp_path), "HUIZHEN_RECORDS_PORT": "9123"}
+    command = ("records-admin", "--hospital", "Provincial Hospital", "--level", "province",
+               "--name", "Records Admin", "--username", "Admin")
+    first = run_cli(*command, **env)
+    assert first.returncode == 0, first.stderr
+    [first_link] = first.stdout.split()
+    assert first_link.startswith("http://127.0.0.1:9123/#/set-password/")
+    second = run_cli(*command, "--api-token", "--ttl", "86400", **env)
+    assert second.returncode == 0, second.stderr
+    link, token = second.stdout.split()
+    assert token.startswith("hz_") and link != first_link
+    too_long = run_cli(*command, "--api-token", "--ttl", str(30 * 24 * 3600 + 1), **env)
+    assert too_long.returncode == 2
+    assert len(too_long.stderr.strip().splitlines()) == 1 and "--ttl" in too_long.stderr
+
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert connection.scalar(sa.select(sa.func.count()).select_from(Hospital)) == 1
+            users = connection.execute(sa.select(User.username, User.role)).all()
+    finally:
+        engine.dispose()
+    assert users == [("admin", "admin")]
+
+    # The link (the newest one only) sets the password; the token is the admin's.
+    client = await aiohttp_client(create_records_app(url, make_settings().records.token_secret))
+    response = await client.get("/api/v1/session", headers={"Authorization": f"Bearer {token}"})
+    assert response.status == 200 and (await response.json())["user"]["role"] == "admin"
+    for old_or_new, status in [(first_link, 400), (link, 204)]:
+        response = await client.post("/api/v1/password-links/redeem", json={
+            "token": old_or_new.split("/#/set-password/")[1], "password": "Records-admin-1"})
+        assert response.status == status
+    response = await client.post("/api/v1/session", json={"username": "admin",
+                                                         "password": "Records-admin-1"})
+    assert response.status == 200
 
 
 def test_records_refuses_a_bad_webhook_in_one_line(tmp_path):

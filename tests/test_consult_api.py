@@ -14,9 +14,8 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from sqlalchemy.orm import Session
 
-from consult_api import audit, records
+from consult_api import accounts, audit, records
 from consult_api.app import create_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.models import AuditLog, ConsultationTransition
 from consult_api.workflow import Actor, Role
@@ -44,12 +43,34 @@ class Clock:
         return self.now
 
 
+class DbTokens:
+    """Real API tokens for test people, issued through the database like an admin would
+    (one per person, cached), valid for a year from the real clock."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.issued: dict[int, str] = {}
+
+    def mint(self, actor: Actor) -> str:
+        if actor.user_id not in self.issued:
+            engine = make_engine(self.url)
+            try:
+                _, token, _ = records.run_in_session(
+                    make_sessionmaker(engine), lambda s: accounts.issue_api_token(
+                        s, SECRET, actor.user_id, "tests", accounts.API_TOKEN_MAX_TTL,
+                        datetime.now(UTC)))
+            finally:
+                engine.dispose()
+            self.issued[actor.user_id] = token
+        return self.issued[actor.user_id]
+
+
 @dataclass
 class World:
     client: TestClient[Any, Any]
     url: str
     people: dict[str, Actor]
-    tokens: ApiTokens
+    tokens: DbTokens
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens.mint(self.people[who])}"}

@@ -18,12 +18,11 @@ from pydicom.data import get_testdata_file
 
 from consult_api import records
 from consult_api.app import create_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.models import Artefact, AuditLog, Material
 from recorder.handoff import handoff_body
 from recorder.manifest import FileEntry, Manifest, TrackEntry, file_digest
-from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, World, seed
+from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, DbTokens, World, seed
 
 LIMIT = 1024 * 1024
 RECORDER_TOKEN = "recorder-service-token-" + "r" * 20
@@ -46,7 +45,7 @@ async def site(migrated: str, aiohttp_client: Any, tmp_path: Path) -> AsyncItera
     client = await aiohttp_client(create_app(
         migrated, SECRET, clock=Clock(), room_tokens=MEDIA_TOKENS, data_dir=data_dir,
         max_upload=LIMIT, recorder_token=RECORDER_TOKEN))
-    yield Site(client=client, url=migrated, people=people, tokens=ApiTokens(SECRET),
+    yield Site(client=client, url=migrated, people=people, tokens=DbTokens(migrated),
                data_dir=data_dir)
 
 

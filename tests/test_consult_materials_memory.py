@@ -16,10 +16,9 @@ import aiohttp
 import psutil  # type: ignore[import-untyped]
 
 from consult_api import records
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker, upgrade
 from tests.conftest import free_port, stop_process
-from tests.test_consult_api import REQUEST, SECRET, seed
+from tests.test_consult_api import REQUEST, SECRET, DbTokens, seed
 
 SIZE = 500 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -86,7 +85,7 @@ async def test_a_500_mb_upload_keeps_memory_flat(tmp_path: Path) -> None:
                                SECRET])
     try:
         await wait_until_up(base)
-        auth = {"Authorization": f"Bearer {ApiTokens(SECRET).mint(people['doctor'])}"}
+        auth = {"Authorization": f"Bearer {DbTokens(url).mint(people['doctor'])}"}
         digest = hashlib.sha256()
 
         async def body() -> AsyncIterator[bytes]:

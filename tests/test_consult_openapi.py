@@ -17,11 +17,10 @@ from schemathesis.checks import not_a_server_error
 
 from consult_api import records
 from consult_api.app import create_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker, upgrade
 from consult_api.openapi import OPENAPI_PATH, document
 from consult_api.workflow import Actor
-from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, seed
+from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, DbTokens, seed
 
 RECORDER = "recorder-test-secret-" + "z" * 20
 schema = schemathesis.openapi.from_dict(document())
@@ -63,7 +62,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Actor]]]:
+def live(tmp_path_factory: pytest.TempPathFactory,
+         ) -> Iterator[tuple[str, dict[str, Actor], str]]:
     tmp: Path = tmp_path_factory.mktemp("openapi")
     url = f"sqlite:///{tmp / 'consult.sqlite3'}"
     upgrade(url)
@@ -75,18 +75,17 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     server = Server(create_app(url, SECRET, room_tokens=MEDIA_TOKENS, data_dir=tmp / "files",
                                max_upload=1024 * 1024, recorder_token=RECORDER))
     base = server.start()
-    tokens = ApiTokens(SECRET)
-    doctor = {"Authorization": f"Bearer {tokens.mint(people['doctor'])}"}
+    doctor = {"Authorization": f"Bearer {DbTokens(url).mint(people['doctor'])}"}
     response = requests.post(f"{base}/api/v1/consultations", json=REQUEST, headers=doctor,
                              timeout=30)
     assert response.status_code == 201, response.text
     try:
-        yield base, people
+        yield base, people, url
     finally:
         server.stop()
 
 
-def test_the_description_is_served(live: tuple[str, dict[str, Actor]]) -> None:
+def test_the_description_is_served(live: tuple[str, dict[str, Actor], str]) -> None:
     response = requests.get(live[0] + OPENAPI_PATH, timeout=30)
     assert response.status_code == 200
     assert response.json() == document()
@@ -94,12 +93,13 @@ def test_the_description_is_served(live: tuple[str, dict[str, Actor]]) -> None:
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors(case: Any, live: tuple[str, dict[str, Actor]]) -> None:
-    base, people = live
+def test_no_server_errors(case: Any, live: tuple[str, dict[str, Actor], str]) -> None:
+    base, people, url = live
     if case.operation.path == "/api/v1/artefacts":
         token = RECORDER
     else:
-        token = ApiTokens(SECRET).mint(people["admin"])
+        # A fresh token per case: a fuzzed DELETE /api-tokens/{id} may revoke the last.
+        token = DbTokens(url).mint(people["admin"])
     response = case.call(base_url=base, headers={"Authorization": f"Bearer {token}"},
                          timeout=30)
     assert response.status_code < 500, (case.operation.label, response.text)

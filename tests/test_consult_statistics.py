@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from consult_api import records, reports
 from consult_api.app import create_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.schemas import ScheduleIn, TransitionIn, parse_consultation
 from consult_api.statistics import (
@@ -23,7 +22,7 @@ from consult_api.statistics import (
     percentile,
 )
 from consult_api.workflow import Actor, State
-from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, World, seed
+from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, DbTokens, World, seed
 
 T0 = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -164,7 +163,7 @@ async def world(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
         engine.dispose()
     client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
                                              room_tokens=MEDIA_TOKENS))
-    yield World(client=client, url=migrated, people=people, tokens=ApiTokens(SECRET))
+    yield World(client=client, url=migrated, people=people, tokens=DbTokens(migrated))
 
 
 async def stats(world: World, who: str) -> dict[str, Any]:

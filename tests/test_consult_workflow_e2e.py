@@ -12,9 +12,8 @@ import numpy as np
 
 from consult_api import records
 from consult_api.app import create_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker
-from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, seed
+from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, DbTokens, seed
 
 
 async def test_request_materials_schedule_session_report_close(migrated: str, tmp_path: Path,
@@ -24,7 +23,7 @@ async def test_request_materials_schedule_session_report_close(migrated: str, tm
     engine.dispose()
     client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
                                              room_tokens=MEDIA_TOKENS, data_dir=tmp_path))
-    tokens = ApiTokens(SECRET)
+    tokens = DbTokens(migrated)
 
     def auth(who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens.mint(people[who])}"}

@@ -28,12 +28,11 @@ from pydicom.uid import (
 
 from consult_api import dicom, records
 from consult_api.app import create_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import Unprocessable
 from consult_api.models import Material
 from tests import dicom_samples as samples
-from tests.test_consult_api import MEDIA_TOKENS, SECRET, Clock, seed
+from tests.test_consult_api import MEDIA_TOKENS, SECRET, Clock, DbTokens, seed
 from tests.test_consult_materials import Site, consultation, count, stored_files, upload
 
 LIMIT = 16 * 1024 * 1024
@@ -52,7 +51,7 @@ async def dicom_site_fixture(migrated: str, aiohttp_client: Any,
     client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
                                              room_tokens=MEDIA_TOKENS, data_dir=data_dir,
                                              max_upload=LIMIT))
-    yield Site(client=client, url=migrated, people=people, tokens=ApiTokens(SECRET),
+    yield Site(client=client, url=migrated, people=people, tokens=DbTokens(migrated),
                data_dir=data_dir)
 
 

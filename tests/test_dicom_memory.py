@@ -22,11 +22,10 @@ import psutil  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 
 from consult_api import records
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker, upgrade
 from tests import dicom_samples as samples
 from tests.conftest import free_port, stop_process
-from tests.test_consult_api import REQUEST, SECRET, World, seed
+from tests.test_consult_api import REQUEST, SECRET, DbTokens, World, seed
 from tests.test_consult_materials_memory import PeakRss
 
 FRAMES = 1200  # x 512 KiB = 600 MiB
@@ -70,7 +69,7 @@ async def test_a_600_mb_dicom_upload_keeps_the_service_small(tmp_path: Path) -> 
         people = records.run_in_session(make_sessionmaker(engine), seed)
     finally:
         engine.dispose()
-    world = World(client=cast(Any, None), url=url, people=people, tokens=ApiTokens(SECRET))
+    world = World(client=cast(Any, None), url=url, people=people, tokens=DbTokens(url))
     port = free_port()
     env = {**os.environ, "HUIZHEN_RECORDS_HOST": "127.0.0.1", "HUIZHEN_RECORDS_PORT": str(port),
            "HUIZHEN_RECORDS_DATABASE_URL": url, "HUIZHEN_RECORDS_TOKEN_SECRET": SECRET,

@@ -14,13 +14,13 @@ import sqlalchemy as sa
 
 from consult_api import records
 from consult_api.app import create_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import InvalidRequest
 from consult_api.json_input import MAX_DEPTH, parse_json, parse_json_object
 from consult_api.models import Consultation
 from consult_api.openapi import ROUTES
-from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, World, seed
+from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, DbTokens, World, seed
+from tests.test_consult_signin import COOKIE, give_password, sign_in
 
 RECORDER_TOKEN = "recorder-service-token-" + "h" * 20
 
@@ -100,7 +100,7 @@ async def site(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
     client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
                                              room_tokens=MEDIA_TOKENS,
                                              recorder_token=RECORDER_TOKEN))
-    yield World(client=client, url=migrated, people=people, tokens=ApiTokens(SECRET))
+    yield World(client=client, url=migrated, people=people, tokens=DbTokens(migrated))
 
 
 def writes() -> list[tuple[str, str, str | None]]:
@@ -108,21 +108,28 @@ def writes() -> list[tuple[str, str, str | None]]:
             if method in ("post", "patch")]
 
 
-def headers_for(site: World, path: str) -> dict[str, str]:
-    if path == "/api/v1/artefacts":
-        return {"Authorization": f"Bearer {RECORDER_TOKEN}"}
-    return site.auth("admin")
+async def admin_session(site: World, username: str) -> dict[str, str]:
+    """Headers of the admin signed in with a browser session (cookie and CSRF token): some
+    routes (password change, authenticator) take a session only, never an API token."""
+    browser = await sign_in(site.client, username)
+    return {"Cookie": f"{COOKIE}={browser.cookie}", "X-CSRF-Token": browser.csrf}
 
 
 async def test_every_write_route_refuses_hostile_json(site: World) -> None:
     cid = await create_consultation(site)
+    admin = await give_password(site.client, site, "admin")
     statuses: dict[tuple[str, str, str], int] = {}
     for method, path, body in writes():
+        # A fresh session per route: the test clock moves a minute per request, and a
+        # session ends after 30 idle minutes.
+        session = await admin_session(site, admin)
+        headers = ({"Authorization": f"Bearer {RECORDER_TOKEN}"}
+                   if path == "/api/v1/artefacts" else session)
         url = path.replace("{id}", str(cid))
         for name, raw in HOSTILE.items():
             response = await site.client.request(
                 method.upper(), url, data=raw, headers={
-                    **headers_for(site, path), "Content-Type": "application/json"})
+                    **headers, "Content-Type": "application/json"})
             result = await response.json()
             statuses[(method, path, name)] = response.status
             if body is not None and body != "upload":

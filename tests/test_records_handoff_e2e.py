@@ -13,13 +13,12 @@ from aiortc import RTCPeerConnection
 
 from consult_api import records
 from consult_api.app import create_app as create_records_app
-from consult_api.auth import ApiTokens
 from consult_api.db import make_engine, make_sessionmaker, upgrade
 from huizhen.app import create_app, token_authority
 from huizhen.testpattern import PatternVideoTrack
 from signaling.client import SignalingClient
 from tests.conftest import free_port, make_settings
-from tests.test_consult_api import REQUEST, SECRET, seed
+from tests.test_consult_api import REQUEST, SECRET, DbTokens, seed
 
 RECORDER_TOKEN = "recorder-service-token-0123456789abcdef"
 
@@ -45,7 +44,7 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
         url, SECRET, data_dir=tmp_path / "records", recorder_token=RECORDER_TOKEN,
         room_tokens=token_authority(settings)), records_port)
     api = f"http://127.0.0.1:{records_port}/api/v1"
-    tokens = ApiTokens(SECRET)
+    tokens = DbTokens(url)
 
     def auth(who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens.mint(people[who])}"}
