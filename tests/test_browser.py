@@ -84,7 +84,7 @@ class Chromium:
         if self.browser is None:
             if not CHROMIUM.exists():
                 pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium "
-                            "package (./scripts/ensure-chromium installs it); they never "
+                            "package (./scripts/ensure-system-packages installs it); they never "
                             "download a browser", pytrace=False)
             self.browser = await self.playwright.chromium.launch(
                 executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
