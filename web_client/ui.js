@@ -21,7 +21,13 @@ export function el(tag, attributes = {}, ...children) {
 
 /** Load the catalogue, translate the static markup and add the language switch. */
 export async function preparePage() {
-  await loadCatalogue();
+  try {
+    await loadCatalogue();
+  } catch (err) {
+    // The page still works (showing the markup's Chinese and the keys) rather than not at all.
+    console.error("huizhen: the message catalogue could not be loaded", err);
+    return;
+  }
   translatePage();
   const bar = document.querySelector("header.bar");
   if (bar) bar.append(languageSwitch());
