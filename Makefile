@@ -6,12 +6,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench browser-deps clean
+.PHONY: demo test lint typecheck unit bench system-deps clean
 
 demo: $(STAMP)
 	$(PY) -m huizhen demo
 
-test: $(STAMP) browser-deps lint typecheck
+test: $(STAMP) system-deps lint typecheck
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -30,8 +30,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.hl7_waveform_latency
 	$(PY) -m benchmarks.media_port_guard
 
-browser-deps:
-	./scripts/ensure-chromium
+# Debian's Chromium (browser tests) and Noto Sans CJK (Chinese labels in the teaching video).
+system-deps:
+	./scripts/ensure-system-packages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

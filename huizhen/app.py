@@ -10,10 +10,11 @@ from aiortc import RTCIceServer
 
 from config import ConfigError, Settings
 from devices.binding import BindingError, parse_bindings
+from huizhen.catalogue import DEFAULT_LANGUAGE, Catalogue
 from huizhen.device_hub import DeviceHub
 from huizhen.recording_access import recording_authorizer
 from mediaserver import LatencyProbe, MediaConfig, MediaServer, RoomLimits
-from recorder.http import setup_recording_routes
+from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
 from recorder.library import RetentionPolicy, retention_context
 from recorder.service import RecorderService
 from signaling import (
@@ -123,8 +124,12 @@ def setup_recording(app: web.Application, settings: Settings, media: MediaServer
             await service.stop()
 
         app.cleanup_ctx.append(recorder_lifecycle)
+    # The teaching video's labels in the product's default language, from the catalogue
+    # the pages use (the recorder itself does not read it).
+    labels = Catalogue.load().labels("vod", DEFAULT_LANGUAGE)
     recordings = setup_recording_routes(
         app, directory, recording_authorizer(app[AUTHORITY]), settings.auth.token_secret,
+        renderer=VodRenderer(runner=subprocess_runner(labels)),
         secure_cookies=settings.server.base_url.startswith("https:"))
     if settings.recorder.retention_days > 0:
         app.cleanup_ctx.append(retention_context(

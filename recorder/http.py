@@ -37,7 +37,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,14 +96,17 @@ class PlaybackTickets:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def render_in_subprocess(directory: Path) -> None:
+async def render_in_subprocess(directory: Path,
+                               labels: Mapping[str, str] | None = None) -> None:
     """``python -m recorder.vod DIR`` at a lower CPU priority: rendering never competes
-    with the media server's event loop for the GIL."""
+    with the media server's event loop for the GIL. ``labels``: the overlay's words
+    (recorder.vod_overlay.DEFAULT_LABELS when None)."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    extra = ["--labels", json.dumps(dict(labels), ensure_ascii=False)] if labels else []
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "recorder.vod", str(directory), "--nice", "10",
+        sys.executable, "-m", "recorder.vod", str(directory), "--nice", "10", *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     try:
         stdout, stderr = await process.communicate()
@@ -116,6 +119,22 @@ async def render_in_subprocess(directory: Path) -> None:
         tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise RuntimeError(f"render exited with {process.returncode}: {tail[0]}")
     logger.info("vod %s: rendered %s", directory.name, stdout.decode(errors="replace").strip())
+
+
+@dataclass(frozen=True)
+class SubprocessRunner:
+    """Renders out of process (``render_in_subprocess``) with the overlay's words in
+    ``labels``: the composition root passes them from the message catalogue, in the
+    video's language."""
+
+    labels: Mapping[str, str]
+
+    async def __call__(self, directory: Path) -> None:
+        await render_in_subprocess(directory, self.labels)
+
+
+def subprocess_runner(labels: Mapping[str, str]) -> SubprocessRunner:
+    return SubprocessRunner(dict(labels))
 
 
 @dataclass
@@ -365,4 +384,5 @@ async def _media(request: web.Request, relative: str) -> web.StreamResponse:
 
 
 __all__ = ["COOKIE", "RECORDINGS", "Authorize", "PlaybackTickets", "RecordingService",
-           "VodRenderer", "render_in_subprocess", "setup_recording_routes"]
+           "SubprocessRunner", "VodRenderer", "render_in_subprocess", "setup_recording_routes",
+           "subprocess_runner"]

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from recorder.vod_input import (
     read_recording,
     read_timeline,
 )
-from recorder.vod_overlay import Rect, draw_vitals
+from recorder.vod_overlay import DEFAULT_LABELS, Rect, TextPainter, draw_vitals, label_text
 from recorder.vod_vitals import VitalsSeries
 
 logger = logging.getLogger(__name__)
@@ -521,8 +521,10 @@ def _write_json(path: Path, document: object) -> None:
     tmp.replace(path)
 
 
-def compose(recording: Recording, out_dir: Path, options: RenderOptions) -> int:
-    """Compose and encode ``teaching.mp4`` into ``out_dir``; returns frames written."""
+def compose(recording: Recording, out_dir: Path, options: RenderOptions,
+            labels: Mapping[str, str] = DEFAULT_LABELS) -> int:
+    """Compose and encode ``teaching.mp4`` into ``out_dir``; returns frames written.
+    ``labels``: the overlay's words (see recorder.vod_overlay.DEFAULT_LABELS)."""
     origin_ms, end_ms = media_span(recording)
     duration = (end_ms - origin_ms) / 1000.0
     frames = max(1, math.ceil(duration * options.fps - 1e-6))
@@ -535,6 +537,7 @@ def compose(recording: Recording, out_dir: Path, options: RenderOptions) -> int:
     total_samples = round(duration * AUDIO_RATE)
     encoder = BackgroundEncoder(Mp4Encoder(out_dir / MP4, options, has_audio=bool(audio)))
     canvas = np.empty((options.height, options.width, 3), dtype=np.uint8)
+    painter = TextPainter()
     # The AAC encoder's first packet is priming (1024 samples before its input). Starting
     # the input at 1024 puts that packet at time 0: no negative timestamps, so the muxer
     # shifts nothing and sound and picture share time 0 (the first 21 ms are silent).
@@ -544,10 +547,12 @@ def compose(recording: Recording, out_dir: Path, options: RenderOptions) -> int:
             t_ms = origin_ms + index * 1000.0 / options.fps
             canvas.fill(BACKGROUND)
             for slot, cursors in slots:
-                _draw_slot(canvas, slot, cursors, t_ms, slot is not layout.main)
+                label = (label_text(labels, f"role.{slot.label}", slot.label.capitalize())
+                         if slot is not layout.main else None)
+                _draw_slot(canvas, slot, cursors, t_ms, painter, label)
             if not series.empty:
                 draw_vitals(canvas, layout.vitals, series.state_at((t_ms - origin_ms) / 1000.0),
-                            (t_ms - origin_ms) / 1000.0)
+                            (t_ms - origin_ms) / 1000.0, painter, labels)
             encoder.picture(index, canvas)
             target = min(total_samples, round((index + 1) * AUDIO_RATE / options.fps))
             while audio and written < target and (target - written >= AAC_FRAME
@@ -570,7 +575,7 @@ def compose(recording: Recording, out_dir: Path, options: RenderOptions) -> int:
 
 
 def _draw_slot(canvas: np.ndarray, slot: Slot, cursors: Sequence[VideoCursor], t_ms: float,
-               labelled: bool) -> None:
+               painter: TextPainter, label: str | None) -> None:
     shown = None
     for cursor in cursors:  # every cursor advances; the latest-started live one is shown
         found = cursor.frame_at(t_ms)
@@ -583,11 +588,9 @@ def _draw_slot(canvas: np.ndarray, slot: Slot, cursors: Sequence[VideoCursor], t
         cursor, (serial, frame) = shown
         box, pixels = cursor.image(serial, frame, area)
         canvas[box.y:box.y + box.h, box.x:box.x + box.w] = pixels
-    if labelled:
-        cv2.putText(canvas, slot.label.capitalize(), (area.x + 8, area.y + area.h - 10),
-                    cv2.FONT_HERSHEY_DUPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(canvas, slot.label.capitalize(), (area.x + 8, area.y + area.h - 10),
-                    cv2.FONT_HERSHEY_DUPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    if label:
+        painter.draw(canvas, label, (area.x + 8, area.y + area.h - 10), 18, (255, 255, 255),
+                     outline=2)
 
 
 def _mix(cursors: Sequence[AudioCursor], start: int, count: int) -> np.ndarray:
@@ -619,8 +622,11 @@ def segment_hls(mp4: Path, out_dir: Path, segment_seconds: float) -> Path:
 
 
 def render(recording_dir: Path, options: RenderOptions | None = None,
-           clock: Any = time.perf_counter) -> RenderResult:
-    """Render ``<recording_dir>/vod/`` (replacing an older one) and return what it took."""
+           clock: Any = time.perf_counter,
+           labels: Mapping[str, str] = DEFAULT_LABELS) -> RenderResult:
+    """Render ``<recording_dir>/vod/`` (replacing an older one) and return what it took.
+    ``labels``: the overlay's words in the video's language (the composition root passes
+    the catalogue's ``vod.*`` entries; the default is English)."""
     options = options or RenderOptions()
     recording = read_recording(recording_dir)
     if not recording.finished:
@@ -630,7 +636,7 @@ def render(recording_dir: Path, options: RenderOptions | None = None,
     started = clock()
     work = Path(tempfile.mkdtemp(prefix=".vod-", dir=recording_dir))
     try:
-        frames = compose(recording, work, options)
+        frames = compose(recording, work, options, labels)
         segment_hls(work / MP4, work / HLS_DIR, options.segment_seconds)
         write_vitals_json(recording, work / VITALS_JSON)
         elapsed = clock() - started
@@ -641,7 +647,8 @@ def render(recording_dir: Path, options: RenderOptions | None = None,
             "width": options.width, "height": options.height, "frames": frames,
             "duration": duration, "originMs": origin_ms,
             "layout": plan_layout(recording, options.width, options.height).to_json(),
-            "renderSeconds": round(elapsed, 3), "speed": round(duration / elapsed, 2)})
+            "renderSeconds": round(elapsed, 3), "speed": round(duration / elapsed, 2),
+            "labels": dict(labels)})
         final = recording_dir / VOD_DIR
         _replace_dir(work, final)
     except BaseException:
@@ -667,6 +674,17 @@ def is_rendered(recording_dir: Path) -> bool:
     return (recording_dir / VOD_DIR / RENDER_JSON).is_file()
 
 
+def _labels_argument(text: str) -> dict[str, str]:
+    try:
+        labels = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise argparse.ArgumentTypeError("expected a JSON object of strings")
+    return labels
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recorder.vod",
                                      description="Render a recording's teaching video.")
@@ -676,6 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=RenderOptions.fps, choices=(25, 30))
     parser.add_argument("--preset", default=RenderOptions.preset)
     parser.add_argument("--nice", type=int, default=0, help="lower the CPU priority by this")
+    parser.add_argument("--labels", type=_labels_argument, default=None,
+                        help='the overlay\'s words as JSON, e.g. \'{"hr": "心率"}\'')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.nice:
@@ -683,7 +703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.nice(args.nice)
     try:
         result = render(args.recording, RenderOptions(args.width, args.height, args.fps,
-                                                      args.preset))
+                                                      args.preset),
+                        labels=args.labels if args.labels is not None else DEFAULT_LABELS)
     except (RenderError, ValueError, FileNotFoundError) as exc:
         print(f"cannot render: {exc}", file=sys.stderr)
         return 2

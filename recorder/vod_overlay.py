@@ -1,29 +1,45 @@
-"""Drawing the vitals over the teaching video's picture (numpy/OpenCV, pure).
+"""Drawing the vitals over the teaching video's picture (numpy/OpenCV/Pillow, pure).
 
 A translucent monitor strip: an optional waveform trace (pleth) on the left, then
 HR, SpO2, RR, Temp and NIBP tiles in the live panel's colours (web_client/vitals.js).
 Stale values are drawn grey, missing ones as a dash.
+
+Text is drawn with Pillow and a CJK font (Noto Sans CJK, Debian's ``fonts-noto-cjk``):
+OpenCV's Hershey fonts cannot draw Chinese. Each distinct string is rasterised once
+into an alpha patch (a bounded LRU: the numbers change every frame) and blended onto
+the frame. The labels' words come from the caller (``labels``: the message catalogue's
+``vod.*`` entries in the video's language, passed in by the composition root; the
+recorder does not read the catalogue itself); ``DEFAULT_LABELS`` is the English fallback.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
+import subprocess
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from recorder.vod_vitals import WAVE_WINDOW_S, VitalsState
+
+logger = logging.getLogger(__name__)
 
 BGR = tuple[int, int, int]
 STALE: BGR = (132, 120, 107)
 LABEL: BGR = (200, 190, 180)
-FONT = cv2.FONT_HERSHEY_DUPLEX
 WAVE_PREFERENCE = ("pleth", "ecg", "resp", "co2")
 
 
 @dataclass(frozen=True)
 class Tile:
     label: str
+    """The key of the tile's label in ``labels`` (e.g. "hr")."""
     keys: tuple[str, ...]
     """Vitals shown, joined with "/" (NIBP: systolic/diastolic)."""
     digits: int
@@ -31,13 +47,173 @@ class Tile:
 
 
 TILES = (
-    Tile("HR", ("hr",), 0, (132, 220, 61)),
-    Tile("SpO2 %", ("spo2",), 0, (240, 197, 54)),
-    Tile("RR", ("rr",), 0, (71, 213, 245)),
-    Tile("Temp C", ("temp",), 1, (243, 238, 232)),
-    Tile("NIBP", ("nibp_sys", "nibp_dia"), 0, (128, 138, 255)),
+    Tile("hr", ("hr",), 0, (132, 220, 61)),
+    Tile("spo2", ("spo2",), 0, (240, 197, 54)),
+    Tile("rr", ("rr",), 0, (71, 213, 245)),
+    Tile("temp", ("temp",), 1, (243, 238, 232)),
+    Tile("nibp", ("nibp_sys", "nibp_dia"), 0, (128, 138, 255)),
 )
 WAVE_COLOURS: dict[str, BGR] = {"pleth": (240, 197, 54), "ecg": (132, 220, 61)}
+
+DEFAULT_LABELS: Mapping[str, str] = {
+    "hr": "HR", "spo2": "SpO2 %", "rr": "RR", "temp": "Temp °C", "nibp": "NIBP",
+    "wave.pleth": "Pleth", "wave.ecg": "ECG", "wave.resp": "Resp", "wave.co2": "CO2",
+    "role.ward": "Bedside", "role.expert": "Specialist", "role.observer": "Observer",
+    "role.participant": "Participant", "role.main": "Bedside",
+}
+"""The overlay's words when the caller passes none (English); keys as the catalogue's
+``vod.*`` entries without the prefix. SpO2 and CO2, not SpO₂: Noto Sans CJK has no
+subscript digits."""
+
+
+def label_text(labels: Mapping[str, str], key: str, fallback: str) -> str:
+    """``labels[key]``, else the English default, else ``fallback``."""
+    return labels.get(key) or DEFAULT_LABELS.get(key) or fallback
+
+
+# ----------------------------------------------------------------------------- text
+
+CJK_FONT_PATHS = (
+    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+    Path("/usr/share/fonts/opentype/noto/NotoSansCJKsc-Regular.otf"),
+    Path("/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc"),
+)
+CJK_FAMILY = "Noto Sans CJK SC"
+PATCH_CACHE = 512
+"""Rasterised strings kept (labels, and the numbers of the last few seconds)."""
+
+
+def find_cjk_font() -> Path | None:
+    """Noto Sans CJK (Debian's fonts-noto-cjk) at a known path, else as fontconfig finds
+    it; None when the machine has no CJK font."""
+    for path in CJK_FONT_PATHS:
+        if path.is_file():
+            return path
+    fc_match = shutil.which("fc-match")
+    if fc_match is None:
+        return None
+    try:
+        found = subprocess.run([fc_match, "-f", "%{file}\n%{family}", CJK_FAMILY],
+                               capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    file, _, family = found.stdout.partition("\n")
+    # fc-match always answers: a fallback such as DejaVu Sans has no Chinese glyphs.
+    if found.returncode == 0 and "CJK" in family and Path(file).is_file():
+        return Path(file)
+    return None
+
+
+@dataclass(frozen=True)
+class TextPatch:
+    """One string rasterised: alpha masks (0..1) and their offset from the anchor point."""
+
+    fill: np.ndarray
+    outline: np.ndarray | None
+    dx: int
+    dy: int
+
+    @property
+    def width(self) -> int:
+        return int(self.fill.shape[1])
+
+
+class TextPainter:
+    """Draws text onto BGR frames with Pillow; each (text, size, outline) is rasterised
+    once and kept in a bounded LRU cache."""
+
+    def __init__(self, font_path: Path | None = None, *, find: bool = True,
+                 cache_size: int = PATCH_CACHE) -> None:
+        if font_path is None and find:
+            font_path = find_cjk_font()
+            if font_path is None:
+                logger.warning("no CJK font (install Debian's fonts-noto-cjk): the teaching "
+                               "video's labels use Pillow's default font, without Chinese")
+        self.font_path = font_path
+        self._face = _simplified_chinese_face(font_path) if font_path is not None else 0
+        self._fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
+        self._patches: OrderedDict[tuple[str, int, int], TextPatch] = OrderedDict()
+        self._cache_size = cache_size
+
+    def font(self, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+        font = self._fonts.get(size)
+        if font is None:
+            if self.font_path is not None:
+                font = ImageFont.truetype(str(self.font_path), size, index=self._face)
+            else:
+                font = ImageFont.load_default(size)
+            self._fonts[size] = font
+        return font
+
+    def patch(self, text: str, size: int, outline: int = 0) -> TextPatch:
+        """``text`` rasterised at ``size`` px (left end of the baseline at 0, 0)."""
+        key = (text, size, outline)
+        found = self._patches.get(key)
+        if found is not None:
+            self._patches.move_to_end(key)
+            return found
+        font = self.font(size)
+        probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+        left, top, right, bottom = (int(v) for v in probe.textbbox(
+            (0, 0), text, font=font, anchor="ls", stroke_width=outline))
+        width, height = max(1, right - left), max(1, bottom - top)
+
+        def mask(stroke: int) -> np.ndarray:
+            image = Image.new("L", (width, height), 0)
+            ImageDraw.Draw(image).text((-left, -top), text, fill=255, font=font, anchor="ls",
+                                       stroke_width=stroke, stroke_fill=255)
+            return np.asarray(image, dtype=np.float32)[..., None] / 255.0
+
+        made = TextPatch(mask(0), mask(outline) if outline else None, left, top)
+        self._patches[key] = made
+        if len(self._patches) > self._cache_size:
+            self._patches.popitem(last=False)
+        return made
+
+    @property
+    def cached(self) -> int:
+        return len(self._patches)
+
+    def width(self, text: str, size: int) -> int:
+        return self.patch(text, size).width
+
+    def draw(self, frame: np.ndarray, text: str, origin: tuple[int, int], size: int,
+             colour: BGR, *, outline: int = 0, outline_colour: BGR = (0, 0, 0)) -> None:
+        """Blend ``text`` onto ``frame`` (BGR, in place) with its baseline starting at
+        ``origin``; clipped at the frame's edges."""
+        if not text:
+            return
+        patch = self.patch(text, size, outline)
+        x, y = origin[0] + patch.dx, origin[1] + patch.dy
+        if patch.outline is not None:
+            _blend(frame, patch.outline, x, y, outline_colour)
+        _blend(frame, patch.fill, x, y, colour)
+
+
+def _simplified_chinese_face(path: Path) -> int:
+    """The index of the Simplified Chinese face in a font collection (.ttc), else 0."""
+    if path.suffix.lower() != ".ttc":
+        return 0
+    for index in range(16):
+        try:
+            family, _ = ImageFont.truetype(str(path), 12, index=index).getname()
+        except OSError:
+            break
+        if family == CJK_FAMILY:
+            return index
+    return 0
+
+
+def _blend(frame: np.ndarray, alpha: np.ndarray, x: int, y: int, colour: BGR) -> None:
+    height, width = alpha.shape[:2]
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(frame.shape[1], x + width), min(frame.shape[0], y + height)
+    if x0 >= x1 or y0 >= y1:
+        return
+    a = alpha[y0 - y:y1 - y, x0 - x:x1 - x]
+    roi = frame[y0:y1, x0:x1]
+    blended = roi * (1.0 - a) + np.asarray(colour, dtype=np.float32) * a
+    roi[:] = np.rint(blended).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -71,7 +247,8 @@ def tile_text(tile: Tile, state: VitalsState) -> tuple[str, bool]:
     return "/".join(parts), stale
 
 
-def draw_vitals(frame: np.ndarray, area: Rect, state: VitalsState, now: float) -> None:
+def draw_vitals(frame: np.ndarray, area: Rect, state: VitalsState, now: float,
+                painter: TextPainter, labels: Mapping[str, str] = DEFAULT_LABELS) -> None:
     """Draw the strip into ``frame`` (BGR, modified in place) over ``area``; ``now`` in s."""
     x, y, w, h = area.x, area.y, area.w, area.h
     roi = frame[y:y + h, x:x + w]
@@ -83,30 +260,33 @@ def draw_vitals(frame: np.ndarray, area: Rect, state: VitalsState, now: float) -
     if wave_key is not None:
         wave_w = w * 26 // 100
         _draw_wave(frame, Rect(x + 6, y + 6, wave_w - 12, h - 12), wave_key,
-                   state.waves[wave_key], now)
+                   state.waves[wave_key], now, painter,
+                   label_text(labels, f"wave.{wave_key}", wave_key.upper()))
         tiles_x = x + wave_w
     tile_w = (x + w - tiles_x) // len(TILES)
-    label_scale = max(0.35, h / 240)
-    value_scale = max(0.6, h / 85)
-    thickness = max(1, round(h / 60))
+    label_px = max(12, round(h * 0.15))
+    value_px = max(18, round(h * 0.40))
     for i, tile in enumerate(TILES):
         left = tiles_x + i * tile_w + 6
         text, stale = tile_text(tile, state)
         colour = STALE if stale else tile.colour
-        cv2.putText(frame, tile.label, (left, y + int(h * 0.24)), FONT, label_scale,
-                    LABEL, 1, cv2.LINE_AA)
-        scale = value_scale
-        (text_w, _), _ = cv2.getTextSize(text, FONT, scale, thickness)
-        if text_w > tile_w - 10:  # "120/80" in a narrow tile
-            scale *= (tile_w - 10) / text_w
-        cv2.putText(frame, text, (left, y + int(h * 0.78)), FONT, scale, colour, thickness,
-                    cv2.LINE_AA)
+        label = label_text(labels, tile.label, tile.label)
+        size = label_px
+        if painter.width(label, size) > tile_w - 10:  # a long label in a narrow tile
+            size = max(8, size * (tile_w - 10) // painter.width(label, size))
+        painter.draw(frame, label, (left, y + int(h * 0.26)), size, LABEL)
+        size = value_px
+        if painter.width(text, size) > tile_w - 14:  # "120/80" in a narrow tile
+            size = max(8, size * (tile_w - 14) // painter.width(text, size))
+        # Bold numbers, as on a monitor: a stroke in the digits' own colour.
+        painter.draw(frame, text, (left, y + int(h * 0.80)), size, colour,
+                     outline=max(1, size // 30), outline_colour=colour)
 
 
 def _draw_wave(frame: np.ndarray, area: Rect, key: str, samples: np.ndarray,
-               now: float) -> None:
+               now: float, painter: TextPainter, label: str) -> None:
     colour = WAVE_COLOURS.get(key, (255, 182, 201))
-    cv2.putText(frame, key.upper(), (area.x, area.y + 14), FONT, 0.45, LABEL, 1, cv2.LINE_AA)
+    painter.draw(frame, label, (area.x, area.y + 14), 14, LABEL)
     values = samples[:, 1]
     finite = np.isfinite(values)
     if finite.sum() < 2:

@@ -171,8 +171,10 @@ async def until_stop(devices: FakeDevices, since: int, what: str) -> None:
 
 
 async def open_page(chromium: Chromium, ds: DeviceServer, page: str, role: str, name: str,
-                    room: str = ROOM) -> Page:
-    opened = await chromium.open(f"{role}:{name}", ds.url(page, role, name, room))
+                    room: str = ROOM, lang: str | None = None) -> Page:
+    """``lang``: the page's language (lang= in the fragment); Chromium's (English) if None."""
+    url = ds.url(page, role, name, room) + (f"&lang={lang}" if lang else "")
+    opened = await chromium.open(f"{role}:{name}", url)
     await wait_joined(opened)
     return opened
 
@@ -324,7 +326,7 @@ async def test_the_pad_shows_who_holds_the_camera(
     moving = page.locator("#ptz-moving")
     devices.set_state(motion="home")
     await expect(moving).to_have_attribute("data-motion", "home")
-    await expect(moving).to_contain_text("正在回到原位…")
+    await expect(moving).to_contain_text("Returning home…")
     devices.set_state(moving=False, motion=None)
     await expect(moving).to_have_attribute("data-moving", "false")
     await expect(moving).to_contain_text("still")
@@ -431,7 +433,7 @@ async def test_refusals_are_shown_near_the_pad_and_a_refused_move_is_not_repeate
     await page.locator("#ptz-control").click()  # "Take control": ward staff outrank experts
     await expect(error).to_be_visible()
     await expect(error).to_have_attribute("data-code", "ptz-denied")
-    await expect(error).to_contain_text("ptz-denied")
+    await expect(error).to_have_text("Camera control refused: someone else is steering")
     assert devices.actions() == ["acquire"]
     last = await page.evaluate("window.huizhen.ptz.lastError")
     assert last["code"] == "ptz-denied" and last["action"] == "acquire", last
@@ -525,7 +527,8 @@ async def test_an_obx8_hh_value_shows_a_high_priority_alarm_until_normal(
         device_server: DeviceServer, chromium: Chromium, tmp_path: Path) -> None:
     ds = device_server
     hub = bound_hub(ds, tmp_path)
-    page = await open_page(chromium, ds, "expert.html", "expert", "Dr. Li")
+    page = await open_page(chromium, ds, "expert.html", "expert", "Dr. Li", lang="zh-CN")
+    english = await open_page(chromium, ds, "expert.html", "expert", "Dr. Wu", lang="en")
     high = ge_message("188|264864^MDC_DIM_BEAT_PER_MIN^MDC|50-120|HH")
     assert [(a.vital, a.priority) for a in high.alarms] == [("hr", "high")]
     hub.route(high.samples, high.alarms)
@@ -533,9 +536,10 @@ async def test_an_obx8_hh_value_shows_a_high_priority_alarm_until_normal(
     await expect(alarm).to_have_count(1)
     await expect(alarm).to_be_visible()
     await expect(alarm).to_have_class("alarm alarm-high")
-    await expect(alarm.locator(".zh")).to_have_text("高优先级报警：心率 过高")
-    await expect(alarm.locator(".en")).to_have_text("High priority alarm: HR high")
-    assert await alarm.evaluate("node => node.firstElementChild.className") == "zh"  # zh first
+    # In the page's language: Chinese here, English on the English page.
+    await expect(alarm.locator(".alarm-text")).to_have_text("高优先级报警：心率 过高")
+    await expect(english.locator("#vitals .alarms .alarm .alarm-text")).to_have_text(
+        "High priority alarm: HR high")
     await expect(page.locator('#vitals .vital[data-vital="hr"] .value')).to_have_text("188")
     # A PCD-04 medium alarm beside it (yellow), listed after the high one.
     from devices.hl7.oru import decode_oru
@@ -546,7 +550,10 @@ async def test_an_obx8_hh_value_shows_a_high_priority_alarm_until_normal(
     hub.route(medium.samples, medium.alarms)
     await expect(alarm).to_have_count(2)
     await expect(alarm.nth(1)).to_have_class("alarm alarm-medium")
-    await expect(alarm.nth(1).locator(".zh")).to_have_text("中优先级报警：SpO2 过低（SpO2 LOW）")
+    await expect(alarm.nth(1).locator(".alarm-text")).to_have_text(
+        "中优先级报警：SpO2 过低（SpO2 LOW）")
+    await expect(english.locator("#vitals .alarms .alarm").nth(1)).to_have_text(
+        "Medium priority alarm: SpO2 low (SpO2 LOW)")
     assert await alarm.nth(1).evaluate("n => getComputedStyle(n).backgroundColor") == \
         "rgb(253, 216, 53)"
     directory = os.environ.get("HUIZHEN_SCREENSHOTS")
@@ -568,7 +575,7 @@ async def test_a_change_of_patient_shows_the_warning(
         device_server: DeviceServer, chromium: Chromium, tmp_path: Path) -> None:
     ds = device_server
     hub = bound_hub(ds, tmp_path)
-    page = await open_page(chromium, ds, "expert.html", "expert", "Dr. Li")
+    page = await open_page(chromium, ds, "expert.html", "expert", "Dr. Li", lang="zh-CN")
     first = ge_message("72|264864^MDC_DIM_BEAT_PER_MIN^MDC|50-120|")
     hub.route(first.samples)  # the listener's older call: samples only
     await expect(page.locator('#vitals .vital[data-vital="hr"] .value')).to_have_text("72")
@@ -577,8 +584,8 @@ async def test_a_change_of_patient_shows_the_warning(
     other = ge_message("75|264864^MDC_DIM_BEAT_PER_MIN^MDC|50-120|", patient="ZZZ77")
     hub.route(other.samples, other.alarms)
     await expect(warning).to_be_visible()
-    await expect(warning.locator(".zh")).to_have_text("床旁监护仪的患者已更换，请核对患者身份")
-    await expect(warning.locator(".en")).to_contain_text("another patient")
+    await expect(warning.locator(".patient-changed-text")).to_have_text(
+        "床旁监护仪的患者已更换，请核对患者身份")
     assert await page.evaluate("window.huizhen.patientChanged.device") == MONITOR
     content = await page.content()
     assert "ZZZ77" not in content and "HED12" not in content  # never the identity

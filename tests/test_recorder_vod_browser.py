@@ -80,7 +80,7 @@ async def main_picture(page: Page) -> np.ndarray:
 async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str) -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: this test needs Debian's chromium package "
-                    "(./scripts/ensure-chromium installs it)", pytrace=False)
+                    "(./scripts/ensure-system-packages installs it)", pytrace=False)
     log = PageLog()
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),

@@ -2,11 +2,17 @@
 // subscribed and shown, a talk-back publication to the bedside, the bedside
 // camera's PTZ pad and the patient monitor's live vital signs.
 
+import { t } from "./i18n.js";
 import { PtzModel, PtzPad } from "./ptz.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
-import { TileGrid, badge, renderIdentity, renderParticipants, renderStatus, requireToken } from "./ui.js";
+import {
+  TileGrid, badge, liveErrorText, preparePage, renderIdentity, renderParticipants, renderStatus,
+  requireToken,
+} from "./ui.js";
 import { VitalsPanel } from "./vitals.js";
+
+await preparePage();
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
@@ -19,7 +25,7 @@ if (token) {
   const session = new RoomSession(token, { autoSubscribe: () => true });
   const tiles = new TileGrid($("tiles"), session, {
     preferSound: false,
-    emptyText: "Waiting for the bedside camera…",
+    emptyText: t("expert.waiting-for-bedside"),
   });
   const ptz = new PtzModel(session);
   const pad = new PtzPad($("ptz"), ptz);
@@ -31,7 +37,7 @@ if (token) {
   function renderTalk() {
     const canPublish = session.state === "joined" && session.grants.includes("publish");
     talkButton.disabled = busy || (!talk && !canPublish);
-    talkButton.textContent = talk ? "Stop talking" : "Talk to bedside";
+    talkButton.textContent = t(talk ? "expert.talk.stop" : "expert.talk.start");
     talkButton.classList.toggle("danger", Boolean(talk));
     talkPreview.hidden = !talk;
     if (!talk) {
@@ -39,9 +45,12 @@ if (token) {
       return;
     }
     const server = talk.streamId ? session.transportState(talk.streamId) : null;
-    const parts = [document.createTextNode("Browser "), badge(talk.pcState)];
-    if (server) parts.push(document.createTextNode(" Server "), badge(server));
-    if (talk.error) parts.push(document.createTextNode(` ${talk.error.message}`));
+    const parts = [document.createTextNode(`${t("live.transport.browser")} `), badge(talk.pcState)];
+    if (server) parts.push(document.createTextNode(` ${t("live.transport.server")} `), badge(server));
+    if (talk.error) {
+      parts.push(document.createTextNode(
+        ` ${liveErrorText(talk.error.code, talk.error.detail ?? talk.error.message)}`));
+    }
     talkState.replaceChildren(...parts);
   }
 

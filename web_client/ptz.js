@@ -6,31 +6,17 @@
 // at once and then every REFRESH_MS; releasing it (pointerup/leave/cancel, key up,
 // focus loss, window blur, hidden page) sends `stop` at once.
 
-import { badge, el, roleLabel } from "./ui.js";
+import { has, t } from "./i18n.js";
+import { badge, el, liveErrorText, roleLabel } from "./ui.js";
 
 export const REFRESH_MS = 150;
 const REQUEST_TIMEOUT_MS = 5000;
 const ERROR_SHOWN_MS = 10000;
 export const PRESETS = 6;
 
-const ERROR_TEXT = {
-  "ptz-denied": "Camera control refused",
-  "ptz-unavailable": "No PTZ camera is bound to this room",
-  "camera-offline": "The camera does not answer",
-  "camera-error": "摄像机拒绝了指令 / The camera refused the command",
-  forbidden: "This link does not allow camera control",
-  "rate-limited": "Too many camera commands",
-  disconnected: "Not connected to the server",
-  timeout: "The server did not answer",
-};
-
-// What the camera is doing (`ptz-state.motion`): home and preset recall take seconds and
-// end on their own; the server reports their end in `ptz-state`. zh-CN first.
-const MOTION_TEXT = {
-  move: "moving",
-  home: "正在回到原位… / Returning home…",
-  "preset-recall": "正在前往预置位… / Going to the preset…",
-};
+// What the camera is doing (`ptz-state.motion`: move, home, preset-recall) is shown as
+// `live.ptz.motion.<motion>`: home and preset recall take seconds and end on their own;
+// the server reports their end in `ptz-state`.
 
 // Errors after which a `stop` would only be refused too (the server refuses every camera
 // command while the camera is offline, and has already stopped a refused move).
@@ -127,16 +113,20 @@ function stateOf(message) {
 
 function holderText(model) {
   const s = model.state;
-  if (!s) return "No camera";
-  if (!s.holder) return "Nobody has control";
-  if (model.mine) return "You have control";
-  const who = s.holderName || "Another participant";
-  return `${who}${s.holderRole ? ` (${roleLabel(s.holderRole)})` : ""} has control`;
+  if (!s) return t("live.ptz.no-camera");
+  if (!s.holder) return t("live.ptz.nobody");
+  if (model.mine) return t("live.ptz.you");
+  const name = s.holderName || t("live.ptz.another");
+  return s.holderRole ? t("live.ptz.holder-role", { name, role: roleLabel(s.holderRole) })
+    : t("live.ptz.holder", { name });
 }
 
+/** A refused or failed camera command: `live.ptz.error.<code>` (camera wording), else the
+ * signalling error's text; the code itself is in the notice's data-code. */
 function errorText(error) {
-  const label = ERROR_TEXT[error.code] ?? "Camera command failed";
-  return `${label}: ${error.message} (${error.code})`;
+  const key = `live.ptz.error.${error.code}`;
+  if (has(key)) return t(key);
+  return has(`live.error.${error.code}`) ? liveErrorText(error.code) : t("live.ptz.error.failed");
 }
 
 /** The holder line, camera and motion badges and the take/release button, shared by both pages. */
@@ -170,10 +160,12 @@ class ControlRow {
     this.holder.dataset.holder = s.holder ?? "";
     this.holder.dataset.mine = String(model.mine);
     const camera = s.camera === "online" ? "online" : "offline";
-    this.camera.replaceChildren("Camera ", badge(camera === "online" ? "connected" : "failed", camera));
+    this.camera.replaceChildren(`${t("live.ptz.camera")} `,
+      badge(camera === "online" ? "connected" : "failed", t(`live.ptz.camera-${camera}`)));
     this.camera.dataset.state = camera;
     // `moving` is what the camera acknowledged; the server clears it on stop or arrival.
-    const motion = s.moving ? (MOTION_TEXT[s.motion] ?? "moving") : "still";
+    const motionKey = `live.ptz.motion.${s.motion}`;
+    const motion = !s.moving ? t("live.ptz.still") : has(motionKey) ? t(motionKey) : t("live.ptz.motion.move");
     this.moving.replaceChildren(badge(s.moving ? "connecting" : "closed", motion));
     this.moving.dataset.moving = String(Boolean(s.moving));
     this.moving.dataset.motion = s.moving ? (s.motion ?? "move") : "";
@@ -222,11 +214,7 @@ const DIRECTIONS = [
   ["left", "◀", -1, 0], null, ["right", "▶", 1, 0],
   ["down-left", "↙", -1, -1], ["down", "▼", 0, -1], ["down-right", "↘", 1, -1],
 ];
-const DIRECTION_NAMES = {
-  "up-left": "Up and left", up: "Up", "up-right": "Up and right", left: "Left", right: "Right",
-  "down-left": "Down and left", down: "Down", "down-right": "Down and right",
-  "zoom-in": "Zoom in", "zoom-out": "Zoom out",
-};
+// Their names (aria-label, title): `live.ptz.direction.<name>`.
 // Keys held on the pad: [pan, tilt, zoom].
 const KEY_VECTORS = {
   ArrowLeft: [-1, 0, 0], ArrowRight: [1, 0, 0], ArrowUp: [0, 1, 0], ArrowDown: [0, -1, 0],
@@ -247,7 +235,7 @@ export class PtzPad {
     this.keys = new Set();
     this.saveMode = false;
     this.control = new ControlRow(model, {
-      takeLabel: "Take control", releaseLabel: "Release", idPrefix: "ptz",
+      takeLabel: t("live.ptz.take"), releaseLabel: t("live.ptz.release"), idPrefix: "ptz",
     });
     this.notice = new Notice(model, "ptz-error");
     this._build();
@@ -271,8 +259,8 @@ export class PtzPad {
     for (const d of DIRECTIONS) {
       if (!d) {
         const stop = el("button", { type: "button", class: "ptz-stop", "data-ptz": "stop",
-          title: "Stop (Esc)", text: "■" });
-        stop.setAttribute("aria-label", "Stop");
+          title: t("live.ptz.stop-title"), text: "■" });
+        stop.setAttribute("aria-label", t("live.ptz.stop"));
         stop.addEventListener("click", () => this.stop());
         grid.append(stop);
         this.stopButton = stop;
@@ -283,31 +271,32 @@ export class PtzPad {
     }
     const zoom = el("div", { class: "ptz-zoom" },
       this._moveButton("zoom-in", "+", { pan: 0, tilt: 0, zoom: 1 }),
-      el("span", { class: "ptz-zoom-label", text: "Zoom" }),
+      el("span", { class: "ptz-zoom-label", text: t("live.ptz.zoom") }),
       this._moveButton("zoom-out", "−", { pan: 0, tilt: 0, zoom: -1 }));
 
     this.speed = el("input", { id: "ptz-speed", type: "range", min: "10", max: "100", step: "5",
       value: "50" });
     this.speedValue = el("output", { id: "ptz-speed-value", for: "ptz-speed" });
     this.speed.addEventListener("input", () => this._renderSpeed());
-    const speedRow = el("label", { class: "ptz-speed" }, "Speed ", this.speed, this.speedValue);
+    const speedRow = el("label", { class: "ptz-speed" }, `${t("live.ptz.speed")} `, this.speed,
+      this.speedValue);
 
-    this.homeButton = el("button", { type: "button", "data-ptz": "home", text: "Home",
-      title: "Home position (Home key)" });
+    this.homeButton = el("button", { type: "button", "data-ptz": "home", text: t("live.ptz.home"),
+      title: t("live.ptz.home-title") });
     this.homeButton.addEventListener("click", () => this.home());
 
     this.presetButtons = [];
     const presets = el("div", { class: "ptz-presets", role: "group" });
-    presets.setAttribute("aria-label", "Presets");
+    presets.setAttribute("aria-label", t("live.ptz.presets"));
     for (let i = 0; i < PRESETS; i += 1) {
       const b = el("button", { type: "button", class: "ptz-preset", "data-preset": String(i),
-        text: String(i + 1), title: `Go to preset ${i + 1} (Shift+click: save here)` });
+        text: String(i + 1), title: t("live.ptz.preset-title", { number: i + 1 }) });
       b.addEventListener("click", (e) => this.preset(i, e.shiftKey || this.saveMode));
       this.presetButtons.push(b);
       presets.append(b);
     }
-    this.saveButton = el("button", { type: "button", class: "ptz-save", text: "Save…",
-      title: "Save the current position as the next preset clicked" });
+    this.saveButton = el("button", { type: "button", class: "ptz-save", text: t("live.ptz.save"),
+      title: t("live.ptz.save-title") });
     this.saveButton.setAttribute("aria-pressed", "false");
     this.saveButton.addEventListener("click", () => {
       this.saveMode = !this.saveMode;
@@ -316,8 +305,7 @@ export class PtzPad {
     presets.append(this.saveButton);
 
     this.pad = el("div", { id: "ptz-pad", class: "ptz-pad", tabindex: "0", role: "group" }, grid, zoom);
-    this.pad.setAttribute("aria-label",
-      "Camera pad: hold the arrow keys to pan and tilt, + and − to zoom");
+    this.pad.setAttribute("aria-label", t("live.ptz.pad-label"));
     this.pad.addEventListener("keydown", (e) => this._onKeyDown(e));
     this.pad.addEventListener("keyup", (e) => this._onKeyUp(e));
     this.pad.addEventListener("focusout", (e) => {
@@ -326,14 +314,14 @@ export class PtzPad {
     this.pad.addEventListener("contextmenu", (e) => e.preventDefault()); // long press on touch
 
     this.container.replaceChildren(
-      el("h2", { text: "Camera control" }),
+      el("h2", { text: t("live.ptz.title") }),
       el("div", { class: "ptz-body" },
         el("div", { class: "ptz-left" }, this.pad,
-          el("p", { class: "hint", text: "Hold to move; release to stop. Keys: arrows, + −." })),
+          el("p", { class: "hint", text: t("live.ptz.hold-hint") })),
         el("div", { class: "ptz-right" },
           this.control.node,
           el("div", { class: "ptz-row" }, speedRow, this.homeButton),
-          el("p", { class: "hint", text: "Presets (Shift+click or Save… to store here):" }),
+          el("p", { class: "hint", text: t("live.ptz.presets-hint") }),
           presets)),
       this.notice.node,
     );
@@ -342,8 +330,9 @@ export class PtzPad {
 
   _moveButton(name, label, vector) {
     const b = el("button", { type: "button", class: "ptz-move", "data-ptz": name, text: label });
-    b.setAttribute("aria-label", DIRECTION_NAMES[name]);
-    b.title = `${DIRECTION_NAMES[name]} (hold)`;
+    const direction = t(`live.ptz.direction.${name}`);
+    b.setAttribute("aria-label", direction);
+    b.title = t("live.ptz.hold-title", { direction });
     b.addEventListener("pointerdown", (e) => {
       if (e.button !== 0 || b.disabled) return;
       e.preventDefault(); // no text selection, no synthetic mouse events
@@ -520,7 +509,7 @@ export class PtzPad {
   async home() {
     this.releaseAll(false);
     // `ptz-ok` means the camera accepted it; the motion badge shows it until it arrives.
-    if (!(await this.model.send("home"))) this.notice.info("正在回到原位… / Going to the home position");
+    if (!(await this.model.send("home"))) this.notice.info(t("live.ptz.going-home"));
   }
 
   async preset(index, store) {
@@ -528,7 +517,10 @@ export class PtzPad {
     this.saveMode = false;
     this.render();
     const error = await this.model.send(store ? "preset-set" : "preset-recall", { preset: index });
-    if (!error) this.notice.info(store ? `Saved preset ${index + 1}` : `Going to preset ${index + 1}`);
+    if (!error) {
+      this.notice.info(t(store ? "live.ptz.preset-saved" : "live.ptz.preset-going",
+        { number: index + 1 }));
+    }
   }
 }
 
@@ -538,16 +530,17 @@ export class PtzTakeover {
     this.container = container;
     this.model = model;
     this.control = new ControlRow(model, {
-      takeLabel: "Take camera control", releaseLabel: "Release camera control", idPrefix: "ptz",
+      takeLabel: t("live.ptz.take-camera"), releaseLabel: t("live.ptz.release-camera"),
+      idPrefix: "ptz",
     });
     this.notice = new Notice(model, "ptz-error");
     // Anyone allowed to steer may stop the camera without taking control.
     this.stopButton = el("button", { id: "ptz-stop", type: "button", class: "ptz-stop",
-      text: "停止摄像机 / Stop the camera" });
+      text: t("live.ptz.stop-camera") });
     this.stopButton.addEventListener("click", () => this.model.send("stop"));
     this.control.node.querySelector(".actions").append(this.stopButton);
-    container.replaceChildren(el("h2", { text: "Camera control" }), this.control.node,
-      el("p", { class: "hint", text: "Ward staff can take the camera from a specialist at any time." }),
+    container.replaceChildren(el("h2", { text: t("live.ptz.title") }), this.control.node,
+      el("p", { class: "hint", text: t("live.ptz.takeover-hint") }),
       this.notice.node);
     model.onChange(() => this.render());
     this.render();

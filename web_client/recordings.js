@@ -7,9 +7,12 @@
 // SameSite=Strict cookie scoped to /recordings/<id>/, and the page renews it while open.
 // Optional: #token=…&recording=<id> opens that recording directly.
 
+import { formatTime, has, t } from "./i18n.js";
 import { readFragment } from "./signaling.js";
-import { el } from "./ui.js";
-import { displayUnit } from "./vitals.js";
+import { el, preparePage } from "./ui.js";
+import { displayUnit, vitalLabel } from "./vitals.js";
+
+await preparePage();
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
@@ -19,13 +22,14 @@ const title = $("title");
 const playerState = $("player-state");
 const vitalsNode = $("vitals");
 
-// The live panel's tiles and colours (vitals.js), looked up at the video's time.
+// The live panel's tiles, labels (`live.vital.<key>`) and colours (vitals.js), looked up
+// at the video's time.
 const TILES = [
-  { key: "hr", label: "HR", unit: "/min", digits: 0, color: "#3ddc84", alt: "pr" },
-  { key: "spo2", label: "SpO₂", unit: "%", digits: 0, color: "#36c5f0" },
-  { key: "rr", label: "RR", unit: "/min", digits: 0, color: "#f5d547" },
-  { key: "temp", label: "Temp", unit: "°C", digits: 1, color: "#e8eef3" },
-  { key: "nibp", label: "NIBP", unit: "mmHg", digits: 0, color: "#ff8a80",
+  { key: "hr", unit: "/min", digits: 0, color: "#3ddc84", alt: "pr" },
+  { key: "spo2", unit: "%", digits: 0, color: "#36c5f0" },
+  { key: "rr", unit: "/min", digits: 0, color: "#f5d547" },
+  { key: "temp", unit: "°C", digits: 1, color: "#e8eef3" },
+  { key: "nibp", unit: "mmHg", digits: 0, color: "#ff8a80",
     parts: ["nibp_sys", "nibp_dia", "nibp_mean"] },
 ];
 const DEFAULT_STALE_S = 30;
@@ -56,9 +60,10 @@ function fail(message) {
 // ------------------------------------------------------------------ API
 
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, code = "") {
     super(message);
     this.status = status;
+    this.code = code;
   }
 }
 
@@ -77,18 +82,20 @@ async function api(token, path, { method = "GET" } = {}) {
   }
   if (!response.ok) {
     const reason = body && body.error ? body.error : response.statusText;
-    throw new ApiError(response.status, reason);
+    throw new ApiError(response.status, reason, body && typeof body.code === "string" ? body.code : "");
   }
   return body;
 }
 
+/** What went wrong, in the page's language (the server's English message is not shown). */
 function describe(error) {
   if (error instanceof ApiError) {
-    if (error.status === 401) return "Not signed in: the link has no valid token. Ask for a new link.";
-    if (error.status === 403) return "This link does not give access to that recording.";
-    return `Server error ${error.status}: ${error.message}`;
+    if (error.status === 401) return t("recordings.error.unauthorized");
+    if (error.status === 403) return t("recordings.error.forbidden");
+    if (error.status === 404) return t("recordings.error.not-found");
+    return t("recordings.error.server", { status: error.status });
   }
-  return `Network error: ${error.message}`;
+  return t("recordings.error.network");
 }
 
 // ------------------------------------------------------------------ vitals on the video's clock
@@ -179,7 +186,8 @@ class ReplayVitals {
       const unit = el("span", { class: "vital-unit", text: spec.unit });
       const age = el("span", { class: "vital-age" });
       const node = el("div", { class: "vital", "data-vital": spec.key, "data-stale": "true" },
-        el("div", { class: "vital-head" }, el("span", { class: "vital-label", text: spec.label }), unit),
+        el("div", { class: "vital-head" },
+          el("span", { class: "vital-label", text: vitalLabel(spec.key) }), unit),
         el("div", { class: "vital-value" }, value, sub), age);
       node.style.setProperty("--vital-color", spec.color);
       this.tiles.set(spec.key, { node, value, sub, unit, age, spec });
@@ -193,11 +201,11 @@ class ReplayVitals {
     this.render(0);
   }
 
-  render(t) {
+  render(at) {
     if (!this.timeline) return;
-    this.shownAt = t;
-    this.clock.textContent = `at ${clock(t)}`;
-    const now = this.timeline.at(t);
+    this.shownAt = at;
+    this.clock.textContent = t("recordings.vitals.at", { time: clock(at) });
+    const now = this.timeline.at(at);
     for (const tile of this.tiles.values()) {
       const { spec } = tile;
       let text = "—";
@@ -219,10 +227,11 @@ class ReplayVitals {
       tile.unit.textContent = (entry && displayUnit(entry.unit)) || spec.unit;
       tile.node.dataset.stale = String(!entry || entry.stale);
       tile.node.dataset.hasValue = String(Boolean(entry));
-      tile.age.textContent = entry ? `${entry.age.toFixed(1)} s before${entry.stale ? " · stale" : ""}`
-        : "no data yet";
+      const age = entry && t("recordings.vitals.age", { seconds: entry.age.toFixed(1) });
+      tile.age.textContent = !entry ? t("recordings.vitals.no-data")
+        : entry.stale ? t("live.vitals.age-stale", { age }) : age;
     }
-    this.drawWave(t);
+    this.drawWave(at);
   }
 
   drawWave(t) {
@@ -273,10 +282,10 @@ class ReplayVitals {
 
 // ------------------------------------------------------------------ recordings list
 
+/** When a recording started: Asia/Shanghai with the zone, in the page's language. */
 function formatDate(iso) {
-  const t = iso ? new Date(iso) : null;
-  return t && !Number.isNaN(t.getTime())
-    ? t.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "unknown time";
+  const when = iso ? new Date(iso) : null;
+  return when && !Number.isNaN(when.getTime()) ? formatTime(when) : t("recordings.unknown-time");
 }
 
 function formatDuration(seconds) {
@@ -294,14 +303,15 @@ function renderList(onSelect) {
       "data-recording-id": r.id, "aria-pressed": String(r.id === state.selected) },
     el("span", { class: "recording-when", text: formatDate(r.startedAt) }),
     el("span", { class: "recording-meta",
-      text: [r.room, formatDuration(r.duration), `${r.participants} participant${r.participants === 1 ? "" : "s"}`]
+      text: [r.room, formatDuration(r.duration), t("recordings.participants", { count: r.participants })]
         .filter(Boolean).join(" · ") }),
-    el("span", { class: `recording-status status-${r.status}`, text: r.status }));
+    el("span", { class: `recording-status status-${r.status}`, "data-status": r.status,
+      text: has(`recordings.status.${r.status}`) ? t(`recordings.status.${r.status}`) : r.status }));
     button.addEventListener("click", () => onSelect(r.id));
     return el("li", {}, button);
   });
   list.replaceChildren(...items);
-  if (!items.length) list.append(el("li", { class: "muted", text: "No recordings for this link." }));
+  if (!items.length) list.append(el("li", { class: "muted", text: t("recordings.none") }));
 }
 
 // ------------------------------------------------------------------ player
@@ -368,8 +378,8 @@ function main() {
 
   if (!token) {
     state.phase = "error";
-    status.replaceChildren("No token: open this page with #token=… in the address (see ",
-      el("a", { href: "./", text: "the start page" }), ").");
+    status.replaceChildren(t("live.no-token.text"), " ",
+      el("a", { href: "./", text: t("live.no-token.start-page") }));
     status.dataset.kind = "error";
     return;
   }
@@ -388,7 +398,7 @@ function main() {
       const info = await api(token, `/api/v1/recordings/${encodeURIComponent(id)}`);
       if (generation !== state.generation) return null;
       if (["ready", "failed", "unfinished"].includes(info.video.state)) return info.video.state;
-      playerState.textContent = "Preparing the teaching video…";
+      playerState.textContent = t("recordings.player.rendering");
       await new Promise((resolve) => {
         state.pollTimer = setTimeout(resolve, POLL_MS);
       });
@@ -403,7 +413,7 @@ function main() {
     renderList(select);
     const entry = state.recordings.find((r) => r.id === id);
     title.textContent = entry ? `${formatDate(entry.startedAt)} · ${entry.room}` : id;
-    playerState.textContent = "Loading…";
+    playerState.textContent = t("recordings.player.loading");
     const base = `/api/v1/recordings/${encodeURIComponent(id)}`;
     try {
       const [playback, doc] = await Promise.all([
@@ -426,13 +436,13 @@ function main() {
       }
       if (ready === "unfinished") {
         state.phase = "failed";
-        playerState.textContent = "This session is still being recorded; it can be replayed once it has ended.";
+        playerState.textContent = t("recordings.player.unfinished");
         return;
       }
       if (ready !== "ready") {
         state.phase = "failed";
-        playerState.textContent = "The teaching video could not be prepared.";
-        fail("Rendering the teaching video failed; try again later.");
+        playerState.textContent = t("recordings.player.failed");
+        fail(t("recordings.error.render-failed"));
         return;
       }
       const loaded = waitFor(video, "loadedmetadata");
@@ -441,8 +451,9 @@ function main() {
       await loaded;
       if (generation !== state.generation) return;
       state.phase = "ready";
-      playerState.textContent = `Duration ${formatDuration(video.duration)}`;
-      setStatus(`Playing recording of ${entry ? formatDate(entry.startedAt) : id}`, "ok");
+      playerState.textContent = t("recordings.player.duration",
+        { duration: formatDuration(video.duration) });
+      setStatus(t("recordings.status-line.playing", { when: entry ? formatDate(entry.startedAt) : id }), "ok");
       follow();
     } catch (error) {
       if (generation !== state.generation) return;
@@ -457,7 +468,7 @@ function main() {
       const body = await api(token, "/api/v1/recordings");
       state.recordings = body.recordings;
       renderList(select);
-      setStatus(`${state.recordings.length} recording${state.recordings.length === 1 ? "" : "s"}`, "ok");
+      setStatus(t("recordings.status-line.count", { count: state.recordings.length }), "ok");
       const wanted = params.get("recording");
       if (wanted && state.recordings.some((r) => r.id === wanted)) await select(wanted);
     } catch (error) {

@@ -5,76 +5,67 @@
 // Numeric samples ({vital, value, unit, observedAt}) become big numbers with their
 // age and a trend sparkline; waveform samples ({vital, values, sampleRate}) are
 // played back at their sample rate on a scrolling strip. Alarms are listed, highest
-// priority first, in their priority's colour (high red, medium yellow, low cyan),
-// Chinese first, until the server reports them cleared. A change of patient shows a
+// priority first, in their priority's colour (high red, medium yellow, low cyan), in the
+// page's language, until the server reports them cleared. A change of patient shows a
 // warning until someone confirms they checked the patient's identity. The messages
 // carry measurements only, never patient identifiers, and so does this page.
 
+import { has, t } from "./i18n.js";
 import { el } from "./ui.js";
 
 const MINUTE = 60000;
 
-// The tiles, in display order. `staleMs`: older values are greyed out. Spot
-// measurements (NIBP, temperature) stay valid far longer than continuous ones.
+// The tiles, in display order (labels: `live.vital.<key>`). `staleMs`: older values are
+// greyed out. Spot measurements (NIBP, temperature) stay valid far longer than continuous ones.
 const TILES = [
-  { key: "hr", label: "HR", unit: "/min", digits: 0, color: "#3ddc84", staleMs: 30000, trendMs: 5 * MINUTE },
-  { key: "pr", label: "PR", unit: "/min", digits: 0, color: "#3ddc84", staleMs: 30000, trendMs: 5 * MINUTE },
-  { key: "spo2", label: "SpO₂", unit: "%", digits: 0, color: "#36c5f0", staleMs: 30000, trendMs: 5 * MINUTE },
-  { key: "rr", label: "RR", unit: "/min", digits: 0, color: "#f5d547", staleMs: 30000, trendMs: 5 * MINUTE },
-  { key: "temp", label: "Temp", unit: "°C", digits: 1, color: "#e8eef3", staleMs: 10 * MINUTE, trendMs: 60 * MINUTE },
-  { key: "nibp", label: "NIBP", unit: "mmHg", digits: 0, color: "#ff8a80", staleMs: 15 * MINUTE,
+  { key: "hr", unit: "/min", digits: 0, color: "#3ddc84", staleMs: 30000, trendMs: 5 * MINUTE },
+  { key: "pr", unit: "/min", digits: 0, color: "#3ddc84", staleMs: 30000, trendMs: 5 * MINUTE },
+  { key: "spo2", unit: "%", digits: 0, color: "#36c5f0", staleMs: 30000, trendMs: 5 * MINUTE },
+  { key: "rr", unit: "/min", digits: 0, color: "#f5d547", staleMs: 30000, trendMs: 5 * MINUTE },
+  { key: "temp", unit: "°C", digits: 1, color: "#e8eef3", staleMs: 10 * MINUTE, trendMs: 60 * MINUTE },
+  { key: "nibp", unit: "mmHg", digits: 0, color: "#ff8a80", staleMs: 15 * MINUTE,
     trendMs: 60 * MINUTE, parts: ["nibp_sys", "nibp_dia", "nibp_mean"] },
 ];
+
+/** The label of a vital tile or waveform: `live.vital.<key>` / `live.wave.<key>`, else the key. */
+export function vitalLabel(key, kind = "vital") {
+  const entry = `live.${kind}.${key}`;
+  return has(entry) ? t(entry) : String(key).toUpperCase();
+}
 const OTHER = { digits: 1, color: "#c9b6ff", staleMs: 30000, trendMs: 5 * MINUTE };
 const PART_OF = { nibp_sys: "nibp", nibp_dia: "nibp", nibp_mean: "nibp" };
 const WAVE_COLORS = { pleth: "#36c5f0", ecg: "#3ddc84", resp: "#f5d547", co2: "#f5d547" };
-const WAVE_LABELS = { pleth: "Pleth", ecg: "ECG", resp: "Resp", co2: "CO₂" };
 
 // UCUM as sent -> what a clinician reads.
 const UNITS = { "mm[Hg]": "mmHg", Cel: "°C", "[degF]": "°F", "/min": "/min", "{beats}/min": "/min",
   "{breaths}/min": "/min", "%": "%", "kPa": "kPa", "mV": "mV" };
 
-// Alarm texts: "高优先级报警：SpO2 过低" / "High priority alarm: SpO2 low".
-const PRIORITY_TEXT = {
-  high: ["高优先级报警", "High priority alarm"],
-  medium: ["中优先级报警", "Medium priority alarm"],
-  low: ["低优先级报警", "Low priority alarm"],
-  none: ["提示", "Notice"],
-};
+// Alarm texts (`live.alarm.*`): "高优先级报警：SpO2 过低" / "High priority alarm: SpO2 low".
+const PRIORITIES = ["high", "medium", "low", "none"];
 const PRIORITY_RANK = { high: 3, medium: 2, low: 1, none: 0 };
-const VITAL_TEXT = {
-  hr: ["心率", "HR"], pr: ["脉率", "PR"], spo2: ["SpO2", "SpO2"], rr: ["呼吸率", "RR"],
-  temp: ["体温", "Temp"], nibp_sys: ["无创收缩压", "NIBP sys"], nibp_dia: ["无创舒张压", "NIBP dia"],
-  nibp_mean: ["无创平均压", "NIBP mean"], art_sys: ["有创收缩压", "ART sys"],
-  art_dia: ["有创舒张压", "ART dia"], art_mean: ["有创平均压", "ART mean"],
+// The monitor's event (IEEE 11073 MDC) or OBX-8 flag -> `live.alarm.event.<key>`.
+const EVENT_KEYS = {
+  MDC_EVT_LO: "low", MDC_EVT_HI: "high", MDC_EVT_ECG_ASYSTOLE: "asystole",
+  MDC_EVT_ECG_V_FIB: "ventricular-fibrillation", MDC_EVT_APNEA: "apnoea",
+  MDC_EVT_DESAT: "desaturation", MDC_EVT_LEAD_DISCONN: "lead-off",
 };
-const LOW = ["过低", "low"];
-const HIGH = ["过高", "high"];
-const ABNORMAL = ["异常", "abnormal"];
-const EVENT_TEXT = {
-  MDC_EVT_LO: LOW, MDC_EVT_HI: HIGH, MDC_EVT_ECG_ASYSTOLE: ["心脏停搏", "asystole"],
-  MDC_EVT_ECG_V_FIB: ["室颤", "ventricular fibrillation"], MDC_EVT_APNEA: ["窒息", "apnoea"],
-  MDC_EVT_DESAT: ["饱和度下降", "desaturation"], MDC_EVT_LEAD_DISCONN: ["导联脱落", "lead off"],
-};
-const FLAG_TEXT = { L: LOW, LL: LOW, "<": LOW, LU: LOW, H: HIGH, HH: HIGH, ">": HIGH, HU: HIGH,
-  A: ABNORMAL, AA: ABNORMAL };
-const PATIENT_CHANGED = ["床旁监护仪的患者已更换，请核对患者身份",
-  "The bedside monitor now reports another patient: please check the patient's identity."];
+const FLAG_KEYS = { L: "low", LL: "low", "<": "low", LU: "low", H: "high", HH: "high", ">": "high",
+  HU: "high", A: "abnormal", AA: "abnormal" };
 
-/** [Chinese, English] of an `alarm` event, e.g. ["高优先级报警：SpO2 过低", "High priority alarm: SpO2 low"]. */
+/** The text of an `alarm` event in the page's language, e.g. "高优先级报警：SpO2 过低". */
 export function alarmText(alarm) {
-  const [pZh, pEn] = PRIORITY_TEXT[alarm.priority] ?? PRIORITY_TEXT.none;
-  const [vZh, vEn] = VITAL_TEXT[alarm.vital] ?? [alarm.vital || "", alarm.vital || ""];
+  const priority = PRIORITIES.includes(alarm.priority) ? alarm.priority : "none";
+  const vitalKey = `live.alarm.vital.${alarm.vital}`;
+  const vital = alarm.vital ? (has(vitalKey) ? t(vitalKey) : String(alarm.vital)) : "";
   const flags = Array.isArray(alarm.flags) ? alarm.flags : [];
-  const flagged = flags.map((f) => FLAG_TEXT[String(f).toUpperCase()]).find(Boolean);
-  const event = EVENT_TEXT[alarm.name] ?? flagged;
+  const eventKey = EVENT_KEYS[alarm.name] ?? flags.map((f) => FLAG_KEYS[String(f).toUpperCase()])
+    .find(Boolean);
+  // Unknown events: the monitor's own text (or the event's name) as sent.
   const fallback = alarm.text || String(alarm.name || alarm.code || "").replace(/^MDC_EVT_/, "");
-  const [cZh, cEn] = event ?? [fallback, fallback];
-  const what = (zh, en) => [zh, en].map((part) => part.trim());
-  let [zh, en] = what(`${vZh} ${cZh}`, `${vEn} ${cEn}`);
-  if (!vZh && !vEn) [zh, en] = what(cZh, cEn);
-  const monitor = event && alarm.text ? `（${alarm.text}）` : "";
-  return [`${pZh}：${zh}${monitor}`, `${pEn}: ${en}${monitor ? ` (${alarm.text})` : ""}`];
+  const condition = eventKey ? t(`live.alarm.event.${eventKey}`) : fallback;
+  let what = vital ? t("live.alarm.what", { vital, condition }).trim() : condition.trim();
+  if (eventKey && alarm.text) what = t("live.alarm.with-monitor-text", { what, text: alarm.text });
+  return t("live.alarm.text", { priority: t(`live.alarm.priority.${priority}`), what });
 }
 
 const WAVE_WINDOW_S = 6; // seconds of waveform on screen
@@ -99,11 +90,11 @@ function parseTime(iso) {
 
 function formatAge(ms) {
   const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 5) return "now";
-  if (s < 90) return `${s} s ago`;
+  if (s < 5) return t("live.vitals.age.now");
+  if (s < 90) return t("live.vitals.age.seconds", { count: s });
   const m = Math.round(s / 60);
-  if (m < 90) return `${m} min ago`;
-  return `${Math.round(m / 60)} h ago`;
+  if (m < 90) return t("live.vitals.age.minutes", { count: m });
+  return t("live.vitals.age.hours", { count: Math.round(m / 60) });
 }
 
 function format(value, digits) {
@@ -145,7 +136,7 @@ class WaveformStrip {
     this.color = WAVE_COLORS[key] ?? OTHER.color;
     this.canvas = el("canvas", { class: "wave-canvas" });
     this.node = el("div", { class: "wave", "data-wave": key },
-      el("span", { class: "wave-label", text: WAVE_LABELS[key] ?? key.toUpperCase() }),
+      el("span", { class: "wave-label", text: vitalLabel(key, "wave") }),
       this.canvas);
     this.node.style.setProperty("--wave-color", this.color);
   }
@@ -302,19 +293,20 @@ export class VitalsPanel {
   _build() {
     this.tileGrid = el("div", { class: "vital-tiles" });
     this.waveList = el("div", { class: "waves" });
-    this.empty = el("p", { class: "vitals-empty", text: "Waiting for monitor data…" });
-    this.alarmList = el("ul", { class: "alarms", "aria-live": "assertive", "aria-label": "报警 Alarms" });
-    const confirm = el("button", { type: "button", class: "patient-changed-ok", text: "已核对 Checked" });
+    this.empty = el("p", { class: "vitals-empty", text: t("live.vitals.waiting") });
+    this.alarmList = el("ul", { class: "alarms", "aria-live": "assertive",
+      "aria-label": t("live.alarm.list") });
+    const confirm = el("button", { type: "button", class: "patient-changed-ok",
+      text: t("live.patient-changed.confirm") });
     confirm.addEventListener("click", () => {
       this.confirmedChange = this.patientChange?.changedAt ?? null;
       this.patientChange = null;
       this.render();
     });
     this.patientWarning = el("div", { class: "patient-changed", role: "alert", hidden: true },
-      el("p", { class: "zh", text: PATIENT_CHANGED[0] }),
-      el("p", { class: "en", text: PATIENT_CHANGED[1] }), confirm);
+      el("p", { class: "patient-changed-text", text: t("live.patient-changed.text") }), confirm);
     this.container.replaceChildren(
-      el("h2", { text: "Vital signs" }), this.patientWarning, this.alarmList, this.waveList,
+      el("h2", { text: t("live.vitals.title") }), this.patientWarning, this.alarmList, this.waveList,
       this.tileGrid, this.empty);
     for (const spec of TILES) this._tile(spec.key, spec);
   }
@@ -326,9 +318,10 @@ export class VitalsPanel {
     const unit = el("span", { class: "vital-unit", text: spec.unit ?? "" });
     const age = el("span", { class: "vital-age" });
     const canvas = el("canvas", { class: "trend" });
-    canvas.title = `Trend, last ${Math.round(spec.trendMs / MINUTE)} min`;
+    canvas.title = t("live.vitals.trend", { minutes: Math.round(spec.trendMs / MINUTE) });
     const node = el("div", { class: "vital", "data-vital": key, "data-stale": "true", hidden: true },
-      el("div", { class: "vital-head" }, el("span", { class: "vital-label", text: spec.label }), unit),
+      el("div", { class: "vital-head" },
+        el("span", { class: "vital-label", text: spec.label ?? vitalLabel(key) }), unit),
       el("div", { class: "vital-value" }, value, sub),
       canvas, age);
     node.style.setProperty("--vital-color", spec.color);
@@ -397,11 +390,10 @@ export class VitalsPanel {
     if (key !== this._alarmsDrawn) {
       this._alarmsDrawn = key;
       this.alarmList.replaceChildren(...alarms.map((alarm) => {
-        const [zh, en] = alarmText(alarm);
-        const priority = PRIORITY_TEXT[alarm.priority] ? alarm.priority : "none";
+        const priority = PRIORITIES.includes(alarm.priority) ? alarm.priority : "none";
         return el("li", { class: `alarm alarm-${priority}`, "data-alarm-id": alarm.id,
           "data-priority": priority, "data-vital": alarm.vital ?? "" },
-        el("span", { class: "zh", text: zh }), el("span", { class: "en", text: en }));
+        el("span", { class: "alarm-text", text: alarmText(alarm) }));
       }));
     }
     this.alarmList.hidden = alarms.length === 0;
@@ -519,7 +511,8 @@ export class VitalsPanel {
     tile.node.dataset.stale = String(stale);
     tile.node.dataset.hasValue = String(age !== null);
     if (status) tile.node.dataset.status = status;
-    tile.age.textContent = age === null ? "no data" : `${formatAge(age)}${stale ? " · stale" : ""}`;
+    tile.age.textContent = age === null ? t("live.vitals.no-data")
+      : stale ? t("live.vitals.age-stale", { age: formatAge(age) }) : formatAge(age);
   }
 
   _drawTrend(tile, series, now) {

@@ -4,11 +4,17 @@
 // camera's stream (`stream-ended`), the page says so and offers to publish again.
 // `#token=…&autostart=1` starts the camera without a click (used by the tests).
 
+import { has, t } from "./i18n.js";
 import { PtzModel, PtzTakeover } from "./ptz.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
-import { TileGrid, badge, renderIdentity, renderParticipants, renderStatus, requireToken } from "./ui.js";
+import {
+  TileGrid, badge, liveErrorText, preparePage, renderIdentity, renderParticipants, renderStatus,
+  requireToken,
+} from "./ui.js";
 import { VitalsPanel } from "./vitals.js";
+
+await preparePage();
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
@@ -24,7 +30,7 @@ if (token) {
   const session = new RoomSession(token, { autoSubscribe: () => true });
   const tiles = new TileGrid($("tiles"), session, {
     preferSound: true,
-    emptyText: "No specialist is talking to this bedside.",
+    emptyText: t("ward.no-specialist"),
   });
   const ptz = new PtzModel(session);
   const takeover = new PtzTakeover($("ptz"), ptz);
@@ -33,24 +39,14 @@ if (token) {
   let busy = false;
   let ended = null; // {stream, reason} when the server ended our camera's stream
 
-  // Why the server stopped forwarding our stream (`stream-ended` reasons), Chinese first.
-  const END_REASONS = {
-    failed: ["连接失败", "the connection failed"],
-    closed: ["连接已断开", "the connection closed"],
-    unpublished: ["已停止发布", "publishing was stopped"],
-    left: ["已离开会诊", "left the consultation"],
-  };
-
   function renderEnded() {
     const notice = $("stream-ended");
     notice.hidden = !ended;
     if (!ended) return;
-    const [zh, en] = END_REASONS[ended.reason] ?? ["未知原因", ended.reason];
-    $("stream-ended-text").replaceChildren(
-      document.createTextNode(`直播已中断：${zh}。`),
-      document.createElement("br"),
-      document.createTextNode(`Stream interrupted: ${en}.`),
-    );
+    // Why the server stopped forwarding our stream (`stream-ended` reasons).
+    const key = `ward.end-reason.${ended.reason}`;
+    const reason = has(key) ? t(key) : t("ward.end-reason.unknown");
+    $("stream-ended-text").textContent = t("ward.stream-ended", { reason });
     notice.dataset.reason = ended.reason;
     $("republish").disabled = busy;
   }
@@ -62,14 +58,17 @@ if (token) {
     stopButton.hidden = !camera;
     stopButton.disabled = busy;
     if (!camera) {
-      publicationState.replaceChildren(document.createTextNode("Camera off"));
+      publicationState.replaceChildren(document.createTextNode(t("ward.camera-off")));
       publicationState.dataset.state = "off";
       return;
     }
     const server = camera.streamId ? session.transportState(camera.streamId) : null;
-    const parts = [document.createTextNode("Browser "), badge(camera.pcState)];
-    parts.push(document.createTextNode(" Server "), badge(server ?? "new"));
-    if (camera.error) parts.push(document.createTextNode(` ${camera.error.message}`));
+    const parts = [document.createTextNode(`${t("live.transport.browser")} `), badge(camera.pcState)];
+    parts.push(document.createTextNode(` ${t("live.transport.server")} `), badge(server ?? "new"));
+    if (camera.error) {
+      parts.push(document.createTextNode(
+        ` ${liveErrorText(camera.error.code, camera.error.detail ?? camera.error.message)}`));
+    }
     publicationState.replaceChildren(...parts);
     publicationState.dataset.state = camera.pcState;
     publicationState.dataset.serverState = server ?? "new";
@@ -114,6 +113,7 @@ if (token) {
       preview.srcObject = media;
       camera = await session.publish(media, "bedside camera");
     } catch (err) {
+      console.warn("huizhen: camera/microphone unavailable", err);
       session.reportError("device", `camera/microphone unavailable (${err.name}: ${err.message})`);
     } finally {
       busy = false;
