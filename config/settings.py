@@ -107,6 +107,16 @@ class RecordsSettings:
     database_url: str
     token_secret: str
     max_upload_bytes: int
+    # The workspace's own public URL and the media server's (for live pages); empty:
+    # derived from host/port and from server.base_url.
+    public_url: str = ""
+    media_url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
     def database_for(self, data_dir: Path) -> str:
         return self.database_url or f"sqlite:///{data_dir / 'records.sqlite3'}"
@@ -321,6 +331,8 @@ def load_settings(
                 database_url=str(merged["records"]["database_url"]),
                 token_secret=str(merged["records"]["token_secret"]),
                 max_upload_bytes=int(merged["records"]["max_upload_bytes"]),
+                public_url=str(merged["records"]["public_url"]),
+                media_url=str(merged["records"]["media_url"]),
             ),
             recorder=RecorderSettings(
                 enabled=bool(merged["recorder"]["enabled"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -17,7 +18,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from consult_api import artefacts, materials, records, reports, statistics
+from consult_api import artefacts, live_pages, materials, records, reports, statistics, web_routes
 from consult_api.auth import ApiTokens, service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import (
@@ -33,6 +34,7 @@ from consult_api.http import (
     DATABASE_URL,
     MAX_BODY,
     MAX_UPLOAD,
+    MEDIA_URL,
     RECORDER_TOKEN,
     ROOM_TOKEN_GRACE,
     ROOM_TOKEN_MAX_TTL,
@@ -40,6 +42,7 @@ from consult_api.http import (
     ROOM_TOKENS,
     SESSIONS,
     TOKENS,
+    WEB_ROOT,
     Clock,
     RoomTokenMinter,
     actor_of,
@@ -134,21 +137,27 @@ async def list_experts(request: web.Request) -> web.Response:
 
 async def post_room_token(request: web.Request) -> web.Response:
     """A media-server token for the consultation's live room, valid until an hour after
-    the slot ends (at least 15 minutes, at most a day)."""
+    the slot ends (at least 15 minutes, at most a day), and ``page_url``: the media
+    server's page for that role with the token and the person's language."""
     actor = actor_of(request)
     consultation_id = path_id(request)
     authority = request.app[ROOM_TOKENS]
     if authority is None:
         raise Unavailable("live room tokens are not configured on this server")
     now = request.app[CLOCK]()
-    room, role, slot_end = await in_db(
-        request, lambda s: records.live_room(s, actor, consultation_id, now))
+    def work(s: Session) -> tuple[str, str, datetime, str]:
+        room, role, slot_end = records.live_room(s, actor, consultation_id, now)
+        return room, role, slot_end, live_pages.user_language(s, actor.user_id)
+
+    room, role, slot_end, language = await in_db(request, work)
     ttl = int((slot_end + ROOM_TOKEN_GRACE - now).total_seconds())
     ttl = min(max(ttl, ROOM_TOKEN_MIN_TTL), ROOM_TOKEN_MAX_TTL)
     token = authority.mint(room=room, role=role, name=f"user-{actor.user_id}", ttl=ttl,
                            subject=f"consult-user-{actor.user_id}", now=now.timestamp())
     return web.json_response({"room": room, "role": role, "token": token,
-                              "expires_at": int(now.timestamp()) + ttl})
+                              "expires_at": int(now.timestamp()) + ttl,
+                              "page_url": live_pages.page_url(request.app[MEDIA_URL], role,
+                                                              token, language)})
 
 
 def _filename(request: web.Request) -> str:
@@ -303,12 +312,15 @@ async def get_openapi(request: web.Request) -> web.Response:
 def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
                room_tokens: RoomTokenMinter | None = None, data_dir: Path | None = None,
                max_upload: int = DEFAULT_MAX_UPLOAD,
-               recorder_token: str | None = None) -> web.Application:
+               recorder_token: str | None = None, web_root: Path | None = None,
+               media_url: str | None = None) -> web.Application:
     """The consultation records API. The schema must exist (``consult_api.db.upgrade``).
 
     ``room_tokens`` mints media-server tokens for scheduled live rooms (optional);
     ``data_dir`` holds uploaded materials (default ``data``), each at most ``max_upload``
-    bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs."""
+    bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs;
+    ``web_root`` (``web_client/``) holds the workspace pages served at ``/`` (None: no
+    pages); ``media_url`` is the media server's public URL, for live-room page links."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[TOKENS] = ApiTokens(token_secret)
     app[DATA_DIR] = data_dir if data_dir is not None else Path("data")
@@ -317,6 +329,8 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app[CLOCK] = clock
     app[DATABASE_URL] = database_url
     app[ROOM_TOKENS] = room_tokens
+    app[WEB_ROOT] = web_root
+    app[MEDIA_URL] = media_url or ""
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(app[DATABASE_URL])
@@ -347,4 +361,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app.router.add_get("/api/v1/report-templates", list_report_templates)
     app.router.add_get("/api/v1/statistics", get_statistics)
     app.router.add_get(OPENAPI_PATH, get_openapi)
+    web_routes.add_routes(app)
     return app

@@ -12,6 +12,7 @@ from typing import Any
 from consult_api import artefacts, materials, reports
 from consult_api.models import HOSPITAL_LEVELS
 from consult_api.schemas import SEXES
+from consult_api.web_routes import FILE_NAME
 from consult_api.workflow import ConsultationType, Role, State, Urgency
 
 ID_MAX = 2**31 - 1
@@ -128,7 +129,16 @@ ROUTES: list[tuple[str, str, str, str | None, int, tuple[int, ...]]] = [
     ("get", "/api/v1/report-templates", "List report templates", None, 200, (401,)),
     ("get", "/api/v1/statistics", "Consultation statistics", None, 200, (401, 403)),
     ("get", OPENAPI_PATH, "This description", None, 200, ()),
+    ("get", "/", "The workspace page (HTML)", None, 200, (404,)),
+    ("get", "/workspace/{name}", "A workspace script, style or page file", None, 200, (404,)),
+    ("get", "/i18n.js", "The message catalogue script", None, 200, (404,)),
+    ("get", "/i18n/{name}", "A message catalogue file (both languages)", None, 200, (404,)),
 ]
+
+# The pages and their files: public (the sign-in page must load), not JSON.
+PAGE_PATHS = frozenset({"/", "/workspace/{name}", "/i18n.js", "/i18n/{name}"})
+PAGE_TYPES = {"/": "text/html", "/workspace/{name}": "*/*", "/i18n.js": "text/javascript",
+              "/i18n/{name}": "application/json"}
 
 DESCRIPTIONS = {200: "OK", 201: "Created", 400: "Invalid request", 401: "Unauthenticated",
                 403: "Forbidden", 404: "Not found", 409: "Conflict", 413: "Too large",
@@ -149,6 +159,9 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
     parameters: list[dict[str, Any]] = []
     if "{id}" in path:
         parameters.append({"name": "id", "in": "path", "required": True, "schema": _id()})
+    if "{name}" in path:
+        parameters.append({"name": "name", "in": "path", "required": True,
+                           "schema": {"type": "string", "pattern": f"^{FILE_NAME}$"}})
     if body == "upload":
         parameters.append({"name": "X-Filename", "in": "header", "required": True,
                            "description": "the file name, percent-encoded UTF-8",
@@ -164,6 +177,9 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
                            "schema": {"type": "string"}})
     if parameters:
         op["parameters"] = parameters
+    if path in PAGE_PATHS:
+        op["security"] = []
+        op["responses"][str(ok)]["content"] = {PAGE_TYPES[path]: {"schema": {"type": "string"}}}
     if path == OPENAPI_PATH:
         op["security"] = []
     elif path == "/api/v1/artefacts":

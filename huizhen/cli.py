@@ -8,7 +8,7 @@ import logging
 import sys
 
 from config import ConfigError, Settings, load_settings
-from huizhen.app import create_app, token_authority
+from huizhen.app import WEB_ROOT, create_app, token_authority
 from huizhen.running import serving, wait_for_stop
 
 
@@ -53,7 +53,8 @@ async def _serve_records(settings: Settings) -> None:
     app = create_records_app(
         url, records.token_secret, data_dir=data_dir, max_upload=records.max_upload_bytes,
         recorder_token=settings.recorder.handoff_token or None,
-        room_tokens=token_authority(settings),
+        room_tokens=token_authority(settings), web_root=WEB_ROOT,
+        media_url=records.media_url or settings.server.base_url,
     )
     async with serving(app, records.host, records.port):
         print(f"huizhen records service listening on http://{records.host}:{records.port}",
