@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 
 from consult_api import live_pages
 from consult_api.app import create_app
 from huizhen.app import WEB_ROOT
+from tests.conftest import RunningServer
 from tests.test_consult_api import MEDIA_TOKENS, SECRET, Clock, World, create, schedule
 
 MEDIA = "https://media.example.org:8443/"
@@ -111,3 +113,17 @@ async def test_room_token_carries_the_live_page_for_each_role(world: World,
         fragment = parse_qs(url.fragment)
         assert fragment == {"token": [body["token"]], "lang": ["zh-CN"]}
         assert body["role"] == role
+
+
+async def test_the_media_servers_start_page_leads_to_the_workspace(
+        running_server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{running_server.base_url}/api/v1/front-door") as response:
+            assert response.status == 200
+            assert await response.json() == {
+                "workspace_url": running_server.settings.records.base_url + "/"}
+        async with session.get(f"{running_server.base_url}/") as response:
+            html = await response.text()
+    assert 'id="workspace-link"' in html and 'src="front-door.js"' in html
+    assert running_server.settings.records.base_url == (
+        f"http://{running_server.settings.records.host}:{running_server.settings.records.port}")
