@@ -76,12 +76,16 @@ async function loadSession() {
 export function signedIn(session) {
   setCsrf(session.csrf_token);
   setMe(session.user);
+  // The account's language wins over the browser's, unless the address names one.
   const chosen = session.user.language;
-  if (chosen && chosen !== language()) {
+  const explicit = /(^|[#&?])lang=/.test(location.hash + location.search);
+  if (chosen && chosen !== language() && !explicit && !sessionStorage.getItem("huizhen.relang")) {
     saveLanguage(chosen);
+    sessionStorage.setItem("huizhen.relang", "1");
     location.reload();
     return false;
   }
+  sessionStorage.removeItem("huizhen.relang");
   renderTopbar();
   startPolling();
   return true;

@@ -52,7 +52,6 @@ function timeline(c) {
   return h("section", { class: "card", "data-testid": "timeline" },
     h("h2", {}, t("ws.consultation.timeline")),
     h("ol", { class: "timeline" },
-      h("li", {}, h("span", { class: "when" }, time(c.created_at)), " ", badge("state", "requested")),
       (c.transitions ?? []).map((step) => h("li", { "data-testid": "timeline-step", "data-to": step.to },
         h("span", { class: "when" }, time(step.at)), " ",
         step.from ? [badge("state", step.from), " → "] : null, badge("state", step.to),
