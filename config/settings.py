@@ -125,6 +125,16 @@ class RecordsSettings:
     # Signed webhooks on every state change, as given: [{url, secret, events}] (checked by
     # consult_api.webhooks.parse_targets when the service starts).
     webhooks: tuple[dict[str, Any], ...] = ()
+    # The workspace's own public URL and the media server's (for live pages); empty:
+    # derived from host/port and from server.base_url.
+    public_url: str = ""
+    media_url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
     def database_for(self, data_dir: Path) -> str:
         return self.database_url or f"sqlite:///{data_dir / 'records.sqlite3'}"
@@ -408,6 +418,8 @@ def load_settings(
                 max_upload_bytes=int(merged["records"]["max_upload_bytes"]),
                 webhooks=_tables(merged["records"], "records", "webhooks"),
                 secure_cookies=bool(merged["records"]["secure_cookies"]),
+                public_url=str(merged["records"]["public_url"]),
+                media_url=str(merged["records"]["media_url"]),
             ),
             recorder=RecorderSettings(
                 enabled=bool(merged["recorder"]["enabled"]),

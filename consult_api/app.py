@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -25,12 +26,14 @@ from consult_api import (
     dicom_routes,
     domain_routes,
     icd10_routes,
+    live_pages,
     materials,
     records,
     reports,
     session_routes,
     statistics,
     users_routes,
+    web_routes,
 )
 from consult_api.auth import service_token_matches
 from consult_api.db import make_engine, make_sessionmaker
@@ -47,6 +50,7 @@ from consult_api.http import (
     DATABASE_URL,
     MAX_BODY,
     MAX_UPLOAD,
+    MEDIA_URL,
     PASSWORD_HASHER,
     PEPPER,
     RECORDER_TOKEN,
@@ -56,6 +60,7 @@ from consult_api.http import (
     ROOM_TOKENS,
     SECURE_COOKIES,
     SESSIONS,
+    WEB_ROOT,
     Clock,
     RoomTokenMinter,
     actor_of,
@@ -150,21 +155,27 @@ async def list_experts(request: web.Request) -> web.Response:
 
 async def post_room_token(request: web.Request) -> web.Response:
     """A media-server token for the consultation's live room, valid until an hour after
-    the slot ends (at least 15 minutes, at most a day)."""
+    the slot ends (at least 15 minutes, at most a day), and ``page_url``: the media
+    server's page for that role with the token and the person's language."""
     actor = actor_of(request)
     consultation_id = path_id(request)
     authority = request.app[ROOM_TOKENS]
     if authority is None:
         raise Unavailable("live room tokens are not configured on this server")
     now = request.app[CLOCK]()
-    room, role, slot_end = await in_db(
-        request, lambda s: records.live_room(s, actor, consultation_id, now))
+    def work(s: Session) -> tuple[str, str, datetime, str]:
+        room, role, slot_end = records.live_room(s, actor, consultation_id, now)
+        return room, role, slot_end, live_pages.user_language(s, actor.user_id)
+
+    room, role, slot_end, language = await in_db(request, work)
     ttl = int((slot_end + ROOM_TOKEN_GRACE - now).total_seconds())
     ttl = min(max(ttl, ROOM_TOKEN_MIN_TTL), ROOM_TOKEN_MAX_TTL)
     token = authority.mint(room=room, role=role, name=actor.name, ttl=ttl,
                            subject=f"consult-user-{actor.user_id}", now=now.timestamp())
     return web.json_response({"room": room, "role": role, "token": token,
-                              "expires_at": int(now.timestamp()) + ttl})
+                              "expires_at": int(now.timestamp()) + ttl,
+                              "page_url": live_pages.page_url(request.app[MEDIA_URL], role,
+                                                              token, language)})
 
 
 def _filename(request: web.Request) -> str:
@@ -324,7 +335,8 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
                recorder_token: str | None = None, secure_cookies: bool = False,
                password_hasher: PasswordHasher | None = None,
                webhooks: Sequence[WebhookTarget] = (),
-               webhook_retry: RetryPolicy | None = None) -> web.Application:
+               webhook_retry: RetryPolicy | None = None, web_root: Path | None = None,
+               media_url: str | None = None) -> web.Application:
     """The consultation records API. The schema must exist (``consult_api.db.upgrade``).
 
     ``token_secret`` keys the stored hashes of session cookies, API tokens and
@@ -334,7 +346,9 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     ``room_tokens`` mints media-server tokens for scheduled live rooms (optional);
     ``data_dir`` holds uploaded materials (default ``data``), each at most ``max_upload``
     bytes; ``recorder_token`` is the recorder's service secret for artefact hand-offs;
-    ``webhooks`` receive every state change, signed (``consult_api.webhooks``)."""
+    ``webhooks`` receive every state change, signed (``consult_api.webhooks``);
+    ``web_root`` (``web_client/``) holds the workspace pages served at ``/`` (None: no
+    pages); ``media_url`` is the media server's public URL, for live-room page links."""
     if len(token_secret) < 32:
         raise ValueError("the token secret must be at least 32 characters")
     # errors_middleware is outermost; the sign-in middleware then says who is asking; and
@@ -352,6 +366,8 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     app[CLOCK] = clock
     app[DATABASE_URL] = database_url
     app[ROOM_TOKENS] = room_tokens
+    app[WEB_ROOT] = web_root
+    app[MEDIA_URL] = media_url or ""
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(app[DATABASE_URL])
@@ -388,4 +404,5 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     dicom_routes.add_routes(app)
     add_security_headers(app)
     audit_routes.add_routes(app)
+    web_routes.add_routes(app)
     return app

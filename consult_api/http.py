@@ -61,6 +61,9 @@ ROOM_TOKENS: web.AppKey[RoomTokenMinter | None] = web.AppKey("room_tokens")
 DATA_DIR = web.AppKey("data_dir", Path)
 MAX_UPLOAD = web.AppKey("max_upload", int)
 RECORDER_TOKEN: web.AppKey[str | None] = web.AppKey("recorder_token")
+# The workspace pages' files (web_client/), and the media server's public URL for live pages.
+WEB_ROOT: web.AppKey[Path | None] = web.AppKey("web_root")
+MEDIA_URL = web.AppKey("media_url", str)
 
 MAX_BODY = 1024 * 1024
 ROOM_TOKEN_GRACE = timedelta(hours=1)

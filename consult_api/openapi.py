@@ -14,6 +14,7 @@ from consult_api.models import AUDIT_OUTCOMES, HOSPITAL_LEVELS, LANGUAGES, MATER
 from consult_api.passwords import MAX_LENGTH
 from consult_api.referral_flow import Direction, ReferralState
 from consult_api.schemas import SEXES
+from consult_api.web_routes import FILE_NAME
 from consult_api.workflow import ConsultationType, Role, State, Urgency
 
 ID_MAX = 2**31 - 1
@@ -466,7 +467,17 @@ ROUTES: list[tuple[str, str, str, str | None, int, tuple[int, ...]]] = [
      (400, 401, 403)),
     ("get", "/api/v1/api-tokens", "List API tokens", None, 200, (401,)),
     ("delete", "/api/v1/api-tokens/{id}", "Revoke an API token", None, 204, (401, 403, 404)),
+    ("get", "/", "The workspace page (HTML)", None, 200, (404,)),
+    ("get", "/workspace/{name}", "A workspace script, style or page file", None, 200, (404,)),
+    ("get", "/i18n.js", "The message catalogue script", None, 200, (404,)),
+    ("get", "/i18n/{name}", "A message catalogue file (both languages)", None, 200, (404,)),
 ]
+
+# The pages and their files: public (the sign-in page must load), not JSON.
+PAGE_PATHS = frozenset({"/", "/workspace/{name}", "/i18n.js", "/i18n/{name}"})
+PAGE_TYPES = {"/": "text/html", "/workspace/{name}": "*/*", "/i18n.js": "text/javascript",
+              "/i18n/{name}": "application/json"}
+
 
 
 def _audit_filters(max_limit: int, default_limit: int) -> list[dict[str, Any]]:
@@ -555,6 +566,9 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
     parameters: list[dict[str, Any]] = []
     if "{id}" in path:
         parameters.append({"name": "id", "in": "path", "required": True, "schema": _id()})
+    if "{name}" in path:
+        parameters.append({"name": "name", "in": "path", "required": True,
+                           "schema": {"type": "string", "pattern": f"^{FILE_NAME}$"}})
     if body == "upload":
         parameters.append({"name": "X-Filename", "in": "header", "required": True,
                            "description": "the file name, percent-encoded UTF-8",
@@ -579,7 +593,9 @@ def _operation(method: str, path: str, summary: str, body: str | None, ok: int,
     if success is not None:
         op["responses"][str(ok)]["content"] = {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{success}"}}}
-    if path in PUBLIC or (method, path) == ("post", "/api/v1/session"):
+    if path in PAGE_PATHS:
+        op["responses"][str(ok)]["content"] = {PAGE_TYPES[path]: {"schema": {"type": "string"}}}
+    if path in PUBLIC or path in PAGE_PATHS or (method, path) == ("post", "/api/v1/session"):
         op["security"] = []
     elif path == "/api/v1/artefacts":
         op["security"] = [{"recorderToken": []}]

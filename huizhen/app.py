@@ -105,8 +105,21 @@ def create_app(settings: Settings, *, probe: LatencyProbe | None = None,
         # Registered after the media server, so it is cleaned up before it.
         app.cleanup_ctx.append(devices_lifecycle)
     setup_recording(app, settings, media)
+    setup_front_door(app, settings)
     setup_routes(app, web_root)
     return app
+
+
+def setup_front_door(app: web.Application, settings: Settings) -> None:
+    """The start page (index.html) links to the consultation workspace, where people sign
+    in: ``GET /api/v1/front-door`` says where it is (``records.public_url``, else the
+    records service's host and port)."""
+    workspace_url = settings.records.base_url + "/"
+
+    async def front_door(request: web.Request) -> web.Response:
+        return web.json_response({"workspace_url": workspace_url})
+
+    app.router.add_get("/api/v1/front-door", front_door)
 
 
 def setup_recording(app: web.Application, settings: Settings, media: MediaServer) -> None:

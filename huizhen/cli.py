@@ -12,7 +12,7 @@ from typing import Any
 
 from config import ConfigError, Settings, load_settings
 from config.listen_check import Service, startup_problem
-from huizhen.app import create_app, token_authority
+from huizhen.app import WEB_ROOT, create_app, token_authority
 from huizhen.running import StartupError, bind, serving, serving_on, wait_for_stop
 
 # Exit code of a refusal to start with unsafe settings (demo or short secrets).
@@ -100,6 +100,8 @@ async def _serve_records(settings: Settings) -> None:
         recorder_token=settings.recorder.handoff_token or None,
         room_tokens=token_authority(settings), webhooks=webhooks,
         secure_cookies=records.secure_cookies,
+        web_root=WEB_ROOT,
+        media_url=records.media_url or settings.server.base_url,
     )
     async with serving_on(app, sockets):
         print(f"huizhen records service listening on http://{records.host}:{records.port}",
