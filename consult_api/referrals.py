@@ -31,12 +31,12 @@ from consult_api.referral_flow import (
     direction_fits,
 )
 from consult_api.schemas import (
-    SEXES,
-    _int,
+    PatientIdentity,
     _object,
     _optional_id,
     _text,
     iso,
+    parse_patient_identity,
 )
 from consult_api.workflow import Actor
 
@@ -49,21 +49,13 @@ K = TypeVar("K", bound=StrEnum)
 
 
 @dataclass(frozen=True)
-class ReferralPatientIn:
-    name: str
-    sex: str
-    age: int
-    record_number: str | None
-
-
-@dataclass(frozen=True)
 class ReferralIn:
     direction: Direction
     to_hospital_id: int
     to_department_id: int | None
     consultation_id: int | None
     reason: str
-    patient: ReferralPatientIn
+    patient: PatientIdentity
 
 
 @dataclass(frozen=True)
@@ -82,22 +74,6 @@ def _choice(body: Mapping[str, Any], field: str, kind: type[K]) -> K:
             f"{field} must be one of {', '.join(m.value for m in kind)}") from None
 
 
-def _parse_patient(body: Any) -> ReferralPatientIn:
-    patient = _object(body, "patient")
-    sex = patient.get("sex")
-    if sex not in SEXES:
-        raise InvalidRequest(f"patient.sex must be one of {', '.join(SEXES)}")
-    record = patient.get("record_number")
-    if record is not None and (not isinstance(record, str) or len(record) > 100):
-        raise InvalidRequest("patient.record_number must be a string of at most 100 characters")
-    try:
-        return ReferralPatientIn(name=_text(patient, "name", max_len=200), sex=str(sex),
-                                 age=_int(patient, "age", low=0, high=150),
-                                 record_number=record)
-    except InvalidRequest as exc:
-        raise InvalidRequest(f"patient.{exc.message}") from None
-
-
 def parse_referral(body: Any) -> ReferralIn:
     data = _object(body, "the request body")
     to_hospital_id = _optional_id(data, "to_hospital_id")
@@ -108,7 +84,7 @@ def parse_referral(body: Any) -> ReferralIn:
                       to_department_id=_optional_id(data, "to_department_id"),
                       consultation_id=_optional_id(data, "consultation_id"),
                       reason=_text(data, "reason", max_len=MAX_REASON),
-                      patient=_parse_patient(data.get("patient")))
+                      patient=parse_patient_identity(data.get("patient")))
 
 
 def parse_move(body: Any) -> ReferralMoveIn:

@@ -20,11 +20,17 @@ SEXES = ("female", "male", "other", "unknown")
 
 
 @dataclass(frozen=True)
-class PatientIn:
+class PatientIdentity:
+    """Who the patient is (consultations and referrals alike)."""
+
     name: str
     sex: str
     age: int
     record_number: str | None
+
+
+@dataclass(frozen=True)
+class PatientIn(PatientIdentity):
     summary: str
 
 
@@ -111,7 +117,7 @@ def _timestamp(body: dict[str, Any], field: str) -> datetime:
     return parsed
 
 
-def parse_patient(body: Any) -> PatientIn:
+def parse_patient_identity(body: Any) -> PatientIdentity:
     patient = _object(body, "patient")
     sex = patient.get("sex")
     if sex not in SEXES:
@@ -120,11 +126,20 @@ def parse_patient(body: Any) -> PatientIn:
     if record is not None and (not isinstance(record, str) or len(record) > 100):
         raise InvalidRequest("patient.record_number must be a string of at most 100 characters")
     try:
-        return PatientIn(name=_text(patient, "name", max_len=200), sex=str(sex),
-                         age=_int(patient, "age", low=0, high=150), record_number=record,
-                         summary=_text(patient, "summary", max_len=20000))
+        return PatientIdentity(name=_text(patient, "name", max_len=200), sex=str(sex),
+                               age=_int(patient, "age", low=0, high=150), record_number=record)
     except InvalidRequest as exc:
         raise InvalidRequest(f"patient.{exc.message}") from None
+
+
+def parse_patient(body: Any) -> PatientIn:
+    who = parse_patient_identity(body)
+    try:
+        summary = _text(_object(body, "patient"), "summary", max_len=20000)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"patient.{exc.message}") from None
+    return PatientIn(name=who.name, sex=who.sex, age=who.age, record_number=who.record_number,
+                     summary=summary)
 
 
 def parse_consultation(body: Any) -> ConsultationIn:
