@@ -237,10 +237,30 @@ def cmd_records_import_icd10(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from huizhen.demo import run_demo
+    """The demo; unless ``--no-records`` also the workspace, whose demo accounts have public
+    passwords: it listens on loopback only, whatever the settings say."""
+    from config.listen_check import address, is_loopback
 
     settings = _safe_settings(args, "serve")
-    _run(run_demo(settings, args.room, args.duration, alarms=args.alarms))
+    records = not args.no_records
+    if records:
+        if args.room is not None:
+            sys.exit("huizhen: --room needs --no-records (with the workspace, the simulated "
+                     "bedside publishes into the demo consultation's live room)")
+        where = settings.records
+        if not is_loopback(where.host):
+            print(f"huizhen: refusing to serve the demo accounts on "
+                  f"{address(where.host, where.port)}: the demo's records service listens on "
+                  f"loopback only (set HUIZHEN_RECORDS_HOST=127.0.0.1, or use --no-records)",
+                  file=sys.stderr, flush=True)
+            sys.exit(EXIT_UNSAFE)
+        problem = startup_problem(settings, "records")
+        if problem is not None:
+            print(f"huizhen: {problem}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_UNSAFE)
+    from huizhen.demo import run_demo
+
+    _run(run_demo(settings, args.room, args.duration, alarms=args.alarms, records=records))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -279,8 +299,11 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--ttl", type=int, default=0, help="lifetime in seconds")
     token.add_argument("--subject", help="stable user id (default: random)")
     token.set_defaults(func=cmd_token)
-    demo = commands.add_parser("demo", help="server plus a simulated bedside camera")
-    demo.add_argument("--room", default="demo-bed-1")
+    demo = commands.add_parser("demo", help="server plus a simulated bedside camera, and the "
+                                             "consultation workspace with demo accounts")
+    demo.add_argument("--room", help="the bed's room (with --no-records; default demo-bed-1)")
+    demo.add_argument("--no-records", action="store_true",
+                      help="do not start the consultation workspace (records service)")
     demo.add_argument("--duration", type=float, default=0.0,
                       help="stop after this many seconds (0: run until Ctrl-C)")
     demo.add_argument("--alarms", action="store_true",

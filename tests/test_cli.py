@@ -39,10 +39,13 @@ def test_token_command_refuses_bad_input():
 
 
 async def test_demo_comes_up_and_streams_the_moving_pattern(tmp_path):
+    """``--no-records``: the media server and bedside only, as before the workspace joined
+    the demo (which tests/test_demo_records.py covers), in the room given."""
     port = free_port()
     env = {**os.environ, "HUIZHEN_SERVER_PORT": str(port),
            "HUIZHEN_STORAGE_DATA_DIR": str(tmp_path)}
-    demo = subprocess.Popen([sys.executable, "-m", "huizhen", "demo", "--duration", "60"],
+    demo = subprocess.Popen([sys.executable, "-m", "huizhen", "demo", "--duration", "60",
+                             "--no-records", "--room", "bed-9"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         assert demo.stdout is not None
@@ -59,6 +62,7 @@ async def test_demo_comes_up_and_streams_the_moving_pattern(tmp_path):
         client = SignalingClient(f"ws://127.0.0.1:{port}/ws")
         await client.connect()
         joined = await client.join(token)
+        assert joined["room"] == "bed-9"
         assert joined["grants"] == ["ptz", "publish", "subscribe"]
         # The simulated PTZ camera and monitor are bound to the demo room.
         assert joined["ptz"]["camera"] == "online"
@@ -77,7 +81,10 @@ async def test_demo_comes_up_and_streams_the_moving_pattern(tmp_path):
         await client.close()
     finally:
         returncode = stop_process(demo)
+        rest = demo.stdout.read() if demo.stdout is not None else ""
     assert returncode == 0
+    assert "workspace" not in rest and "demo-expert" not in rest  # no workspace, no accounts
+    assert not list(tmp_path.glob("*records*"))
 
 
 async def test_records_command_migrates_and_serves(tmp_path):
