@@ -76,7 +76,7 @@ function actions(c, reload) {
     });
     return button;
   });
-  const live = LIVE.has(c.state) && c.slot ? joinButton(c, box) : null;
+  const live = LIVE.has(c.state) && c.slot ? joinButton(c, box, reload) : null;
   if (!buttons.length && !live) return null;
   return h("section", { class: "card actions", "data-testid": "consultation-actions" },
     h("h2", {}, t("ws.consultation.actions")),
@@ -84,20 +84,34 @@ function actions(c, reload) {
     h("div", { class: "buttons" }, buttons, live), box);
 }
 
-function joinButton(c, box) {
+/** The assigned expert joining a scheduled live consultation starts the session: without
+ * the in_session move the report could never be published (reported needs in_session). */
+export function startsSession(user, c) {
+  return user.role === "expert" && c.expert_id === user.id && c.type === "interactive"
+    && (c.state === "accepted" || c.state === "scheduled");
+}
+
+function joinButton(c, box, reload) {
   const key = me().role === "requesting_doctor" ? "ws.live.bedside" : "ws.live.join";
   const button = h("button", { type: "button", class: "live", "data-testid": "join-live" }, t(key));
   button.addEventListener("click", () => {
     // Open the tab in the click (popup blockers), then point it at the page.
     const tab = window.open("about:blank", "_blank");
     busy(button, async () => {
+      let started = false;
       try {
+        if (startsSession(me(), c)) {
+          await post(`/api/v1/consultations/${c.id}/transitions`, { to: "in_session", note: "" });
+          started = true;
+        }
         const grant = await post(`/api/v1/consultations/${c.id}/room-token`);
         if (tab) { tab.opener = null; tab.location.href = grant.page_url; }
         else window.location.assign(grant.page_url);
       } catch (error) {
         tab?.close();
         throw error;
+      } finally {
+        if (started) reload();
       }
     }, box);
   });
