@@ -214,10 +214,14 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     await expect(taken).to_have_attribute("data-status", "booked")
     await expect(taken).to_be_disabled()
     await expect(taken).to_contain_text(f"#{other_cid}")
+    # Times in the calendar read as a clock, without the zone name.
+    await expect(taken).to_contain_text("09:00–09:30")
+    assert "GMT" not in (await desk2.get_by_test_id("week-grid").text_content() or "")
     await shots.take(desk2, "coordinator-slot-taken")
     await desk2.locator(f"[data-testid=slot][data-slot-id='{free_slot}']").click()
     await expect(desk2.get_by_test_id("state-badge").first).to_have_text(zh("ws.state.scheduled"))
     await expect(desk2.get_by_test_id("expert-value")).to_have_text("陈主任")
+    await expect(desk2.get_by_test_id("slot-value")).to_contain_text("09:30 – 10:00")
     stored = live.world.query(lambda s: s.scalars(
         sa.select(Consultation).where(Consultation.id == cid)).one())
     assert (stored.state, stored.expert_id) == ("scheduled", expert_id)
@@ -314,6 +318,11 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     await expect(board.get_by_test_id("stats-total")).to_have_text("2")
     experts = board.get_by_test_id("chart-expert").locator("g.bar[data-label='陈主任']")
     await expect(experts).to_have_attribute("data-value", "2")
+    county = board.get_by_test_id("chart-hospital").locator(
+        "g.bar[data-label=\"Xian County People's Hospital\"]")
+    await expect(county).to_have_attribute("data-value", "2")
+    doctors = board.get_by_test_id("chart-doctor").locator("g.bar[data-label='李医生']")
+    await expect(doctors).to_have_attribute("data-value", "1")
     await shots.take(board, "admin-statistics")
     await board.get_by_test_id("nav-admin-audit").click()
     await board.get_by_test_id("audit-consultation").fill(str(cid))
@@ -322,6 +331,10 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     for who, action in [("李医生", "consultation.read"), ("李医生", "report.read"),
                         ("陈主任", "consultation.read"), ("陈主任", "report.read")]:
         await expect(rows.filter(has_text=who).filter(has_text=action).first).to_be_visible()
+    # ... and the other hospital's doctor's refused attempt.
+    refused = rows.filter(has_text="吴医生").filter(has_text="consultation.read")
+    await expect(refused).to_have_attribute("data-outcome", "refused")
+    await expect(refused.locator("td").last).to_have_text(zh("ws.outcome.refused"))
     await shots.take(board, "admin-audit")
     reads = live.world.query(lambda s: {(a, u) for a, u in s.execute(
         sa.select(AuditLog.action, AuditLog.actor_id).where(

@@ -7,7 +7,7 @@ import { me } from "/workspace/state.js";
 import { expertNames } from "/workspace/consultations.js";
 import { materialsSection } from "/workspace/materials.js";
 import { printView, reportsSection } from "/workspace/report.js";
-import { assignPanel } from "/workspace/coordinator.js";
+import { assignPanel, clock } from "/workspace/coordinator.js";
 
 const LIVE = new Set(["accepted", "scheduled", "in_session"]);
 
@@ -40,7 +40,7 @@ function details(c, experts) {
       h("dt", {}, t("ws.col.expert")), h("dd", { "data-testid": "expert-value" },
         c.expert_id ? experts.get(c.expert_id) ?? `#${c.expert_id}` : t("ws.consultation.no-expert")),
       h("dt", {}, t("ws.col.slot")), h("dd", { "data-testid": "slot-value" },
-        c.slot ? `${time(c.slot.start)} – ${time(c.slot.end, { date: false })}` : "—"),
+        c.slot ? `${time(c.slot.start)} – ${clock(c.slot.end)}` : "—"),
       h("dt", {}, t("ws.col.created")), h("dd", {}, time(c.created_at))),
     h("h3", {}, t("ws.patient.summary")),
     h("p", { class: "prewrap", "data-testid": "patient-summary-value" }, p.summary ?? ""),
