@@ -61,6 +61,8 @@ class Shots:
 def shots() -> Shots:
     directory = Path(os.environ.get("HUIZHEN_SCREENSHOTS") or SCREENSHOTS)
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("consultation-*.png"):  # a previous run's pages
+        stale.unlink()
     return Shots(directory)
 
 
@@ -184,8 +186,11 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     await expect(other.get_by_test_id("user-name")).to_have_text("吴医生")
     await expect(other.locator(f"[data-testid=consultation-row][data-id='{cid}']")).to_have_count(0)
     await expect(other.get_by_test_id("empty")).to_be_visible()
+    await shots.take(other, "other-hospital-list")
     await other.goto(f"{live.base}#/consultations/{cid}")
-    await expect(other.get_by_test_id("page-error")).to_be_visible()
+    refusal = other.get_by_test_id("page-error")
+    await expect(refusal).to_have_attribute("data-code", "forbidden")
+    await expect(refusal).to_have_text(zh("error.forbidden"))
     assert await other.get_by_test_id("patient-name-value").count() == 0
     assert "张伟" not in (await other.content())
     await shots.take(other, "other-hospital-sees-nothing")
@@ -228,6 +233,17 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     booked_at = (tomorrow + timedelta(minutes=30)).astimezone(UTC)
     assert stored.slot_start.replace(tzinfo=UTC) == booked_at
     await shots.take(desk2, "coordinator-scheduled")
+    # Offering the expert a time that overlaps the booked one is refused too.
+    await desk2.get_by_test_id("nav-calendar").click()
+    await desk2.get_by_test_id("calendar-expert").select_option(str(expert_id))
+    await desk2.get_by_test_id("slots-date").fill(day)
+    await desk2.get_by_test_id("slots-from").fill("09:45")
+    await desk2.get_by_test_id("slots-to").fill("10:15")
+    await desk2.get_by_test_id("slots-add").click()
+    clash = desk2.get_by_test_id("slots-error")
+    await expect(clash).to_have_attribute("data-code", "slot-conflict")
+    await expect(clash).to_have_text(f"09:45: {zh('error.slot-conflict')}")
+    await shots.take(desk2, "coordinator-slot-conflict")
 
     # 3. The doctor opens the bedside page and publishes; the expert joins from the worklist.
     await desk.goto(f"{live.base}#/consultations/{cid}")
@@ -302,6 +318,8 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     await shots.take(desk, "doctor-reads-report")
     await report.get_by_test_id("report-print").click()
     sheet = desk.get_by_test_id("print-sheet")
+    # The print view opens at its top, though the link is at the bottom of a long page.
+    await expect(desk.get_by_test_id("page-title")).to_be_in_viewport()
     await expect(sheet.get_by_test_id("print-patient")).to_have_text("张伟")
     await expect(sheet.get_by_test_id("print-expert")).to_have_text("陈主任")
     await expect(sheet.get_by_test_id("report-diagnosis")).to_contain_text(code)

@@ -162,7 +162,7 @@ function addSlotsForm(expertId, onAdded) {
           await post(`/api/v1/experts/${expertId()}/slots`, { start: new Date(at).toISOString(), end: new Date(at + step).toISOString() });
           added += 1;
         } catch (error) {
-          failures.push(`${formatTime(new Date(at), { date: false })}: ${describe(error)}`);
+          failures.push(`${clock(new Date(at))}: ${describe(error)}`);
           box.show(error);
         }
       }
