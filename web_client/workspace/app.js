@@ -158,6 +158,9 @@ async function route() {
     }
     markNav();
     document.getElementById("banner").hidden = true;
+    // A new page starts at its top (the print view opened from the bottom of a long
+    // consultation otherwise opened half-way down the sheet).
+    window.scrollTo(0, 0);
     try {
       await render(match);
     } catch (error) {

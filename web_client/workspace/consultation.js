@@ -7,7 +7,7 @@ import { me } from "/workspace/state.js";
 import { expertNames } from "/workspace/consultations.js";
 import { materialsSection } from "/workspace/materials.js";
 import { printView, reportsSection } from "/workspace/report.js";
-import { assignPanel } from "/workspace/coordinator.js";
+import { assignPanel, clock } from "/workspace/coordinator.js";
 
 const LIVE = new Set(["accepted", "scheduled", "in_session"]);
 
@@ -40,7 +40,7 @@ function details(c, experts) {
       h("dt", {}, t("ws.col.expert")), h("dd", { "data-testid": "expert-value" },
         c.expert_id ? experts.get(c.expert_id) ?? `#${c.expert_id}` : t("ws.consultation.no-expert")),
       h("dt", {}, t("ws.col.slot")), h("dd", { "data-testid": "slot-value" },
-        c.slot ? `${time(c.slot.start)} – ${time(c.slot.end, { date: false })}` : "—"),
+        c.slot ? `${time(c.slot.start)} – ${clock(c.slot.end)}` : "—"),
       h("dt", {}, t("ws.col.created")), h("dd", {}, time(c.created_at))),
     h("h3", {}, t("ws.patient.summary")),
     h("p", { class: "prewrap", "data-testid": "patient-summary-value" }, p.summary ?? ""),
@@ -76,7 +76,7 @@ function actions(c, reload) {
     });
     return button;
   });
-  const live = LIVE.has(c.state) && c.slot ? joinButton(c, box) : null;
+  const live = LIVE.has(c.state) && c.slot ? joinButton(c, box, reload) : null;
   if (!buttons.length && !live) return null;
   return h("section", { class: "card actions", "data-testid": "consultation-actions" },
     h("h2", {}, t("ws.consultation.actions")),
@@ -84,20 +84,34 @@ function actions(c, reload) {
     h("div", { class: "buttons" }, buttons, live), box);
 }
 
-function joinButton(c, box) {
+/** The assigned expert joining a scheduled live consultation starts the session: without
+ * the in_session move the report could never be published (reported needs in_session). */
+export function startsSession(user, c) {
+  return user.role === "expert" && c.expert_id === user.id && c.type === "interactive"
+    && (c.state === "accepted" || c.state === "scheduled");
+}
+
+function joinButton(c, box, reload) {
   const key = me().role === "requesting_doctor" ? "ws.live.bedside" : "ws.live.join";
   const button = h("button", { type: "button", class: "live", "data-testid": "join-live" }, t(key));
   button.addEventListener("click", () => {
     // Open the tab in the click (popup blockers), then point it at the page.
     const tab = window.open("about:blank", "_blank");
     busy(button, async () => {
+      let started = false;
       try {
+        if (startsSession(me(), c)) {
+          await post(`/api/v1/consultations/${c.id}/transitions`, { to: "in_session", note: "" });
+          started = true;
+        }
         const grant = await post(`/api/v1/consultations/${c.id}/room-token`);
         if (tab) { tab.opener = null; tab.location.href = grant.page_url; }
         else window.location.assign(grant.page_url);
       } catch (error) {
         tab?.close();
         throw error;
+      } finally {
+        if (started) reload();
       }
     }, box);
   });

@@ -23,6 +23,11 @@ export function shanghaiDay(at) {
   return new Date(at.getTime() + SHANGHAI).toISOString().slice(0, 10);
 }
 
+/** "HH:MM" of `at` in Asia/Shanghai, without the zone name the calendar does not need. */
+export function clock(at) {
+  return formatTime(at, { date: false }).replace(/\s*GMT\+8\s*/g, "").trim();
+}
+
 export function shanghaiIso(day, hhmm) {
   return `${day}T${hhmm}:00+08:00`;
 }
@@ -76,7 +81,8 @@ function weekCalendar({ expertId, onFree = null, deletable = false }) {
     }
   };
   const slotButton = (slot) => {
-    const label = `${formatTime(slot.start, { date: false })}–${formatTime(slot.end, { date: false })}`.replace(/ GMT\+8/g, "");
+    // The calendar is in Beijing time already: no "GMT+8" (Chinese puts it before the time).
+    const label = `${clock(slot.start)}–${clock(slot.end)}`;
     const free = slot.status === "free";
     const button = h("button", { type: "button", class: `slot ${slot.status}`, "data-testid": "slot",
       "data-slot-id": slot.id, "data-status": slot.status, "data-start": slot.start,
@@ -156,7 +162,7 @@ function addSlotsForm(expertId, onAdded) {
           await post(`/api/v1/experts/${expertId()}/slots`, { start: new Date(at).toISOString(), end: new Date(at + step).toISOString() });
           added += 1;
         } catch (error) {
-          failures.push(`${formatTime(new Date(at), { date: false })}: ${describe(error)}`);
+          failures.push(`${clock(new Date(at))}: ${describe(error)}`);
           box.show(error);
         }
       }
