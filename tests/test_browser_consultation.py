@@ -226,7 +226,7 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     await desk2.locator(f"[data-testid=slot][data-slot-id='{free_slot}']").click()
     await expect(desk2.get_by_test_id("state-badge").first).to_have_text(zh("ws.state.scheduled"))
     await expect(desk2.get_by_test_id("expert-value")).to_have_text("陈主任")
-    await expect(desk2.get_by_test_id("slot-value")).to_contain_text("09:30 – 10:00")
+    await expect(desk2.get_by_test_id("slot-value")).to_contain_text("09:30 – 10:00 GMT+8")
     stored = live.world.query(lambda s: s.scalars(
         sa.select(Consultation).where(Consultation.id == cid)).one())
     assert (stored.state, stored.expert_id) == ("scheduled", expert_id)

@@ -11,6 +11,8 @@
 export const LANGUAGES = ["zh-CN", "en"];
 export const DEFAULT_LANGUAGE = "zh-CN";
 export const TIME_ZONE = "Asia/Shanghai";
+// How times name their zone: Asia/Shanghai keeps no daylight saving time.
+export const ZONE_NAME = "GMT+8";
 const STORAGE_KEY = "huizhen.lang";
 
 let current = DEFAULT_LANGUAGE;
@@ -96,13 +98,19 @@ export function translatePage(root = document) {
   }
 }
 
-/** A time in Asia/Shanghai with its zone, in the page language: "2026-03-03 09:00 GMT+8". */
-export function formatTime(value, { date = true, seconds = false } = {}) {
+/** A time in Asia/Shanghai with its zone, the same shape in both languages (hospital
+ * records are read across languages): "2026-03-03 09:00 GMT+8"; `zone: false` leaves the
+ * zone out where a page already says Beijing time (a calendar). */
+export function formatTime(value, { date = true, seconds = false, zone = true } = {}) {
   const when = value instanceof Date ? value : new Date(value);
-  const format = new Intl.DateTimeFormat(current, {
-    timeZone: TIME_ZONE, hour12: false, timeZoneName: "shortOffset",
-    ...(date ? { year: "numeric", month: "2-digit", day: "2-digit" } : {}),
-    hour: "2-digit", minute: "2-digit", ...(seconds ? { second: "2-digit" } : {}),
-  });
-  return format.format(when);
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
+    timeZone: TIME_ZONE, hourCycle: "h23", timeZoneName: "shortOffset",
+    year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  }).formatToParts(when).map((part) => [part.type, part.value]));
+  const text = [];
+  if (date) text.push(`${parts.year}-${parts.month}-${parts.day}`);
+  text.push(`${parts.hour}:${parts.minute}${seconds ? `:${parts.second}` : ""}`);
+  if (zone) text.push(parts.timeZoneName);
+  return text.join(" ");
 }

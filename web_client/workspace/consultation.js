@@ -1,6 +1,6 @@
 // One consultation: details, timeline, state actions, live room, materials, reports.
 
-import { t } from "/i18n.js";
+import { t, ZONE_NAME } from "/i18n.js";
 import { get, post } from "/workspace/api.js";
 import { badge, busy, errorBox, field, flash, h, page as renderPage, time } from "/workspace/dom.js";
 import { me } from "/workspace/state.js";
@@ -40,7 +40,8 @@ function details(c, experts) {
       h("dt", {}, t("ws.col.expert")), h("dd", { "data-testid": "expert-value" },
         c.expert_id ? experts.get(c.expert_id) ?? `#${c.expert_id}` : t("ws.consultation.no-expert")),
       h("dt", {}, t("ws.col.slot")), h("dd", { "data-testid": "slot-value" },
-        c.slot ? `${time(c.slot.start)} – ${clock(c.slot.end)}` : "—"),
+        c.slot ? `${time(c.slot.start, { zone: false })} – ${clock(c.slot.end)} ${ZONE_NAME}`
+          : "—"),
       h("dt", {}, t("ws.col.created")), h("dd", {}, time(c.created_at))),
     h("h3", {}, t("ws.patient.summary")),
     h("p", { class: "prewrap", "data-testid": "patient-summary-value" }, p.summary ?? ""),

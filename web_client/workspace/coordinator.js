@@ -25,7 +25,7 @@ export function shanghaiDay(at) {
 
 /** "HH:MM" of `at` in Asia/Shanghai, without the zone name the calendar does not need. */
 export function clock(at) {
-  return formatTime(at, { date: false }).replace(/\s*GMT\+8\s*/g, "").trim();
+  return formatTime(at, { date: false, zone: false });
 }
 
 export function shanghaiIso(day, hhmm) {
