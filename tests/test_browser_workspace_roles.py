@@ -82,6 +82,8 @@ async def signed_in(playwright: Any, browser: Browser, ws: Workspace, username: 
     page = await open_page(playwright, browser, ws.base, **kwargs)
     await sign_in(page, username)
     await expect(page.get_by_test_id("user-name")).to_have_text(display_name)
+    # Wait for the home page to be drawn: a page still loading can overwrite the next one.
+    await expect(page.get_by_test_id("page-title")).not_to_have_text(zh("ws.signin.title"))
     return page
 
 
@@ -363,6 +365,15 @@ async def test_an_admin_manages_people_and_api_tokens(
     row = admin.locator("[data-testid=user-row][data-username='zhao.doctor']")
     await expect(row.get_by_test_id("user-status")).to_have_text(zh("ws.admin.active"))
     await screenshot(admin, "workspace-admin-users.png")
+    # Somebody without a username has no password to reset.
+    seeded = admin.locator(f"[data-testid=user-row][data-id='{world.people['doctor'].user_id}']")
+    await expect(seeded.get_by_test_id("user-disable")).to_be_visible()
+    await expect(seeded.get_by_test_id("user-reset")).to_have_count(0)
+    # The search finds people by name.
+    await admin.get_by_test_id("users-text").fill("赵医")
+    await expect(admin.get_by_test_id("user-row")).to_have_count(1)
+    await admin.get_by_test_id("users-text").fill("")
+    await expect(admin.get_by_test_id("user-row")).to_have_count(9)
     stored = world.query(lambda s: s.scalars(sa.select(User).where(
         User.username == "zhao.doctor")).one())
     assert (stored.display_name, stored.role, stored.hospital_id, stored.password_hash) == (

@@ -75,7 +75,7 @@ export async function users() {
   const hospitalFilter = h("select", { "data-testid": "users-hospital" },
     h("option", { value: "" }, t("ws.filter.all-hospitals")), allHospitals.map((x) => h("option", { value: x.id }, x.name)));
   const roleFilter = h("select", { "data-testid": "users-role" }, options(ROLES, "ws.role", null, { blank: "ws.filter.all-roles" }));
-  const text = h("input", { type: "search", "data-testid": "users-text", placeholder: t("ws.filter.text") });
+  const text = h("input", { type: "search", "data-testid": "users-text", placeholder: t("ws.admin.search-users") });
   const holder = h("div", {});
   const notice = h("div", {});
   const load = async () => {
@@ -111,8 +111,9 @@ function userRow(u, names, notice, load) {
     await patch(`/api/v1/users/${u.id}`, { disabled: !u.disabled });
     await load();
   }, box));
-  const reset = h("button", { type: "button", "data-testid": "user-reset" }, t("ws.admin.reset"));
-  reset.addEventListener("click", () => busy(reset, async () => {
+  // A person without a username (made before sign-in existed) has no password to reset.
+  const reset = u.username ? h("button", { type: "button", "data-testid": "user-reset" }, t("ws.admin.reset")) : null;
+  reset?.addEventListener("click", () => busy(reset, async () => {
     const result = await post(`/api/v1/users/${u.id}/reset`);
     notice.replaceChildren(linkBox(result));
   }, box));
