@@ -6,7 +6,8 @@ import { del, get, patch, post } from "/workspace/api.js";
 import { busy, empty, errorBox, field, flash, h, options, page, table, time } from "/workspace/dom.js";
 
 const ROLES = ["requesting_doctor", "expert", "coordinator", "admin"];
-const LEVELS = ["county", "province"];
+// Every level the service knows (consult_api.models.HOSPITAL_LEVELS).
+const LEVELS = ["county", "prefecture", "province"];
 
 async function hospitalsList() {
   return (await get("/api/v1/hospitals")).hospitals;
@@ -74,7 +75,7 @@ export async function users() {
   const hospitalFilter = h("select", { "data-testid": "users-hospital" },
     h("option", { value: "" }, t("ws.filter.all-hospitals")), allHospitals.map((x) => h("option", { value: x.id }, x.name)));
   const roleFilter = h("select", { "data-testid": "users-role" }, options(ROLES, "ws.role", null, { blank: "ws.filter.all-roles" }));
-  const text = h("input", { type: "search", "data-testid": "users-text", placeholder: t("ws.filter.text") });
+  const text = h("input", { type: "search", "data-testid": "users-text", placeholder: t("ws.admin.search-users") });
   const holder = h("div", {});
   const notice = h("div", {});
   const load = async () => {
@@ -95,7 +96,13 @@ function userRow(u, names, notice, load) {
   const box = errorBox("user-error");
   const role = h("select", { "data-testid": "user-role-select", "aria-label": t("ws.account.role") }, options(ROLES, "ws.role", u.role));
   role.addEventListener("change", () => busy(role, async () => {
-    await patch(`/api/v1/users/${u.id}`, { role: role.value });
+    try {
+      await patch(`/api/v1/users/${u.id}`, { role: role.value });
+    } catch (error) {
+      role.value = u.role; // the refused change must not stay on screen
+      throw error;
+    }
+    u.role = role.value;
     flash(t("ws.admin.saved"));
   }, box));
   const toggle = h("button", { type: "button", class: u.disabled ? "" : "danger", "data-testid": u.disabled ? "user-enable" : "user-disable" },
@@ -104,8 +111,9 @@ function userRow(u, names, notice, load) {
     await patch(`/api/v1/users/${u.id}`, { disabled: !u.disabled });
     await load();
   }, box));
-  const reset = h("button", { type: "button", "data-testid": "user-reset" }, t("ws.admin.reset"));
-  reset.addEventListener("click", () => busy(reset, async () => {
+  // A person without a username (made before sign-in existed) has no password to reset.
+  const reset = u.username ? h("button", { type: "button", "data-testid": "user-reset" }, t("ws.admin.reset")) : null;
+  reset?.addEventListener("click", () => busy(reset, async () => {
     const result = await post(`/api/v1/users/${u.id}/reset`);
     notice.replaceChildren(linkBox(result));
   }, box));
@@ -131,7 +139,11 @@ function createUserForm(allHospitals, notice, load) {
   });
   const specialty = h("input", { name: "specialty", maxlength: 200, "data-testid": "new-user-specialty" });
   const specialtyField = field("ws.admin.specialty", specialty);
-  const sync = () => { specialtyField.hidden = role.value !== "expert"; };
+  // Experts need a specialty (the service refuses one without); nobody else has one.
+  const sync = () => {
+    specialtyField.hidden = role.value !== "expert";
+    specialty.required = role.value === "expert";
+  };
   role.addEventListener("change", sync);
   sync();
   const button = h("button", { type: "submit", class: "primary", "data-testid": "new-user-submit" }, t("ws.admin.create-user"));
@@ -151,6 +163,7 @@ function createUserForm(allHospitals, notice, load) {
       if (role.value === "expert") body.specialty = specialty.value.trim();
       const result = await post("/api/v1/users", body);
       form.reset();
+      department.replaceChildren(h("option", { value: "" }, "—"));
       sync();
       notice.replaceChildren(linkBox(result));
       await load();

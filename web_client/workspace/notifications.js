@@ -5,13 +5,22 @@ import { get, post } from "/workspace/api.js";
 import { busy, empty, h, page as renderPage, time } from "/workspace/dom.js";
 import { refreshBell } from "/workspace/app.js";
 
+// The params hold ids, states and codes only; codes are shown in words. A referral's states
+// are not a consultation's ("requested" reads 待接收 on a referral, 待分诊 on a consultation).
+const WORDS = { direction: "ws.direction", urgency: "ws.urgency" };
+const TIMES = new Set(["start", "end"]);
+
 export function notificationText(n) {
   const key = `notify.${n.kind}`;
+  const states = n.kind.startsWith("referral.") ? "ws.referral-state" : "ws.state";
   const params = { ...(n.params ?? {}) };
   for (const [name, value] of Object.entries(params)) {
-    if ((name === "state" || name === "to" || name === "from") && has(`ws.state.${value}`)) params[name] = t(`ws.state.${value}`);
+    const prefix = name === "state" || name === "to" || name === "from" ? states : WORDS[name];
+    if (prefix && has(`${prefix}.${value}`)) params[name] = t(`${prefix}.${value}`);
+    else if (TIMES.has(name) && value) params[name] = time(value);
   }
-  if (n.consultation_id && params.id === undefined) params.id = n.consultation_id;
+  if (n.consultation_id && params.consultation_id === undefined) params.consultation_id = n.consultation_id;
+  if (n.referral_id && params.referral_id === undefined) params.referral_id = n.referral_id;
   return has(key) ? t(key, params) : t("ws.notifications.generic", { kind: n.kind });
 }
 
@@ -23,6 +32,7 @@ function link(n) {
 
 export async function page() {
   const found = await get("/api/v1/notifications");
+  refreshBell(); // the list is fresher than the last poll: keep the bell in step with it
   const all = h("button", { type: "button", "data-testid": "notifications-read-all", disabled: !found.unread },
     t("ws.notifications.read-all"));
   all.addEventListener("click", () => busy(all, async () => { await post("/api/v1/notifications/read-all"); refreshBell(); await page(); }));

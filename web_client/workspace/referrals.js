@@ -9,8 +9,8 @@ import { SEXES } from "/workspace/consultations.js";
 
 const STATES = ["requested", "accepted", "rejected", "admitted", "completed", "cancelled"];
 const DIRECTIONS = ["up", "down"];
-const NEXT = { requested: ["accepted", "rejected", "cancelled"], accepted: ["admitted", "cancelled"],
-  admitted: ["completed"] };
+// Highest first, as the service ranks them: "up" goes towards the start of this list.
+const LEVELS = ["province", "prefecture", "county"];
 
 async function hospitalNames() {
   try {
@@ -18,6 +18,12 @@ async function hospitalNames() {
   } catch {
     return new Map();
   }
+}
+
+/** The list carries no patient data (by design); the reason, cut short, tells rows apart. */
+function short(text, length = 40) {
+  if (!text) return "—";
+  return text.length > length ? `${text.slice(0, length)}…` : text;
 }
 
 export async function list() {
@@ -33,12 +39,12 @@ export async function list() {
       h("td", {}, h("a", { href: `#/referrals/${r.id}`, "data-testid": "referral-link" }, `#${r.id}`)),
       h("td", {}, badge("direction", r.direction)),
       h("td", {}, badge("referral-state", r.state)),
-      h("td", {}, r.patient?.name ?? r.patient_name ?? "—"),
+      h("td", { class: "clip", title: r.reason ?? "" }, short(r.reason)),
       h("td", {}, names.get(r.from_hospital_id) ?? r.from_hospital_name ?? `#${r.from_hospital_id}`),
       h("td", {}, names.get(r.to_hospital_id) ?? r.to_hospital_name ?? `#${r.to_hospital_id}`),
       h("td", {}, time(r.created_at))));
     holder.replaceChildren(rows.length ? table(["ws.col.id", "ws.referral.direction", "ws.col.state",
-      "ws.patient.name", "ws.referral.from", "ws.referral.to", "ws.col.created"], rows, "referral-table")
+      "ws.referral.reason", "ws.referral.from", "ws.referral.to", "ws.col.created"], rows, "referral-table")
       : empty("ws.list.empty"));
   };
   direction.addEventListener("change", load);
@@ -57,9 +63,16 @@ export async function newReferral() {
     h("option", { value: "" }, t("ws.referral.any-department")));
   const toHospital = h("select", { name: "to_hospital_id", required: true, "data-testid": "referral-to-hospital" },
     h("option", { value: "" }, t("ws.choose")), others.map((x) => h("option", { value: x.id }, x.name)));
+  const direction = h("select", { name: "direction", required: true, "data-testid": "referral-direction" },
+    options(DIRECTIONS, "ws.direction", "up"));
+  const own = hospitals.find((x) => x.id === me().hospital_id);
   toHospital.addEventListener("change", async () => {
     department.replaceChildren(h("option", { value: "" }, t("ws.referral.any-department")));
     if (!toHospital.value) return;
+    // The direction follows the hospitals' levels (towards the province is "up").
+    const target = hospitals.find((x) => x.id === Number(toHospital.value));
+    const from = LEVELS.indexOf(own?.level), to = LEVELS.indexOf(target?.level);
+    if (from >= 0 && to >= 0 && from !== to) direction.value = to < from ? "up" : "down";
     const found = await get("/api/v1/departments", { hospital_id: toHospital.value }).catch(() => ({ departments: [] }));
     department.append(...found.departments.map((d) => h("option", { value: d.id }, d.name)));
   });
@@ -71,9 +84,8 @@ export async function newReferral() {
       options(SEXES, "ws.sex", null, { blank: "ws.choose" }))),
     field("ws.patient.age", h("input", { name: "age", type: "number", min: 0, max: 150, required: true, "data-testid": "referral-patient-age" })),
     field("ws.patient.record", h("input", { name: "record_number", maxlength: 100, "data-testid": "referral-patient-record" })),
-    field("ws.referral.direction", h("select", { name: "direction", required: true, "data-testid": "referral-direction" },
-      options(DIRECTIONS, "ws.direction", "up"))),
     field("ws.referral.to", toHospital),
+    field("ws.referral.direction", direction),
     field("ws.referral.department", department),
     field("ws.referral.consultation", h("input", { name: "consultation_id", type: "number", min: 1, "data-testid": "referral-consultation" })),
     h("label", { class: "field span" }, h("span", { class: "label" }, t("ws.referral.reason")),
@@ -99,11 +111,17 @@ export async function newReferral() {
 
 export async function detail(id) {
   const [r, names] = await Promise.all([get(`/api/v1/referrals/${id}`), hospitalNames()]);
+  const departments = r.to_department_id
+    ? await get("/api/v1/departments", { hospital_id: r.to_hospital_id }).then((x) => x.departments).catch(() => [])
+    : [];
+  const department = departments.find((d) => d.id === r.to_department_id);
   const reload = () => detail(id);
   const p = r.patient ?? { name: r.patient_name, sex: r.patient_sex, age: r.patient_age, record_number: r.patient_record_number };
   const box = errorBox("referral-action-error");
   const note = h("input", { maxlength: 5000, "data-testid": "referral-action-note", placeholder: t("ws.consultation.note") });
-  const moves = (NEXT[r.state] ?? []).map((to) => {
+  // Only the moves the service allows this person now (the sending side cancels; the
+  // receiving hospital's coordinators accept, reject, admit and complete).
+  const moves = (r.allowed ?? []).map((to) => {
     const button = h("button", { type: "button", class: to === "rejected" || to === "cancelled" ? "danger" : "primary",
       "data-testid": `referral-action-${to}` }, t(`ws.referral-action.${to}`));
     button.addEventListener("click", () => busy(button, async () => {
@@ -131,6 +149,8 @@ export async function detail(id) {
         h("dt", {}, t("ws.patient.record")), h("dd", {}, p.record_number || "—"),
         h("dt", {}, t("ws.referral.from")), h("dd", {}, names.get(r.from_hospital_id) ?? `#${r.from_hospital_id}`),
         h("dt", {}, t("ws.referral.to")), h("dd", {}, names.get(r.to_hospital_id) ?? `#${r.to_hospital_id}`),
+        h("dt", {}, t("ws.referral.department")), h("dd", { "data-testid": "referral-department-value" },
+          department?.name ?? (r.to_department_id ? `#${r.to_department_id}` : t("ws.referral.any-department"))),
         h("dt", {}, t("ws.referral.consultation")), h("dd", {}, r.consultation_id
           ? h("a", { href: `#/consultations/${r.consultation_id}` }, `#${r.consultation_id}`) : "—"),
         h("dt", {}, t("ws.col.created")), h("dd", {}, time(r.created_at))),
