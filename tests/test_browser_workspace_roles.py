@@ -401,6 +401,7 @@ async def test_an_admin_manages_people_and_api_tokens(
     assert (await refused.value).status == 401
     await expect(person).to_have_url(f"{workspace.base}#/signin")
     await expect(person.get_by_test_id("page-title")).to_have_text(zh("ws.signin.title"))
+    await expect(person.get_by_test_id("signin-ended")).to_have_text(zh("ws.signin.ended"))
     await expect(person.locator("#topbar")).to_be_hidden()
     await sign_in(person, "zhao.doctor")
     await expect(person.get_by_test_id("signin-error")).to_have_attribute(

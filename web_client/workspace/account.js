@@ -35,6 +35,7 @@ export function signIn() {
         const session = await api("POST", "/api/v1/session", body, { quiet401: true });
         const after = sessionStorage.getItem("huizhen.after") || "#/home";
         sessionStorage.removeItem("huizhen.after");
+        sessionStorage.removeItem("huizhen.ended");
         history.replaceState(null, "", after.startsWith("#/signin") ? "#/home" : after);
         if (signedIn(session)) window.dispatchEvent(new HashChangeEvent("hashchange"));
       } catch (error) {
@@ -52,8 +53,13 @@ export function signIn() {
       }
     }, box);
   });
-  page("ws.signin.title", form,
-    h("p", { class: "muted narrow" }, t("ws.signin.help")));
+  // Sent here by a 401 (the session ended, or an admin disabled the account): say so,
+  // until the person signs in again.
+  const ended = sessionStorage.getItem("huizhen.ended") === "1";
+  page("ws.signin.title",
+    ended ? h("p", { class: "notice narrow", role: "status", "data-testid": "signin-ended" },
+      t("ws.signin.ended")) : null,
+    form, h("p", { class: "muted narrow" }, t("ws.signin.help")));
 }
 
 export function setPassword(token) {

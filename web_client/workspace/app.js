@@ -166,6 +166,10 @@ async function route() {
     } catch (error) {
       showError(error);
     }
+    // Pages draw after their data arrives: if the address changed meanwhile, a newer
+    // page may already have drawn and this older one has just covered it. Draw the page
+    // the address names now (a render that finishes last always matches the address).
+    if ((location.hash || "#/home") !== hash) await route();
     return;
   }
   location.replace("#/home");
@@ -202,6 +206,7 @@ function wireTopbar() {
     if (!me()) return;
     signedOutState();
     sessionStorage.setItem("huizhen.after", location.hash);
+    sessionStorage.setItem("huizhen.ended", "1");  // the sign-in page says why
     location.hash = "#/signin";
   });
   window.addEventListener("hashchange", route);
