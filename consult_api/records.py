@@ -267,8 +267,10 @@ def enter_slot(session: Session, actor: Actor, c: Consultation, slot: ExpertSlot
                 actor.user_id)
     _record_transition(session, c, State.SCHEDULED, actor, "", now)
     if assigned:
+        expert = session.get_one(User, slot.expert_id)  # staff name, never patient data
         notifications.consultation_event(session, "consultation.assigned", c, actor.user_id,
-                                          now, {"expert_id": slot.expert_id})
+                                          now, {"expert_id": slot.expert_id,
+                                                "expert_name": expert.display_name})
     notifications.consultation_event(session, "appointment.booked", c, actor.user_id, now,
                                      {"slot_id": slot.id, "expert_id": slot.expert_id,
                                       "start": iso(slot.start_at), "end": iso(slot.end_at)})
