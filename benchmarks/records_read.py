@@ -397,6 +397,10 @@ class PhaseResult:
     answered: dict[str, int] = field(default_factory=dict)
     errors: dict[str, dict[str, int]] = field(default_factory=dict)
     window_errors: dict[str, int] = field(default_factory=dict)
+    list_kinds: dict[str, list[float]] = field(default_factory=dict)
+    """List latencies (s) in the window by who lists what (the workspace's own calls)."""
+    list_items: dict[str, int] = field(default_factory=dict)
+    """Consultations those lists returned, in all."""
 
 
 @dataclass
@@ -500,7 +504,7 @@ async def _phase(clients: list[Client], phase: str, seconds: float, config: Load
         if phase == "baseline":
             return [(SESSION, "/api/v1/session")]
         c.cycle += 1
-        steps = [(LIST, "/api/v1/consultations")]
+        steps = [(LIST, list_path(c.person["role"], c.cycle))]
         if c.visible:
             cid = c.rng.choice(c.visible)
             steps.append((READ, f"/api/v1/consultations/{cid}"))
@@ -510,6 +514,7 @@ async def _phase(clients: list[Client], phase: str, seconds: float, config: Load
         return steps
 
     async def one(c: Client, op: str, path: str, began: float) -> None:
+        kind_of_list = list_kind(c.person["role"], path) if op == LIST else None
         try:
             status, body = await c.get(path)
             kind = None if status == 200 else f"{status} {body.get('code', '')}".strip()
@@ -525,6 +530,10 @@ async def _phase(clients: list[Client], phase: str, seconds: float, config: Load
         if window_start <= done < window_end:
             if kind is None:
                 result.latencies[op].append(done - began)
+                if kind_of_list is not None:
+                    result.list_kinds.setdefault(kind_of_list, []).append(done - began)
+                    result.list_items[kind_of_list] = (result.list_items.get(kind_of_list, 0)
+                                                       + len(body["consultations"]))
             else:
                 result.window_errors[op] += 1
 
@@ -557,6 +566,23 @@ async def _phase(clients: list[Client], phase: str, seconds: float, config: Load
         workers = [closed_loop(c) for c in clients]
     await asyncio.gather(marks(), *workers)
     return result
+
+
+def list_path(role: str, cycle: int) -> str:
+    """The list a person's workspace page asks for: a county doctor their hospital's
+    consultations, an expert their worklist (``?mine=1``), a coordinator the incoming
+    queue (``?state=requested``) and, every other time, every consultation (the "all
+    consultations" page)."""
+    if role == "expert":
+        return "/api/v1/consultations?mine=1"
+    if role == "coordinator" and cycle % 2:
+        return "/api/v1/consultations?state=requested"
+    return "/api/v1/consultations"
+
+
+def list_kind(role: str, path: str) -> str:
+    query = path.partition("?")[2]
+    return f"{role} {'?' + query if query else 'all visible'}"
 
 
 def _load_process(config: LoadConfig, pipe: Connection) -> None:
@@ -604,6 +630,7 @@ def op_stats(op: str, result: PhaseResult, audit: dict[str, int]) -> OpStats:
 @dataclass
 class Cpu:
     server_s: float = 0.0
+    loader_s: float = 0.0
     postgres_s: float = 0.0
     machine_busy_s: float = 0.0
     wall_s: float = 0.0
@@ -622,15 +649,17 @@ def _postgres_cpu() -> float:
 
 
 class CpuWindow:
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, loader_pid: int) -> None:
         self.process = psutil.Process(pid)
-        self.start: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+        self.loader = psutil.Process(loader_pid)
+        self.start: tuple[float, ...] = ()
 
-    def _now(self) -> tuple[float, float, float, float]:
-        own = self.process.cpu_times()
+    def _now(self) -> tuple[float, ...]:
+        own, loader = self.process.cpu_times(), self.loader.cpu_times()
         machine = psutil.cpu_times()
         busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return own.user + own.system, _postgres_cpu(), busy, time.monotonic()
+        return (own.user + own.system, loader.user + loader.system, _postgres_cpu(), busy,
+                time.monotonic())
 
     def begin(self) -> None:
         self.start = self._now()
@@ -699,7 +728,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["client_roles"] = dict(roles)
             report["visible_per_client"] = {"min": min(visible), "max": max(visible),
                                             "median": sorted(visible)[len(visible) // 2]}
-            cpu_window = CpuWindow(service.process.pid)
+            assert loader.pid is not None
+            cpu_window = CpuWindow(service.process.pid, loader.pid)
             phases: dict[str, Any] = {}
             _, before, objects_before = audit_counts(url)
             for phase, seconds in (("baseline", args.baseline_seconds),
@@ -761,6 +791,16 @@ def summarise(phases: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     print("(latency in ms over the window; errors over the whole phase; ratios: against "
           "the baseline's p50/p99 in this run)")
     print()
+    print("list by who asks (the workspace's own calls):")
+    list_kinds = {}
+    for kind, values in sorted(main_result.list_kinds.items()):
+        p50, p99 = _ms(percentile(values, 0.5)), _ms(percentile(values, 0.99))
+        items = main_result.list_items.get(kind, 0) / len(values)
+        list_kinds[kind] = {"requests": len(values), "p50_ms": p50, "p99_ms": p99,
+                            "consultations_per_list": round(items, 1)}
+        print(f"  {kind:<40} {len(values):>6} requests  p50 {cell(p50):>7}  p99 {cell(p99):>7}"
+              f"  ({items:.0f} consultations per list)")
+    print()
     cpu_lines = {}
     for phase, requests in (("baseline", base.requests),
                             ("main", sum(s.requests for s in ops))):
@@ -769,9 +809,11 @@ def summarise(phases: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
         cpu_lines[phase] = per_request
         print(f"{phase}: {requests} requests in {cpu.wall_s:.1f} s; records service CPU "
               f"{cpu.server_s:.2f} s ({100 * cpu.server_s / cpu.wall_s:.0f}% of one core) -> "
-              f"{per_request:.2f} ms per request; all postgres processes "
-              f"{cpu.postgres_s:.2f} s ({100 * cpu.postgres_s / cpu.wall_s:.0f}%); machine "
-              f"{100 * cpu.machine_busy_s / cpu.wall_s:.0f}% of one core")
+              f"{per_request:.2f} ms per request; load process "
+              f"{100 * cpu.loader_s / cpu.wall_s:.0f}%; all postgres processes "
+              f"{100 * cpu.postgres_s / cpu.wall_s:.0f}%; machine "
+              f"{100 * cpu.machine_busy_s / cpu.wall_s:.0f}% of one core (of "
+              f"{100 * (os.cpu_count() or 1)}%)")
     print(f"  service CPU per request, main / baseline: "
           f"{cpu_lines['main'] / cpu_lines['baseline']:.1f}x")
     print()
@@ -810,7 +852,8 @@ def summarise(phases: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
             "cpu_ms_per_request": cpu_lines,
             "audit": {p: phases[p]["audit"] for p in phases},
             "audit_objects_added": {p: phases[p]["audit_objects"] for p in phases},
-            "audit_matches": audit_ok, "errors": errors, "errors_by_kind": by_kind,
+            "list_by_kind": list_kinds, "audit_matches": audit_ok, "errors": errors,
+            "errors_by_kind": by_kind,
             "passed": passed}
 
 
