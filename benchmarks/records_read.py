@@ -358,7 +358,8 @@ class Service:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "huizhen", "--log-level", "warning", "records"],
-            env=env, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL)
+            env=env, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[1])  # this tree's huizhen and consult_api
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         assert self.process.stdout is not None
@@ -414,6 +415,7 @@ class LoadConfig:
     rate: float | None
     extra_every: int
     seed: int
+    full_lists: bool = True
 
 
 class Client:
@@ -504,7 +506,7 @@ async def _phase(clients: list[Client], phase: str, seconds: float, config: Load
         if phase == "baseline":
             return [(SESSION, "/api/v1/session")]
         c.cycle += 1
-        steps = [(LIST, list_path(c.person["role"], c.cycle))]
+        steps = [(LIST, list_path(c.person["role"], c.cycle, config.full_lists))]
         if c.visible:
             cid = c.rng.choice(c.visible)
             steps.append((READ, f"/api/v1/consultations/{cid}"))
@@ -568,14 +570,14 @@ async def _phase(clients: list[Client], phase: str, seconds: float, config: Load
     return result
 
 
-def list_path(role: str, cycle: int) -> str:
+def list_path(role: str, cycle: int, full_lists: bool = True) -> str:
     """The list a person's workspace page asks for: a county doctor their hospital's
     consultations, an expert their worklist (``?mine=1``), a coordinator the incoming
     queue (``?state=requested``) and, every other time, every consultation (the "all
-    consultations" page)."""
+    consultations" page; never with ``full_lists`` False)."""
     if role == "expert":
         return "/api/v1/consultations?mine=1"
-    if role == "coordinator" and cycle % 2:
+    if role == "coordinator" and (cycle % 2 or not full_lists):
         return "/api/v1/consultations?state=requested"
     return "/api/v1/consultations"
 
@@ -636,16 +638,16 @@ class Cpu:
     wall_s: float = 0.0
 
 
-def _postgres_cpu() -> float:
-    """User + system seconds of every ``postgres`` process we can read (the whole server:
-    other users of it count too)."""
-    total = 0.0
+def _postgres_cpu() -> dict[int, float]:
+    """User + system seconds of every ``postgres`` process we can read, by pid (the whole
+    server: other users of it count too)."""
+    found: dict[int, float] = {}
     for process in psutil.process_iter(["name"]):
         if process.info.get("name") == "postgres":
             with suppress(psutil.Error):
                 times = process.cpu_times()
-                total += times.user + times.system
-    return total
+                found[process.pid] = times.user + times.system
+    return found
 
 
 class CpuWindow:
@@ -653,20 +655,25 @@ class CpuWindow:
         self.process = psutil.Process(pid)
         self.loader = psutil.Process(loader_pid)
         self.start: tuple[float, ...] = ()
+        self.postgres: dict[int, float] = {}
 
     def _now(self) -> tuple[float, ...]:
         own, loader = self.process.cpu_times(), self.loader.cpu_times()
         machine = psutil.cpu_times()
         busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return (own.user + own.system, loader.user + loader.system, _postgres_cpu(), busy,
-                time.monotonic())
+        return (own.user + own.system, loader.user + loader.system, busy, time.monotonic())
 
     def begin(self) -> None:
-        self.start = self._now()
+        self.start, self.postgres = self._now(), _postgres_cpu()
 
     def end(self) -> Cpu:
-        now = self._now()
-        return Cpu(*(b - a for a, b in zip(self.start, now, strict=True)))
+        """Postgres: processes alive at the end, less what they had used at the start (the
+        backends that ended inside the window are not counted)."""
+        postgres = sum(t - self.postgres.get(pid, 0.0) for pid, t in _postgres_cpu().items())
+        server, loader, busy, wall = (b - a for a, b in zip(self.start, self._now(),
+                                                            strict=True))
+        return Cpu(server_s=server, loader_s=loader, postgres_s=postgres,
+                   machine_busy_s=busy, wall_s=wall)
 
 
 def _expect(pipe: Connection, event: str, timeout: float) -> dict[str, Any]:
@@ -693,7 +700,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"started": stamp, "clients": args.clients,
                               "seconds": args.seconds, "baseline_seconds": args.baseline_seconds,
                               "warmup": args.warmup, "rate": args.rate,
-                              "extra_every": args.extra_every, "cpus": os.cpu_count()}
+                              "extra_every": args.extra_every, "cpus": os.cpu_count(),
+                              "full_lists": not args.no_full_lists}
     with scratch_database(args.postgres) as url, \
             tempfile.TemporaryDirectory(prefix="records-read-") as data_dir:
         log(f"scratch database {sa.make_url(url).database}: migrating ...")
@@ -717,7 +725,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             config = LoadConfig(port=service.port, people=[asdict(p) for p in province.clients],
                                 password=password, seconds=args.seconds,
                                 baseline_seconds=args.baseline_seconds, warmup=args.warmup,
-                                rate=args.rate, extra_every=args.extra_every, seed=args.seed)
+                                rate=args.rate, extra_every=args.extra_every, seed=args.seed,
+                                full_lists=not args.no_full_lists)
             loader = context.Process(target=_load_process, args=(config, load_child),
                                      daemon=True)
             loader.start()
@@ -767,6 +776,8 @@ def summarise(phases: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     ops = [op_stats(op, main_result, phases["main"]["audit"]) for op in MAIN_OPS]
     mode = (f"open loop, {args.rate:g} requests/s offered" if args.rate
             else "closed loop, no think time")
+    if args.no_full_lists:
+        mode += "; coordinators list the queue only"
     print()
     print(f"Records service, {args.clients} signed-in clients ({mode}), PostgreSQL, audit on; "
           f"{os.cpu_count()} CPUs")
@@ -871,6 +882,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--extra-every", type=int, default=4,
                         help="every N-th cycle also lists the consultation's materials and "
                              "reports")
+    parser.add_argument("--no-full-lists", action="store_true",
+                        help="coordinators list only the incoming queue, never every "
+                             "consultation (shows what the unbounded list costs the others)")
     parser.add_argument("--postgres", default=os.environ.get("CONSULT_TEST_POSTGRES_URL",
                                                              DEFAULT_POSTGRES),
                         help="PostgreSQL server URL (its database is used for CREATE and "
