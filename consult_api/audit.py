@@ -102,10 +102,30 @@ def record(session: Session, actor: Actor, action: str, object_type: str,
     about = {(object_type, object_id)} if object_id is not None else set()
     about |= {(ids_type or object_type, i) for i in ids or ()}
     if about:
-        session.execute(sa.insert(AuditObject), [
-            {"audit_id": row.id, "object_type": kind, "object_id": i}
-            for kind, i in sorted(about)])
+        _add_objects(session, row.id, sorted(about))
     return row
+
+
+# One statement for all of a row's objects on PostgreSQL (two parallel arrays, unnested).
+_OBJECTS_FROM_ARRAYS = sa.text(
+    "INSERT INTO audit_objects (audit_id, object_type, object_id) "
+    "SELECT :audit_id, kind, object_id FROM "
+    "unnest(CAST(:kinds AS varchar[]), CAST(:ids AS integer[])) AS about(kind, object_id)")
+
+
+def _add_objects(session: Session, audit_id: int, about: Sequence[tuple[str, int]]) -> None:
+    """Why not one ``executemany``: psycopg 3 runs it as one INSERT per row, so a
+    coordinator's list of 2,000 consultations cost 2,000 statements in the request's
+    transaction (about half of that list's time under load). PostgreSQL gets a single
+    INSERT ... SELECT FROM unnest(arrays); SQLite, in-process with no round trips, keeps
+    the executemany."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_OBJECTS_FROM_ARRAYS, {"audit_id": audit_id,
+                                               "kinds": [kind for kind, _ in about],
+                                               "ids": [i for _, i in about]})
+        return
+    session.execute(sa.insert(AuditObject), [
+        {"audit_id": audit_id, "object_type": kind, "object_id": i} for kind, i in about])
 
 
 def rows_about(session: Session, object_type: str, object_id: int) -> list[dict[str, Any]]:
