@@ -68,6 +68,7 @@ from consult_api.http import (
     in_db,
     json_body,
     path_id,
+    query_int,
     query_text,
     utc_now,
 )
@@ -100,14 +101,21 @@ async def create_consultation(request: web.Request) -> web.Response:
 
 
 async def list_consultations(request: web.Request) -> web.Response:
-    """``?state=`` (the coordinators' incoming queue: ``requested``), ``?mine=1``."""
+    """``?state=`` (the coordinators' incoming queue: ``requested``), ``?mine=1``; newest
+    first, ``?limit=`` at a time, the next page from ``?before_id=<next_before_id>``."""
     actor = actor_of(request)
     state, mine = parse_consultation_filter(request.query)
+    limit = query_int(request, "limit", low=1, high=records.LIST_MAX_LIMIT) \
+        or records.LIST_LIMIT
+    before_id = query_int(request, "before_id", low=1, high=records.ID_MAX)
     now = request.app[CLOCK]()
     found = await in_db(request, lambda s: [consultation_summary(c) for c in
-                                          records.list_consultations(s, actor, now,
-                                                                     state=state, mine=mine)])
-    return web.json_response({"consultations": found})
+                                          records.list_consultations(
+                                              s, actor, now, state=state, mine=mine,
+                                              limit=limit, before_id=before_id)])
+    more = len(found) == limit
+    return web.json_response({"consultations": found,
+                              "next_before_id": found[-1]["id"] if more else None})
 
 
 async def get_consultation(request: web.Request) -> web.Response:

@@ -197,15 +197,26 @@ def create_consultation(session: Session, actor: Actor, data: ConsultationIn,
     return c.id
 
 
+LIST_LIMIT = 100
+LIST_MAX_LIMIT = 200
+ID_MAX = 2**31 - 1  # the largest id (PostgreSQL INTEGER)
+
+
 def list_consultations(session: Session, actor: Actor, now: datetime, *,
-                       state: State | None = None, mine: bool = False) -> list[Consultation]:
-    """The consultations this actor may see, as summaries without the patient columns.
+                       state: State | None = None, mine: bool = False,
+                       limit: int = LIST_LIMIT, before_id: int | None = None,
+                       ) -> list[Consultation]:
+    """The consultations this actor may see, newest first, one page of at most ``limit``
+    (the next page: ``before_id`` = the last id of this one), as summaries without the
+    patient columns. A province's whole history is never sent (nor audited) at once.
 
     ``state`` filters (the coordinators' incoming queue is ``requested``); ``mine`` keeps a
     requesting doctor's own requests and an expert's assignments (their worklist).
     The question is clinical text, so the list is audited: one row with the ids returned.
     """
-    query = sa.select(Consultation).order_by(Consultation.id)
+    query = sa.select(Consultation).order_by(Consultation.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Consultation.id < before_id)
     if actor.role is Role.REQUESTING_DOCTOR:
         query = query.where(Consultation.requesting_hospital_id == actor.hospital_id)
         if mine:

@@ -215,7 +215,7 @@ async def test_unauthorised_reads_are_forbidden(world: World, who: str) -> None:
     assert PATIENT["name"] not in text and PATIENT["record_number"] not in text
     listed = await (await world.client.get("/api/v1/consultations",
                                            headers=world.auth(who))).json()
-    assert listed == {"consultations": []}
+    assert listed == {"consultations": [], "next_before_id": None}
     await move(world, cid, "cancelled", who, status=403)
     # The refused attempts are audited (in their own transaction), and so is the empty list.
     audited = world.query(lambda s: [
@@ -444,3 +444,33 @@ async def test_room_tokens_need_a_configured_authority(world: World,
     assert status == 503
     assert body == {"error": "live room tokens are not configured on this server",
                     "code": "unavailable"}
+
+
+async def test_the_list_comes_in_pages_newest_first(world: World) -> None:
+    """A province's whole history is never sent (nor audited) at once: pages of ``limit``,
+    the next one from ``before_id``; each page is one audit row naming what it returned."""
+    cids = [await create(world) for _ in range(5)]
+    seen: list[int] = []
+    before: int | None = None
+    pages = 0
+    while True:
+        query = "limit=2" + (f"&before_id={before}" if before else "")
+        response = await world.client.get(f"/api/v1/consultations?{query}",
+                                          headers=world.auth("coordinator"))
+        body = await response.json()
+        assert response.status == 200, body
+        seen += [c["id"] for c in body["consultations"]]
+        pages += 1
+        before = body["next_before_id"]
+        if before is None:
+            break
+    assert seen == cids[::-1] and pages == 3
+    lists = world.query(lambda s: [r.ids for r in s.scalars(sa.select(AuditLog).where(
+        AuditLog.action == "consultation.list").order_by(AuditLog.id))])
+    assert lists == [cids[4:2:-1], cids[2:0:-1], cids[:1]]
+    for bad in ("limit=0", "limit=201", "limit=x", "before_id=0", "before_id=-3",
+                "before_id=99999999999"):
+        response = await world.client.get(f"/api/v1/consultations?{bad}",
+                                          headers=world.auth("coordinator"))
+        assert response.status == 400, bad
+        assert (await response.json())["code"] == "invalid-request"

@@ -268,13 +268,13 @@ async def test_incoming_queue_and_worklists(world: World) -> None:
     incoming = await call(world, "GET", "/api/v1/consultations?state=requested", "coordinator")
     assert [c["id"] for c in incoming["consultations"]] == [queued]
     everything = await call(world, "GET", "/api/v1/consultations", "coordinator")
-    assert [c["id"] for c in everything["consultations"]] == [queued, assigned]
+    assert [c["id"] for c in everything["consultations"]] == [assigned, queued]  # newest first
     mine = await call(world, "GET", "/api/v1/consultations?mine=1", "expert")
     assert [c["id"] for c in mine["consultations"]] == [assigned]
     own = await call(world, "GET", "/api/v1/consultations?mine=1", "doctor")
     assert [c["id"] for c in own["consultations"]] == [queued]
     hospital = await call(world, "GET", "/api/v1/consultations?mine=0", "doctor")
-    assert [c["id"] for c in hospital["consultations"]] == [queued, assigned]
+    assert [c["id"] for c in hospital["consultations"]] == [assigned, queued]
     for query in ("state=bogus", "mine=yes"):
         bad = await call(world, "GET", f"/api/v1/consultations?{query}", "coordinator",
                          status=400)

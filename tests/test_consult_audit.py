@@ -78,10 +78,10 @@ async def test_rows_carry_role_hospital_address_and_outcome(world: World) -> Non
 async def test_a_list_writes_one_row_with_the_ids_it_returned(world: World) -> None:
     cids = [await create(world) for _ in range(3)]
     listed = await get(world, "/api/v1/consultations", "coordinator")
-    assert [c["id"] for c in listed["consultations"]] == cids
+    assert [c["id"] for c in listed["consultations"]] == cids[::-1]  # newest first
     [row] = rows_of(world, "coordinator")
     assert (row.action, row.object_type, row.object_id, row.ids, row.outcome) == (
-        "consultation.list", "consultation", None, cids, "ok")
+        "consultation.list", "consultation", None, cids[::-1], "ok")
     objects = world.query(lambda s: sorted(s.execute(
         sa.select(AuditObject.object_type, AuditObject.object_id)
         .where(AuditObject.audit_id == row.id)).all()))
@@ -102,7 +102,8 @@ async def test_a_list_writes_one_row_with_the_ids_it_returned(world: World) -> N
 
 async def test_an_empty_list_is_audited_too(world: World) -> None:
     await create(world)
-    assert (await get(world, "/api/v1/consultations", "stranger")) == {"consultations": []}
+    assert (await get(world, "/api/v1/consultations", "stranger")) == {
+        "consultations": [], "next_before_id": None}
     [row] = rows_of(world, "stranger")
     assert (row.action, row.ids, row.outcome) == ("consultation.list", [], "ok")
 
@@ -203,7 +204,7 @@ async def test_search_by_user_consultation_patient_action_and_outcome(world: Wor
         ("doctor", "consultation.read", "ok"), ("coordinator", "consultation.list", "ok")]
     assert [e["id"] for e in everything] == sorted((e["id"] for e in everything), reverse=True)
     listing = everything[-1]
-    assert listing["ids"] == [ids["c1"], ids["c2"]] and listing["object_id"] is None
+    assert listing["ids"] == [ids["c2"], ids["c1"]] and listing["object_id"] is None
     assert set(listing) == {"id", "at", "actor_id", "actor_name", "role", "hospital_id",
                             "hospital_name", "address", "action", "object_type", "object_id",
                             "outcome", "ids", "detail"}

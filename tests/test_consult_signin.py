@@ -119,7 +119,8 @@ async def test_sign_in_sets_a_strict_cookie_and_writes_need_the_csrf_token(
     browser = Browser(client, response.cookies[COOKIE].value, body["csrf_token"])
 
     response = await browser.call("GET", "/api/v1/consultations", csrf=False)
-    assert response.status == 200 and await response.json() == {"consultations": []}
+    assert response.status == 200 and await response.json() == {
+        "consultations": [], "next_before_id": None}
     response = await browser.call("POST", "/api/v1/consultations", json=REQUEST, csrf=False)
     assert (response.status, (await response.json())["code"]) == (403, "csrf-failed")
     response = await browser.call("POST", "/api/v1/consultations", json=REQUEST, csrf=False,
@@ -200,7 +201,7 @@ async def test_a_role_change_takes_effect_on_the_next_request(world: World,
     response = await client.patch(f"/api/v1/users/{doctor}", json={"role": "coordinator"},
                                   headers=world.auth("admin"))
     assert response.status == 200
-    assert await visible() == ids  # the coordinator's queue: every hospital
+    assert await visible() == ids[::-1]  # the coordinator's queue: every hospital, newest first
     me = await (await client.get("/api/v1/me", headers=token)).json()
     assert me["role"] == "coordinator"
 

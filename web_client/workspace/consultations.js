@@ -11,6 +11,9 @@ export const URGENCIES = ["emergency", "urgent", "routine"];
 export const TYPES = ["interactive", "offline"];
 export const SEXES = ["female", "male", "other", "unknown"];
 const URGENCY_RANK = { emergency: 0, urgent: 1, routine: 2 };
+// Consultations per page of a list, and the most the API sends at once (worklists).
+const PAGE = 50;
+export const MAX_PAGE = 200;
 
 export function byUrgencyThenAge(a, b) {
   return (URGENCY_RANK[a.urgency] - URGENCY_RANK[b.urgency])
@@ -47,8 +50,11 @@ export async function expertNames() {
 }
 
 export async function myRequests() {
-  const [found, experts] = await Promise.all([get("/api/v1/consultations"), expertNames()]);
-  const all = found.consultations;
+  // Newest first, a page at a time (the API never sends a province's whole history at
+  // once): the state filter asks the server; urgency and text filter what is loaded.
+  const experts = await expertNames();
+  let all = [];
+  let next = null;
   const state = h("select", { "data-testid": "filter-state", name: "state" },
     options(STATES, "ws.state", null, { blank: "ws.filter.all-states" }));
   const urgency = h("select", { "data-testid": "filter-urgency", name: "urgency" },
@@ -56,33 +62,45 @@ export async function myRequests() {
   const text = h("input", { type: "search", "data-testid": "filter-text",
     placeholder: t("ws.filter.text") });
   const holder = h("div", {});
+  const more = h("button", { type: "button", "data-testid": "load-more", hidden: true },
+    t("ws.list.more"));
+  const load = async (before) => {
+    const query = { limit: PAGE };
+    if (state.value) query.state = state.value;
+    if (before) query.before_id = before;
+    const found = await get("/api/v1/consultations", query);
+    all = before ? all.concat(found.consultations) : found.consultations;
+    next = found.next_before_id;
+    more.hidden = !next;
+  };
   const draw = () => {
     const words = text.value.trim().toLowerCase();
-    const shown = all.filter((c) => (!state.value || c.state === state.value)
-      && (!urgency.value || c.urgency === urgency.value)
-      && (!words || `#${c.id} ${c.question}`.toLowerCase().includes(words)))
-      .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    const shown = all.filter((c) => (!urgency.value || c.urgency === urgency.value)
+      && (!words || `#${c.id} ${c.question}`.toLowerCase().includes(words)));
     holder.replaceChildren(shown.length
       ? consultationTable(shown, { showExpert: true, experts })
       : empty("ws.list.empty"));
   };
-  for (const control of [state, urgency]) control.addEventListener("change", draw);
+  state.addEventListener("change", async () => { await load(null); draw(); });
+  urgency.addEventListener("change", draw);
   text.addEventListener("input", draw);
+  more.addEventListener("click", () => busy(more, async () => { await load(next); draw(); }));
+  await load(null);
   const actions = me().role === "requesting_doctor"
     ? h("a", { class: "button primary", href: "#/requests/new", "data-testid": "new-request" },
       t("ws.nav.new-request"))
     : null;
   page(me().role === "requesting_doctor" ? "ws.requests.title" : "ws.all.title",
-    h("div", { class: "toolbar" }, state, urgency, text, actions), holder);
+    h("div", { class: "toolbar" }, state, urgency, text, actions), holder, more);
   draw();
 }
 
 export async function worklist() {
   let found;
   try {
-    found = await get("/api/v1/consultations", { mine: 1 });
+    found = await get("/api/v1/consultations", { mine: 1, limit: MAX_PAGE });
   } catch {
-    found = await get("/api/v1/consultations");
+    found = await get("/api/v1/consultations", { limit: MAX_PAGE });
   }
   const mine = found.consultations.filter((c) => c.expert_id === me().id);
   const groups = [

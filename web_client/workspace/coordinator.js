@@ -5,7 +5,7 @@ import { formatTime, t } from "/i18n.js";
 import { del, get, post } from "/workspace/api.js";
 import { badge, busy, describe, empty, errorBox, field, flash, h, page, table, time } from "/workspace/dom.js";
 import { me } from "/workspace/state.js";
-import { byUrgencyThenAge, consultationTable, expertNames } from "/workspace/consultations.js";
+import { MAX_PAGE, byUrgencyThenAge, consultationTable, expertNames } from "/workspace/consultations.js";
 
 const DAY = 24 * 3600 * 1000;
 const SHANGHAI = 8 * 3600 * 1000; // UTC+8 all year (no daylight saving)
@@ -33,7 +33,7 @@ export function shanghaiIso(day, hhmm) {
 }
 
 export async function queue() {
-  const found = await get("/api/v1/consultations", { state: "requested" });
+  const found = await get("/api/v1/consultations", { state: "requested", limit: MAX_PAGE });
   const waiting = found.consultations.filter((c) => c.state === "requested").sort(byUrgencyThenAge);
   page("ws.queue.title",
     h("p", { class: "muted" }, t("ws.queue.help")),
