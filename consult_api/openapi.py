@@ -239,7 +239,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation("get", "/i18n.js", "The message catalogue script", None, 200,
               page("text/javascript", "the catalogue loader"), (404,), access="public"),
     Operation("get", "/i18n/{name}", "A message catalogue file (both languages)", None, 200,
-              page("application/json", "an area's messages, zh-CN and en"), (404,),
+              as_json("CatalogueFile"), (404,),
               access="public"),
 )
 

@@ -453,6 +453,11 @@ def response_bodies() -> dict[str, Schema]:
         "ApiTokens": listing("tokens", obj({
             "id": integer(), "user_id": integer(), "label": string(), "created_at": time(),
             "expires_at": time(), "revoked": boolean(), "last_used_at": nullable(time())})),
+        "CatalogueFile": {"oneOf": [
+            {**obj({"areas": array(string())}), "additionalProperties": False,
+             "description": "index.json: the areas, in load order"},
+            {"type": "object", "description": "an area's messages, by key",
+             "additionalProperties": obj({"zh-CN": string(), "en": string()})}]},
         "OpenApi": obj({"openapi": string(), "info": {"type": "object"},
                         "paths": {"type": "object"}, "components": {"type": "object"}}),
     }

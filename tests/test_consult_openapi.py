@@ -228,18 +228,23 @@ def _seed_over_http(live: Live, tmp: Path) -> None:
     for cid in (requested, scheduled, offline):
         for name, data in (("ecg.png", _png()), ("letter.pdf", b"%PDF-1.4\n%%EOF\n"),
                            ("ct.dcm", _dicom(tmp))):
-            _call(base, "post", f"/api/v1/consultations/{cid}/materials",
-                  {**h["doctor"], "X-Filename": name}, 201, data=data)
+            material = _call(base, "post", f"/api/v1/consultations/{cid}/materials",
+                             {**h["doctor"], "X-Filename": name}, 201, data=data)
+    live.seeded["dicom"] = material["id"]  # of the offline consultation, read by all
     report = _call(base, "post", f"/api/v1/consultations/{offline}/reports", h["expert"], 201,
                    json={})["id"]
     _call(base, "patch", f"/api/v1/reports/{report}", h["expert"], 200, json={
         "diagnosis": "NSTEMI", "diagnosis_code": "I21.4"})
     _call(base, "post", f"/api/v1/reports/{report}/publish", h["expert"], 200)
-    _call(base, "post", f"/api/v1/reports/{report}/amend", h["expert"], 201,
-          json={"reason": "troponin result added"})
-    for hours in (3, 4, 5):
-        _call(base, "post", f"/api/v1/experts/{expert}/slots", h["coordinator"], 201,
-              json={"start": at(hours), "end": at(hours + 0.5)})
+    live.seeded["draft"] = _call(base, "post", f"/api/v1/reports/{report}/amend",
+                                 h["expert"], 201, json={"reason": "troponin result added"})["id"]
+    free = [_call(base, "post", f"/api/v1/experts/{expert}/slots", h["coordinator"], 201,
+                  json={"start": at(hours), "end": at(hours + 0.5)})["id"]
+            for hours in (3, 4, 5)]
+    live.seeded.update(free_slot=free[0], other_free_slot=free[1], last_slot=free[2])
+    for name in ("to_cancel", "queued", "queued_for_slot"):
+        live.seeded[name] = _call(base, "post", "/api/v1/consultations", h["doctor"], 201,
+                                  json=REQUEST)["id"]
     booked = _call(base, "post", f"/api/v1/experts/{expert}/slots", h["coordinator"], 201,
                    json={"start": at(6), "end": at(6.5)})["id"]
     _call(base, "post", f"/api/v1/consultations/{requested}/appointment", h["coordinator"],
@@ -255,6 +260,8 @@ def _seed_over_http(live: Live, tmp: Path) -> None:
         "manifest": {"id": "rec-1", "room": room}, "artefacts": {"files": [
             {"file": "a.mp4", "path": "/rec/a.mp4", "mime_type": "video/mp4", "bytes": 5,
              "sha256": digest}]}})
+    live.seeded["doctor_notification"] = _call(
+        base, "get", "/api/v1/notifications", h["doctor"], 200)["notifications"][0]["id"]
     live.seeded_room = room
     live.seeded.update(requested=requested, scheduled=scheduled, offline=offline,
                        report=report, referral=referral)
@@ -388,13 +395,79 @@ def check(live: Live, role: str, key: tuple[str, str], case: Any, tally: Tally,
 
 def explicit(live: Live, role: str) -> list[tuple[tuple[str, str], dict[str, Any]]]:
     """Cases that reach success paths random data rarely finds: (operation, case fields)."""
-    if role != "recorder":
-        return []
-    handoff = {"manifest": {"id": "rec-2", "room": live.seeded_room}, "artefacts": {
-        "files": [{"file": "b.mp4", "path": "/rec/b.mp4", "mime_type": "video/mp4",
-                   "bytes": 5, "sha256": hashlib.sha256(b"video").hexdigest()}]}}
-    # New (201), then the same manifest again (200).
-    return [(("post", "/api/v1/artefacts"), {"body": handoff})] * 2
+    seeded = live.seeded
+    expert = live.people["expert"].user_id
+    later = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    ids = {"path_parameters": {"id": seeded["dicom"]}}
+    shared: list[tuple[tuple[str, str], dict[str, Any]]] = [
+        (("get", "/api/v1/materials/{id}/preview"), ids),
+        (("get", "/api/v1/materials/{id}/frames/{n}"),
+         {"path_parameters": {"id": seeded["dicom"], "n": 0}, "query": {"width": 400}}),
+        (("get", "/api/v1/experts/{id}/slots"), {"path_parameters": {"id": expert}}),
+    ]
+    by_role: dict[str, list[tuple[tuple[str, str], dict[str, Any]]]] = {
+        "recorder": [(("post", "/api/v1/artefacts"), {"body": {
+            "manifest": {"id": "rec-2", "room": live.seeded_room},
+            "artefacts": {"files": [{"file": "b.mp4", "path": "/rec/b.mp4",
+                                     "mime_type": "video/mp4", "bytes": 5,
+                                     "sha256": hashlib.sha256(b"video").hexdigest()}]}}})] * 2,
+        "doctor": [
+            *shared,
+            (("post", "/api/v1/consultations/{id}/transitions"),
+             {"path_parameters": {"id": seeded["to_cancel"]}, "body": {"to": "cancelled"}}),
+            (("post", "/api/v1/notifications/{id}/read"),
+             {"path_parameters": {"id": seeded["doctor_notification"]}}),
+            (("post", "/api/v1/referrals"), {"body": {
+            "direction": "up", "to_hospital_id": live.people["expert"].hospital_id,
+            "reason": "needs PCI", "patient": {"name": "Wang Fang", "sex": "female",
+                                               "age": 58}}})],
+        "expert": [
+            *shared,
+            (("post", "/api/v1/consultations/{id}/transitions"),
+             {"path_parameters": {"id": seeded["scheduled"]}, "body": {"to": "in_session"}}),
+            (("post", "/api/v1/consultations/{id}/reports"),
+             {"path_parameters": {"id": seeded["scheduled"]}, "body": {}}),
+            (("patch", "/api/v1/reports/{id}"), {"path_parameters": {"id": seeded["draft"]},
+                                                "body": {"sections": {"findings": "ST down"}}}),
+            (("post", "/api/v1/reports/{id}/publish"),
+             {"path_parameters": {"id": seeded["draft"]}}),
+            (("post", "/api/v1/reports/{id}/amend"),
+             {"path_parameters": {"id": seeded["draft"]}, "body": {"reason": "typo"}}),
+        ],
+        "coordinator": [
+            *shared,
+            (("post", "/api/v1/experts/{id}/slots"), {"path_parameters": {"id": expert},
+                                                     "body": {"start": later.isoformat(),
+                                                              "end": (later + timedelta(
+                                                                  minutes=30)).isoformat()}}),
+            (("post", "/api/v1/consultations/{id}/schedule"),
+             {"path_parameters": {"id": seeded["queued"]},
+              "body": {"start": (later + timedelta(hours=2)).isoformat(),
+                       "end": (later + timedelta(hours=3)).isoformat(), "expert_id": expert}}),
+            (("delete", "/api/v1/slots/{id}"), {"path_parameters": {"id": seeded["free_slot"]}}),
+            (("post", "/api/v1/consultations/{id}/appointment"),
+             {"path_parameters": {"id": seeded["queued_for_slot"]},
+              "body": {"slot_id": seeded["other_free_slot"]}}),
+            (("post", "/api/v1/referrals/{id}/transitions"),
+             {"path_parameters": {"id": seeded["referral"]}, "body": {"to": "accepted"}}),
+        ],
+        "admin": [
+            *shared,
+            (("post", "/api/v1/experts/{id}/slots"), {"path_parameters": {"id": expert},
+                                                     "body": {"start": (later + timedelta(
+                                                         hours=5)).isoformat(),
+                                                              "end": (later + timedelta(
+                                                                  hours=6)).isoformat()}}),
+            (("delete", "/api/v1/slots/{id}"), {"path_parameters": {"id": seeded["last_slot"]}}),
+        ],
+        "session": [(("post", "/api/v1/session/password"), {"body": {
+            "current_password": PASSWORD, "new_password": "Another ward, 9 rounds"}})],
+        "public": [(("post", "/api/v1/session"), {"body": {"username": "fuzz-session",
+                                                           "password": PASSWORD}}),
+                   (("get", "/workspace/{name}"), {"path_parameters": {"name": "app.js"}}),
+                   (("get", "/i18n/{name}"), {"path_parameters": {"name": "common.json"}})],
+    }
+    return by_role.get(role, [])
 
 
 def fuzz_operation(live: Live, role: str, key: tuple[str, str], tally: Tally,
@@ -403,8 +476,8 @@ def fuzz_operation(live: Live, role: str, key: tuple[str, str], tally: Tally,
     before = tally.successes
     for wanted, fields in explicit(live, role):
         if wanted == key:
-            check(live, role, key, operation.Case(media_type="application/json", **fields),
-                  tally, http)
+            media = {"media_type": "application/json"} if "body" in fields else {}
+            check(live, role, key, operation.Case(**media, **fields), tally, http)
 
     @given(case=operation.as_strategy())
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
