@@ -31,6 +31,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, settings
 from PIL import Image
 from pydicom.uid import ExplicitVRLittleEndian
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup, ServerError
 from schemathesis.specs.openapi.checks import (
@@ -41,11 +42,12 @@ from schemathesis.specs.openapi.checks import (
 from consult_api.app import create_app
 from consult_api.db import make_engine, make_sessionmaker, upgrade
 from consult_api.models import ApiToken
-from consult_api.openapi import OPENAPI_PATH, ROUTES, document, error_statuses
+from consult_api.openapi import OPENAPI_PATH, ROUTES, document, error_statuses, parameters
 from consult_api.records import run_in_session
 from consult_api.workflow import Actor
 from tests.dicom_samples import ct_dataset, ct_values, save
 from tests.test_consult_api import MEDIA_TOKENS, PATIENT, REQUEST, SECRET, DbTokens, seed
+from tests.test_consult_db import scratch_postgres_database
 from tests.test_consult_signin import FAST
 
 RECORDER = "recorder-test-secret-" + "z" * 20
@@ -54,6 +56,9 @@ PASSWORD = "Fuzz-ward 7 rounds"
 # Examples per operation per role: enough to reach the success paths of the seeded data,
 # few enough for a couple of minutes on two shared cores.
 EXAMPLES = 20
+# Invalid requests (schemathesis' negative mode): each must be refused with a 4xx.
+NEGATIVE_EXAMPLES = 10
+INPUTS = {(op.method, op.path) for op in ROUTES if op.body is not None or parameters(op)}
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
 # Session-only routes, and the session's own routes, are fuzzed with a browser session.
 SESSION_ROUTES = {("get", "/api/v1/session"), ("delete", "/api/v1/session"),
@@ -148,6 +153,7 @@ class Server:
 
 @dataclass
 class Live:
+    backend: str
     base: str
     url: str
     people: dict[str, Actor]
@@ -270,10 +276,20 @@ def _seed_over_http(live: Live, tmp: Path) -> None:
                        report=report, referral=referral)
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """The records app over real HTTP on a seeded database: a SQLite file, and the real
+    PostgreSQL."""
     tmp: Path = tmp_path_factory.mktemp("openapi")
-    url = f"sqlite:///{tmp / 'consult.sqlite3'}"
+    if request.param == "sqlite":
+        yield from _live(f"sqlite:///{tmp / 'consult.sqlite3'}", tmp, "sqlite")
+    else:
+        with scratch_postgres_database() as url:
+            yield from _live(url, tmp, "postgresql")
+
+
+def _live(url: str, tmp: Path, backend: str) -> Iterator[Live]:
     upgrade(url)
     engine = make_engine(url)
     try:
@@ -309,7 +325,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         protected_tokens = run_in_session(make_sessionmaker(engine), token_ids)
     finally:
         engine.dispose()
-    live = Live(base=base, url=url, people=people, headers=headers,
+    live = Live(backend=backend, base=base, url=url, people=people, headers=headers,
                 protected_users={p.user_id for p in people.values()}
                 | {session_user, password_user, newcomer["id"]},
                 victim_user=victim, protected_tokens=protected_tokens,
@@ -504,11 +520,11 @@ def cases_for(live: Live, role: str, key: tuple[str, str]) -> list[dict[str, Any
 
 
 def fuzz_operation(live: Live, role: str, key: tuple[str, str], tally: Tally,
-                   http: requests.Session) -> None:
+                   http: requests.Session, mode: GenerationMode, examples: int) -> None:
     operation = schema[key[1]][key[0].upper()]
 
-    @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
               phases=[Phase.explicit, Phase.generate],
               suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
@@ -530,7 +546,10 @@ def fuzz(live: Live, role: str) -> Tally:
             check(live, role, key, operation.Case(**media, **fields), tally, http)
     for key in keys:
         tally.operations += 1
-        fuzz_operation(live, role, key, tally, http)
+        fuzz_operation(live, role, key, tally, http, GenerationMode.POSITIVE, EXAMPLES)
+        if key in INPUTS:  # something to get wrong
+            fuzz_operation(live, role, key, tally, http, GenerationMode.NEGATIVE,
+                           NEGATIVE_EXAMPLES)
     return tally
 
 
@@ -541,7 +560,7 @@ ROLES = ["doctor", "expert", "coordinator", "admin", "recorder", "session", "pub
 @pytest.mark.parametrize("role", ROLES)
 def test_fuzzing_as_every_role(live: Live, role: str) -> None:
     tally = fuzz(live, role)
-    print(f"\n[openapi fuzz] {role:<11} operations={tally.operations:<3} "
+    print(f"\n[openapi fuzz] {live.backend:<10} {role:<11} operations={tally.operations:<3} "
           f"examples={tally.examples:<5} 2xx={tally.successes:<4} "
           f"server errors={len(tally.server_errors)} "
           f"schema failures={len(tally.schema_failures)} "
