@@ -25,6 +25,7 @@ from consult_api import audit, icd10, notifications
 from consult_api.errors import Forbidden, Hidden, InvalidRequest, InvalidTransition, NotFound
 from consult_api.models import Consultation, Report, ReportTemplate
 from consult_api.records import _facts, _load, _record_transition
+from consult_api.schemas import iso
 from consult_api.workflow import Actor, Party, Role, State, check_transition, parties
 
 logger = logging.getLogger(__name__)
@@ -115,8 +116,9 @@ def report_json(r: Report) -> dict[str, Any]:
             "diagnosis_code": r.diagnosis_code,
             "diagnosis_name_zh": None if r.diagnosis_icd is None else r.diagnosis_icd.name_zh,
             "diagnosis_name_en": None if r.diagnosis_icd is None else r.diagnosis_icd.name_en,
-            "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
-            "published_at": None if r.published_at is None else r.published_at.isoformat()}
+            # iso(): SQLite hands the stored UTC times back without their offset.
+            "created_at": iso(r.created_at), "updated_at": iso(r.updated_at),
+            "published_at": iso(r.published_at)}
 
 
 def template_json(t: ReportTemplate) -> dict[str, Any]:

@@ -104,8 +104,7 @@ async def site(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
 
 
 def writes() -> list[tuple[str, str, str | None]]:
-    return [(method, path, body) for method, path, _, body, _, _ in ROUTES
-            if method in ("post", "patch")]
+    return [(op.method, op.path, op.body) for op in ROUTES if op.method in ("post", "patch")]
 
 
 async def admin_session(site: World, username: str) -> dict[str, str]:
