@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from consult_api import icd10
+from consult_api import icd10, records
 from consult_api.filetype import MEDIA_TYPES
 from consult_api.openapi_schemas import (
     Schema,
@@ -121,7 +121,12 @@ ROUTES: tuple[Operation, ...] = (
     Operation("post", "/api/v1/consultations", "Request a consultation", "ConsultationIn",
               201, as_json("ConsultationCreated"), (404, 409)),
     Operation("get", "/api/v1/consultations", "List visible consultations", None, 200,
-              as_json("Consultations"), query=(_q("state", enum(State)), _q("mine", _FLAG))),
+              as_json("Consultations"), query=(
+                  _q("state", enum(State)), _q("mine", _FLAG),
+                  _q("limit", {"type": "integer", "minimum": 1,
+                               "maximum": records.LIST_MAX_LIMIT,
+                               "default": records.LIST_LIMIT}),
+                  _q("before_id", identifier(), "the next_before_id of the previous page"))),
     Operation("get", "/api/v1/consultations/{id}", "Read a consultation", None, 200,
               as_json("ConsultationDetail")),
     Operation("post", "/api/v1/consultations/{id}/transitions", "Move a consultation",

@@ -392,7 +392,8 @@ def response_bodies() -> dict[str, Schema]:
                                     "state": {"type": "string", "enum": [State.REQUESTED.value]}}),
         "Consultation": _consultation(),
         "ConsultationDetail": _consultation_detail(),
-        "Consultations": listing("consultations", ref("Consultation")),
+        "Consultations": obj({"consultations": array(ref("Consultation")),
+                              "next_before_id": nullable(integer())}),
         "Experts": listing("experts", obj({
             "id": integer(), "display_name": string(), "hospital_id": integer(),
             "hospital": string(), "hospital_level": string(),
