@@ -469,7 +469,7 @@ async def _load(config: LoadConfig, pipe: Connection) -> None:
         log(f"load: {len(clients)} clients signed in in {loop.time() - started:.1f} s")
         # Each client's first list (not timed) gives the ids it may read.
         for c in clients:
-            status, body = await c.get("/api/v1/consultations")
+            status, body = await c.get("/api/v1/consultations?limit=200")
             if status == 200:
                 c.visible = [item["id"] for item in body["consultations"]]
         initial_lists = sum(1 for c in clients)
@@ -571,15 +571,16 @@ async def _phase(clients: list[Client], phase: str, seconds: float, config: Load
 
 
 def list_path(role: str, cycle: int, full_lists: bool = True) -> str:
-    """The list a person's workspace page asks for: a county doctor their hospital's
-    consultations, an expert their worklist (``?mine=1``), a coordinator the incoming
-    queue (``?state=requested``) and, every other time, every consultation (the "all
-    consultations" page; never with ``full_lists`` False)."""
+    """The list a person's workspace page asks for (web_client/workspace/consultations.js,
+    coordinator.js): a county doctor the first page of their hospital's consultations
+    (``limit=50``), an expert their worklist (``?mine=1&limit=200``), a coordinator the
+    incoming queue (``?state=requested&limit=200``) and, every other time, the first page of
+    every consultation (the "all consultations" page; never with ``full_lists`` False)."""
     if role == "expert":
-        return "/api/v1/consultations?mine=1"
+        return "/api/v1/consultations?mine=1&limit=200"
     if role == "coordinator" and (cycle % 2 or not full_lists):
-        return "/api/v1/consultations?state=requested"
-    return "/api/v1/consultations"
+        return "/api/v1/consultations?state=requested&limit=200"
+    return "/api/v1/consultations?limit=50"
 
 
 def list_kind(role: str, path: str) -> str:
