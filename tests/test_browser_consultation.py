@@ -324,6 +324,17 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     await expect(sheet.get_by_test_id("print-expert")).to_have_text("陈主任")
     await expect(sheet.get_by_test_id("report-diagnosis")).to_contain_text(code)
     await shots.take(desk, "doctor-print-view")
+    # Printed (the print stylesheet): the sheet alone, no navigation, on A4, as a PDF.
+    await desk.emulate_media(media="print")
+    await expect(desk.get_by_test_id("nav")).to_be_hidden()
+    await expect(sheet.get_by_test_id("print-patient")).to_be_visible()
+    pdf = shots.directory / "consultation-report.pdf"
+    await desk.pdf(path=str(pdf), format="A4", print_background=True)
+    printed = pdf.read_bytes()
+    pages = printed.count(b"/Type /Page") - printed.count(b"/Type /Pages")
+    assert printed.startswith(b"%PDF") and 1 <= pages <= 3, (len(printed), pages)
+    print(f"the report printed to {pdf} ({len(printed)} bytes, {pages} A4 page(s))")
+    await desk.emulate_media(media="screen")
 
     # 6. The admin sees it in the statistics and the reads in the audit viewer.
     board = await signed_in(browser, playwright, live, admin, "#/admin/users")

@@ -8,6 +8,7 @@ over Sony VISCA over IP (UDP), with home and preset recall taking 5 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -135,7 +136,16 @@ async def test_anyone_allowed_to_steer_may_stop_without_the_lease_and_it_is_audi
     holder = await bedside.client("expert", "Dr. A")
     other = await bedside.client("expert", "Dr. B")
     observer = await bedside.client("observer")
-    await holder.request({"type": "ptz", "action": "move", "pan": 1, "tilt": 0, "zoom": 0})
+    move = {"type": "ptz", "action": "move", "pan": 1, "tilt": 0, "zoom": 0}
+
+    async def keep_moving() -> None:
+        # As a page does while the pad is held: the dead-man stops a move not refreshed
+        # for 0.4 s, which a slow machine could otherwise reach before the checks below.
+        while True:
+            await holder.request(move)
+            await asyncio.sleep(0.1)
+
+    refresher = asyncio.create_task(keep_moving())
     await wait_until(lambda: bedside.camera.pan.velocity != 0)
     with pytest.raises(SignalingError) as denied:
         await other.request({"type": "ptz", "action": "move", "pan": -1, "tilt": 0, "zoom": 0})
@@ -143,6 +153,9 @@ async def test_anyone_allowed_to_steer_may_stop_without_the_lease_and_it_is_audi
     with pytest.raises(SignalingError) as forbidden:
         await observer.request({"type": "ptz", "action": "stop"})
     assert forbidden.value.code == "forbidden"  # no `ptz` grant, no stop
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher
     assert bedside.camera.pan.velocity != 0
     assert (await other.request({"type": "ptz", "action": "stop"}))["type"] == "ptz-ok"
     assert bedside.camera.pan.velocity == 0  # stopped before the reply
