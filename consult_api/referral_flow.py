@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from consult_api.errors import Forbidden, InvalidTransition
 from consult_api.models import HOSPITAL_LEVELS
-from consult_api.workflow import Actor, Role
+from consult_api.workflow import Actor, Role, reachable
 
 
 class ReferralState(StrEnum):
@@ -91,16 +91,7 @@ def check_transition(facts: ReferralFacts, to: ReferralState, actor: Actor) -> N
 
 
 def allowed_targets(facts: ReferralFacts, actor: Actor) -> list[ReferralState]:
-    targets = []
-    for (source, to) in TRANSITIONS:
-        if source is not facts.state:
-            continue
-        try:
-            check_transition(facts, to, actor)
-        except (InvalidTransition, Forbidden):
-            continue
-        targets.append(to)
-    return targets
+    return reachable(TRANSITIONS, facts.state, lambda to: check_transition(facts, to, actor))
 
 
 def direction_fits(direction: Direction, from_level: str, to_level: str) -> bool:

@@ -12,10 +12,14 @@ starts the session and reports; the requesting doctor cancels (before the sessio
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from consult_api.errors import Forbidden, InvalidTransition
+
+S = TypeVar("S", bound=StrEnum)
 
 
 class State(StrEnum):
@@ -118,18 +122,25 @@ def check_transition(facts: Facts, to: State, actor: Actor) -> None:
         raise Forbidden(f"only the {party.replace('_', ' ')} may move a consultation to {to}")
 
 
-def allowed_targets(facts: Facts, actor: Actor) -> list[State]:
-    """The states this actor may move the consultation to now (for clients' menus)."""
+def reachable(transitions: Iterable[tuple[S, S]], state: S,
+              check: Callable[[S], None]) -> list[S]:
+    """The targets of ``transitions`` from ``state`` that ``check`` lets through (it raises
+    InvalidTransition or Forbidden otherwise): the moves a client's menu offers."""
     targets = []
-    for (source, to) in TRANSITIONS:
-        if source is not facts.state:
+    for (source, to) in transitions:
+        if source is not state:
             continue
         try:
-            check_transition(facts, to, actor)
+            check(to)
         except (InvalidTransition, Forbidden):
             continue
         targets.append(to)
     return targets
+
+
+def allowed_targets(facts: Facts, actor: Actor) -> list[State]:
+    """The states this actor may move the consultation to now (for clients' menus)."""
+    return reachable(TRANSITIONS, facts.state, lambda to: check_transition(facts, to, actor))
 
 
 LIVE_STATES: frozenset[State] = frozenset({State.SCHEDULED, State.IN_SESSION})
