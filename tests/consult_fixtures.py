@@ -23,14 +23,20 @@ def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-async def world(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
-    """The records app on ``migrated``, seeded with one hospital's staff and experts."""
-    engine = make_engine(migrated)
+async def seeded_world(url: str, aiohttp_client: Any, **options: Any) -> World:
+    """The records app on ``url`` (``options`` go to ``create_app``), seeded with one
+    hospital's staff and experts."""
+    engine = make_engine(url)
     try:
         people = records.run_in_session(make_sessionmaker(engine), seed)
     finally:
         engine.dispose()
-    client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
-                                             room_tokens=MEDIA_TOKENS))
-    yield World(client=client, url=migrated, people=people, tokens=DbTokens(migrated))
+    client = await aiohttp_client(create_app(url, SECRET, clock=Clock(),
+                                             room_tokens=MEDIA_TOKENS, **options))
+    return World(client=client, url=url, people=people, tokens=DbTokens(url))
+
+
+@pytest.fixture
+async def world(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
+    """The records app on ``migrated``, seeded with one hospital's staff and experts."""
+    yield await seeded_world(migrated, aiohttp_client)

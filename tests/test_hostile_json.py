@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from consult_api import records
-from consult_api.app import create_app
-from consult_api.db import make_engine, make_sessionmaker
 from consult_api.errors import InvalidRequest
 from consult_api.json_input import MAX_DEPTH, parse_json, parse_json_object
 from consult_api.models import Consultation
 from consult_api.openapi import ROUTES
-from tests.test_consult_api import MEDIA_TOKENS, REQUEST, SECRET, Clock, DbTokens, World, seed
+from tests.consult_fixtures import seeded_world
+from tests.test_consult_api import REQUEST, World
 from tests.test_consult_signin import COOKIE, give_password, sign_in
 
 RECORDER_TOKEN = "recorder-service-token-" + "h" * 20
@@ -92,15 +90,7 @@ def test_only_objects_where_objects_are_expected(body: bytes) -> None:
 @pytest.fixture
 async def site(migrated: str, aiohttp_client: Any) -> AsyncIterator[World]:
     """The records app with every optional part on (room tokens, recorder hand-off)."""
-    engine = make_engine(migrated)
-    try:
-        people = records.run_in_session(make_sessionmaker(engine), seed)
-    finally:
-        engine.dispose()
-    client = await aiohttp_client(create_app(migrated, SECRET, clock=Clock(),
-                                             room_tokens=MEDIA_TOKENS,
-                                             recorder_token=RECORDER_TOKEN))
-    yield World(client=client, url=migrated, people=people, tokens=DbTokens(migrated))
+    yield await seeded_world(migrated, aiohttp_client, recorder_token=RECORDER_TOKEN)
 
 
 def writes() -> list[tuple[str, str, str | None]]:
