@@ -1,0 +1,63 @@
+"""The one downstream interface: every reader of a producer's packets implements it.
+
+An RTP consumer (a subscriber's sender), the recorder, and later WHEP and cascade
+outputs all receive media the same way: ``write`` for each packet (with the flags the
+producer parsed once), ``sender_report`` when the publisher reports its clocks, and
+``producer_closed`` when the track ends. Upstream, a downstream asks its producer for
+a keyframe through ``Upstream``; it never reaches further up than that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from aiortc.rtp import RtpPacket
+
+    from mediaserver.codecs import PacketFlags
+
+
+@dataclass(frozen=True, slots=True)
+class DownstreamStats:
+    """Counters of one downstream, for the stats snapshot (no names, no patient data)."""
+
+    id: str
+    kind: str  # "rtp" (a subscriber), "recorder", ...
+    packets_sent: int = 0
+    retransmissions: int = 0
+    keyframe_requests: int = 0
+    started: bool = False
+
+
+class Upstream(Protocol):
+    """What a downstream may ask of its producer."""
+
+    def request_keyframe(self) -> None: ...
+
+
+class Downstream(Protocol):
+    """A reader of one producer's packets.
+
+    ``write`` runs on the forwarding path: quick, never blocking (queue the work).
+    ``producer_closed`` is the parent's close: the downstream releases what it holds and
+    never calls its producer back. ``close`` is the downstream's own close (its owner
+    asked): it detaches from the producer. Both are idempotent.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def write(self, packet: RtpPacket, flags: PacketFlags) -> bool:
+        """Take one packet; True when a copy went out (or was queued for writing)."""
+
+    def sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None: ...
+
+    def producer_closed(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> DownstreamStats: ...
