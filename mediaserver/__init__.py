@@ -4,7 +4,9 @@ Domain-neutral: it knows rooms and roles as opaque strings, and imports nothing
 from signaling, recorder, devices or consult_api.
 """
 
+from mediaserver.bus import LocalRoomBus, RoomBus
 from mediaserver.consumer import Consumer
+from mediaserver.directory import LocalRoomDirectory, RoomDirectory, RoomPlacement
 from mediaserver.errors import (
     ClosedError,
     LimitError,
@@ -17,6 +19,7 @@ from mediaserver.participant import Participant
 from mediaserver.producer import PacketSink, Producer
 from mediaserver.room import Room, RoomLimits
 from mediaserver.server import MediaServer
+from mediaserver.stats import ProducerStats, RoomStats, ServerStats, TransportStats
 from mediaserver.transport import MediaConfig, Publication, Subscription, Transport
 
 __all__ = [
@@ -25,6 +28,8 @@ __all__ = [
     "LatencyProbe",
     "LatencySummary",
     "LimitError",
+    "LocalRoomBus",
+    "LocalRoomDirectory",
     "MediaConfig",
     "MediaServer",
     "MediaServerError",
@@ -33,9 +38,16 @@ __all__ = [
     "PacketSink",
     "Participant",
     "Producer",
+    "ProducerStats",
     "Publication",
     "Room",
+    "RoomBus",
+    "RoomDirectory",
     "RoomLimits",
+    "RoomPlacement",
+    "RoomStats",
+    "ServerStats",
     "Subscription",
     "Transport",
+    "TransportStats",
 ]

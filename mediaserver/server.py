@@ -1,45 +1,52 @@
-"""MediaServer: the set of live rooms on this node."""
+"""MediaServer: the rooms this node hosts, opened on first join and dropped when closed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
+from mediaserver.directory import LocalRoomDirectory, RoomDirectory
 from mediaserver.errors import ClosedError
 from mediaserver.room import Room, RoomLimits
+from mediaserver.stats import ServerStats, server_stats
 from mediaserver.transport import MediaConfig
 
 logger = logging.getLogger(__name__)
 
 
 class MediaServer:
-    """Creates rooms on first join and drops them when they close."""
+    """Creates rooms on first join and drops them when they close.
 
-    def __init__(self, config: MediaConfig, limits: RoomLimits | None = None) -> None:
+    The rooms are registered in ``directory`` (a ``LocalRoomDirectory`` unless the
+    composition root passes a shared one): everything outside the media server finds
+    rooms there, and reads counters through ``stats()``. ``node_id`` names this node in
+    the directory; by default the directory's (see ``directory.default_node_id``).
+    """
+
+    def __init__(self, config: MediaConfig, limits: RoomLimits | None = None, *,
+                 node_id: str | None = None, directory: RoomDirectory | None = None) -> None:
+        if directory is not None and node_id is not None and directory.node_id != node_id:
+            raise ValueError("node_id differs from the directory's node id")
         self.config = config
         self.limits = limits or RoomLimits()
-        self.rooms: dict[str, Room] = {}
+        self.directory: RoomDirectory = directory or LocalRoomDirectory(node_id)
         self.closed = False
         # Closed rooms whose peer connections are still closing. Each task ends by itself
         # and drops its room then: nothing keeps a closed room alive after that.
         self._closing: set[asyncio.Task[None]] = set()
-        # Called with each new room (e.g. the recorder joins it).
-        self.room_created: list[Callable[[Room], None]] = []
+
+    @property
+    def node_id(self) -> str:
+        return self.directory.node_id
 
     def room(self, name: str) -> Room:
         """The live room called ``name``, created if needed."""
         if self.closed:
             raise ClosedError("the media server is shutting down")
-        room = self.rooms.get(name)
-        if room is None or room.closed:
+        room = self.directory.local(name)
+        if room is None:
             room = Room(name, self.config, self.limits, on_closed=self._room_closed)
-            self.rooms[name] = room
-            for callback in list(self.room_created):
-                try:
-                    callback(room)
-                except Exception:
-                    logger.exception("[%s] room-created callback failed", name)
+            self.directory.room_opened(room)
         return room
 
     def close_if_empty(self, room: Room) -> None:
@@ -48,20 +55,26 @@ class MediaServer:
             room.close("empty")
 
     def _room_closed(self, room: Room) -> None:
-        if self.rooms.get(room.name) is room:
-            del self.rooms[room.name]
+        self.directory.room_closed(room)
         task = asyncio.get_running_loop().create_task(room.wait_closed())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def _rooms(self) -> list[Room]:
+        rooms = (self.directory.local(name) for name in self.directory.local_names())
+        return [room for room in rooms if room is not None]
+
+    def stats(self) -> ServerStats:
+        """A frozen snapshot of this node's rooms, transports, producers and downstreams."""
+        return server_stats(self.node_id, self._rooms())
+
     def transports(self) -> int:
         """Publications and subscriptions (one peer connection each) in live rooms."""
-        return sum(len(p.publications) + len(p.subscriptions)
-                   for room in self.rooms.values() for p in room.participants.values())
+        return self.stats().transports
 
     async def close(self) -> None:
         """Close every room and wait for their peer connections to finish closing."""
         self.closed = True
-        for room in list(self.rooms.values()):
+        for room in self._rooms():
             room.close("server-shutdown")
         await asyncio.gather(*list(self._closing), return_exceptions=True)

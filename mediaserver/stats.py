@@ -1,0 +1,105 @@
+"""A frozen snapshot of this node's counters: rooms, transports, producers, downstreams.
+
+Readers (the operators' route, a metrics exporter) take ``MediaServer.stats()`` and
+never walk the live rooms themselves. The snapshot holds no names of people and no
+patient data: room names, ids, kinds and counters only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from mediaserver.datagrams import PortCounters
+from mediaserver.downstream import DownstreamStats
+
+if TYPE_CHECKING:
+    from mediaserver.producer import Producer
+    from mediaserver.room import Room
+    from mediaserver.transport import Transport
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStats:
+    """One peer connection; ``dropped`` is a copy of its media ports' counters."""
+
+    id: str
+    direction: str
+    state: str
+    dropped: PortCounters
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStats:
+    id: str
+    kind: str
+    codec: str
+    packets_received: int
+    keyframe_requests_sent: int
+    downstreams: tuple[DownstreamStats, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStats:
+    name: str
+    participants: int
+    producers: tuple[ProducerStats, ...]
+    transports: tuple[TransportStats, ...]
+    dropped: PortCounters  # the sum over the room's transports
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStats:
+    node_id: str
+    rooms: tuple[RoomStats, ...]
+
+    @property
+    def transports(self) -> int:
+        """Peer connections (publications and subscriptions) in the open rooms."""
+        return sum(len(room.transports) for room in self.rooms)
+
+
+def server_stats(node_id: str, rooms: Iterable[Room]) -> ServerStats:
+    return ServerStats(node_id, tuple(room_stats(room) for room in rooms))
+
+
+def room_stats(room: Room) -> RoomStats:
+    """Transports and producers in participant order, publications before subscriptions."""
+    participants = list(room.participants.values())
+    transports = tuple(
+        transport_stats(transport)
+        for participant in participants
+        for transport in [*participant.publications.values(),
+                          *participant.subscriptions.values()])
+    producers = tuple(
+        producer_stats(producer)
+        for participant in participants
+        for publication in participant.publications.values()
+        for producer in publication.producers)
+    dropped = PortCounters()
+    for transport in transports:
+        dropped.add(transport.dropped)
+    return RoomStats(room.name, len(participants), producers, transports, dropped)
+
+
+def transport_stats(transport: Transport) -> TransportStats:
+    return TransportStats(transport.id, transport.direction, transport.state,
+                          replace(transport.port_counters))
+
+
+def producer_stats(producer: Producer) -> ProducerStats:
+    return ProducerStats(producer.id, producer.kind, producer.codec_name,
+                         producer.packets_received, producer.keyframe_requests_sent,
+                         downstream_stats(producer))
+
+
+def downstream_stats(producer: Producer) -> tuple[DownstreamStats, ...]:
+    downstreams = getattr(producer, "downstreams", None)  # merge: drop fallback
+    if downstreams is not None:  # merge: drop fallback
+        return tuple(downstream.stats() for downstream in downstreams)
+    # merge: drop fallback (below: today's Producer has RTP consumers without stats())
+    return tuple(  # merge: drop fallback
+        DownstreamStats(c.id, "rtp", c.packets_sent, c.retransmissions,  # merge: drop fallback
+                        c.keyframe_requests, c.started)  # merge: drop fallback
+        for c in producer.consumers)  # merge: drop fallback
