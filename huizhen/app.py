@@ -13,7 +13,14 @@ from devices.binding import BindingError, parse_bindings
 from huizhen.catalogue import DEFAULT_LANGUAGE, Catalogue
 from huizhen.device_hub import DeviceHub
 from huizhen.recording_access import recording_authorizer
-from mediaserver import LatencyProbe, MediaConfig, MediaServer, RoomLimits
+from mediaserver import (
+    LatencyProbe,
+    LocalRoomBus,
+    MediaConfig,
+    MediaServer,
+    RoomBus,
+    RoomLimits,
+)
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
 from recorder.library import RetentionPolicy, retention_context
 from recorder.service import RecorderService
@@ -93,7 +100,7 @@ def create_app(settings: Settings, *, probe: LatencyProbe | None = None,
         await media.close()
 
     app.cleanup_ctx.append(media_lifecycle)
-    hub = device_hub(settings, media)
+    hub = device_hub(settings, LocalRoomBus(media.directory))
     if hub is not None:
         app[ROOM_SERVICES] = hub
 
@@ -126,7 +133,7 @@ def setup_recording(app: web.Application, settings: Settings, media: MediaServer
     """Record every room (when enabled), and serve recordings and teaching video."""
     directory = settings.recorder.directory_for(settings.storage.data_dir)
     if settings.recorder.enabled:
-        service = RecorderService(media, directory, settings.recorder.handoff_url,
+        service = RecorderService(media.directory, directory, settings.recorder.handoff_url,
                                   handoff_token=settings.recorder.handoff_token)
 
         async def recorder_lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -150,7 +157,7 @@ def setup_recording(app: web.Application, settings: Settings, media: MediaServer
             interval=3600))
 
 
-def device_hub(settings: Settings, media: MediaServer) -> DeviceHub | None:
+def device_hub(settings: Settings, bus: RoomBus) -> DeviceHub | None:
     """The bedside devices of this node, or None when the configuration names none."""
     devices = settings.devices
     if not devices.beds and devices.hl7_address is None:
@@ -162,5 +169,5 @@ def device_hub(settings: Settings, media: MediaServer) -> DeviceHub | None:
     data_dir = settings.storage.data_dir
     if not devices.database_url:
         data_dir.mkdir(parents=True, exist_ok=True)
-    return DeviceHub(media, bindings, devices.database_for(data_dir), devices.hl7_address,
+    return DeviceHub(bus, bindings, devices.database_for(data_dir), devices.hl7_address,
                      devices.hl7_default_zone, hl7_options=devices.hl7_listener_options())

@@ -34,7 +34,7 @@ from devices.visca.errors import (
 )
 from devices.visca.url import camera_from_url
 from devices.vitals import VitalAlarm, VitalSample
-from mediaserver import MediaServer
+from mediaserver import RoomBus
 from signaling.services import Caller, PtzCommand, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -160,11 +160,11 @@ def alarm_json(alarm: VitalAlarm, key: str | None = None) -> dict[str, Any]:
 class DeviceHub:
     """Owns every bedside device of this node and routes its data to the bound rooms."""
 
-    def __init__(self, media: MediaServer, bindings: Sequence[BedBinding], database_url: str,
+    def __init__(self, bus: RoomBus, bindings: Sequence[BedBinding], database_url: str,
                  hl7_address: tuple[str, int] | None = None, hl7_zone: str = "UTC",
                  camera_options: dict[str, Any] | None = None,
                  hl7_options: dict[str, Any] | None = None) -> None:
-        self.media = media
+        self.bus = bus
         self.bindings = list(bindings)
         self.store = SampleStore(database_url)
         self.hl7_address = hl7_address
@@ -339,9 +339,7 @@ class DeviceHub:
             self._broadcast(room, "alarm", alarm_json(alarm, key))
 
     def _broadcast(self, room_name: str, kind: str, body: dict[str, Any]) -> None:
-        room = self.media.rooms.get(room_name)
-        if room is not None:
-            room.broadcast(kind, body)
+        self.bus.publish(room_name, kind, body)
 
     # ----------------------------------------------------------------- RoomServices
 

@@ -1,8 +1,8 @@
-"""RecorderService: records every room of a MediaServer and hands the recordings off.
+"""RecorderService: records every room this node hosts and hands the recordings off.
 
 Lifecycle (wire it into the app's cleanup context)::
 
-    service = RecorderService(media_server, recordings_dir, handoff_url)
+    service = RecorderService(media_server.directory, recordings_dir, handoff_url)
     await service.start()   # recover interrupted recordings, resume hand-offs, hook rooms
     ...
     await service.stop()    # finish every recording (manifests), stop retrying hand-offs
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+from mediaserver.directory import RoomDirectory
 from mediaserver.errors import ClosedError
 from mediaserver.room import Room
-from mediaserver.server import MediaServer
 from recorder.handoff import HandoffQueue, RetryPolicy
 from recorder.manifest import Manifest
 from recorder.recovery import recover_all
@@ -26,10 +27,13 @@ logger = logging.getLogger(__name__)
 
 
 class RecorderService:
-    def __init__(self, media: MediaServer, recordings_dir: Path | str, handoff_url: str = "",
-                 *, sync_interval: float = 1.0, retry: RetryPolicy | None = None,
-                 handoff_token: str = "") -> None:
-        self.media = media
+    """Records each room opened on this node (the directory's ``watch``): a room on
+    another node is recorded by that node's service."""
+
+    def __init__(self, directory: RoomDirectory, recordings_dir: Path | str,
+                 handoff_url: str = "", *, sync_interval: float = 1.0,
+                 retry: RetryPolicy | None = None, handoff_token: str = "") -> None:
+        self.directory = directory
         self.recordings_dir = Path(recordings_dir)
         self.handoff = HandoffQueue(handoff_url, retry, handoff_token)
         self.sync_interval = sync_interval
@@ -37,6 +41,7 @@ class RecorderService:
         self.recovered: list[Manifest] = []
         self.started = False
         self._handoffs: set[asyncio.Task[bool]] = set()
+        self._unwatch: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Recover interrupted recordings, resume pending hand-offs, record every room."""
@@ -47,14 +52,13 @@ class RecorderService:
         self.recovered = await asyncio.to_thread(recover_all, self.recordings_dir)
         await self.handoff.start()
         await self.handoff.resume(self.recordings_dir)
-        self.media.room_created.append(self._room_created)
-        for room in list(self.media.rooms.values()):
-            self._room_created(room)
+        self._unwatch = self.directory.watch(self._room_opened, replay=True)
 
     async def stop(self) -> None:
         """Finish every recording (writing its manifest) and stop retrying hand-offs."""
-        if self._room_created in self.media.room_created:
-            self.media.room_created.remove(self._room_created)
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         recorders = list(self.recorders.values())
         results = await asyncio.gather(*(r.stop("stopped") for r in recorders),
                                        return_exceptions=True)
@@ -73,7 +77,7 @@ class RecorderService:
                 return recorder
         return None
 
-    def _room_created(self, room: Room) -> None:
+    def _room_opened(self, room: Room) -> None:
         if room.closed or self.recorder_for(room.name) is not None:
             return
         recorder = SessionRecorder(room, self.recordings_dir, sync_interval=self.sync_interval,

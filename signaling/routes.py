@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mediaserver.datagrams import PortCounters
+from mediaserver.stats import ProducerStats, RoomStats, TransportStats
 from signaling.app_keys import (
     AUTHORITY,
     LATENCY_PROBE,
@@ -93,7 +93,35 @@ async def close_sockets(app: web.Application) -> None:
 
 async def health(request: web.Request) -> web.Response:
     media = request.app[MEDIA_SERVER]
-    return web.json_response({"status": "ok", "rooms": len(media.rooms)})
+    return web.json_response({"status": "ok", "rooms": len(media.directory.local_names())})
+
+
+def _room_json(room: RoomStats) -> dict[str, object]:
+    """A room's counters; media ports' drops (strangers, malformed, forged) per transport
+    and summed over the room."""
+    return {"name": room.name, "participants": room.participants,
+            "producers": [_producer_json(p) for p in room.producers],
+            "transports": [_transport_json(t) for t in room.transports],
+            **room.dropped.as_json()}
+
+
+def _transport_json(transport: TransportStats) -> dict[str, object]:
+    return {"id": transport.id, "direction": transport.direction, "state": transport.state,
+            **transport.dropped.as_json()}
+
+
+def _producer_json(producer: ProducerStats) -> dict[str, object]:
+    """A producer and its RTP consumers (other downstreams, e.g. the recorder, are not
+    listed: the JSON predates them)."""
+    return {
+        "id": producer.id, "kind": producer.kind, "codec": producer.codec,
+        "packetsReceived": producer.packets_received,
+        "keyframeRequestsSent": producer.keyframe_requests_sent,
+        "consumers": [{
+            "id": d.id, "packetsSent": d.packets_sent, "retransmissions": d.retransmissions,
+            "keyframeRequests": d.keyframe_requests, "started": d.started,
+        } for d in producer.downstreams if d.kind == "rtp"],
+    }
 
 
 def _operator(request: web.Request) -> None:
@@ -110,35 +138,8 @@ def _operator(request: web.Request) -> None:
 async def stats(request: web.Request) -> web.Response:
     """Counters per room, producer and consumer (no names, no patient data)."""
     _operator(request)
-    media = request.app[MEDIA_SERVER]
-    rooms = []
-    for room in media.rooms.values():
-        producers = []
-        transports = []
-        dropped = PortCounters()
-        for participant in room.participants.values():
-            for transport in [*participant.publications.values(),
-                              *participant.subscriptions.values()]:
-                dropped.add(transport.port_counters)
-                transports.append({"id": transport.id, "direction": transport.direction,
-                                   "state": transport.state,
-                                   **transport.port_counters.as_json()})
-            for publication in participant.publications.values():
-                for producer in publication.producers:
-                    producers.append({
-                        "id": producer.id, "kind": producer.kind, "codec": producer.codec_name,
-                        "packetsReceived": producer.packets_received,
-                        "keyframeRequestsSent": producer.keyframe_requests_sent,
-                        "consumers": [{
-                            "id": c.id, "packetsSent": c.packets_sent,
-                            "retransmissions": c.retransmissions,
-                            "keyframeRequests": c.keyframe_requests, "started": c.started,
-                        } for c in producer.consumers],
-                    })
-        # Media ports: datagrams dropped (strangers, malformed, forged) per transport.
-        rooms.append({"name": room.name, "participants": len(room.participants),
-                      "producers": producers, "transports": transports,
-                      **dropped.as_json()})
+    snapshot = request.app[MEDIA_SERVER].stats()
+    rooms = [_room_json(room) for room in snapshot.rooms]
     body: dict[str, object] = {"rooms": rooms}
     probe = request.app.get(LATENCY_PROBE)
     if probe is not None:

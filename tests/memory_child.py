@@ -38,7 +38,7 @@ async def serve(port: int, secret: str) -> None:
     app = create_app(settings)
     media: MediaServer = app[MEDIA_SERVER]
     rooms: list[weakref.ref[Room]] = []
-    media.room_created.append(lambda room: rooms.append(weakref.ref(room)))
+    media.directory.watch(lambda room: rooms.append(weakref.ref(room)))
     process = psutil.Process()
 
     async def report(request: web.Request) -> web.Response:
@@ -51,7 +51,7 @@ async def serve(port: int, secret: str) -> None:
 
         body = {
             "rss": process.memory_info().rss,
-            "rooms": len(media.rooms),
+            "rooms": len(media.directory.local_names()),
             "transports": media.transports(),
             "peerConnections": count(RTCPeerConnection),
             "iceConnections": count(Connection),

@@ -279,7 +279,8 @@ async def test_chromium_codecs_are_forwarded_as_sent(
     expert = await chromium.open("expert", f"{base}/expert.html#token={expert_token}")
     await wait_joined(expert)
     assert await frames_decoded(expert, 60, 40, chromium.log) >= 60
-    room = server.app[MEDIA_SERVER].rooms[ROOM]
+    room = server.app[MEDIA_SERVER].directory.local(ROOM)
+    assert room is not None
     producers = [p for participant in room.participants.values()
                  for publication in participant.publications.values()
                  for p in publication.producers]

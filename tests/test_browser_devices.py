@@ -28,7 +28,7 @@ from aiohttp import web
 from playwright.async_api import Page, async_playwright, expect
 
 from huizhen.app import create_app, token_authority
-from mediaserver import MediaServer
+from mediaserver import LocalRoomBus, MediaServer
 from signaling import MEDIA_SERVER, ROOM_SERVICES, Caller, PtzCommand, ServiceError
 from tests.conftest import RunningServer, make_settings
 from tests.test_browser import Chromium, wait_joined
@@ -108,7 +108,7 @@ class FakeDevices:
 
     def push(self, kind: str, body: dict[str, Any], room: str | None = None) -> None:
         """An application event to every participant of the room, as the device hub sends it."""
-        target = self.media.rooms.get(room or self.room)
+        target = self.media.directory.local(room or self.room)
         assert target is not None, f"nobody is in room {room or self.room}"
         target.broadcast(kind, body)
 
@@ -506,7 +506,7 @@ def bound_hub(ds: DeviceServer, tmp_path: Path) -> Any:
     from devices.binding import BedBinding, parse_monitor
     from huizhen.device_hub import DeviceHub
 
-    return DeviceHub(ds.server.app[MEDIA_SERVER],
+    return DeviceHub(LocalRoomBus(ds.server.app[MEDIA_SERVER].directory),
                      [BedBinding(ROOM, monitor=parse_monitor(f"hl7:{MONITOR}"))],
                      f"sqlite:///{tmp_path / 'devices.sqlite3'}")
 

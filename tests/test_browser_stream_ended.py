@@ -30,7 +30,8 @@ async def test_the_ward_page_shows_a_stream_ended_by_the_server_and_republishes(
     await expect(notice).to_be_hidden()
     first = await ward.evaluate("window.huizhen.camera.streamId")
 
-    room = server.app[MEDIA_SERVER].rooms[ROOM]
+    room = server.app[MEDIA_SERVER].directory.local(ROOM)
+    assert room is not None
     room.find_publication(first).close()  # the server-side connection ends
 
     await expect(notice).to_be_visible(timeout=10_000)

@@ -176,7 +176,7 @@ async def test_packet_sinks_see_every_packet_and_the_end(server):
 async def test_a_room_with_only_service_participants_left_closes():
     server = MediaServer(MediaConfig())
     created = []
-    server.room_created.append(created.append)
+    server.directory.watch(created.append)
     room = server.room("r")
     assert created == [room]
     events = []
@@ -184,6 +184,7 @@ async def test_a_room_with_only_service_participants_left_closes():
     ward = room.join("ward", "ward", noop)
     room.leave(ward)
     server.close_if_empty(room)
-    assert room.closed and "r" not in server.rooms
+    assert room.closed and server.directory.local_names() == ()
+    assert server.directory.local("r") is None
     assert type(events[-1]).__name__ == "RoomClosed" and recorder.closed
     await server.close()

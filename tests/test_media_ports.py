@@ -209,7 +209,9 @@ async def test_the_publisher_is_told_when_its_stream_ends(running_server):
     stream = await ward.publish(pub)
     await wait_for(lambda: pub.connectionState == "connected", 20)
     # (Operators see the drops: a stranger's datagram, counted in the stats route.)
-    publication = running_server.app[MEDIA_SERVER].rooms["bed-1"].find_publication(stream["id"])
+    room = running_server.app[MEDIA_SERVER].directory.local("bed-1")
+    assert room is not None
+    publication = room.find_publication(stream["id"])
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
         for port in server_ports(publication):
             stranger.sendto(os.urandom(1600), port)

@@ -60,7 +60,7 @@ async def test_kill_minus_nine_then_recovery_keeps_all_but_the_last_two_seconds(
 
     # A restarted service recovers it before recording anything new.
     server = MediaServer(MediaConfig())
-    service = RecorderService(server, tmp_path)
+    service = RecorderService(server.directory, tmp_path)
     await service.start()
     await service.stop()
     await server.close()

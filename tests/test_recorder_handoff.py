@@ -120,7 +120,7 @@ async def test_the_service_records_every_room_and_hands_it_off(tmp_path, records
     service, url = records
     service.failures = 0
     server = MediaServer(MediaConfig())
-    recorder_service = RecorderService(server, tmp_path, url, retry=FAST)
+    recorder_service = RecorderService(server.directory, tmp_path, url, retry=FAST)
     await recorder_service.start()
     rooms = [server.room(name) for name in ("icu-1", "icu-2")]
     assert all(recorder_service.recorder_for(room.name) for room in rooms)

@@ -61,7 +61,7 @@ class Session:
 
 async def record_session(recordings: Path) -> Session:
     server = MediaServer(MediaConfig(ice_addresses=("127.0.0.1",)))
-    service = RecorderService(server, recordings)
+    service = RecorderService(server.directory, recordings)
     await service.start()
     room = server.room("bed-7")
     recorder = service.recorder_for("bed-7")

@@ -52,7 +52,9 @@ async def test_an_expired_token_closes_its_socket_and_leaves_the_room(running_se
     assert left["participant"] == ward.joined["participant"]["id"]
     assert media.transports() == 0
     assert expert.joined is not None
-    assert list(media.rooms["bed-1"].participants) == [expert.joined["participant"]["id"]]
+    room = media.directory.local("bed-1")
+    assert room is not None
+    assert list(room.participants) == [expert.joined["participant"]["id"]]
     await asyncio.gather(pub.close(), ward.close(), expert.close())
 
 
@@ -112,4 +114,4 @@ async def test_the_server_keeps_no_state_for_expired_sockets(running_server):
         await client.next_event("token-expired", timeout=10)
         assert await closed(client) == 1008
         await client.close()
-    await wait_for(lambda: not media.rooms and quotas.tokens() == 0, 5)
+    await wait_for(lambda: not media.directory.local_names() and quotas.tokens() == 0, 5)
