@@ -127,7 +127,7 @@ class Vp8Frame:
         if not self.parts:
             return None
         data = b"".join(self.parts)
-        keyframe = not data[0] & 0x01  # P bit of the frame tag
+        keyframe = vp8.is_keyframe(data)
         size = vp8.keyframe_size(data) if keyframe else None
         return EncodedFrame(timestamp, data, keyframe, after_loss, arrival, size)
 
@@ -173,9 +173,9 @@ class H264Frame:
         if self.fragment is not None or not self.nals:
             return None
         nals, params = self.nals, self.params
-        types = {nal[0] & 0x1F for nal in nals}
-        params.sps = next((n for n in reversed(nals) if n[0] & 0x1F == h264.NAL_SPS), params.sps)
-        params.pps = next((n for n in reversed(nals) if n[0] & 0x1F == h264.NAL_PPS), params.pps)
+        types = {h264.nal_type(nal): nal for nal in nals}  # the last NAL unit of each type
+        params.sps = types.get(h264.NAL_SPS, params.sps)
+        params.pps = types.get(h264.NAL_PPS, params.pps)
         keyframe, size = h264.NAL_IDR in types, None
         if keyframe and h264.NAL_SPS not in types:
             if params.sps is None or params.pps is None:

@@ -82,6 +82,11 @@ class Vp8Descriptor:
         return self.start and self.partition == 0
 
 
+def is_keyframe(frame: bytes) -> bool:
+    """True when a VP8 frame (descriptor stripped) is a keyframe: its tag's P bit is 0."""
+    return bool(frame) and not frame[0] & 0x01
+
+
 def keyframe_size(frame: bytes) -> tuple[int, int] | None:
     """Width and height from a VP8 keyframe header (RFC 6386 section 9.1), else None."""
     if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != KEYFRAME_START_CODE:
@@ -103,7 +108,7 @@ def vp8_flags(payload: bytes) -> PacketFlags:
     except (ValueError, IndexError):
         return NO_FLAGS
     start = start and partition == 0
-    keyframe = start and not payload[offset] & 0x01  # P bit of the frame tag: 0 is a keyframe
+    keyframe = start and not payload[offset] & 0x01  # P bit of the frame tag, as is_keyframe
     if not start and picture_id is None and tid is None and tl0 is None:
         return NO_FLAGS
     size = keyframe_size(payload[offset:offset + 10]) if keyframe else None
