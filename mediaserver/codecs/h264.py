@@ -94,8 +94,10 @@ def h264_flags(payload: bytes) -> PacketFlags:
     A keyframe starts at the packet carrying its SPS: WebRTC encoders (libwebrtc,
     OpenH264, x264 in aiortc) send SPS and PPS in front of every IDR picture, usually
     in one STAP-A, and a subscriber started at the IDR slice would lack them.
-    ``start`` marks a packet whose first NAL unit may open an access unit. About
-    0.3 µs a packet; only keyframe starts allocate (they carry the SPS picture size).
+    ``start`` marks a packet whose first NAL unit may open an access unit. Measured
+    with timeit on the aiortc 1280x720 fixture: 1.0 µs a packet, 19 µs on a keyframe
+    start (it parses the SPS for the picture size, once per keyframe); only keyframe
+    starts allocate, every other packet returns a shared constant.
     """
     if not payload:
         return NO_FLAGS

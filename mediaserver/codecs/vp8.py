@@ -99,8 +99,10 @@ def keyframe_size(frame: bytes) -> tuple[int, int] | None:
 def vp8_flags(payload: bytes) -> PacketFlags:
     """The flags of one VP8 payload for the forwarding path; never raises.
 
-    About 1 µs a packet (CPython 3.11, one core of the build machine): most of it
-    building the frozen ``PacketFlags``; a payload without picture id or layer
+    Measured with timeit on the Chromium L1T3 fixture (CPython 3.11, a shared 2-core
+    machine): 1.6 µs a packet, 2.5 µs on a keyframe start (which reads the picture
+    size); aiortc's ``VpxPayloadDescriptor.parse`` alone took 1.35 µs there. Most of
+    it is building the frozen ``PacketFlags``; a payload without picture id or layer
     fields that does not start a frame returns the shared ``NO_FLAGS``.
     """
     try:
