@@ -35,7 +35,7 @@ from benchmarks.common import (
     serve_control,
 )
 from huizhen.app import token_authority
-from mediaserver.keyframes import vp8_keyframe_start
+from mediaserver.codecs.vp8 import vp8_keyframe_start
 from signaling.client import SignalingClient
 
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from mediaserver.aiortc_hooks import ReceiverTap
+from mediaserver.codecs import payload_parser
 from mediaserver.errors import ClosedError
 from mediaserver.keyframe_throttle import KeyframeRequestThrottle
-from mediaserver.keyframes import keyframe_detector
 from mediaserver.rtp_rewriter import ExtensionIds, build_extensions
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class Producer:
         self._templates: dict[tuple[ExtensionIds, str | None], ExtensionTemplate] = {}
         self._template_list: tuple[ExtensionTemplate, ...] = ()
         self._waiting = 0
-        self._detector = keyframe_detector(codec_name) if kind == "video" else None
+        self._detector = payload_parser(codec_name) if kind == "video" else None
         self._throttle = KeyframeRequestThrottle(keyframe_interval)
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
@@ -140,7 +140,7 @@ class Producer:
         self.packets_received += 1
         keyframe = False
         if self._waiting and self._detector is not None and packet.payload:
-            keyframe = self._detector(packet.payload)
+            keyframe = self._detector(packet.payload).keyframe
             if keyframe:
                 self.keyframes_seen += 1
         extensions = packet.extensions

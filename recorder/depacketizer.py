@@ -1,17 +1,20 @@
-"""RTP packets in, whole encoded frames out (sans-I/O): the common part of every codec.
+"""RTP packets in, whole encoded frames out (sans-I/O), for VP8, H.264 and Opus.
 
 A depacketizer sees packets already put in sequence order by ``ReorderBuffer``.
 It notices lost packets as jumps in sequence numbers, never emits a frame it
 knows to be incomplete, and marks the first frame after a loss with
-``after_loss`` so that the caller can wait for the next keyframe.
+``after_loss`` so that the caller can wait for the next keyframe. Payloads are
+read with ``mediaserver.codecs``; only the frame bookkeeping lives here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from recorder.errors import DepacketizeError, UnsupportedCodecError
+from mediaserver.codecs import h264, opus, vp8
+from recorder.errors import UnsupportedCodecError
 
 
 @dataclass(frozen=True)
@@ -35,62 +38,55 @@ class Depacketizer(Protocol):
     def flush(self) -> list[EncodedFrame]: ...
 
 
-class SequenceTracker:
-    """Notices gaps in consecutive sequence numbers."""
+class PartialFrame(Protocol):
+    """The packets of one video frame so far, in one codec."""
 
-    __slots__ = ("last",)
+    def add(self, payload: bytes) -> None: ...  # ValueError: the packet cannot belong here
 
-    def __init__(self) -> None:
-        self.last: int | None = None
+    def encoded(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame | None:
+        ...  # None: the frame is unfinished
 
-    def gap(self, seq: int) -> bool:
-        last, self.last = self.last, seq
-        return last is not None and seq != (last + 1) & 0xFFFF
+
+def gap(last: int | None, seq: int) -> bool:
+    """True when ``seq`` does not follow ``last`` (a packet was lost in between)."""
+    return last is not None and seq != (last + 1) & 0xFFFF
 
 
 class FrameAssembler:
-    """The bookkeeping VP8 and H.264 share: packets of one RTP timestamp make a frame,
-    the marker bit ends it, a sequence gap or an unparsable payload breaks it, and a
-    broken or unfinished frame is counted and dropped, never emitted.
+    """Packets of one RTP timestamp make a frame, the marker bit ends it, a sequence
+    gap or an unparsable payload breaks it, and a broken or unfinished frame is
+    counted and dropped, never emitted. ``new_frame`` supplies the codec's part."""
 
-    A codec supplies ``_reset_frame`` (clear its parts), ``_add_payload`` (raise
-    DepacketizeError when the payload cannot belong to the frame), ``_frame_ready``
-    and ``_emit``; it sets ``_started`` when it sees the frame's first packet.
-    """
+    clock_rate = 90000
 
-    clock_rate: int
-
-    def __init__(self) -> None:
-        self._seq = SequenceTracker()
-        self._timestamp: int | None = None
-        self._started = False
-        self._broken = False
+    def __init__(self, new_frame: Callable[[], PartialFrame]) -> None:
+        self._new_frame = new_frame
+        self._last: int | None = None
+        self._frame: PartialFrame | None = None
+        self._timestamp = 0
+        self._broken = self._loss = False
         self._arrival = 0.0
-        self._loss = False
         self.dropped_frames = 0
-        self._reset_frame()
 
     def push(self, seq: int, timestamp: int, marker: bool, payload: bytes,
              arrival: float) -> list[EncodedFrame]:
-        gap = self._seq.gap(seq)
+        lost, self._last = gap(self._last, seq), seq
+        self._loss = self._loss or lost
         if not payload:  # padding: takes a sequence number, carries no media
-            if gap:
-                self._loss = True
-                self._broken = self._broken or self._timestamp is not None
+            self._broken = self._broken or (lost and self._frame is not None)
             return []
         out: list[EncodedFrame] = []
-        if gap:
-            self._loss = True
-        if self._timestamp is not None and timestamp != self._timestamp:
+        if self._frame is not None and timestamp != self._timestamp:
             # The previous frame never saw its marker: complete only if nothing was lost.
-            self._finish(out, complete=not gap)
-        if self._timestamp is None:
-            self._begin(timestamp, arrival)
-        elif gap:
+            self._finish(out, complete=not lost)
+        if self._frame is None:
+            self._frame, self._timestamp, self._arrival = self._new_frame(), timestamp, arrival
+            self._broken = False
+        elif lost:
             self._broken = True
         try:
-            self._add_payload(payload)
-        except DepacketizeError:
+            self._frame.add(payload)
+        except ValueError:
             self._broken = True
         if marker:
             self._finish(out, complete=True)
@@ -98,52 +94,143 @@ class FrameAssembler:
 
     def flush(self) -> list[EncodedFrame]:
         out: list[EncodedFrame] = []
-        if self._timestamp is not None:
+        if self._frame is not None:
             self._finish(out, complete=False)
         return out
 
-    def _begin(self, timestamp: int, arrival: float) -> None:
-        self._timestamp = timestamp
-        self._started = False
-        self._broken = False
-        self._arrival = arrival
-        self._reset_frame()
-
     def _finish(self, out: list[EncodedFrame], complete: bool) -> None:
-        timestamp, self._timestamp = self._timestamp, None
-        assert timestamp is not None
-        if not (complete and self._started and not self._broken and self._frame_ready()):
-            self._reset_frame()
+        frame, self._frame = self._frame, None
+        assert frame is not None
+        encoded = None
+        if complete and not self._broken:
+            encoded = frame.encoded(self._timestamp, self._loss, self._arrival)
+        if encoded is None:
+            self.dropped_frames += 1
+        else:
+            out.append(encoded)
+        self._loss = encoded is None
+
+
+class Vp8Frame:
+    """A VP8 frame (RFC 7741): from the partition-0 start packet to the marker."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def add(self, payload: bytes) -> None:
+        descriptor = vp8.Vp8Descriptor.parse(payload)
+        if descriptor.frame_start == bool(self.parts):
+            raise ValueError("a second frame start" if self.parts else "the frame start is lost")
+        self.parts.append(payload[descriptor.offset:])
+
+    def encoded(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame | None:
+        if not self.parts:
+            return None
+        data = b"".join(self.parts)
+        keyframe = vp8.is_keyframe(data)
+        size = vp8.keyframe_size(data) if keyframe else None
+        return EncodedFrame(timestamp, data, keyframe, after_loss, arrival, size)
+
+
+class Vp8Depacketizer(FrameAssembler):
+    def __init__(self) -> None:
+        super().__init__(Vp8Frame)
+
+
+class H264Frame:
+    """An H.264 access unit (RFC 6184 mode 1) in Annex B; an IDR picture sent without
+    parameter sets gets the latest ones seen, so every keyframe decodes on its own."""
+
+    def __init__(self, params: H264Depacketizer) -> None:
+        self.params = params
+        self.nals: list[bytes] = []
+        self.fragment: bytearray | None = None
+
+    def add(self, payload: bytes) -> None:
+        part = h264.H264Payload.parse(payload)
+        if part.fragment is None:
+            if self.fragment is not None:
+                self.fragment = None
+                raise ValueError("FU-A interrupted before its end fragment")
+            for nal in part.units:
+                self._add_nal(nal)
+            return
+        if part.first_fragment == (self.fragment is not None):  # a second start or a lost one
+            self.fragment = None
+            raise ValueError("FU-A fragments out of order")
+        fragment = self.fragment = bytearray() if self.fragment is None else self.fragment
+        fragment += part.fragment
+        if part.last_fragment:
+            self.fragment = None
+            self._add_nal(bytes(fragment))
+
+    def _add_nal(self, nal: bytes) -> None:
+        if not self.nals and not h264.starts_access_unit(nal):
+            raise ValueError("the access unit's first packets are lost")
+        self.nals.append(nal)
+
+    def encoded(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame | None:
+        if self.fragment is not None or not self.nals:
+            return None
+        nals, params = self.nals, self.params
+        types = {h264.nal_type(nal): nal for nal in nals}  # the last NAL unit of each type
+        params.sps = types.get(h264.NAL_SPS, params.sps)
+        params.pps = types.get(h264.NAL_PPS, params.pps)
+        keyframe, size = h264.NAL_IDR in types, None
+        if keyframe and h264.NAL_SPS not in types:
+            if params.sps is None or params.pps is None:
+                keyframe = False  # no parameter sets yet: not decodable on its own
+            else:
+                nals = [params.sps, params.pps, *nals]
+        if keyframe and params.sps is not None:
+            try:
+                size = h264.sps_size(params.sps)
+            except ValueError:
+                keyframe = False
+        data = b"".join(h264.START_CODE + nal for nal in nals)
+        return EncodedFrame(timestamp, data, keyframe, after_loss, arrival, size)
+
+
+class H264Depacketizer(FrameAssembler):
+    def __init__(self) -> None:
+        self.sps: bytes | None = None
+        self.pps: bytes | None = None
+        super().__init__(lambda: H264Frame(self))
+
+
+class OpusDepacketizer:
+    """Opus (RFC 7587): one packet is one frame, its duration read from its TOC byte."""
+
+    clock_rate = 48000
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self._loss = False
+        self.dropped_frames = 0
+
+    def push(self, seq: int, timestamp: int, marker: bool, payload: bytes,
+             arrival: float) -> list[EncodedFrame]:
+        self._loss, self._last = gap(self._last, seq) or self._loss, seq
+        if not payload:
+            return []
+        samples = opus.packet_samples(payload)
+        if not samples:
             self.dropped_frames += 1
             self._loss = True
-            return
-        out.append(self._emit(timestamp, self._loss, self._arrival))
+            return []
+        frame = EncodedFrame(timestamp, payload, True, self._loss, arrival, None, samples)
         self._loss = False
+        return [frame]
 
-    def _reset_frame(self) -> None:
-        raise NotImplementedError
-
-    def _add_payload(self, payload: bytes) -> None:
-        raise NotImplementedError
-
-    def _frame_ready(self) -> bool:
-        raise NotImplementedError
-
-    def _emit(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame:
-        raise NotImplementedError
+    def flush(self) -> list[EncodedFrame]:
+        return []
 
 
 def depacketizer_for(codec_name: str) -> Depacketizer:
     """A fresh depacketizer for a producer's codec (VP8, H264 or opus)."""
-    from recorder.h264 import H264Depacketizer
-    from recorder.opus import OpusDepacketizer
-    from recorder.vp8 import Vp8Depacketizer
-
-    name = codec_name.upper()
-    if name == "VP8":
-        return Vp8Depacketizer()
-    if name == "H264":
-        return H264Depacketizer()
-    if name == "OPUS":
-        return OpusDepacketizer()
-    raise UnsupportedCodecError(f"no remuxing support for {codec_name!r}")
+    factories: dict[str, Callable[[], Depacketizer]] = {
+        "VP8": Vp8Depacketizer, "H264": H264Depacketizer, "OPUS": OpusDepacketizer}
+    factory = factories.get(codec_name.upper())
+    if factory is None:
+        raise UnsupportedCodecError(f"no remuxing support for {codec_name!r}")
+    return factory()

@@ -138,7 +138,7 @@ async def test_subscriber_plis_reach_the_publisher_throttled(server):
 
 
 async def test_packet_sinks_see_every_packet_and_the_end(server):
-    from mediaserver.keyframes import vp8_keyframe_start
+    from mediaserver.codecs.vp8 import vp8_keyframe_start
 
     room, _ward, pub_pc, publication = await publish(server, audio=False)
     video = publication.producers[0]

@@ -6,15 +6,26 @@ import itertools
 import random
 import struct
 
+import av
 import pytest
 
-from recorder.depacketizer import EncodedFrame, depacketizer_for
-from recorder.errors import DepacketizeError, UnsupportedCodecError
-from recorder.h264 import H264Depacketizer, split_payload, sps_size
-from recorder.opus import OpusDepacketizer, opus_head, packet_samples
+from huizhen.testpattern import read_frame_number
+from mediaserver.codecs.h264 import H264Payload, sps_size
+from mediaserver.codecs.opus import packet_samples
+from mediaserver.codecs.vp8 import Vp8Descriptor, keyframe_size
+from recorder.depacketizer import (
+    Depacketizer,
+    EncodedFrame,
+    H264Depacketizer,
+    OpusDepacketizer,
+    Vp8Depacketizer,
+    depacketizer_for,
+)
+from recorder.errors import UnsupportedCodecError
+from recorder.opus import opus_head
 from recorder.reorder import ReorderBuffer, seq_distance
-from recorder.vp8 import Vp8Depacketizer, keyframe_size, parse_descriptor
 from tests.recorder_child import opus_packets, video_packets
+from tests.rtp_fixtures import rtp_packets
 
 
 def feed(depacketizer, packets, arrival: float = 1000.0) -> list[EncodedFrame]:  # type: ignore[no-untyped-def]
@@ -121,11 +132,13 @@ def test_vp8_descriptor_and_keyframe_header():
     # X=1, S=1, PID=0; I=1 with a 15-bit picture id; then a keyframe header 640x360.
     header = bytes([0x90, 0x80, 0x81, 0x23])
     frame = bytes([0x50, 0x2A, 0x00]) + b"\x9d\x01\x2a" + struct.pack("<HH", 640, 360)
-    assert parse_descriptor(header + frame) == (True, 0, 4)
+    descriptor = Vp8Descriptor.parse(header + frame)
+    assert (descriptor.start, descriptor.partition, descriptor.offset) == (True, 0, 4)
+    assert descriptor.picture_id == 0x123
     assert keyframe_size(frame) == (640, 360)
     assert keyframe_size(bytes([0x51]) + frame[1:]) is None  # an interframe
-    with pytest.raises(DepacketizeError):
-        parse_descriptor(b"\x90")
+    with pytest.raises(ValueError, match="extension"):
+        Vp8Descriptor.parse(b"\x90")
 
 
 # --------------------------------------------------------------------------- H.264
@@ -170,16 +183,17 @@ def test_h264_idr_without_parameter_sets_gets_the_stored_ones(h264_frames):
 @pytest.mark.parametrize("size", [(320, 240), (640, 360), (1280, 720), (176, 144)])
 def test_sps_size_with_cropping(size):
     frames = video_packets("H264", 1, width=size[0], height=size[1])
-    nals = [n for p in frames[0] if p[3][0] & 0x1F in (7, 24) for n in split_payload(p[3])]
+    payloads = [p[3] for p in frames[0] if p[3][0] & 0x1F in (7, 24)]
+    nals = [n for payload in payloads for n in H264Payload.parse(payload).units]
     sps = next(n for n in nals if n[0] & 0x1F == 7)
     assert sps_size(sps) == size
 
 
 def test_h264_rejects_unsupported_packetization():
-    with pytest.raises(DepacketizeError):
-        split_payload(bytes([25, 0, 0]))  # STAP-B (interleaved mode)
-    with pytest.raises(DepacketizeError):
-        split_payload(bytes([24, 0, 9, 0x67]))  # STAP-A unit longer than the payload
+    with pytest.raises(ValueError, match="unsupported"):
+        H264Payload.parse(bytes([25, 0, 0]))  # STAP-B (interleaved mode)
+    with pytest.raises(ValueError, match="truncated"):
+        H264Payload.parse(bytes([24, 0, 9, 0x67]))  # STAP-A unit longer than the payload
 
 
 # --------------------------------------------------------------------------- Opus
@@ -222,3 +236,53 @@ def test_random_reordering_through_buffer_and_depacketizer(vp8_frames):
         for seq, ts, marker, payload in buffer.push(packet[0], packet, now=0.0):
             frames.extend(depacketizer.push(seq, ts, marker, payload, 0.0))
     assert len(frames) == 40 and not any(f.after_loss for f in frames)
+
+
+# --------------------------------------------------------------------------- captured fixtures
+
+
+def depacketize(name: str, depacketizer: Depacketizer) -> list[EncodedFrame]:
+    packets = [(p.sequence_number, p.timestamp, bool(p.marker), p.payload)
+               for p in rtp_packets(name)]
+    return feed(depacketizer, packets)
+
+
+@pytest.mark.parametrize("codec,size", [
+    ("vp8", (640, 480)), ("vp8", (1280, 720)), ("h264", (640, 480)), ("h264", (1280, 720))])
+def test_captured_frames_decode_to_the_test_pattern(codec, size):
+    depacketizer = depacketizer_for(codec)
+    frames = depacketize(f"{codec}-aiortc-{size[0]}x{size[1]}.bin", depacketizer)
+    assert len(frames) == 20 and depacketizer.dropped_frames == 0
+    assert [f.keyframe for f in frames] == [i % 10 == 0 for i in range(20)]
+    assert [f.size for f in frames if f.size] == [size, size]
+    decoder = av.CodecContext.create(codec, "r")
+    pictures = [p for f in frames for p in decoder.decode(av.Packet(f.data))]
+    pictures += decoder.decode(None)
+    assert len(pictures) == 20
+    for index, picture in enumerate(pictures):
+        assert (picture.width, picture.height) == size
+        bgr = picture.to_ndarray(format="bgr24")
+        assert read_frame_number(bgr) == index  # the frame number drawn into the pattern
+        assert bgr[size[1] - 4, 4].min() > 200  # the white colour bar, bottom left
+
+
+def test_captured_chromium_stream_comes_out_whole():
+    frames = depacketize("vp8-chromium-l1t3.bin", Vp8Depacketizer())
+    assert len(frames) == 87 and not any(f.after_loss for f in frames)
+    assert [(i, f.size) for i, f in enumerate(frames) if f.keyframe] == [
+        (0, (640, 480)), (86, (480, 360))]
+    decoder = av.CodecContext.create("vp8", "r")
+    sizes = [(p.width, p.height) for f in frames for p in decoder.decode(av.Packet(f.data))]
+    assert sizes == [(640, 480)] * 86 + [(480, 360)]
+    # The same stream with the keyframe's second packet lost: the keyframe is dropped,
+    # the next frame is flagged.
+    packets = rtp_packets("vp8-chromium-l1t3.bin")
+    assert packets[1].timestamp == packets[0].timestamp
+    second = next(p.timestamp for p in packets if p.timestamp != packets[0].timestamp)
+    kept = [(p.sequence_number, p.timestamp, bool(p.marker), p.payload)
+            for i, p in enumerate(packets) if i != 1]
+    depacketizer = Vp8Depacketizer()
+    frames = feed(depacketizer, kept)
+    assert depacketizer.dropped_frames == 1 and len(frames) == 86
+    assert frames[0].timestamp == second and frames[0].after_loss
+    assert not any(f.after_loss for f in frames[1:])
