@@ -94,3 +94,24 @@ def test_an_alarm_keeps_its_event_name_in_the_timeline() -> None:
     """``name`` of an alarm is the event's code text (MDC_EVT_LO), not a person's."""
     body = next(b for b in WIRE["alarm"] if b["source"] == "pcd-04")
     assert AlarmEvent.parse(body).timeline_view()["name"] == "MDC_EVT_LO"
+
+
+def test_the_protocols_examples_are_what_the_contracts_write() -> None:
+    """signaling/PROTOCOL.md's device payload examples parse and serialise unchanged."""
+    document = (ROOT / "signaling" / "PROTOCOL.md").read_text()
+    section = document.split("### Device payloads", 1)[1]
+    block = section.split("```json", 1)[1].split("```", 1)[0]
+    examples = _objects(block)
+    assert {e["type"] for e in examples} == set(CONTRACTS)
+    for example in examples:
+        body = {k: v for k, v in example.items() if k != "type"}
+        assert text(CONTRACTS[example["type"]].parse(body).to_json()) == text(body)
+
+
+def _objects(block: str) -> list[dict[str, Any]]:
+    """The JSON objects of a code block, one after another."""
+    decoder, found, index = json.JSONDecoder(), [], 0
+    while (start := block.find("{", index)) >= 0:
+        example, index = decoder.raw_decode(block, start)
+        found.append(example)
+    return found
