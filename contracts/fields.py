@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_TEXT = 1024
 """Default longest string (ids, codes, names, roles)."""
@@ -93,7 +93,7 @@ def boolean(data: Mapping[str, Any], key: str, where: str = "") -> bool:
     return value
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[float]:
     """A JSON number that is finite and within ``MAX_MAGNITUDE`` (booleans are not)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
@@ -111,7 +111,7 @@ def number(data: Mapping[str, Any], key: str, where: str = "", *,
     if not is_number(value):
         kind = "a finite number" + (" or null" if nullable else "")
         raise ValueError(f"'{where}{key}' must be {kind} of magnitude at most 2^53")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def numbers(data: Mapping[str, Any], key: str, where: str = "") -> tuple[float, ...]:
