@@ -42,6 +42,7 @@ from devices.ptz_control import (
 
 logger = logging.getLogger(__name__)
 
+
 class CameraPort(Protocol):
     """What the service needs from a PTZ camera driver (speeds normalised to -1..1).
 

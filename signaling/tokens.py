@@ -18,6 +18,7 @@ from contracts.roles import ROLE_GRANTS
 ALGORITHM = "HS256"
 ALL_ROOMS = "*"
 
+
 class TokenError(Exception):
     """A token is missing, malformed, expired, or not ours. ``message`` is safe to show."""
 
