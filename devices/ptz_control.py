@@ -1,8 +1,9 @@
 """Who may steer a room's PTZ camera, and when it must stop (sans-I/O, ``now`` passed in).
 
 One controller at a time holds a lease that every participant sees. A participant of a
-higher rank takes the lease over; an equal or lower one waits until it is released or
-lapses after ``idle_release`` seconds without a command.
+higher rank (``contracts.roles.PTZ_RANKS``: ward staff outrank experts) takes the lease
+over; an equal or lower one waits until it is released or lapses after ``idle_release``
+seconds without a command.
 
 Dead-man rule: a continuous move lasts only while the controller keeps refreshing it.
 A move not refreshed for ``deadman`` seconds, a controller that leaves, and a lease
@@ -24,12 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_RANKS: Mapping[str, int] = {
-    # Staff at the bedside outrank remote experts: they must be able to take the camera
-    # back at once (patient privacy, care at the bed).
-    "ward": 3,
-    "expert": 2,
-}
+from contracts.roles import PTZ_RANKS
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ def _clamp(value: float) -> float:
 
 
 class PtzControl:
-    def __init__(self, ranks: Mapping[str, int] = DEFAULT_RANKS, deadman: float = 0.4,
+    def __init__(self, ranks: Mapping[str, int] = PTZ_RANKS, deadman: float = 0.4,
                  idle_release: float = 60.0, max_presets: int = 16) -> None:
         self.ranks = dict(ranks)
         self.deadman = deadman

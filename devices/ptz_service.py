@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from contracts.ptz import CAMERA_ACTIONS, PtzCommandRecord, PtzRequest, PtzState
+from contracts.roles import SYSTEM_ROLE
 from devices.ptz_audit import AuditEntry, PtzAudit, now_utc
 from devices.ptz_control import (
     Command,
@@ -39,9 +41,6 @@ from devices.ptz_control import (
 )
 
 logger = logging.getLogger(__name__)
-
-CAMERA_ACTIONS = ("move", "stop", "preset-recall", "preset-set", "home")
-"""Requests that are camera commands: while the camera is offline they all fail."""
 
 
 class CameraPort(Protocol):
@@ -93,7 +92,7 @@ class Operator:
     subject: str
 
 
-SYSTEM = Operator("system", "huizhen", "system", "system")
+SYSTEM = Operator("system", "huizhen", SYSTEM_ROLE, "system")
 
 _MOTIONS = {Home: "home", RecallPreset: "preset-recall"}
 
@@ -101,8 +100,8 @@ _MOTIONS = {Home: "home", RecallPreset: "preset-recall"}
 class PtzService:
     def __init__(self, room: str, camera: CameraPort, control: PtzControl | None = None,
                  audit: PtzAudit | None = None,
-                 on_state: Callable[[dict[str, Any]], None] | None = None,
-                 on_command: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_state: Callable[[PtzState], None] | None = None,
+                 on_command: Callable[[PtzCommandRecord], None] | None = None) -> None:
         self.room = room
         self.camera = camera
         self.control = control or PtzControl()
@@ -114,7 +113,7 @@ class PtzService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         self._holder_name: str | None = None
-        self._last_state: dict[str, Any] | None = None
+        self._last_state: PtzState | None = None
         self._motion: str | None = None
         """What the camera acknowledged and is doing: "move", "home", "preset-recall"."""
         self._motion_seq = 0
@@ -123,16 +122,13 @@ class PtzService:
 
     # ----------------------------------------------------------------- state
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> PtzState:
         lease = self.control.lease
-        return {
-            "holder": lease.holder,
-            "holderName": self._holder_name if lease.holder else None,
-            "holderRole": lease.role,
-            "camera": "online" if self.camera.online else "offline",
-            "moving": self._motion is not None,
-            "motion": self._motion,
-        }
+        return PtzState(holder=lease.holder,
+                        holder_name=self._holder_name if lease.holder else None,
+                        holder_role=lease.role,
+                        camera="online" if self.camera.online else "offline",
+                        moving=self._motion is not None, motion=self._motion)
 
     def _publish_state(self) -> None:
         state = self.state()
@@ -156,11 +152,12 @@ class PtzService:
 
     # ----------------------------------------------------------------- requests
 
-    async def request(self, who: Operator, action: str, pan: float = 0.0, tilt: float = 0.0,
-                      zoom: float = 0.0, preset: int | None = None) -> None:
+    async def request(self, who: Operator, request: PtzRequest) -> None:
         """Run one PTZ request; returns once the camera acknowledged what it needed.
 
         Raises PtzDenied, CameraUnavailable or CameraRefused."""
+        action, pan, tilt, zoom = request.action, request.pan, request.tilt, request.zoom
+        preset = request.preset
         now = self._loop.time()
         control = self.control
         params: dict[str, Any] = {}
@@ -321,8 +318,8 @@ class PtzService:
         self._publish_state()
         await self._audit(who, action, params, "acknowledged")
         if self._on_command is not None:
-            self._on_command({"participant": who.participant_id, "role": who.role,
-                              "action": action, "command": _describe(command)})
+            self._on_command(PtzCommandRecord(who.participant_id, who.role, action,
+                                              _describe(command)))
 
     def _failed(self, command: Command, exc: CameraUnavailable | CameraRefused) -> None:
         self.control.command_failed(command)

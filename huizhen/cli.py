@@ -12,6 +12,7 @@ from typing import Any
 
 from config import ConfigError, Settings, load_settings
 from config.listen_check import Service, startup_problem
+from contracts.roles import TOKEN_ROLES
 from huizhen.app import WEB_ROOT, create_app, token_authority
 from huizhen.running import StartupError, bind, serving, serving_on, wait_for_stop
 
@@ -293,8 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     icd.set_defaults(func=cmd_records_import_icd10)
     token = commands.add_parser("token", help="mint a room token")
     token.add_argument("--room", required=True)
-    token.add_argument("--role", required=True,
-                       choices=["ward", "expert", "observer", "operator"])
+    token.add_argument("--role", required=True, choices=TOKEN_ROLES)
     token.add_argument("--name", required=True, help="display name (staff, never a patient)")
     token.add_argument("--ttl", type=int, default=0, help="lifetime in seconds")
     token.add_argument("--subject", help="stable user id (default: random)")

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from config import Settings
+from contracts.roles import Role
 from devices.hl7.simulator import MonitorProfile, MonitorSimulator
 from devices.visca.simulated_camera import SimulatedCamera
 from devices.visca.simulator import CameraSimulator
@@ -154,7 +155,7 @@ async def run_demo(settings: Settings, room: str | None = None, duration: float 
     ttl = settings.auth.default_ttl
     bedside = SimulatedBedside(
         base.replace("http", "ws", 1) + "/ws",
-        authority.mint(room=room, role="ward", name="Bedside camera (simulated)", ttl=ttl),
+        authority.mint(room=room, role=Role.WARD, name="Bedside camera (simulated)", ttl=ttl),
     )
     hl7 = settings.devices.hl7_address
     monitor_task: asyncio.Task[None] | None = None
@@ -174,8 +175,8 @@ async def run_demo(settings: Settings, room: str | None = None, duration: float 
                     serving_on(workspace_app(settings, workspace), workspace.sockets))
             beds = settings.devices.beds
             devices = json.dumps(beds[0]) if beds else "none"
-            expert = authority.mint(room=room, role="expert", name="Demo expert", ttl=ttl)
-            ward = authority.mint(room=room, role="ward", name="Demo ward nurse", ttl=ttl)
+            expert = authority.mint(room=room, role=Role.EXPERT, name="Demo expert", ttl=ttl)
+            ward = authority.mint(room=room, role=Role.WARD, name="Demo ward nurse", ttl=ttl)
             text = (
                 "\n huizhen demo is running (Ctrl-C stops it)\n"
                 f"   room:         {room}\n"

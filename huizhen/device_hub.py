@@ -15,6 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from contracts.alarms import AlarmEvent
+from contracts.patient_change import PatientChanged
+from contracts.payload import Payload
+from contracts.ptz import PtzRequest
+from contracts.vitals import Reading, VitalsEvent
 from devices.binding import BedBinding
 from devices.hl7 import HL7Listener, ListenerConfig, OruConfig
 from devices.hl7.alarms import flag_priority
@@ -35,7 +40,7 @@ from devices.visca.errors import (
 from devices.visca.url import camera_from_url
 from devices.vitals import VitalAlarm, VitalSample
 from mediaserver import RoomBus
-from signaling.services import Caller, PtzCommand, ServiceError
+from signaling.services import Caller, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -116,30 +121,13 @@ async def _outcome(submitted: Submitted) -> str:
     return "completed"
 
 
-def iso_time(moment: datetime) -> str:
-    """ISO 8601 with the UTC offset the sender gave (or its configured zone's)."""
-    return moment.isoformat(timespec="milliseconds")
-
-
-def sample_json(sample: VitalSample) -> dict[str, Any]:
+def reading(sample: VitalSample) -> Reading:
     """A sample as clients see it: measurements only, never the patient identifier."""
-    out: dict[str, Any] = {
-        "vital": sample.vital, "code": sample.code, "codeSystem": sample.code_system,
-        "name": sample.name, "unit": sample.unit, "loinc": sample.loinc,
-        "status": sample.status, "observedAt": iso_time(sample.observed_at),
-    }
-    if sample.reference_range is not None:
-        out["referenceRange"] = sample.reference_range
-    if sample.abnormal_flags:
-        out["flags"] = list(sample.abnormal_flags)
-    if sample.values is not None:
-        out["values"] = list(sample.values)
-        out["sampleRate"] = sample.sample_rate
-    else:
-        out["value"] = sample.value
-    if sample.text is not None:
-        out["text"] = sample.text
-    return out
+    return Reading(vital=sample.vital, code=sample.code, code_system=sample.code_system,
+                   name=sample.name, unit=sample.unit, loinc=sample.loinc,
+                   status=sample.status, observed_at=sample.observed_at, value=sample.value,
+                   values=sample.values, sample_rate=sample.sample_rate, text=sample.text,
+                   reference_range=sample.reference_range, flags=sample.abnormal_flags)
 
 
 def alarm_key(alarm: VitalAlarm) -> str:
@@ -147,14 +135,12 @@ def alarm_key(alarm: VitalAlarm) -> str:
     return f"{alarm.device_id}/{alarm.source}/{alarm.code}/{alarm.vital or alarm.name}"
 
 
-def alarm_json(alarm: VitalAlarm, key: str | None = None) -> dict[str, Any]:
+def alarm_event(alarm: VitalAlarm, key: str | None = None) -> AlarmEvent:
     """An alarm as clients see it (the ``alarm`` event): never the patient identifier."""
-    return {
-        "id": key or alarm_key(alarm), "device": alarm.device_id, "source": alarm.source,
-        "code": alarm.code, "name": alarm.name, "vital": alarm.vital,
-        "priority": alarm.priority, "state": alarm.state, "text": alarm.text,
-        "flags": list(alarm.flags), "observedAt": iso_time(alarm.observed_at),
-    }
+    return AlarmEvent(id=key or alarm_key(alarm), device=alarm.device_id, source=alarm.source,
+                      code=alarm.code, name=alarm.name, vital=alarm.vital,
+                      priority=alarm.priority, state=alarm.state, text=alarm.text,
+                      flags=alarm.flags, observed_at=alarm.observed_at)
 
 
 class DeviceHub:
@@ -181,7 +167,7 @@ class DeviceHub:
         self._latest: dict[str, dict[str, VitalSample]] = {}
         self._alarms: dict[str, dict[str, VitalAlarm]] = {}  # device -> key -> active alarm
         self._patients: dict[str, str] = {}  # device -> last PID-3 seen (never sent out)
-        self._patient_changed: dict[str, dict[str, Any]] = {}  # room -> last change event
+        self._patient_changed: dict[str, PatientChanged] = {}  # room -> last change event
         for binding in self.bindings:
             if binding.monitor is not None:
                 self._rooms_by_device.setdefault(binding.monitor.device_id, []).append(
@@ -236,8 +222,8 @@ class DeviceHub:
             logger.warning("[%s] PTZ camera not reachable yet: %s", room, type(exc).__name__)
         service = PtzService(
             room, ViscaCameraPort(camera), audit=self.audit,
-            on_state=lambda state: self._broadcast(room, "ptz-state", state),
-            on_command=lambda command: self._broadcast(room, "ptz-command", command))
+            on_state=lambda state: self._send(room, state),
+            on_command=lambda command: self._send(room, command))
         self.cameras[room] = camera
         self.ptz_services[room] = service
 
@@ -282,8 +268,8 @@ class DeviceHub:
                 for sample in device_samples:
                     if sample.vital and sample.values is None:
                         latest[sample.vital] = sample
-                self._broadcast(room, "vitals", {
-                    "device": device_id, "samples": [sample_json(s) for s in device_samples]})
+                self._send(room, VitalsEvent(device_id,
+                                             tuple(reading(s) for s in device_samples)))
         for alarm in alarms:
             self._alarm(alarm)
 
@@ -301,11 +287,11 @@ class DeviceHub:
                 continue
             logger.info("monitor %s: the patient changed (PID-3)", device_id)
             self._alarms.pop(device_id, None)
-            event = {"device": device_id, "changedAt": iso_time(at)}
+            event = PatientChanged(device_id, at)
             for room in self._rooms_by_device.get(device_id, ()):
                 self._latest.pop(room, None)
                 self._patient_changed[room] = event
-                self._broadcast(room, "patient-changed", event)
+                self._send(room, event)
 
     def _clear_recovered(self, device_id: str, samples: Sequence[VitalSample]) -> None:
         """A measurement back to a normal value clears its OBX-8 alarm."""
@@ -336,7 +322,11 @@ class DeviceHub:
                     alarm.priority, alarm.flags, alarm.text):
                 return  # the same alarm, still on: nothing new for the rooms
         for room in self._rooms_by_device.get(alarm.device_id, ()):
-            self._broadcast(room, "alarm", alarm_json(alarm, key))
+            self._send(room, alarm_event(alarm, key))
+
+    def _send(self, room_name: str, payload: Payload) -> None:
+        """An application event to the room, serialised by its contract at this edge."""
+        self._broadcast(room_name, payload.KIND, payload.to_json())
 
     def _broadcast(self, room_name: str, kind: str, body: dict[str, Any]) -> None:
         self.bus.publish(room_name, kind, body)
@@ -347,24 +337,24 @@ class DeviceHub:
         state: dict[str, Any] = {}
         service = self.ptz_services.get(room)
         if service is not None:
-            state["ptz"] = service.state()
+            state["ptz"] = service.state().to_json()
         if room in self._monitored_rooms:
-            state["vitals"] = [sample_json(s) for s in self._latest.get(room, {}).values()]
+            state["vitals"] = [reading(s).to_json()
+                               for s in self._latest.get(room, {}).values()]
             devices = [d for d, rooms in self._rooms_by_device.items() if room in rooms]
-            state["alarms"] = [alarm_json(alarm, key) for device in devices
+            state["alarms"] = [alarm_event(alarm, key).to_json() for device in devices
                                for key, alarm in self._alarms.get(device, {}).items()]
             if room in self._patient_changed:
-                state["patientChanged"] = self._patient_changed[room]
+                state["patientChanged"] = self._patient_changed[room].to_json()
         return state
 
-    async def ptz(self, caller: Caller, command: PtzCommand) -> None:
+    async def ptz(self, caller: Caller, request: PtzRequest) -> None:
         service = self.ptz_services.get(caller.room)
         if service is None:
             raise ServiceError("ptz-unavailable", "no PTZ camera is bound to this room")
         who = Operator(caller.participant_id, caller.name, caller.role, caller.subject)
         try:
-            await service.request(who, command.action, command.pan, command.tilt, command.zoom,
-                                  command.preset)
+            await service.request(who, request)
         except PtzDenied as exc:
             raise ServiceError("ptz-denied", exc.message) from None
         except CameraUnavailable as exc:

@@ -19,8 +19,15 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from contracts.alarms import AlarmEvent
+from contracts.patient_change import PatientChanged
+from contracts.payload import Payload
+from contracts.ptz import PtzCommandRecord, PtzState
+from contracts.roles import RECORDER_ROLE
+from contracts.vitals import VitalsEvent
 from mediaserver.errors import NotFoundError
 from mediaserver.events import (
     AppEvent,
@@ -59,10 +66,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RECORDER_NAME = "recorder"
-RECORDER_ROLE = "recorder"
-# Application events kept in the timeline, and body fields never kept (staff names).
-RECORDED_APP_EVENTS = ("vitals", "ptz-state", "ptz-command", "alarm", "patient-changed")
-DROPPED_FIELDS = frozenset({"holderName", "name", "displayName", "operatorName"})
+RECORDED_APP_EVENTS: Mapping[str, type[Payload]] = MappingProxyType({
+    payload.KIND: payload
+    for payload in (VitalsEvent, PtzState, PtzCommandRecord, AlarmEvent, PatientChanged)})
+"""Application events kept in the timeline, each read with its contract: the record
+holds the contract's ``timeline_view()``, so a field the contract does not know (a
+staff name added to a body one day) never reaches a recording."""
 
 
 def new_recording_id(room_name: str, now: float) -> str:
@@ -70,10 +79,6 @@ def new_recording_id(room_name: str, now: float) -> str:
     slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in room_name)[:40].strip("-")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     return f"{stamp}-{slug or 'room'}-{secrets.token_hex(3)}"
-
-
-def _without_names(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in DROPPED_FIELDS}
 
 
 class _ProducerSink:
@@ -207,19 +212,21 @@ class SessionRecorder:
         elif isinstance(event, RoomClosed):
             self._finish("room-closed")
 
+    skipped_events = 0
+    """Application events left out of the timeline because their body did not parse."""
+
     def _app_event(self, event: AppEvent) -> None:
-        if event.kind not in RECORDED_APP_EVENTS:
+        contract = RECORDED_APP_EVENTS.get(event.kind)
+        if contract is None:
             return
-        now = self._now_ms()
-        body = event.body
-        if event.kind == "vitals":
-            record = {"kind": "vitals", "t": now, "device": body.get("device"),
-                      "samples": body.get("samples", [])}
-        elif event.kind == "ptz-state":
-            record = {"kind": "ptz-state", "t": now, "state": _without_names(body)}
-        else:
-            record = {**_without_names(body), "kind": event.kind, "t": now}
-        self._timeline_event(record)
+        try:
+            payload = contract.parse(event.body)
+        except ValueError as exc:  # the message names the field, never a value
+            self.skipped_events += 1
+            logger.warning("[%s] %s event not recorded: %s", self.id, event.kind, exc)
+            return
+        self._timeline_event({"kind": event.kind, "t": self._now_ms(),
+                              **payload.timeline_view()})
 
     def _attach(self, stream: StreamInfo) -> None:
         try:

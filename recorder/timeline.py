@@ -18,12 +18,20 @@ Kinds and their fields (beside ``kind`` and ``t``):
   ~10 s) record clock drift.
 - ``track-end``: ``track``, ``duration`` (s), ``frames``; ``t`` is the wall ms of the
   end of the file's media.
-- ``vitals``: ``device``, ``samples`` (as the room received them).
-- ``ptz-state``: ``state`` (the room's ptz-state body without ``holderName``).
-- ``ptz-command``: ``participant``, ``role``, ``action``, ``command``.
-- ``alarm``: the room's ``alarm`` event (``id``, ``device``, ``source``, ``code``, ``name``,
-  ``vital``, ``priority``, ``state``, ``text``, ``flags``, ``observedAt``).
-- ``patient-changed``: ``device``, ``changedAt`` (never the patient's identity).
+- The room's application events, each the ``timeline_view()`` of its contract in
+  ``contracts/`` (which fields a record keeps is decided there: never staff names,
+  never the patient's identity; a body that does not parse is not recorded):
+
+  - ``vitals``: ``device``, ``samples`` (as the room received them;
+    ``contracts.vitals.VitalsEvent``).
+  - ``ptz-state``: ``state``: the room's ptz-state body without ``holderName``
+    (``contracts.ptz.PtzState``).
+  - ``ptz-command``: ``participant``, ``role``, ``action``, ``command``
+    (``contracts.ptz.PtzCommandRecord``).
+  - ``alarm``: the room's ``alarm`` event (``id``, ``device``, ``source``, ``code``,
+    ``name``: the event's code text, ``vital``, ``priority``, ``state``, ``text``,
+    ``flags``, ``observedAt``; ``contracts.alarms.AlarmEvent``).
+  - ``patient-changed``: ``device``, ``changedAt`` (``contracts.patient_change``).
 - ``recording-end``: ``reason``.
 """
 

@@ -45,6 +45,7 @@ import av.container
 import cv2
 import numpy as np
 
+from contracts.roles import BEDSIDE_ROLE
 from recorder.errors import RecorderError
 from recorder.vod_input import (
     MediaClock,
@@ -67,7 +68,8 @@ VITALS_JSON = "vitals.json"
 RENDER_JSON = "render.json"
 AUDIO_RATE = 48000
 AAC_FRAME = 1024
-MAIN_ROLE = "ward"
+MAIN_ROLE = BEDSIDE_ROLE
+"""Whose video is the large tile: the bedside's camera."""
 BACKGROUND = 18
 HOLD_MS = 500.0
 """A track's last frame stays on screen this long after it; then the tile goes dark."""

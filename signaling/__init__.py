@@ -1,5 +1,6 @@
 """signaling: the aiohttp WebSocket signalling layer (protocol in PROTOCOL.md)."""
 
+from contracts.roles import ROLE_GRANTS
 from signaling.app_keys import (
     AUTHORITY,
     LATENCY_PROBE,
@@ -10,8 +11,8 @@ from signaling.app_keys import (
 )
 from signaling.messages import PROTOCOL_VERSION
 from signaling.routes import setup_routes
-from signaling.services import Caller, NoRoomServices, PtzCommand, RoomServices, ServiceError
-from signaling.tokens import ROLE_GRANTS, Grant, TokenAuthority, TokenError
+from signaling.services import Caller, NoRoomServices, RoomServices, ServiceError
+from signaling.tokens import Grant, TokenAuthority, TokenError
 
 __all__ = [
     "AUTHORITY",
@@ -24,7 +25,6 @@ __all__ = [
     "Caller",
     "Grant",
     "NoRoomServices",
-    "PtzCommand",
     "RoomServices",
     "ServiceError",
     "SignalingConfig",

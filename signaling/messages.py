@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.ptz import PtzRequest
 from mediaserver.events import (
     AppEvent,
     ParticipantInfo,
@@ -25,7 +26,6 @@ from mediaserver.events import (
     SubscriptionClosed,
     TransportStateChanged,
 )
-from signaling.services import PTZ_ACTIONS, PtzCommand
 
 PROTOCOL_VERSION = 1
 MAX_ID_LENGTH = 64
@@ -98,7 +98,7 @@ class Ping:
 @dataclass(frozen=True)
 class Ptz:
     id: str | int | None
-    command: PtzCommand
+    command: PtzRequest
 
 
 Request = (Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Refresh | Leave | Ping
@@ -162,34 +162,15 @@ def parse_request(raw: str) -> Request:
     if kind == "ping":
         return Ping(request_id)
     if kind == "ptz":
-        return Ptz(request_id, _ptz_command(message, request_id))
+        return Ptz(request_id, _ptz_request(message, request_id))
     raise ProtocolError("bad-message", "unknown message type", request_id)
 
 
-def _speed(message: dict[str, Any], key: str, request_id: str | int | None) -> float:
-    value = message.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ProtocolError("bad-message", f"'{key}' must be a number from -1 to 1", request_id)
-    if not -1 <= value <= 1:
-        raise ProtocolError("bad-message", f"'{key}' must be a number from -1 to 1", request_id)
-    return float(value)
-
-
-def _ptz_command(message: dict[str, Any], request_id: str | int | None) -> PtzCommand:
-    action = message.get("action")
-    if action not in PTZ_ACTIONS:
-        raise ProtocolError("bad-message", f"'action' must be one of {', '.join(PTZ_ACTIONS)}",
-                            request_id)
-    if action == "move":
-        return PtzCommand(action, _speed(message, "pan", request_id),
-                          _speed(message, "tilt", request_id), _speed(message, "zoom", request_id))
-    if action in ("preset-recall", "preset-set"):
-        preset = message.get("preset")
-        if isinstance(preset, bool) or not isinstance(preset, int) or not 0 <= preset < 256:
-            raise ProtocolError("bad-message", "'preset' must be an integer from 0 to 255",
-                                request_id)
-        return PtzCommand(action, preset=preset)
-    return PtzCommand(action)
+def _ptz_request(message: dict[str, Any], request_id: str | int | None) -> PtzRequest:
+    try:
+        return PtzRequest.parse(message)
+    except ValueError as exc:  # the contract's message names the field, never its value
+        raise ProtocolError("bad-message", str(exc), request_id) from None
 
 
 # --------------------------------------------------------------------------- rendering

@@ -10,16 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-PTZ_ACTIONS = ("acquire", "release", "move", "stop", "preset-recall", "preset-set", "home")
-
-
-@dataclass(frozen=True)
-class PtzCommand:
-    action: str
-    pan: float = 0.0
-    tilt: float = 0.0
-    zoom: float = 0.0
-    preset: int | None = None
+from contracts.ptz import PtzRequest
 
 
 @dataclass(frozen=True)
@@ -46,8 +37,8 @@ class RoomServices(Protocol):
     def room_state(self, room: str) -> dict[str, Any]:
         """Extra state for the `joined` reply (e.g. {"ptz": {...}, "vitals": [...]})."""
 
-    async def ptz(self, caller: Caller, command: PtzCommand) -> None:
-        """Run a PTZ command for the caller; return once the camera acknowledged it (not
+    async def ptz(self, caller: Caller, request: PtzRequest) -> None:
+        """Run a PTZ request for the caller; return once the camera acknowledged it (not
         when a move ends), or raise ServiceError (``ptz-denied``, ``ptz-unavailable``,
         ``camera-offline``, ``camera-error``). The session runs each call as its own task,
         so it may take a while without holding up the connection; cancelling the call
@@ -63,7 +54,7 @@ class NoRoomServices:
     def room_state(self, room: str) -> dict[str, Any]:
         return {}
 
-    async def ptz(self, caller: Caller, command: PtzCommand) -> None:
+    async def ptz(self, caller: Caller, request: PtzRequest) -> None:
         raise ServiceError("ptz-unavailable", "no PTZ camera is bound to this room")
 
     def participant_left(self, room: str, participant_id: str) -> None:

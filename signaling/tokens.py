@@ -13,20 +13,10 @@ from dataclasses import dataclass
 
 import jwt
 
+from contracts.roles import ROLE_GRANTS
+
 ALGORITHM = "HS256"
 ALL_ROOMS = "*"
-
-ROLE_GRANTS: dict[str, frozenset[str]] = {
-    # Ward staff publish the bedside camera and microphone, hear/see the experts, and
-    # may take the PTZ camera back from a remote expert at any time.
-    "ward": frozenset({"publish", "subscribe", "ptz"}),
-    # Experts watch the bedside, talk back and (later) steer the PTZ camera.
-    "expert": frozenset({"publish", "subscribe", "ptz"}),
-    # Observers (e.g. trainees) may only watch and listen.
-    "observer": frozenset({"subscribe"}),
-    # Operators read server statistics; they never join a room.
-    "operator": frozenset({"stats"}),
-}
 
 
 class TokenError(Exception):

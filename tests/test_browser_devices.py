@@ -27,16 +27,18 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Page, async_playwright, expect
 
+from contracts.ptz import PtzRequest
+from contracts.roles import PTZ_RANKS
 from huizhen.app import create_app, token_authority
 from mediaserver import LocalRoomBus, MediaServer
-from signaling import MEDIA_SERVER, ROOM_SERVICES, Caller, PtzCommand, ServiceError
+from signaling import MEDIA_SERVER, ROOM_SERVICES, Caller, ServiceError
 from tests.conftest import RunningServer, make_settings
 from tests.test_browser import Chromium, wait_joined
 
 pytestmark = pytest.mark.browser
 
 ROOM = "bed-12"
-RANKS = {"ward": 3, "expert": 2}
+RANKS = PTZ_RANKS
 REFRESH_S = 0.150  # the pad's refresh period (web_client/ptz.js)
 DEADMAN_S = 0.400  # the server stops a move not refreshed for this long
 
@@ -47,7 +49,7 @@ class Recorded:
     participant: str
     name: str
     role: str
-    command: PtzCommand
+    command: PtzRequest
 
     @property
     def action(self) -> str:
@@ -72,7 +74,7 @@ class FakeDevices:
             return {}
         return {"ptz": dict(self.state), "vitals": list(self.vitals)}
 
-    async def ptz(self, caller: Caller, command: PtzCommand) -> None:
+    async def ptz(self, caller: Caller, command: PtzRequest) -> None:
         self.commands.append(Recorded(time.monotonic(), caller.participant_id, caller.name,
                                       caller.role, command))
         holder, action = self.state["holder"], command.action
@@ -214,7 +216,7 @@ async def press_and_hold(page: Page, selector: str, seconds: float) -> tuple[flo
 
 
 def check_hold(commands: list[Recorded], pressed: float, released: float,
-               direction: Callable[[PtzCommand], bool], label: str) -> list[float]:
+               direction: Callable[[PtzRequest], bool], label: str) -> list[float]:
     """One held move: moves refreshed every ~150 ms, then exactly one stop; returns the gaps."""
     actions = [c.action for c in commands]
     assert actions and actions[0] == "move", (label, actions)

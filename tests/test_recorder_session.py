@@ -74,17 +74,19 @@ async def record_session(recordings: Path) -> Session:
     started = time.monotonic()
     while (elapsed := time.monotonic() - started) < SESSION_SECONDS:
         room.broadcast("vitals", {"device": "monitor-1", "samples": [
-            {"vital": "heart-rate", "value": 60 + sent % 40, "unit": "/min",
-             "observedAt": iso_now()},
-            {"vital": "pleth", "values": [0.1, 0.5, 0.9, 0.4], "sampleRate": 8, "unit": "1",
-             "observedAt": iso_now()}]})
+            {"vital": "heart-rate", "code": "147842", "codeSystem": "MDC",
+             "name": "MDC_ECG_HEART_RATE", "unit": "/min", "loinc": "8867-4", "status": "R",
+             "observedAt": iso_now(), "value": 60 + sent % 40},
+            {"vital": "pleth", "code": "150452", "codeSystem": "MDC",
+             "name": "MDC_PULS_OXIM_PLETH", "unit": "1", "loinc": None, "status": "R",
+             "observedAt": iso_now(), "values": [0.1, 0.5, 0.9, 0.4], "sampleRate": 8}]})
         sent += 1
         if sent == 10:
             expert = room.join(NAMES[1], "expert", noop)
         elif sent == 12 and expert is not None:
             room.broadcast("ptz-state", {"holder": expert.id, "holderName": NAMES[1],
                                          "holderRole": "expert", "camera": "online",
-                                         "moving": True})
+                                         "moving": True, "motion": "move"})
         elif sent == 14:
             room.broadcast("alarm", {"id": "monitor-1/pcd-04/196670/spo2", "device": "monitor-1",
                                      "source": "pcd-04", "code": "196670",
