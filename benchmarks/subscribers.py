@@ -58,7 +58,7 @@ class RtpCounter:
         self.bytes += len(payload)
         if packet.marker:
             self.frames += 1
-        if payload and payload[0] & 0x10 and vp8_keyframe_start(payload):
+        if vp8_keyframe_start(payload):
             self.keyframes += 1
         seq = packet.sequence_number
         if self.base_seq is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mediaserver.codecs import h264, opus, vp8
+from mediaserver.codecs.frame import FrameBuilder
 from recorder.errors import UnsupportedCodecError
 
 
@@ -38,15 +39,6 @@ class Depacketizer(Protocol):
     def flush(self) -> list[EncodedFrame]: ...
 
 
-class PartialFrame(Protocol):
-    """The packets of one video frame so far, in one codec."""
-
-    def add(self, payload: bytes) -> None: ...  # ValueError: the packet cannot belong here
-
-    def encoded(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame | None:
-        ...  # None: the frame is unfinished
-
-
 def gap(last: int | None, seq: int) -> bool:
     """True when ``seq`` does not follow ``last`` (a packet was lost in between)."""
     return last is not None and seq != (last + 1) & 0xFFFF
@@ -55,14 +47,14 @@ def gap(last: int | None, seq: int) -> bool:
 class FrameAssembler:
     """Packets of one RTP timestamp make a frame, the marker bit ends it, a sequence
     gap or an unparsable payload breaks it, and a broken or unfinished frame is
-    counted and dropped, never emitted. ``new_frame`` supplies the codec's part."""
+    counted and dropped, never emitted. ``new_frame`` gives the codec's builder."""
 
     clock_rate = 90000
 
-    def __init__(self, new_frame: Callable[[], PartialFrame]) -> None:
+    def __init__(self, new_frame: Callable[[], FrameBuilder]) -> None:
         self._new_frame = new_frame
         self._last: int | None = None
-        self._frame: PartialFrame | None = None
+        self._frame: FrameBuilder | None = None
         self._timestamp = 0
         self._broken = self._loss = False
         self._arrival = 0.0
@@ -101,101 +93,24 @@ class FrameAssembler:
     def _finish(self, out: list[EncodedFrame], complete: bool) -> None:
         frame, self._frame = self._frame, None
         assert frame is not None
-        encoded = None
-        if complete and not self._broken:
-            encoded = frame.encoded(self._timestamp, self._loss, self._arrival)
-        if encoded is None:
+        coded = frame.finish() if complete and not self._broken else None
+        if coded is None:
             self.dropped_frames += 1
         else:
-            out.append(encoded)
-        self._loss = encoded is None
-
-
-class Vp8Frame:
-    """A VP8 frame (RFC 7741): from the partition-0 start packet to the marker."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def add(self, payload: bytes) -> None:
-        descriptor = vp8.Vp8Descriptor.parse(payload)
-        if descriptor.frame_start == bool(self.parts):
-            raise ValueError("a second frame start" if self.parts else "the frame start is lost")
-        self.parts.append(payload[descriptor.offset:])
-
-    def encoded(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame | None:
-        if not self.parts:
-            return None
-        data = b"".join(self.parts)
-        keyframe = vp8.is_keyframe(data)
-        size = vp8.keyframe_size(data) if keyframe else None
-        return EncodedFrame(timestamp, data, keyframe, after_loss, arrival, size)
+            out.append(EncodedFrame(self._timestamp, coded.data, coded.keyframe, self._loss,
+                                    self._arrival, coded.size))
+        self._loss = coded is None
 
 
 class Vp8Depacketizer(FrameAssembler):
     def __init__(self) -> None:
-        super().__init__(Vp8Frame)
-
-
-class H264Frame:
-    """An H.264 access unit (RFC 6184 mode 1) in Annex B; an IDR picture sent without
-    parameter sets gets the latest ones seen, so every keyframe decodes on its own."""
-
-    def __init__(self, params: H264Depacketizer) -> None:
-        self.params = params
-        self.nals: list[bytes] = []
-        self.fragment: bytearray | None = None
-
-    def add(self, payload: bytes) -> None:
-        part = h264.H264Payload.parse(payload)
-        if part.fragment is None:
-            if self.fragment is not None:
-                self.fragment = None
-                raise ValueError("FU-A interrupted before its end fragment")
-            for nal in part.units:
-                self._add_nal(nal)
-            return
-        if part.first_fragment == (self.fragment is not None):  # a second start or a lost one
-            self.fragment = None
-            raise ValueError("FU-A fragments out of order")
-        fragment = self.fragment = bytearray() if self.fragment is None else self.fragment
-        fragment += part.fragment
-        if part.last_fragment:
-            self.fragment = None
-            self._add_nal(bytes(fragment))
-
-    def _add_nal(self, nal: bytes) -> None:
-        if not self.nals and not h264.starts_access_unit(nal):
-            raise ValueError("the access unit's first packets are lost")
-        self.nals.append(nal)
-
-    def encoded(self, timestamp: int, after_loss: bool, arrival: float) -> EncodedFrame | None:
-        if self.fragment is not None or not self.nals:
-            return None
-        nals, params = self.nals, self.params
-        types = {h264.nal_type(nal): nal for nal in nals}  # the last NAL unit of each type
-        params.sps = types.get(h264.NAL_SPS, params.sps)
-        params.pps = types.get(h264.NAL_PPS, params.pps)
-        keyframe, size = h264.NAL_IDR in types, None
-        if keyframe and h264.NAL_SPS not in types:
-            if params.sps is None or params.pps is None:
-                keyframe = False  # no parameter sets yet: not decodable on its own
-            else:
-                nals = [params.sps, params.pps, *nals]
-        if keyframe and params.sps is not None:
-            try:
-                size = h264.sps_size(params.sps)
-            except ValueError:
-                keyframe = False
-        data = b"".join(h264.START_CODE + nal for nal in nals)
-        return EncodedFrame(timestamp, data, keyframe, after_loss, arrival, size)
+        super().__init__(vp8.Vp8FrameBuilder)
 
 
 class H264Depacketizer(FrameAssembler):
     def __init__(self) -> None:
-        self.sps: bytes | None = None
-        self.pps: bytes | None = None
-        super().__init__(lambda: H264Frame(self))
+        self.params = h264.ParameterSets()
+        super().__init__(lambda: h264.H264FrameBuilder(self.params))
 
 
 class OpusDepacketizer:

@@ -154,7 +154,7 @@ def test_h264_access_units_in_annex_b_with_parameter_sets(h264_frames):
     assert [f.keyframe for f in frames] == [i % 20 == 0 for i in range(40)]
     first = frames[0]
     assert first.data.startswith(b"\x00\x00\x00\x01\x67") and first.size == (1280, 720)
-    assert depacketizer.sps is not None and depacketizer.pps is not None
+    assert depacketizer.params.sps is not None and depacketizer.params.pps is not None
 
 
 def test_h264_a_lost_fragment_drops_the_access_unit(h264_frames):
@@ -177,7 +177,7 @@ def test_h264_idr_without_parameter_sets_gets_the_stored_ones(h264_frames):
     renumbered = [((seq + i) & 0xFFFF, 999, p[2], p[3]) for i, p in enumerate(idr_only)]
     frames = feed(depacketizer, renumbered)
     assert len(frames) == 1 and frames[0].keyframe
-    assert frames[0].data.startswith(b"\x00\x00\x00\x01" + depacketizer.sps)  # type: ignore[operator]
+    assert frames[0].data.startswith(b"\x00\x00\x00\x01" + depacketizer.params.sps)  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("size", [(320, 240), (640, 360), (1280, 720), (176, 144)])

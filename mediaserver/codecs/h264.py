@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mediaserver.codecs.flags import FRAME_START, KEYFRAME_START, NO_FLAGS, PacketFlags
+from mediaserver.codecs.frame import CodedFrame
 
 START_CODE = b"\x00\x00\x00\x01"
 NAL_SLICE = 1
@@ -244,3 +245,64 @@ def sps_size(sps: bytes) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise ValueError("SPS describes an empty picture")
     return width, height
+
+
+class ParameterSets:
+    """The latest SPS and PPS seen on a stream, to complete IDR pictures sent without."""
+
+    def __init__(self) -> None:
+        self.sps: bytes | None = None
+        self.pps: bytes | None = None
+
+
+class H264FrameBuilder:
+    """An H.264 access unit (RFC 6184 mode 1) in Annex B; an IDR picture sent without
+    parameter sets gets the latest ones seen, so every keyframe decodes on its own."""
+
+    def __init__(self, params: ParameterSets) -> None:
+        self.params = params
+        self.nals: list[bytes] = []
+        self.fragment: bytearray | None = None
+
+    def add(self, payload: bytes) -> None:
+        part = H264Payload.parse(payload)
+        if part.fragment is None:
+            if self.fragment is not None:
+                self.fragment = None
+                raise ValueError("FU-A interrupted before its end fragment")
+            for nal in part.units:
+                self._add_nal(nal)
+            return
+        if part.first_fragment == (self.fragment is not None):  # a second start or a lost one
+            self.fragment = None
+            raise ValueError("FU-A fragments out of order")
+        fragment = self.fragment = bytearray() if self.fragment is None else self.fragment
+        fragment += part.fragment
+        if part.last_fragment:
+            self.fragment = None
+            self._add_nal(bytes(fragment))
+
+    def _add_nal(self, nal: bytes) -> None:
+        if not self.nals and not starts_access_unit(nal):
+            raise ValueError("the access unit's first packets are lost")
+        self.nals.append(nal)
+
+    def finish(self) -> CodedFrame | None:
+        if self.fragment is not None or not self.nals:
+            return None
+        nals, params = self.nals, self.params
+        types = {nal_type(nal): nal for nal in nals}  # the last NAL unit of each type
+        params.sps = types.get(NAL_SPS, params.sps)
+        params.pps = types.get(NAL_PPS, params.pps)
+        keyframe, size = NAL_IDR in types, None
+        if keyframe and NAL_SPS not in types:
+            if params.sps is None or params.pps is None:
+                keyframe = False  # no parameter sets yet: not decodable on its own
+            else:
+                nals = [params.sps, params.pps, *nals]
+        if keyframe and params.sps is not None:
+            try:
+                size = sps_size(params.sps)
+            except ValueError:
+                keyframe = False
+        return CodedFrame(b"".join(START_CODE + nal for nal in nals), keyframe, size)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mediaserver.codecs.flags import NO_FLAGS, PacketFlags
+from mediaserver.codecs.frame import CodedFrame
 
 KEYFRAME_START_CODE = b"\x9d\x01\x2a"
 
@@ -120,3 +121,23 @@ def vp8_flags(payload: bytes) -> PacketFlags:
 def vp8_keyframe_start(payload: bytes) -> bool:
     """True for the first packet of a VP8 keyframe; never raises."""
     return vp8_flags(payload).keyframe
+
+
+class Vp8FrameBuilder:
+    """A VP8 frame: from the partition-0 start packet to the marker, descriptors stripped."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def add(self, payload: bytes) -> None:
+        descriptor = Vp8Descriptor.parse(payload)
+        if descriptor.frame_start == bool(self.parts):
+            raise ValueError("a second frame start" if self.parts else "the frame start is lost")
+        self.parts.append(payload[descriptor.offset:])
+
+    def finish(self) -> CodedFrame | None:
+        if not self.parts:
+            return None
+        data = b"".join(self.parts)
+        keyframe = is_keyframe(data)
+        return CodedFrame(data, keyframe, keyframe_size(data) if keyframe else None)
