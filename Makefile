@@ -15,7 +15,7 @@ test: $(STAMP) system-deps lint typecheck
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mediaserver signaling huizhen config devices recorder consult_api tests benchmarks
+	$(VENV)/bin/ruff check mediaserver signaling huizhen config devices recorder consult_api contracts tests benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

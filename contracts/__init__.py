@@ -1,0 +1,1 @@
+"""contracts: typed payloads and vocabulary shared by huizhen's packages."""
