@@ -700,6 +700,29 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def run_ab(args: argparse.Namespace, env: dict[str, str], log_dir: Path, base: Checkout,
+           report: dict[str, Any], output: Path) -> None:
+    """``--against``: the interleaved rounds, their summary, the JSON and the printout."""
+    report["against"] = {
+        "base": {"directory": str(base.root), "revision": base.revision},
+        "new": {"directory": str(ROOT), "revision": revision_of(ROOT)}}
+    log(f"A/B: base {base.root} ({base.revision or 'no git revision'}) against this "
+        f"checkout, {args.rounds} round(s)")
+    try:
+        rounds = run_against(args, env, log_dir, base, report["errors"])
+    except KeyboardInterrupt:
+        log("interrupted: every process has been stopped")
+        raise SystemExit(130) from None
+    report["scenarios"] = {"rounds": rounds}
+    report["comparison"] = ab_comparison.compare(rounds)
+    report["checks"] = report["comparison"]["checks"]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    print_against(report)
+    print(f"\nresults: {output}")
+    print(f"process logs: {log_dir}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
@@ -775,29 +798,6 @@ def main(argv: list[str] | None = None) -> None:
     output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     print_report(report)
     print_recording(report)
-    print(f"\nresults: {output}")
-    print(f"process logs: {log_dir}")
-
-
-def run_ab(args: argparse.Namespace, env: dict[str, str], log_dir: Path, base: Checkout,
-           report: dict[str, Any], output: Path) -> None:
-    """``--against``: the interleaved rounds, their summary, the JSON and the printout."""
-    report["against"] = {
-        "base": {"directory": str(base.root), "revision": base.revision},
-        "new": {"directory": str(ROOT), "revision": revision_of(ROOT)}}
-    log(f"A/B: base {base.root} ({base.revision or 'no git revision'}) against this "
-        f"checkout, {args.rounds} round(s)")
-    try:
-        rounds = run_against(args, env, log_dir, base, report["errors"])
-    except KeyboardInterrupt:
-        log("interrupted: every process has been stopped")
-        raise SystemExit(130) from None
-    report["scenarios"] = {"rounds": rounds}
-    report["comparison"] = ab_comparison.compare(rounds)
-    report["checks"] = report["comparison"]["checks"]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
-    print_against(report)
     print(f"\nresults: {output}")
     print(f"process logs: {log_dir}")
 
