@@ -16,6 +16,19 @@ Runs two scenarios, one after the other, each with its own processes:
 Prints a summary and pass/fail lines against the targets (a report: the exit status
 does not depend on them) and writes the numbers to
 ``benchmarks/results/forwarding-<timestamp>.json``. See benchmarks/README.md.
+
+A/B mode, against a checkout of another revision (e.g. ``git worktree add /tmp/base REV``)::
+
+    python -m benchmarks.forwarding --against /tmp/base [--rounds 2] [--subscribers 32]
+
+runs only the huizhen scenario, for DIR's server ("base") and this checkout's ("new"),
+interleaved: base, new, base, new for ``--rounds 2``. The server child is
+``python -m benchmarks.server --port N`` with cwd=DIR and PYTHONPATH=DIR under this
+interpreter (``benchmarks.checkout`` checks that DIR's modules are the ones imported); the
+publisher and subscribers are this checkout's in every run. It prints each run and the
+medians of server CPU per subscriber above the 0-subscriber baseline, hop latency p50/p99
+and fps min, the ratios new/base and PASS/FAIL against "no worse than 5 %"
+(``benchmarks.ab_comparison``; a report, not an exit status), and writes the JSON as above.
 """
 
 from __future__ import annotations
@@ -44,6 +57,8 @@ from typing import IO, Any
 
 import psutil
 
+from benchmarks import ab_comparison
+from benchmarks.checkout import Checkout, CheckoutError, open_checkout, revision_of
 from benchmarks.common import HOST, SECRET_ENV, TARGET_BITRATE, bench_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,14 +90,14 @@ class Child:
     """A benchmark process speaking JSON lines on stdin/stdout; stderr goes to a log file."""
 
     def __init__(self, name: str, module: str, args: list[str], env: dict[str, str],
-                 log_path: Path) -> None:
+                 log_path: Path, cwd: Path = ROOT) -> None:
         self.name = name
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"benchmarks.{module}", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            cwd=ROOT, env=env, text=True, bufsize=1,
+            cwd=cwd, env=env, text=True, bufsize=1,
             # Not in the terminal's process group: Ctrl-C reaches only the orchestrator,
             # which then stops the children in order.
             start_new_session=True,
@@ -183,9 +198,12 @@ class ProcessGroup:
         self.prefix = prefix
         self.children: list[Child] = []
 
-    def start(self, name: str, module: str, *args: str) -> Child:
-        child = Child(name, module, list(args), self.env,
-                      self.log_dir / f"{self.prefix}-{name}.log")
+    def start(self, name: str, module: str, *args: str,
+              checkout: Checkout | None = None) -> Child:
+        """Start ``python -m benchmarks.<module>``: this checkout's, or ``checkout``'s."""
+        env, cwd = (self.env, ROOT) if checkout is None else (checkout.env, checkout.root)
+        child = Child(name, module, list(args), env,
+                      self.log_dir / f"{self.prefix}-{name}.log", cwd)
         self.children.append(child)
         return child
 
@@ -387,35 +405,37 @@ def subscriber_processes(count: int, limit: int) -> int:
     return max(1, min(limit, math.ceil(count / SUBSCRIBERS_PER_PROCESS)))
 
 
-def run_huizhen(args: argparse.Namespace, env: dict[str, str], log_dir: Path
-                ) -> dict[str, Any]:
+def run_huizhen(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
+                prefix: str = "huizhen", checkout: Checkout | None = None) -> dict[str, Any]:
+    """The huizhen scenario; the server is ``checkout``'s when given (clients: ours)."""
     port = free_port()
     result: dict[str, Any] = {}
-    with process_group(env, log_dir, "huizhen") as group:
-        log(f"huizhen: starting the server on {HOST}:{port}")
-        server = group.start("server", "server", "--port", str(port))
+    with process_group(env, log_dir, prefix) as group:
+        where = f" of {checkout.root}" if checkout is not None else ""
+        log(f"{prefix}: starting the server{where} on {HOST}:{port}")
+        server = group.start("server", "server", "--port", str(port), checkout=checkout)
         server.expect("ready", 30)
         stats = StatsClient(port)
         publisher = group.start("publisher", "publisher", "--mode", "huizhen",
                                 "--port", str(port), "--grain-bits", str(args.grain_bits))
         stream = str(publisher.expect("ready", 60)["stream"])
         wait_for_ingest(stats, 20)
-        log(f"huizhen: publisher streaming ({stream}); baseline with 0 subscribers: "
+        log(f"{prefix}: publisher streaming ({stream}); baseline with 0 subscribers: "
             f"{args.baseline_warmup:g} s warm-up, {args.baseline_seconds:g} s window")
         time.sleep(args.baseline_warmup)
         result["baseline"] = measure(args.baseline_seconds, server, publisher, [], None)
-        log(f"huizhen: baseline server CPU {result['baseline']['serverCpuPercent']:.1f}%")
+        log(f"{prefix}: baseline server CPU {result['baseline']['serverCpuPercent']:.1f}%")
         if args.subscribers > 0:
-            log(f"huizhen: starting {args.subscribers} subscribers")
+            log(f"{prefix}: starting {args.subscribers} subscribers")
             subs = start_subscribers(
                 group, "huizhen", port, args.subscribers,
                 subscriber_processes(args.subscribers, args.subscriber_processes), stream)
             wait_for_media(subs, 30)
-            log(f"huizhen: {args.warmup:g} s warm-up, {args.seconds:g} s window")
+            log(f"{prefix}: {args.warmup:g} s warm-up, {args.seconds:g} s window")
             time.sleep(args.warmup)
             result["forwarding"] = measure(args.seconds, server, publisher, subs, stats)
             f = result["forwarding"]
-            log(f"huizhen: server CPU {f['serverCpuPercent']:.1f}%, "
+            log(f"{prefix}: server CPU {f['serverCpuPercent']:.1f}%, "
                 f"fps min {f['fps']['min']:.1f}")
     return result
 
@@ -467,6 +487,25 @@ def run_relay(args: argparse.Namespace, env: dict[str, str], log_dir: Path) -> d
         log(f"MediaRelay: server CPU {result['serverCpuPercent']:.1f}%, "
             f"fps min {result['fps']['min']:.1f}")
     return {"relay": result}
+
+
+def run_against(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
+                base: Checkout, errors: list[str]) -> list[dict[str, Any]]:
+    """The huizhen scenario for ``base``'s server and ours, interleaved, ``--rounds`` times;
+    per round ``{"base": run, "new": run}`` (None for a run that failed, in ``errors``)."""
+    rounds: list[dict[str, Any]] = []
+    for index in range(1, args.rounds + 1):
+        entry: dict[str, Any] = {}
+        for side, checkout in (("base", base), ("new", None)):
+            prefix = f"round{index}-{side}"
+            try:
+                entry[side] = run_huizhen(args, env, log_dir, prefix, checkout)
+            except ChildError as exc:
+                entry[side] = None
+                errors.append(f"{prefix}: {exc}")
+                log(f"{prefix} failed: {exc}")
+        rounds.append(entry)
+    return rounds
 
 
 # --------------------------------------------------------------------------- report
@@ -578,6 +617,25 @@ def print_report(report: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def print_against(report: dict[str, Any]) -> None:
+    cfg, against = report["config"], report["against"]
+    print()
+    print(f"A/B forwarding benchmark: base {against['base']['directory']} "
+          f"({against['base']['revision'] or 'no git revision'}) vs new "
+          f"{against['new']['directory']} ({against['new']['revision'] or 'no git revision'})")
+    print(f"{cfg['subscribers']} subscribers, 1 publisher {cfg['video']} VP8 at "
+          f"{cfg['bitrate'] / 1e6:g} Mbit/s; {cfg['seconds']:g} s windows after "
+          f"{cfg['warmup']:g} s warm-up; {cfg['rounds']} round(s) of base then new, the same "
+          f"clients; {report['machine']['cores']} cores shared by every process")
+    print("CPU: % of ONE core per subscriber stream, above the same run's 0-subscriber "
+          "baseline; latency: the server's hop, over every forwarded copy")
+    print()
+    for line in ab_comparison.report_lines(report["comparison"]):
+        print(line)
+    for error in report["errors"]:
+        print(f"ERROR {error}")
+
+
 def print_recording(report: dict[str, Any]) -> None:
     scenarios = report["scenarios"]
     recording = scenarios.get("recording")
@@ -621,7 +679,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="window of the recorder scenario (0 skips it)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file (default benchmarks/results/forwarding-<time>.json)")
+    parser.add_argument("--against", type=Path, default=None, metavar="DIR",
+                        help="A/B mode: run the huizhen scenario for the server of the "
+                             "checkout DIR and for this checkout's, interleaved, with this "
+                             "checkout's clients (the MediaRelay and recorder scenarios "
+                             "are skipped)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --against: rounds of base then new (default 2)")
     args = parser.parse_args(argv)
+    if args.against is not None and (args.rounds < 1 or args.subscribers < 1):
+        parser.error("--against needs --rounds >= 1 and --subscribers >= 1")
     if args.baseline_seconds is None:
         args.baseline_seconds = max(5.0, args.seconds / 2)
     if args.subscribers < 0 or args.relay_subscribers < 0 or args.seconds <= 0:
@@ -631,6 +698,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def run_ab(args: argparse.Namespace, env: dict[str, str], log_dir: Path, base: Checkout,
+           report: dict[str, Any], output: Path) -> None:
+    """``--against``: the interleaved rounds, their summary, the JSON and the printout."""
+    report["against"] = {
+        "base": {"directory": str(base.root), "revision": base.revision},
+        "new": {"directory": str(ROOT), "revision": revision_of(ROOT)}}
+    log(f"A/B: base {base.root} ({base.revision or 'no git revision'}) against this "
+        f"checkout, {args.rounds} round(s)")
+    try:
+        rounds = run_against(args, env, log_dir, base, report["errors"])
+    except KeyboardInterrupt:
+        log("interrupted: every process has been stopped")
+        raise SystemExit(130) from None
+    report["scenarios"] = {"rounds": rounds}
+    report["comparison"] = ab_comparison.compare(rounds)
+    report["checks"] = report["comparison"]["checks"]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    print_against(report)
+    print(f"\nresults: {output}")
+    print(f"process logs: {log_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -647,6 +737,13 @@ def main(argv: list[str] | None = None) -> None:
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
 
+    base: Checkout | None = None
+    if args.against is not None:
+        try:
+            base = open_checkout(args.against, env)
+        except CheckoutError as exc:
+            raise SystemExit(f"--against: {exc}") from None
+
     import aiortc
 
     report: dict[str, Any] = {
@@ -658,7 +755,8 @@ def main(argv: list[str] | None = None) -> None:
                    "baselineWarmup": args.baseline_warmup,
                    "subscriberProcesses": args.subscriber_processes,
                    "video": "640x480 30 fps", "bitrate": TARGET_BITRATE,
-                   "grainBits": args.grain_bits},
+                   "grainBits": args.grain_bits,
+                   **({"rounds": args.rounds} if base is not None else {})},
         "machine": {"cores": psutil.cpu_count(), "python": platform.python_version(),
                     "aiortc": aiortc.__version__, "platform": platform.platform()},
         "targets": {"minFps": TARGET_MIN_FPS, "cpuPerSubscriberPercent":
@@ -668,6 +766,9 @@ def main(argv: list[str] | None = None) -> None:
         "errors": [],
         "logs": str(log_dir),
     }
+    if base is not None:
+        run_ab(args, env, log_dir, base, report, output)
+        return
     try:
         try:
             report["scenarios"]["huizhen"] = run_huizhen(args, env, log_dir)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from consult_api import auth
 from consult_api.errors import ConsultError, Forbidden, Hidden, InvalidRequest
+from consult_api.http import CLOCK, actor_of, in_db
 from consult_api.models import (
     AUDIT_OUTCOMES,
     AuditLog,
@@ -191,9 +192,6 @@ async def middleware(request: web.Request,
 
 
 async def _record_attempt(request: web.Request, outcome: str, code: str) -> None:
-    # Imported here: consult_api.http imports records, which imports this module.
-    from consult_api.http import CLOCK, actor_of, in_db
-
     try:
         actor = actor_of(request)
     except ConsultError:

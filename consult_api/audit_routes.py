@@ -9,7 +9,7 @@ from aiohttp import web
 
 from consult_api import audit
 from consult_api.http import CLOCK, actor_of, in_db
-from huizhen.catalogue import LANGUAGES, Catalogue, negotiate
+from contracts.catalogue import LANGUAGES, Catalogue, negotiate
 
 NEXT_HEADER = "X-Next-Before-Id"
 

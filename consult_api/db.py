@@ -6,8 +6,9 @@ psycopg (``postgresql+psycopg://...``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -17,6 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DATA_DIR = Path("data")
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+
+T = TypeVar("T")
 
 
 def default_url(data_dir: Path = DEFAULT_DATA_DIR) -> str:
@@ -38,6 +41,12 @@ def make_engine(url: str | sa.URL) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def run_in_session(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one transaction: commit on success, roll back on any error."""
+    with factory() as session, session.begin():
+        return work(session)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

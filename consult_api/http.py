@@ -18,7 +18,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session, sessionmaker
 
-from consult_api import records
+from consult_api.db import run_in_session
 from consult_api.errors import ConsultError, InvalidRequest, NotFound, Unauthenticated
 from consult_api.json_input import check_value, parse_json_object
 from consult_api.workflow import Actor
@@ -158,4 +158,4 @@ def query_int(request: web.Request, name: str, *, low: int, high: int) -> int | 
 
 
 async def in_db(request: web.Request, work: Callable[[Session], T]) -> T:
-    return await asyncio.to_thread(records.run_in_session, request.app[SESSIONS], work)
+    return await asyncio.to_thread(run_in_session, request.app[SESSIONS], work)

@@ -3,21 +3,21 @@
 Each function validates and decides with the pure modules (``workflow``, ``auth``), then
 reads or writes. Reads of patient data add an audit row (``audit.record``) in the same
 transaction.
-The caller commits (``run_in_session``).
+The caller commits (``run_in_session``, from ``consult_api.db``, re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from consult_api import audit, auth, notifications, slots
+from consult_api.db import run_in_session as run_in_session  # re-exported for callers
 from consult_api.errors import InvalidRequest, InvalidTransition, NotFound
 from consult_api.models import (
     HOSPITAL_LEVELS,
@@ -48,14 +48,6 @@ from consult_api.workflow import (
 )
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-def run_in_session(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
-    """Run ``work`` in one transaction: commit on success, roll back on any error."""
-    with factory() as session, session.begin():
-        return work(session)
 
 
 # --- directory: hospitals, departments, users, expert profiles -------------------------------

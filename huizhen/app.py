@@ -9,8 +9,8 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from config import ConfigError, Settings
+from contracts.catalogue import DEFAULT_LANGUAGE, Catalogue
 from devices.binding import BindingError, parse_bindings
-from huizhen.catalogue import DEFAULT_LANGUAGE, Catalogue
 from huizhen.device_hub import DeviceHub
 from huizhen.recording_access import recording_authorizer
 from mediaserver import (

@@ -7,6 +7,14 @@ time, retried with exponential backoff until the service answers 2xx. The state
 (``handoff.json``: pending or delivered, attempts) is kept beside the recording,
 so a restarted service resumes what is pending. The artefacts themselves are not
 uploaded: the body carries their local paths, sizes and SHA-256 digests.
+
+The tracks' and the timeline's sizes and digests are the manifest's, computed once when the
+recording ended; only ``manifest.json`` (which no manifest can describe) is hashed here.
+What the hand-off checks of those files is cheap: their size on disk. A file whose size is
+no longer the manifest's (rewritten or truncated after the recording ended) is reported: a
+warning, its entry describes the bytes now on disk (hashed again), and its name is listed
+in ``artefacts.changed`` beside the manifest, which keeps what was recorded. A change that
+keeps the size is left to whoever verifies the digests.
 """
 
 from __future__ import annotations
@@ -53,20 +61,51 @@ class RetryPolicy:
             delay = min(delay * self.factor, self.maximum)
 
 
+@dataclass(frozen=True)
+class Artefact:
+    """One file handed off, and what the manifest says of it (None: the manifest itself)."""
+
+    file: str
+    mime_type: str
+    recorded: tuple[int, str] | None  # (bytes, sha256) from the manifest
+
+    def entry(self, root: Path) -> dict[str, Any]:
+        """Its entry in the body: the manifest's size and digest while the size on disk is
+        still the manifest's, else (and for manifest.json) those of the bytes on disk."""
+        path = root / self.file
+        if self.recorded is not None and path.stat().st_size == self.recorded[0]:
+            size, digest = self.recorded
+        else:
+            size, digest = file_digest(path)
+        return {"file": self.file, "path": str(path), "mime_type": self.mime_type,
+                "bytes": size, "sha256": digest}
+
+
+def artefacts_of(manifest: Manifest) -> list[Artefact]:
+    return [Artefact(MANIFEST_FILE, "application/json", None),
+            *(Artefact(t.file, t.mime_type, (t.bytes, t.sha256)) for t in manifest.tracks),
+            Artefact(manifest.timeline.file, "application/vnd.msgpack",
+                     (manifest.timeline.bytes, manifest.timeline.sha256))]
+
+
 def handoff_body(directory: Path, manifest: Manifest) -> bytes:
     """The request body: the manifest and the local location of every artefact."""
     root = directory.resolve()
-    files = [(MANIFEST_FILE, "application/json"),
-             *((t.file, t.mime_type) for t in manifest.tracks),
-             (manifest.timeline.file, "application/vnd.msgpack")]
-    artefacts = []
-    for name, mime_type in files:
-        size, digest = file_digest(root / name)
-        artefacts.append({"file": name, "path": str(root / name), "mime_type": mime_type,
-                          "bytes": size, "sha256": digest})
+    entries, changed = [], []
+    for artefact in artefacts_of(manifest):
+        entry = artefact.entry(root)
+        entries.append(entry)
+        if artefact.recorded is not None and entry["bytes"] != artefact.recorded[0]:
+            changed.append(artefact.file)
+            logger.warning("[%s] %s is %d bytes on disk, the manifest says %d: changed after "
+                           "the recording ended", manifest.id, artefact.file, entry["bytes"],
+                           artefact.recorded[0])
+    artefacts: dict[str, Any] = {"transfer": "local-path", "host": socket.gethostname(),
+                                 "directory": str(root), "files": entries}
+    if changed:
+        artefacts["changed"] = changed
     document = {"recording": manifest.id, "manifest": manifest.to_json(),
-                "artefacts": {"transfer": "local-path", "host": socket.gethostname(),
-                              "directory": str(root), "files": artefacts}}
+                "artefacts": artefacts}
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 

@@ -17,24 +17,20 @@ Media (cookie ``hz_vod``, never a token in the URL: URLs end up in access logs):
 A ``<video>`` element cannot send an Authorization header, so the page first POSTs
 ``playback`` with its Bearer token; the answer sets an HttpOnly, SameSite=Strict
 cookie whose Path is ``/recordings/{id}/``, holding a ticket that names the recording
-and expires after ``ticket_ttl`` seconds, signed with HMAC-SHA256 (a key derived from
-``ticket_secret``). Media requests are served only with a valid ticket for that id;
-the page renews it while it plays.
+and expires after ``ticket_ttl`` seconds: a JWT signed with a key derived from
+``ticket_secret`` (``recorder.playback_tickets``). Media requests are served only with a
+valid ticket for that id; the page renews it while it plays.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import inspect
 import json
 import logging
 import os
 import re
-import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -45,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from recorder.library import RecordingLibrary, RecordingSummary
+from recorder.playback_tickets import TICKET_TTL, PlaybackTickets
 from recorder.vod import HLS_DIR, MP4, RENDER_JSON, VITALS_JSON, VOD_DIR, vitals_document
 from recorder.vod_input import Recording
 
@@ -57,43 +54,11 @@ RenderRunner = Callable[[Path], Awaitable[None]]
 """Renders one recording directory; raises on failure."""
 
 COOKIE = "hz_vod"
-TICKET_TTL = 600.0
 MEDIA_TYPES = {".mp4": "video/mp4", ".m4s": "video/iso.segment", ".ts": "video/mp2t",
                ".m3u8": "application/vnd.apple.mpegurl"}
 _HLS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(m3u8|m4s|mp4|ts)$")
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer"}
-
-
-class PlaybackTickets:
-    """Short-lived signed tickets that let media requests of ONE recording through (pure)."""
-
-    def __init__(self, secret: str | bytes, ttl: float = TICKET_TTL) -> None:
-        raw = secret.encode() if isinstance(secret, str) else secret
-        if len(raw) < 32:
-            raise ValueError("the ticket secret must be at least 32 bytes")
-        # A key of its own: a ticket can never pass for a token signed with the same secret.
-        self._key = hmac.new(raw, b"huizhen recordings playback ticket v1", hashlib.sha256).digest()
-        self.ttl = ttl
-
-    def issue(self, recording_id: str, now: float) -> str:
-        expires = int(now + self.ttl)
-        nonce = secrets.token_urlsafe(9)
-        return f"v1.{expires}.{nonce}.{self._sign(recording_id, expires, nonce)}"
-
-    def verify(self, ticket: str | None, recording_id: str, now: float) -> bool:
-        if not ticket or len(ticket) > 200:
-            return False
-        parts = ticket.split(".")
-        if len(parts) != 4 or parts[0] != "v1" or not parts[1].isdigit():
-            return False
-        expected = self._sign(recording_id, int(parts[1]), parts[2])
-        return hmac.compare_digest(expected, parts[3]) and int(parts[1]) > now
-
-    def _sign(self, recording_id: str, expires: int, nonce: str) -> str:
-        message = f"{recording_id}|{expires}|{nonce}".encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 async def render_in_subprocess(directory: Path,

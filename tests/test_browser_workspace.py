@@ -22,8 +22,8 @@ from playwright.async_api import Page, async_playwright, expect
 
 from consult_api.app import create_app
 from consult_api.models import Consultation, Material
+from contracts.catalogue import Catalogue
 from huizhen.app import WEB_ROOT
-from huizhen.catalogue import Catalogue
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PageLog
 from tests.test_consult_api import MEDIA_TOKENS, SECRET, World
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from huizhen.catalogue import CATALOGUE_DIR, LANGUAGES, Catalogue, negotiate
+from contracts.catalogue import CATALOGUE_DIR, LANGUAGES, Catalogue, negotiate
 
 WEB = CATALOGUE_DIR.parent
 # t("key"), t('key'), errorText-free: keys written literally in the pages' scripts.

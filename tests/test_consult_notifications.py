@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from consult_api.models import Notification
 from consult_api.notifications import KINDS
-from huizhen.catalogue import LANGUAGES, Catalogue
+from contracts.catalogue import LANGUAGES, Catalogue
 from tests.test_consult_api import PATIENT, REQUEST, World, create, move, schedule
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from huizhen.catalogue import LANGUAGES, Catalogue
+from contracts.catalogue import LANGUAGES, Catalogue
 from signaling.tokens import ROLE_GRANTS
 
 ROOT = Path(__file__).resolve().parent.parent

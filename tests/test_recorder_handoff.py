@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
+import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,12 +15,20 @@ import pytest
 from aiohttp import web
 
 from mediaserver import MediaConfig, MediaServer
-from recorder.handoff import HANDOFF_REQUEST_FILE, HANDOFF_STATE_FILE, HandoffQueue, RetryPolicy
+from recorder import manifest as manifest_module
+from recorder.handoff import (
+    HANDOFF_REQUEST_FILE,
+    HANDOFF_STATE_FILE,
+    HandoffQueue,
+    RetryPolicy,
+    handoff_body,
+)
 from recorder.manifest import Manifest, read_json
 from recorder.service import RecorderService
 from recorder.session_recorder import SessionRecorder
 from tests.conftest import free_port
 from tests.peers import wait_for
+from tests.recorder_child import publish
 
 FAST = RetryPolicy(initial=0.05, maximum=0.2, timeout=5)
 
@@ -135,3 +147,72 @@ async def test_the_service_records_every_room_and_hands_it_off(tmp_path, records
     manifests = {json.loads(body)["manifest"]["room"] for _, body in service.requests}
     assert manifests == {"icu-1", "icu-2"} and len(keys) == 2
     assert recorder_service.recorders == {}
+
+
+def count_digests(monkeypatch: pytest.MonkeyPatch) -> Counter[Path]:
+    """Count the SHA-256 passes over each file, wherever the recorder computes one."""
+    counted: Counter[Path] = Counter()
+    original = manifest_module.file_digest
+
+    def counting(path: Path) -> tuple[int, str]:
+        counted[Path(path).resolve()] += 1
+        return original(path)
+
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] == "recorder" and getattr(module, "file_digest", None) is original:
+            monkeypatch.setattr(module, "file_digest", counting)
+    return counted
+
+
+async def test_each_file_is_hashed_once_from_recording_to_hand_off(tmp_path, records,
+                                                                   monkeypatch):
+    service, url = records
+    service.failures = 0
+    hashed = count_digests(monkeypatch)
+    server = MediaServer(MediaConfig(ice_addresses=("127.0.0.1",)))
+    room = server.room("bed-9")
+    recorder = SessionRecorder(room, tmp_path)
+    recorder.start()
+    _, pc, publication, _ = await publish(room)
+    await wait_for(lambda: all(p.packets_received > 20 for p in publication.producers), 30)
+    manifest = await recorder.stop()
+    await pc.close()
+    await server.close()
+    queue = HandoffQueue(url, FAST)
+    assert await queue.submit(recorder.path)
+    await asyncio.wait_for(queue.wait(manifest.id), 10)
+    await queue.close()
+
+    root = recorder.path.resolve()
+    tracks = {t.file for t in manifest.tracks}
+    assert len(tracks) == 2  # VP8 and Opus
+    assert {p.relative_to(root).as_posix(): n for p, n in hashed.items()} == {
+        **dict.fromkeys(tracks, 1), "timeline.msgpack": 1, "manifest.json": 1}
+    body = json.loads(service.requests[0][1])
+    files = {f["file"]: f for f in body["artefacts"]["files"]}
+    for track in manifest.tracks:
+        assert (files[track.file]["bytes"], files[track.file]["sha256"]) == (
+            track.bytes, track.sha256)
+        assert track.sha256 == hashlib.sha256((root / track.file).read_bytes()).hexdigest()
+    assert files["manifest.json"]["sha256"] == hashlib.sha256(
+        (root / "manifest.json").read_bytes()).hexdigest()
+    assert "changed" not in body["artefacts"]
+
+
+async def test_a_file_changed_after_the_manifest_is_reported(tmp_path, caplog):
+    path, manifest = await finished_recording(tmp_path)
+    timeline = path / manifest.timeline.file
+    with open(timeline, "ab") as file:
+        file.write(b"\x00" * 7)  # rewritten after the recording ended
+    with caplog.at_level(logging.WARNING, logger="recorder.handoff"):
+        body = json.loads(handoff_body(path, manifest))
+    assert body["artefacts"]["changed"] == ["timeline.msgpack"]
+    entry = next(f for f in body["artefacts"]["files"] if f["file"] == "timeline.msgpack")
+    now_on_disk = timeline.read_bytes()
+    assert entry["bytes"] == manifest.timeline.bytes + 7 == len(now_on_disk)
+    assert entry["sha256"] == hashlib.sha256(now_on_disk).hexdigest()
+    # The manifest in the body keeps what was recorded.
+    assert body["manifest"]["timeline"]["sha256"] == manifest.timeline.sha256
+    assert [r.getMessage() for r in caplog.records] == [
+        f"[{manifest.id}] timeline.msgpack is {len(now_on_disk)} bytes on disk, the manifest "
+        f"says {manifest.timeline.bytes}: changed after the recording ended"]

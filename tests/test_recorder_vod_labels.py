@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from contracts.catalogue import Catalogue
 from huizhen.app import create_app
-from huizhen.catalogue import Catalogue
 from recorder import vod_overlay
 from recorder.http import RECORDINGS, SubprocessRunner, subprocess_runner
 from recorder.vod import RENDER_JSON, VOD_DIR

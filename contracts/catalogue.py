@@ -4,6 +4,9 @@ One catalogue for both: pages load it in the browser (web_client/i18n.js) and th
 reads the same files for what it draws or sends itself (teaching-video labels,
 notifications), so a string is translated once and checked once (tests/test_catalogue.py).
 Each entry holds both languages side by side: ``{"key": {"zh-CN": "...", "en": "..."}}``.
+
+It lives in ``contracts`` (not in the composition root) because the records service reads it
+too, for the audit export's column names, and nothing may import ``huizhen``.
 """
 
 from __future__ import annotations
