@@ -10,7 +10,7 @@ import av
 import pytest
 
 from huizhen.testpattern import read_frame_number
-from mediaserver.codecs.h264 import H264Payload, sps_size
+from mediaserver.codecs.h264 import H264Payload
 from mediaserver.codecs.opus import packet_samples
 from mediaserver.codecs.vp8 import Vp8Descriptor, keyframe_size
 from recorder.depacketizer import (
@@ -178,15 +178,6 @@ def test_h264_idr_without_parameter_sets_gets_the_stored_ones(h264_frames):
     frames = feed(depacketizer, renumbered)
     assert len(frames) == 1 and frames[0].keyframe
     assert frames[0].data.startswith(b"\x00\x00\x00\x01" + depacketizer.params.sps)  # type: ignore[operator]
-
-
-@pytest.mark.parametrize("size", [(320, 240), (640, 360), (1280, 720), (176, 144)])
-def test_sps_size_with_cropping(size):
-    frames = video_packets("H264", 1, width=size[0], height=size[1])
-    payloads = [p[3] for p in frames[0] if p[3][0] & 0x1F in (7, 24)]
-    nals = [n for payload in payloads for n in H264Payload.parse(payload).units]
-    sps = next(n for n in nals if n[0] & 0x1F == 7)
-    assert sps_size(sps) == size
 
 
 def test_h264_rejects_unsupported_packetization():
