@@ -133,7 +133,7 @@ async def stats(request: web.Request) -> web.Response:
                             "id": c.id, "packetsSent": c.packets_sent,
                             "retransmissions": c.retransmissions,
                             "keyframeRequests": c.keyframe_requests, "started": c.started,
-                        } for c in producer.consumers],
+                        } for c in (d.stats() for d in producer.downstreams) if c.kind == "rtp"],
                     })
         # Media ports: datagrams dropped (strangers, malformed, forged) per transport.
         rooms.append({"name": room.name, "participants": len(room.participants),

@@ -31,7 +31,7 @@ async def test_the_ward_page_shows_a_stream_ended_by_the_server_and_republishes(
     first = await ward.evaluate("window.huizhen.camera.streamId")
 
     room = server.app[MEDIA_SERVER].rooms[ROOM]
-    room.find_publication(first).close()  # the server-side connection ends
+    await room.find_publication(first).pc.close()  # the server-side connection ends
 
     await expect(notice).to_be_visible(timeout=10_000)
     text = ward.locator("#stream-ended-text")
