@@ -260,6 +260,7 @@ class Room:
         """
         self._check_member(participant)
         publication = self.find_publication(stream_id)
+        participant.readers = [r for r in participant.readers if not r.closed]  # ended tracks
         readers = []
         for producer in publication.producers:
             if producer.closed:

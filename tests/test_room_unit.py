@@ -191,6 +191,9 @@ async def test_an_unpublished_stream_ends_its_subscriptions_and_readers_once():
     for reader in (video_reader, audio_reader):
         assert isinstance(reader, QueueReader) and reader.ended == 1
     assert not room.closed  # the ward is still in it
+    again, _answer = await room.publish(ward, OFFER)
+    fresh = room.attach(recorder, again.id, lambda p: QueueReader(f"r-{p.id}", p))
+    assert recorder.readers == fresh  # readers of ended tracks are dropped
 
 
 async def test_a_failed_subscription_is_announced_to_its_subscriber():
