@@ -4,6 +4,10 @@
 
 Prints ``{"event": "ready", "url": ..., "pid": ...}`` once it accepts connections;
 stops when stdin closes or on SIGTERM/SIGINT.
+
+The probe stays outside the media server: the rooms get their transports from
+``ProbedTransports``, whose publications stamp each packet with its datagram's
+kernel arrival time and whose consumers record the latency of every copy sent.
 """
 
 from __future__ import annotations
@@ -11,17 +15,102 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from dataclasses import replace
 
 from aiohttp import web
+from aiortc import RTCRtpReceiver
+from aiortc.rtp import RtpPacket
 
 from benchmarks.common import HOST, bench_settings, emit, quiet_logging, serve_control
 from huizhen.app import create_app
-from mediaserver import LatencyProbe
+from mediaserver import Consumer, LatencyProbe, MediaConfig, MediaServer, Producer
+from mediaserver.aiortc_hooks import ArrivalStamps, ReceiverTap, SenderPort
+from mediaserver.codecs import PacketFlags
+from mediaserver.transport import AiortcTransports, Publication, Subscription
+from mediaserver.transport_factory import StateListener
+from signaling import LATENCY_PROBE, MEDIA_SERVER
+
+
+class ProbedConsumer(Consumer):
+    """A consumer that records, for every copy it sends, the time since its arrival."""
+
+    probe: LatencyProbe
+
+    def write(self, packet: RtpPacket, flags: PacketFlags) -> bool:
+        if super().write(packet, flags):
+            self.probe.copy_sent()
+            return True
+        return False
+
+
+class ProbedPublication(Publication):
+    """A publication whose packet taps set the probe's arrival time of each packet."""
+
+    probe: LatencyProbe
+    _stamps: ArrivalStamps | None = None
+
+    def _tap(self, receiver: RTCRtpReceiver, producer: Producer) -> ReceiverTap:
+        if self._stamps is None:  # the offer is applied: the ICE connections exist
+            self._stamps = ArrivalStamps(self.pc)
+            self.pc.on("connectionstatechange", self._hook_sockets)
+        stamps, probe = self._stamps, self.probe
+
+        def on_packet(packet: RtpPacket) -> None:
+            probe.arrival_ns = stamps.current
+            producer.on_packet(packet)
+
+        return ReceiverTap(receiver, on_packet, producer.on_sender_report, self.port_counters)
+
+    def _hook_sockets(self) -> None:
+        if self._stamps is not None and self.pc.connectionState == "connected":
+            self._stamps.hook_sockets()
+
+
+class ProbedSubscription(Subscription):
+    probe: LatencyProbe
+
+    def _consumer(self, consumer_id: str, producer: Producer, port: SenderPort) -> Consumer:
+        consumer = ProbedConsumer(consumer_id, producer.kind, producer, producer.templates,
+                                  port, self.config.retransmission_buffer)
+        consumer.probe = self.probe
+        return consumer
+
+
+class ProbedTransports(AiortcTransports):
+    """The aiortc transports, instrumented with ``probe``."""
+
+    def __init__(self, config: MediaConfig, probe: LatencyProbe) -> None:
+        super().__init__(config)
+        self.probe = probe
+
+    def publication(self, transport_id: str, participant_id: str,
+                    on_state: StateListener) -> Publication:
+        publication = ProbedPublication(transport_id, participant_id, self.config, on_state)
+        publication.probe = self.probe
+        return publication
+
+    def subscription(self, transport_id: str, participant_id: str, stream_id: str,
+                     on_state: StateListener) -> Subscription:
+        subscription = ProbedSubscription(transport_id, participant_id, stream_id, self.config,
+                                          on_state)
+        subscription.probe = self.probe
+        return subscription
+
+
+def install_probe(app: web.Application) -> LatencyProbe:
+    """Probe every room of ``app`` (before it serves) and publish the probe to the stats
+    route (``LATENCY_PROBE``)."""
+    probe = LatencyProbe()
+    media: MediaServer = app[MEDIA_SERVER]
+    media.config = replace(media.config, transports=ProbedTransports(media.config, probe))
+    app[LATENCY_PROBE] = probe
+    return probe
 
 
 async def run(port: int, record_dir: str | None) -> None:
     settings = bench_settings(port, record_dir)
-    app = create_app(settings, probe=LatencyProbe())
+    app = create_app(settings)
+    install_probe(app)
     # aiohttp waits up to shutdown_timeout for open WebSocket handlers to end, and the
     # app does not close them on shutdown: cap the wait (the orchestrator stops the
     # clients first anyway).

@@ -13,20 +13,12 @@ from contracts.catalogue import DEFAULT_LANGUAGE, Catalogue
 from devices.binding import BindingError, parse_bindings
 from huizhen.device_hub import DeviceHub
 from huizhen.recording_access import recording_authorizer
-from mediaserver import (
-    LatencyProbe,
-    LocalRoomBus,
-    MediaConfig,
-    MediaServer,
-    RoomBus,
-    RoomLimits,
-)
+from mediaserver import LocalRoomBus, MediaConfig, MediaServer, RoomBus, RoomLimits
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
 from recorder.library import RetentionPolicy, retention_context
 from recorder.service import RecorderService
 from signaling import (
     AUTHORITY,
-    LATENCY_PROBE,
     MEDIA_SERVER,
     ROOM_SERVICES,
     SIGNALING_CONFIG,
@@ -43,7 +35,7 @@ def token_authority(settings: Settings) -> TokenAuthority:
     return TokenAuthority(auth.token_secret, auth.issuer, auth.audience)
 
 
-def media_config(settings: Settings, probe: LatencyProbe | None = None) -> MediaConfig:
+def media_config(settings: Settings) -> MediaConfig:
     return MediaConfig(
         # The server's own ICE agent uses STUN only; TURN credentials are for browsers.
         ice_servers=tuple(
@@ -54,7 +46,6 @@ def media_config(settings: Settings, probe: LatencyProbe | None = None) -> Media
         keyframe_interval=settings.media.keyframe_interval,
         retransmission_buffer=settings.media.retransmission_buffer,
         connect_timeout=settings.media.connect_timeout,
-        probe=probe,
     )
 
 
@@ -84,16 +75,13 @@ def signaling_config(settings: Settings) -> SignalingConfig:
     )
 
 
-def create_app(settings: Settings, *, probe: LatencyProbe | None = None,
-               web_root: Path = WEB_ROOT) -> web.Application:
+def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Application:
     """Build the aiohttp application; nothing is started until it runs."""
     app = web.Application(client_max_size=1024 * 1024)
-    media = MediaServer(media_config(settings, probe), room_limits(settings))
+    media = MediaServer(media_config(settings), room_limits(settings))
     app[MEDIA_SERVER] = media
     app[AUTHORITY] = token_authority(settings)
     app[SIGNALING_CONFIG] = signaling_config(settings)
-    if probe is not None:
-        app[LATENCY_PROBE] = probe
 
     async def media_lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield

@@ -7,6 +7,7 @@ from signaling, recorder, devices or consult_api.
 from mediaserver.bus import LocalRoomBus, RoomBus
 from mediaserver.consumer import Consumer
 from mediaserver.directory import LocalRoomDirectory, RoomDirectory, RoomPlacement
+from mediaserver.downstream import Downstream, DownstreamStats, Upstream
 from mediaserver.errors import (
     ClosedError,
     LimitError,
@@ -15,16 +16,28 @@ from mediaserver.errors import (
     NotFoundError,
 )
 from mediaserver.latency_probe import LatencyProbe, LatencySummary
+from mediaserver.media_config import MediaConfig
+from mediaserver.member import RoomMember
 from mediaserver.participant import Participant
-from mediaserver.producer import PacketSink, Producer
-from mediaserver.room import Room, RoomLimits
+from mediaserver.producer import PacketSource, Producer
+from mediaserver.room import ReaderFactory, Room, RoomLimits
+from mediaserver.send_port import SendParameters, SendPort, SendPortListener
 from mediaserver.server import MediaServer
 from mediaserver.stats import ProducerStats, RoomStats, ServerStats, TransportStats
-from mediaserver.transport import MediaConfig, Publication, Subscription, Transport
+from mediaserver.transport import AiortcTransports, Publication, Subscription, Transport
+from mediaserver.transport_factory import (
+    MediaTransport,
+    PublicationTransport,
+    SubscriptionTransport,
+    TransportFactory,
+)
 
 __all__ = [
+    "AiortcTransports",
     "ClosedError",
     "Consumer",
+    "Downstream",
+    "DownstreamStats",
     "LatencyProbe",
     "LatencySummary",
     "LimitError",
@@ -33,21 +46,31 @@ __all__ = [
     "MediaConfig",
     "MediaServer",
     "MediaServerError",
+    "MediaTransport",
     "NegotiationError",
     "NotFoundError",
-    "PacketSink",
+    "PacketSource",
     "Participant",
     "Producer",
     "ProducerStats",
     "Publication",
+    "PublicationTransport",
+    "ReaderFactory",
     "Room",
     "RoomBus",
     "RoomDirectory",
     "RoomLimits",
+    "RoomMember",
     "RoomPlacement",
     "RoomStats",
+    "SendParameters",
+    "SendPort",
+    "SendPortListener",
     "ServerStats",
     "Subscription",
+    "SubscriptionTransport",
     "Transport",
+    "TransportFactory",
     "TransportStats",
+    "Upstream",
 ]

@@ -50,7 +50,6 @@ import logging
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pylibsrtp
@@ -71,6 +70,7 @@ from aiortc.rtp import (
 from aiortc.rtp import unwrap_rtx as aiortc_unwrap_rtx
 
 from mediaserver.datagrams import PortCounters, is_stun, media_datagram_problem
+from mediaserver.send_port import SendParameters, SendPortListener
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class ForwardedTrack(MediaStreamTrack):
 
     aiortc's sender creates its encoder only after the first ``recv()`` returns,
     so a track that never returns keeps every encoder uncreated; packets are sent
-    by the consumer through ``RawRtpSink`` instead.
+    by the consumer through ``SenderPort`` (``RawRtpSink``) instead.
     """
 
     def __init__(self, kind: str, track_id: str) -> None:
@@ -257,26 +257,13 @@ class ForwardedTrack(MediaStreamTrack):
             self._never.cancel()
 
 
-@dataclass(frozen=True)
-class NegotiatedSend:
-    """What a subscriber negotiated for one forwarded track."""
-
-    payload_type: int
-    codec: RTCRtpCodecParameters
-    rtx_payload_type: int | None
-    extension_ids: dict[str, int]
-    mid: str | None
-    ssrc: int
-    rtx_ssrc: int
-
-
 class SenderHooks:
     """Redirects an ``RTCRtpSender``'s NACK/PLI handling and SR counters to a consumer."""
 
     def __init__(
         self,
         sender: RTCRtpSender,
-        on_negotiated: Callable[[NegotiatedSend], None],
+        on_negotiated: Callable[[SendParameters], None],
         on_nack: Callable[[int], None],
         on_keyframe_request: Callable[[], None],
     ) -> None:
@@ -309,7 +296,7 @@ class SenderHooks:
         return self._sender.transport
 
 
-def _negotiated(sender: Any, parameters: RTCRtpSendParameters) -> NegotiatedSend:
+def _negotiated(sender: Any, parameters: RTCRtpSendParameters) -> SendParameters:
     codec = parameters.codecs[0]
     if codec.payloadType is None:
         raise AiortcHookError("negotiated codec has no payload type")
@@ -318,14 +305,14 @@ def _negotiated(sender: Any, parameters: RTCRtpSendParameters) -> NegotiatedSend
         if is_rtx(candidate) and candidate.parameters.get("apt") == codec.payloadType:
             rtx_pt = candidate.payloadType
             break
-    return NegotiatedSend(
+    return SendParameters(
         payload_type=int(codec.payloadType),
-        codec=codec,
+        ssrc=sender._ssrc,
         rtx_payload_type=rtx_pt,
+        rtx_ssrc=sender._rtx_ssrc,
         extension_ids={ext.uri: ext.id for ext in parameters.headerExtensions},
         mid=parameters.muxId,
-        ssrc=sender._ssrc,
-        rtx_ssrc=sender._rtx_ssrc,
+        codec_name=codec.name,
     )
 
 
@@ -383,6 +370,60 @@ class RawRtpSink:
 class _ClosedDtls:
     state = "closed"
     _tx_srtp = None
+
+
+def _not_connected(packet: bytes) -> bool:
+    return False
+
+
+class SenderPort:
+    """The ``SendPort`` of one ``RTCRtpSender``: ``SenderHooks`` for what the subscriber
+    negotiates and asks, ``RawRtpSink`` for the packets.
+
+    ``send`` is an attribute, not a method: once negotiated it *is* the raw sink's
+    bound ``send``, so a forwarded copy costs one call, as before the port existed.
+    """
+
+    send: Callable[[bytes], bool]
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self.send = _not_connected
+        self._listener: SendPortListener | None = None
+        self._sink: RawRtpSink | None = None
+        self._closed = False
+        self._hooks = SenderHooks(sender, on_negotiated=self._negotiated, on_nack=self._nack,
+                                  on_keyframe_request=self._keyframe_request)
+
+    def listen(self, listener: SendPortListener) -> None:
+        self._listener = listener
+
+    def set_report(self, ntp_timestamp: int, rtp_timestamp: int, packets: int,
+                   octets: int) -> None:
+        self._hooks.set_report(ntp_timestamp, rtp_timestamp, packets, octets)
+
+    def close(self) -> None:
+        self._closed = True
+        self.send = _not_connected
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def _negotiated(self, parameters: SendParameters) -> None:
+        # aiortc calls RTCRtpSender.send() only once DTLS is connected.
+        if self._closed:
+            return
+        self._sink = RawRtpSink(self._hooks.transport)
+        self.send = self._sink.send
+        if self._listener is not None:
+            self._listener.negotiated(parameters)
+
+    def _nack(self, sequence_number: int) -> None:
+        if self._listener is not None and not self._closed:
+            self._listener.retransmit(sequence_number)
+
+    def _keyframe_request(self) -> None:
+        if self._listener is not None and not self._closed:
+            self._listener.keyframe_requested()
 
 
 # --------------------------------------------------------------------------- ICE

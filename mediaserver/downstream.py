@@ -33,16 +33,23 @@ class DownstreamStats:
 class Upstream(Protocol):
     """What a downstream may ask of its producer."""
 
-    def request_keyframe(self) -> None: ...
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (throttled; repeated until one arrives)."""
+
+    def remove_downstream(self, downstream: Downstream) -> None:
+        """Stop feeding ``downstream`` (its own ``close``); unknown ones are ignored."""
 
 
 class Downstream(Protocol):
     """A reader of one producer's packets.
 
-    ``write`` runs on the forwarding path: quick, never blocking (queue the work).
-    ``producer_closed`` is the parent's close: the downstream releases what it holds and
-    never calls its producer back. ``close`` is the downstream's own close (its owner
-    asked): it detaches from the producer. Both are idempotent.
+    ``write`` runs on the forwarding path: quick, never blocking (queue the work),
+    and after either close it returns False without raising. ``producer_closed`` is
+    the parent's close: the downstream releases what it holds and never calls its
+    producer back. ``close`` is the downstream's own close (its owner asked): it
+    detaches from the producer (``Upstream.remove_downstream``). Both are idempotent.
+    ``sender_report`` carries the publisher's latest (NTP, RTP) clock pair; a new
+    downstream gets the last one known as soon as it is added.
     """
 
     @property

@@ -1,4 +1,11 @@
-"""Room: participants, their publications and subscriptions, and the events between them."""
+"""Room: participants, their publications and subscriptions, and the events between them.
+
+Close flows downward: ``Room.close()`` closes each participant, which closes its
+transports, whose producers tell their downstreams ``producer_closed()``; nothing
+below calls back up. The room itself announces every change (``RoomClosed`` first
+and nothing after it), and closes itself when its last non-service participant
+leaves.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mediaserver.aiortc_hooks import release_after_close
+from mediaserver.downstream import Downstream
 from mediaserver.errors import (
     ClosedError,
     LimitError,
@@ -32,11 +39,23 @@ from mediaserver.events import (
     SubscriptionClosed,
     TransportStateChanged,
 )
-from mediaserver.participant import Observer, Participant
+from mediaserver.media_config import MediaConfig
+from mediaserver.member import RoomMember
+from mediaserver.participant import Participant
+from mediaserver.producer import Producer
 from mediaserver.sdp_check import check_sdp
-from mediaserver.transport import MediaConfig, Publication, Subscription, Transport
+from mediaserver.transport import AiortcTransports
+from mediaserver.transport_factory import (
+    MediaTransport,
+    PublicationTransport,
+    SubscriptionTransport,
+    TransportFactory,
+)
 
 logger = logging.getLogger(__name__)
+
+# Builds the reader of one producer for ``Room.attach`` (None: not this producer).
+ReaderFactory = Callable[[Producer], Downstream | None]
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,12 @@ def new_id(prefix: str) -> str:
 
 
 class Room:
-    """A live session. ``close()`` closes every participant and transport in it, once."""
+    """A live session. ``close()`` closes every participant and transport in it, once.
+
+    After ``close()``, ``join``, ``publish``, ``subscribe``, ``answer``, ``unpublish``,
+    ``unsubscribe`` and ``attach`` raise ``ClosedError``; ``leave``, ``close`` and
+    ``broadcast`` do nothing.
+    """
 
     def __init__(self, name: str, config: MediaConfig, limits: RoomLimits | None = None,
                  on_closed: Callable[[Room], None] | None = None) -> None:
@@ -66,8 +90,9 @@ class Room:
         self.limits = limits or RoomLimits()
         self.closed = False
         self.participants: dict[str, Participant] = {}
+        self._transports: TransportFactory = config.transports or AiortcTransports(config)
         self._on_closed = on_closed
-        # Peer connections still closing (their tasks end by themselves; see wait_closed).
+        # Transports still releasing (their tasks end by themselves; see wait_closed).
         self._closing: set[asyncio.Task[None]] = set()
         # Subscriptions whose offer waits for an answer: id -> the answer-timeout timer.
         self._pending: dict[str, asyncio.TimerHandle] = {}
@@ -78,12 +103,12 @@ class Room:
         if self.closed:
             raise ClosedError(f"room {self.name} is closed")
 
-    def join(self, name: str, role: str, observer: Observer,
-             participant_id: str | None = None, service: bool = False) -> Participant:
+    def join(self, name: str, role: str, member: RoomMember,
+             participant_id: str | None = None) -> Participant:
         self._check_open()
         if len(self.participants) >= self.limits.participants:
             raise LimitError(f"the room is full ({self.limits.participants} participants)")
-        participant = Participant(participant_id or new_id("p-"), name, role, observer, service)
+        participant = Participant(participant_id or new_id("p-"), name, role, member)
         if participant.id in self.participants:
             raise LimitError("a participant with this id is already in the room")
         self._broadcast(ParticipantJoined(participant.info()))
@@ -92,18 +117,24 @@ class Room:
         return participant
 
     def leave(self, participant: Participant) -> None:
-        """Remove a participant; its streams end and the others are told. Idempotent."""
+        """Remove a participant; its streams end and the others are told. Idempotent.
+
+        When the last participant that is not a service leaves, the room closes
+        (reason ``empty``).
+        """
         if self.participants.get(participant.id) is not participant:
             return
         for publication in list(participant.publications.values()):
             self._end_publication(participant, publication, "left")
         for subscription in list(participant.subscriptions.values()):
-            self._track_close(subscription)
-        participant.subscriptions.clear()
-        participant.close()
+            del participant.subscriptions[subscription.id]
+            self._close_transport(subscription)
+        self._release_later(participant.close())
         del self.participants[participant.id]
         self._broadcast(ParticipantLeft(participant.id))
         logger.info("[%s] participant %s left", self.name, participant.id)
+        if not participant.service and self.only_services_left:
+            self.close("empty")
 
     def broadcast(self, kind: str, body: Mapping[str, Any], exclude: str | None = None) -> int:
         """Deliver an application event to every participant; returns how many got it."""
@@ -125,7 +156,7 @@ class Room:
             if not publication.closed
         ]
 
-    def find_publication(self, stream_id: str) -> Publication:
+    def find_publication(self, stream_id: str) -> PublicationTransport:
         for participant in self.participants.values():
             publication = participant.publications.get(stream_id)
             if publication is not None and not publication.closed:
@@ -134,20 +165,21 @@ class Room:
 
     # ----------------------------------------------------------------- media
 
-    async def publish(self, participant: Participant, offer_sdp: object) -> tuple[Publication, str]:
+    async def publish(self, participant: Participant, offer_sdp: object
+                      ) -> tuple[PublicationTransport, str]:
         self._check_member(participant)
         if len(participant.publications) >= self.limits.publications_per_participant:
             raise TooManyPublicationsError(
                 f"at most {self.limits.publications_per_participant} publications per participant")
-        check_sdp(offer_sdp, "offer")  # before any peer connection exists
-        publication = Publication(new_id("s-"), participant.id, self.config,
-                                  self._transport_state)
+        offer = check_sdp(offer_sdp, "offer")  # before any peer connection exists
+        publication = self._transports.publication(new_id("s-"), participant.id,
+                                                   self._transport_state)
         participant.publications[publication.id] = publication
         try:
-            answer = await publication.negotiate(offer_sdp)
+            answer = await publication.negotiate(offer)
         except BaseException:
-            participant.publications.pop(publication.id, None)
-            self._track_close(publication)
+            if participant.publications.pop(publication.id, None) is not None:
+                self._close_transport(publication)
             raise
         if publication.closed or participant.closed:
             raise ClosedError("the publication was closed during negotiation")
@@ -155,13 +187,14 @@ class Room:
         return publication, answer
 
     def unpublish(self, participant: Participant, stream_id: str) -> None:
+        self._check_member(participant)
         publication = participant.publications.get(stream_id)
         if publication is None:
             raise NotFoundError("no such publication")
         self._end_publication(participant, publication, "unpublished")
 
     async def subscribe(self, participant: Participant, stream_id: str
-                        ) -> tuple[Subscription, str]:
+                        ) -> tuple[SubscriptionTransport, str]:
         self._check_member(participant)
         if len(participant.subscriptions) >= self.limits.subscriptions_per_participant:
             raise TooManySubscriptionsError(
@@ -172,14 +205,14 @@ class Room:
                 f"at most {self.limits.pending_per_participant} subscriptions may wait for "
                 "their answer; answer or unsubscribe first")
         publication = self.find_publication(stream_id)
-        subscription = Subscription(new_id("d-"), participant.id, stream_id, self.config,
-                                    self._transport_state, self._subscription_lost)
+        subscription = self._transports.subscription(new_id("d-"), participant.id, stream_id,
+                                                     self._transport_state)
         participant.subscriptions[subscription.id] = subscription
         try:
             offer = await subscription.create_offer(publication.producers)
         except BaseException:
-            participant.subscriptions.pop(subscription.id, None)
-            self._track_close(subscription)
+            if participant.subscriptions.pop(subscription.id, None) is not None:
+                self._close_transport(subscription)
             raise
         if subscription.closed or participant.subscriptions.get(subscription.id) is None:
             raise ClosedError("the subscription was closed during negotiation")
@@ -204,15 +237,42 @@ class Room:
         except NegotiationError:
             # A connection that took a bad answer is not reusable: the subscriber starts over.
             if participant.subscriptions.pop(subscription_id, None) is not None:
-                self._track_close(subscription)
+                self._close_transport(subscription)
             raise
         self._stop_pending(subscription_id)
 
     def unsubscribe(self, participant: Participant, subscription_id: str) -> None:
+        self._check_member(participant)
         subscription = participant.subscriptions.pop(subscription_id, None)
         if subscription is None:
             raise NotFoundError("no such subscription")
-        self._track_close(subscription)
+        self._close_transport(subscription)
+
+    def attach(self, participant: Participant, stream_id: str,
+               make_reader: ReaderFactory) -> list[Downstream]:
+        """Give a reader built by ``make_reader`` every packet of each track of a stream.
+
+        The in-process way to receive media (the recorder): each reader is an ordinary
+        downstream of its producer, owned by ``participant`` (closed when it leaves),
+        told ``producer_closed()`` when its track ends. A keyframe is asked for, so
+        video readers start cleanly. Raises ClosedError (room closed, not a member)
+        or NotFoundError (no such stream).
+        """
+        self._check_member(participant)
+        publication = self.find_publication(stream_id)
+        participant.readers = [r for r in participant.readers if not r.closed]  # ended tracks
+        readers = []
+        for producer in publication.producers:
+            if producer.closed:
+                continue
+            reader = make_reader(producer)
+            if reader is None:
+                continue
+            producer.add_downstream(reader)
+            participant.readers.append(reader)
+            readers.append(reader)
+            producer.request_keyframe()
+        return readers
 
     # ----------------------------------------------------------------- internals
 
@@ -226,27 +286,40 @@ class Room:
             if participant.id != exclude:
                 participant.notify(event)
 
-    def _end_publication(self, participant: Participant, publication: Publication,
+    def _end_publication(self, participant: Participant, publication: PublicationTransport,
                          reason: str) -> None:
+        """End a stream: its subscriptions, then its producers (their downstreams are
+        told), then the announcements."""
         if participant.publications.pop(publication.id, None) is None:
             return
-        self._track_close(publication)  # closes producers -> consumers -> subscriptions
+        for subscriber in list(self.participants.values()):
+            for subscription in subscriber.subscriptions_to(publication.id):
+                del subscriber.subscriptions[subscription.id]
+                self._close_transport(subscription)
+                subscriber.notify(SubscriptionClosed(subscription.id, publication.id,
+                                                     "stream-ended"))
+        self._close_transport(publication)
         self._broadcast(StreamRemoved(publication.id, participant.id), exclude=participant.id)
         # The publisher is told too: its own connection may look fine while the server's ended.
         participant.notify(StreamEnded(publication.id, reason))
 
-    def _track_close(self, transport: Transport) -> None:
+    def _close_transport(self, transport: MediaTransport) -> None:
+        """Close a transport the room took from its participant, and announce it closed."""
         self._stop_pending(transport.id)
+        was_open = not transport.closed
         transport.close()
-        # The task holds the transport only until its peer connection has closed.
-        task = asyncio.get_running_loop().create_task(self._release(transport))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._release_later([transport])
+        if was_open:
+            self._broadcast(TransportStateChanged(transport.participant_id, transport.id,
+                                                  transport.direction, "closed"))
 
-    @staticmethod
-    async def _release(transport: Transport) -> None:
-        await transport.wait_closed()
-        await release_after_close(transport.pc)
+    def _release_later(self, transports: list[MediaTransport]) -> None:
+        # Each task holds its transport only until the transport is released.
+        loop = asyncio.get_running_loop()
+        for transport in transports:
+            task = loop.create_task(transport.wait_closed())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _stop_pending(self, subscription_id: str) -> None:
         timer = self._pending.pop(subscription_id, None)
@@ -263,11 +336,12 @@ class Room:
             return
         logger.info("[%s] subscription %s of %s was not answered in time", self.name,
                     subscription_id, participant_id)
-        self._track_close(subscription)
+        self._close_transport(subscription)
         participant.notify(SubscriptionClosed(subscription.id, subscription.stream_id,
                                               "answer-timeout"))
 
-    def _transport_state(self, transport: Transport, state: str) -> None:
+    def _transport_state(self, transport: MediaTransport, state: str) -> None:
+        """A transport reports its connection's state (its own news, never a close we asked)."""
         if self.closed:
             return
         participant = self.participants.get(transport.participant_id)
@@ -277,45 +351,37 @@ class Room:
                                               transport.direction, state))
         if state not in ("failed", "closed"):
             return
-        if isinstance(transport, Publication) and transport.id in participant.publications:
-            self._end_publication(participant, transport, state)
-        elif isinstance(transport, Subscription) and transport.id in participant.subscriptions:
-            del participant.subscriptions[transport.id]
-            self._track_close(transport)
-            participant.notify(SubscriptionClosed(transport.id, transport.stream_id, state))
-
-    def _subscription_lost(self, subscription: Subscription) -> None:
-        participant = self.participants.get(subscription.participant_id)
-        if participant is None or participant.subscriptions.pop(subscription.id, None) is None:
-            self._stop_pending(subscription.id)
-            subscription.close()
-            return
-        self._track_close(subscription)
-        participant.notify(SubscriptionClosed(subscription.id, subscription.stream_id,
-                                              "stream-ended"))
+        publication = participant.publications.get(transport.id)
+        subscription = participant.subscriptions.get(transport.id)
+        if publication is transport:
+            self._end_publication(participant, publication, state)
+        elif subscription is transport:
+            del participant.subscriptions[subscription.id]
+            self._close_transport(subscription)
+            participant.notify(SubscriptionClosed(subscription.id, subscription.stream_id,
+                                                  state))
 
     # ----------------------------------------------------------------- lifecycle
 
     def close(self, reason: str = "closed") -> None:
-        """Close every participant and transport, once; later calls do nothing."""
+        """Announce ``RoomClosed``, then close every participant and transport, once,
+        without any further event; later calls do nothing."""
         if self.closed:
             return
         self._broadcast(RoomClosed(reason))
         self.closed = True
-        for participant in list(self.participants.values()):
-            for transport in [*participant.subscriptions.values(),
-                              *participant.publications.values()]:
-                self._track_close(transport)
-            participant.close()
-        self.participants.clear()
         for timer in self._pending.values():
             timer.cancel()
         self._pending.clear()
+        participants = list(self.participants.values())
+        self.participants.clear()
+        for participant in participants:
+            self._release_later(participant.close())
         logger.info("[%s] room closed (%s)", self.name, reason)
         if self._on_closed is not None:
             callback, self._on_closed = self._on_closed, None
             callback(self)
 
     async def wait_closed(self) -> None:
-        """Wait until every peer connection closed by this room has finished closing."""
+        """Wait until every transport closed by this room has been released."""
         await asyncio.gather(*list(self._closing), return_exceptions=True)

@@ -49,11 +49,6 @@ class MediaServer:
             self.directory.room_opened(room)
         return room
 
-    def close_if_empty(self, room: Room) -> None:
-        """Close a room nobody but services (the recorder) is in any more."""
-        if room.only_services_left:
-            room.close("empty")
-
     def _room_closed(self, room: Room) -> None:
         self.directory.room_closed(room)
         task = asyncio.get_running_loop().create_task(room.wait_closed())

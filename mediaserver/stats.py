@@ -17,7 +17,7 @@ from mediaserver.downstream import DownstreamStats
 if TYPE_CHECKING:
     from mediaserver.producer import Producer
     from mediaserver.room import Room
-    from mediaserver.transport import Transport
+    from mediaserver.transport_factory import MediaTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def room_stats(room: Room) -> RoomStats:
     return RoomStats(room.name, len(participants), producers, transports, dropped)
 
 
-def transport_stats(transport: Transport) -> TransportStats:
+def transport_stats(transport: MediaTransport) -> TransportStats:
     return TransportStats(transport.id, transport.direction, transport.state,
                           replace(transport.port_counters))
 
@@ -95,11 +95,4 @@ def producer_stats(producer: Producer) -> ProducerStats:
 
 
 def downstream_stats(producer: Producer) -> tuple[DownstreamStats, ...]:
-    downstreams = getattr(producer, "downstreams", None)  # merge: drop fallback
-    if downstreams is not None:  # merge: drop fallback
-        return tuple(downstream.stats() for downstream in downstreams)
-    # merge: drop fallback (below: today's Producer has RTP consumers without stats())
-    return tuple(  # merge: drop fallback
-        DownstreamStats(c.id, "rtp", c.packets_sent, c.retransmissions,  # merge: drop fallback
-                        c.keyframe_requests, c.started)  # merge: drop fallback
-        for c in producer.consumers)  # merge: drop fallback
+    return tuple(downstream.stats() for downstream in producer.downstreams)

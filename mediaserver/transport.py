@@ -1,20 +1,19 @@
-"""Transport: one RTCPeerConnection, either a publication (in) or a subscription (out).
+"""The aiortc transports: one RTCPeerConnection each, a publication (in) or a subscription (out).
 
 Each publication and each subscription has its own peer connection, as in Galène:
 adding or removing a stream never renegotiates anybody else's connection, and a
 subscriber that goes away takes only its own connections with it.
+``AiortcTransports`` is the default ``TransportFactory`` of a room.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from aiortc import (
     RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -22,49 +21,43 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
 
 from mediaserver.aiortc_hooks import (
-    ArrivalStamps,
     ForwardedTrack,
     MediaPortGuard,
     ReceiverTap,
+    SenderPort,
     keep_first_codec,
+    release_after_close,
     restrict_host_addresses,
 )
 from mediaserver.consumer import Consumer
 from mediaserver.datagrams import PortCounters
 from mediaserver.errors import ClosedError, NegotiationError
 from mediaserver.events import StreamInfo, TrackInfo
-from mediaserver.latency_probe import LatencyProbe
+from mediaserver.media_config import MediaConfig
 from mediaserver.producer import Producer
+from mediaserver.transport_factory import StateListener
 
 logger = logging.getLogger(__name__)
 
 MAX_SDP_BYTES = 32768
 MAX_MEDIA_SECTIONS = 4
 
-
-@dataclass(frozen=True)
-class MediaConfig:
-    ice_servers: tuple[RTCIceServer, ...] = ()
-    ice_addresses: tuple[str, ...] = ("127.0.0.1",)
-    keyframe_interval: float = 0.5
-    retransmission_buffer: int = 512
-    connect_timeout: float = 30.0
-    probe: LatencyProbe | None = field(default=None, compare=False)
-
-
-StateCallback = Callable[["Transport", str], None]
+__all__ = ["AiortcTransports", "MediaConfig", "Publication", "Subscription", "Transport"]
 
 
 class Transport:
-    """Common life cycle: a peer connection, its state, and one idempotent close."""
+    """Common life cycle: a peer connection, its state, and one idempotent close.
+
+    Connection state changes (and a connect timeout, as ``closed``) are reported to
+    ``on_state``; ``close()``, the owner's, is not.
+    """
 
     direction = "none"
 
     def __init__(self, transport_id: str, participant_id: str, config: MediaConfig,
-                 on_state: StateCallback) -> None:
+                 on_state: StateListener) -> None:
         self.id = transport_id
         self.participant_id = participant_id
         self.config = config
@@ -94,6 +87,7 @@ class Transport:
         if not self.closed and self.state != "connected":
             logger.info("[%s] transport %s did not connect in time", self.participant_id, self.id)
             self.close()
+            self._on_state(self, "closed")
 
     async def _apply_local(self, description: RTCSessionDescription) -> str:
         restrict_host_addresses(self.pc, self.config.ice_addresses)
@@ -109,7 +103,6 @@ class Transport:
         self._timeout.cancel()
         self._close_media()
         self.state = "closed"
-        self._on_state(self, "closed")
         self._close_task = self._loop.create_task(self._close_pc())
 
     async def _close_pc(self) -> None:
@@ -122,8 +115,10 @@ class Transport:
         return self._close_task is not None and self._close_task.done()
 
     async def wait_closed(self) -> None:
+        """Until the peer connection has closed and no late ICE consent task holds it."""
         if self._close_task is not None:
             await asyncio.shield(self._close_task)
+            await release_after_close(self.pc)
 
     def _close_media(self) -> None:
         raise NotImplementedError
@@ -148,12 +143,11 @@ class Publication(Transport):
     direction = "publish"
 
     def __init__(self, transport_id: str, participant_id: str, config: MediaConfig,
-                 on_state: StateCallback) -> None:
+                 on_state: StateListener) -> None:
         super().__init__(transport_id, participant_id, config, on_state)
         self.producers: list[Producer] = []
-        self._stamps: ArrivalStamps | None = None
 
-    async def negotiate(self, offer_sdp: object) -> str:
+    async def negotiate(self, offer_sdp: str) -> str:
         """Apply the publisher's offer and return the answer SDP."""
         if self.closed:
             raise ClosedError(f"publication {self.id} is closed")
@@ -169,15 +163,12 @@ class Publication(Transport):
             raise NegotiationError("the offer sends no audio or video track")
         if len(transceivers) > MAX_MEDIA_SECTIONS:
             raise NegotiationError(f"at most {MAX_MEDIA_SECTIONS} tracks per publication")
-        if self.config.probe is not None:
-            self._stamps = ArrivalStamps(self.pc)
-            self.pc.on("connectionstatechange", self._hook_probe_sockets)
         for index, transceiver in enumerate(transceivers):
             codec = keep_first_codec(transceiver)
             if codec is None:
                 raise NegotiationError(f"no supported codec for the {transceiver.kind} track")
-            self._add_producer(f"{self.id}-{index}", transceiver.kind, codec,
-                               transceiver.receiver)
+            self.producers.append(self._producer(f"{self.id}-{index}", transceiver.kind, codec,
+                                                 transceiver.receiver))
         try:
             answer = await self.pc.createAnswer()
             return await self._apply_local(answer)
@@ -186,28 +177,16 @@ class Publication(Transport):
                         type(exc).__name__)
             raise NegotiationError("the offer could not be answered (inconsistent SDP)") from None
 
-    def _hook_probe_sockets(self) -> None:
-        if self._stamps is not None and self.pc.connectionState == "connected":
-            self._stamps.hook_sockets()
+    def _producer(self, producer_id: str, kind: str, codec: RTCRtpCodecParameters,
+                  receiver: RTCRtpReceiver) -> Producer:
+        return Producer(producer_id, kind, codec.name, dict(codec.parameters),
+                        lambda producer: self._tap(receiver, producer),
+                        self.config.keyframe_interval)
 
-    def _add_producer(self, producer_id: str, kind: str, codec: RTCRtpCodecParameters,
-                      receiver: RTCRtpReceiver) -> None:
-        probe, stamps = self.config.probe, self._stamps
-
-        def make_tap(producer: Producer) -> ReceiverTap:
-            if probe is None or stamps is None:
-                return ReceiverTap(receiver, producer.on_packet, producer.on_sender_report,
-                                   self.port_counters)
-
-            def on_packet(packet: RtpPacket) -> None:
-                probe.arrival_ns = stamps.current
-                producer.on_packet(packet)
-
-            return ReceiverTap(receiver, on_packet, producer.on_sender_report,
-                               self.port_counters)
-
-        self.producers.append(Producer(producer_id, kind, codec.name, dict(codec.parameters),
-                                       make_tap, self.config.keyframe_interval, probe))
+    def _tap(self, receiver: RTCRtpReceiver, producer: Producer) -> ReceiverTap:
+        """The packet source of one producer (instrumentation may wrap it in a subclass)."""
+        return ReceiverTap(receiver, producer.on_packet, producer.on_sender_report,
+                           self.port_counters)
 
     def info(self) -> StreamInfo:
         return StreamInfo(
@@ -241,16 +220,14 @@ class Subscription(Transport):
     direction = "subscribe"
 
     def __init__(self, transport_id: str, participant_id: str, stream_id: str,
-                 config: MediaConfig, on_state: StateCallback,
-                 on_consumer_closed: Callable[[Subscription], None]) -> None:
+                 config: MediaConfig, on_state: StateListener) -> None:
         super().__init__(transport_id, participant_id, config, on_state)
         self.stream_id = stream_id
         self.consumers: list[Consumer] = []
-        self._on_consumer_closed = on_consumer_closed
         self._offered = False
         self._answered = False
 
-    async def create_offer(self, producers: list[Producer]) -> str:
+    async def create_offer(self, producers: Sequence[Producer]) -> str:
         """Create the server's offer carrying one sendonly track per producer."""
         if self.closed:
             raise ClosedError(f"subscription {self.id} is closed")
@@ -260,15 +237,19 @@ class Subscription(Transport):
             transceiver.setCodecPreferences(
                 _capabilities_for(producer.codec_name, producer.kind, producer.codec_parameters)
             )
-            consumer = Consumer(
-                f"{self.id}-{len(self.consumers)}", producer, transceiver.sender,
-                self.config.retransmission_buffer, on_close=self._consumer_closed,
-            )
+            consumer = self._consumer(f"{self.id}-{len(self.consumers)}", producer,
+                                      SenderPort(transceiver.sender))
+            producer.add_downstream(consumer)
             self.consumers.append(consumer)
         offer = await self.pc.createOffer()
         sdp = await self._apply_local(offer)
         self._offered = True
         return sdp
+
+    def _consumer(self, consumer_id: str, producer: Producer, port: SenderPort) -> Consumer:
+        """The consumer of one producer (instrumentation may wrap it in a subclass)."""
+        return Consumer(consumer_id, producer.kind, producer, producer.templates, port,
+                        self.config.retransmission_buffer)
 
     async def accept_answer(self, answer_sdp: object) -> None:
         if self.closed:
@@ -285,11 +266,6 @@ class Subscription(Transport):
                 "the answer could not be applied (malformed or unsupported SDP)") from None
         self._answered = True
 
-    def _consumer_closed(self, consumer: Consumer) -> None:
-        # The producer went away (its publisher left): this subscription is over.
-        if not self.closed:
-            self._on_consumer_closed(self)
-
     def _close_media(self) -> None:
         for consumer in self.consumers:
             consumer.close()
@@ -297,3 +273,18 @@ class Subscription(Transport):
             track = transceiver.sender.track
             if track is not None:
                 track.stop()
+
+
+class AiortcTransports:
+    """The default ``TransportFactory``: aiortc peer connections built with ``config``."""
+
+    def __init__(self, config: MediaConfig) -> None:
+        self.config = config
+
+    def publication(self, transport_id: str, participant_id: str,
+                    on_state: StateListener) -> Publication:
+        return Publication(transport_id, participant_id, self.config, on_state)
+
+    def subscription(self, transport_id: str, participant_id: str, stream_id: str,
+                     on_state: StateListener) -> Subscription:
+        return Subscription(transport_id, participant_id, stream_id, self.config, on_state)

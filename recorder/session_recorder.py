@@ -1,10 +1,11 @@
 """SessionRecorder: the recorder participant of one room.
 
-It joins the room as a service participant ("recorder"), taps every producer of
-every stream with a ``PacketSink`` (streams present at the start and those added
-later), and writes one file per track plus the session timeline. The event loop
-only enqueues; all file work happens on the recording's worker thread. When the
-room closes (or ``stop()``), the files are finished and ``manifest.json`` written.
+It joins the room as a service participant ("recorder"), reads every producer of
+every stream through ``Room.attach`` like any other downstream (streams present at
+the start and those added later), and writes one file per track plus the session
+timeline. The event loop only enqueues; all file work happens on the recording's
+worker thread. When the room closes (or ``stop()``), the files are finished and
+``manifest.json`` written.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from contracts.payload import Payload
 from contracts.ptz import PtzCommandRecord, PtzState
 from contracts.roles import RECORDER_ROLE
 from contracts.vitals import VitalsEvent
-from mediaserver.errors import NotFoundError
+from mediaserver.downstream import DownstreamStats
+from mediaserver.errors import ClosedError, NotFoundError
 from mediaserver.events import (
     AppEvent,
     ParticipantJoined,
@@ -37,7 +39,6 @@ from mediaserver.events import (
     RoomEvent,
     StreamAdded,
     StreamInfo,
-    StreamRemoved,
 )
 from recorder.errors import RecorderError, UnsupportedCodecError
 from recorder.manifest import (
@@ -59,6 +60,8 @@ from recorder.worker import RecordingWorker
 if TYPE_CHECKING:
     from aiortc.rtp import RtpPacket
 
+    from mediaserver.codecs import PacketFlags
+    from mediaserver.downstream import Upstream
     from mediaserver.participant import Participant
     from mediaserver.producer import Producer
     from mediaserver.room import Room
@@ -82,36 +85,62 @@ def new_recording_id(room_name: str, now: float) -> str:
 
 
 class _ProducerSink:
-    """The ``PacketSink`` on one producer: copies what the recording needs and enqueues it."""
+    """The ``Downstream`` reading one producer: copies what the recording needs and
+    enqueues it on the worker. The track ends once, when the producer closes (or the
+    session ends first)."""
 
-    __slots__ = ("_producer", "_recorder", "_report", "_worker", "session")
+    __slots__ = ("_recorder", "_upstream", "_worker", "closed", "packets", "session")
 
-    def __init__(self, session: SessionRecorder, producer: Producer,
+    def __init__(self, session: SessionRecorder, upstream: Upstream,
                  recorder: TrackRecorder, worker: RecordingWorker) -> None:
         self.session = session
-        self._producer = producer
+        self._upstream = upstream
         self._recorder = recorder
         self._worker = worker
-        self._report: tuple[int, int] | None = None
+        self.closed = False
+        self.packets = 0
 
-    def on_packet(self, packet: RtpPacket) -> None:
-        report = self._producer.sender_report
-        if report is not self._report:
-            self._report = report
-            if report is not None:
-                self._worker.submit(self._recorder.sender_report, *report)
-        self._worker.offer(self._recorder.packet, packet.sequence_number, packet.timestamp,
-                           packet.marker, packet.payload, time.time())
+    @property
+    def id(self) -> str:
+        return f"{self.session.id}/{self._recorder.spec.id}"
 
-    def on_producer_closed(self) -> None:
-        self.session._track_ended(self._recorder.spec.id)
+    @property
+    def track_id(self) -> str:
+        return self._recorder.spec.id
 
-    def detach(self) -> None:
-        self._producer.remove_sink(self)
+    def write(self, packet: RtpPacket, flags: PacketFlags) -> bool:
+        if self.closed:
+            return False
+        queued = self._worker.offer(self._recorder.packet, packet.sequence_number,
+                                    packet.timestamp, packet.marker, packet.payload, time.time())
+        self.packets += queued
+        return queued
+
+    def sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        if not self.closed:
+            self._worker.submit(self._recorder.sender_report, ntp_timestamp, rtp_timestamp)
+
+    def producer_closed(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.session._track_ended(self.track_id)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._upstream.remove_downstream(self)
+
+    def stats(self) -> DownstreamStats:
+        return DownstreamStats(self.id, "recorder", packets_sent=self.packets, started=True)
 
 
 class SessionRecorder:
-    """Records one room into ``<recordings_dir>/<recording id>/``."""
+    """Records one room into ``<recordings_dir>/<recording id>/``.
+
+    A ``RoomMember`` of its room, as a service: it does not keep the room open.
+    """
+
+    service = True
 
     def __init__(self, room: Room, recordings_dir: Path | str, *,
                  recording_id: str | None = None, sync_interval: float = 1.0,
@@ -155,8 +184,7 @@ class SessionRecorder:
             raise RecorderError("this session recorder was already started")
         self._loop = asyncio.get_running_loop()
         self.start_ms = wall_ms(self._clock())
-        self.participant = self.room.join(RECORDER_NAME, RECORDER_ROLE, self._on_event,
-                                          service=True)
+        self.participant = self.room.join(RECORDER_NAME, RECORDER_ROLE, self)
         self._worker.start()
         self._worker.submit(self._open)
         for participant in list(self.room.participants.values()):
@@ -189,6 +217,10 @@ class SessionRecorder:
     def _now_ms(self) -> int:
         return wall_ms(self._clock())
 
+    def on_room_event(self, event: RoomEvent) -> None:
+        """What the room tells its members (``RoomMember``)."""
+        self._on_event(event)
+
     def _on_event(self, event: RoomEvent) -> None:
         if self._finishing:
             return
@@ -205,10 +237,6 @@ class SessionRecorder:
                                   "role": self._roles.get(event.participant_id, "")})
         elif isinstance(event, StreamAdded):
             self._attach(event.stream)
-        elif isinstance(event, StreamRemoved):
-            for track_id, sink in list(self._sinks.items()):
-                if sink._recorder.spec.stream == event.stream_id:
-                    self._track_ended(track_id)
         elif isinstance(event, RoomClosed):
             self._finish("room-closed")
 
@@ -229,31 +257,34 @@ class SessionRecorder:
                               **payload.timeline_view()})
 
     def _attach(self, stream: StreamInfo) -> None:
+        """Read each track of ``stream`` (its end arrives as ``producer_closed``)."""
+        assert self.participant is not None
         try:
-            producers = self.room.find_publication(stream.id).producers
-        except NotFoundError:
+            self.room.attach(self.participant, stream.id,
+                             lambda producer: self._reader(stream, producer))
+        except (NotFoundError, ClosedError):
             return
-        for producer in producers:
-            if producer.id in self._sinks or producer.closed:
-                continue
-            try:
-                container_for(producer.codec_name)
-            except UnsupportedCodecError:
-                logger.warning("[%s] track %s: %s is not recorded (no remux support)",
-                               self.id, producer.id, producer.codec_name)
-                continue
-            spec = TrackSpec(producer.id, stream.id, stream.participant_id,
-                             self._roles.get(stream.participant_id, ""), producer.kind,
-                             producer.codec_name)
-            recorder = TrackRecorder(spec, self.path, self._timeline_event_on_worker,
-                                     self._keyframe_requester(producer))
-            sink = _ProducerSink(self, producer, recorder, self._worker)
-            self._sinks[producer.id] = sink
-            self._worker.submit(self._add_track, recorder)
-            producer.add_sink(sink)
-            producer.request_keyframe()
 
-    def _keyframe_requester(self, producer: Producer) -> Callable[[], None]:
+    def _reader(self, stream: StreamInfo, producer: Producer) -> _ProducerSink | None:
+        if producer.id in self._sinks:
+            return None
+        try:
+            container_for(producer.codec_name)
+        except UnsupportedCodecError:
+            logger.warning("[%s] track %s: %s is not recorded (no remux support)",
+                           self.id, producer.id, producer.codec_name)
+            return None
+        spec = TrackSpec(producer.id, stream.id, stream.participant_id,
+                         self._roles.get(stream.participant_id, ""), producer.kind,
+                         producer.codec_name)
+        recorder = TrackRecorder(spec, self.path, self._timeline_event_on_worker,
+                                 self._keyframe_requester(producer))
+        sink = _ProducerSink(self, producer, recorder, self._worker)
+        self._sinks[producer.id] = sink
+        self._worker.submit(self._add_track, recorder)
+        return sink
+
+    def _keyframe_requester(self, producer: Upstream) -> Callable[[], None]:
         loop = self._loop
         assert loop is not None
 
@@ -266,7 +297,7 @@ class SessionRecorder:
     def _track_ended(self, track_id: str) -> None:
         sink = self._sinks.pop(track_id, None)
         if sink is not None:
-            sink.detach()
+            sink.close()  # detaches from its producer, unless the producer closed it
             self._worker.submit(self._close_track, track_id)
 
     def _timeline_event(self, event: dict[str, Any]) -> None:

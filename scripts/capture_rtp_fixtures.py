@@ -69,7 +69,8 @@ async def capture_chromium(count: int) -> None:
     from playwright.async_api import async_playwright, expect
 
     from huizhen.app import create_app, token_authority
-    from mediaserver.codecs.vp8 import vp8_keyframe_start
+    from mediaserver.codecs import PacketFlags
+    from mediaserver.downstream import DownstreamStats
     from signaling import MEDIA_SERVER
     from tests.conftest import make_settings
     from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
@@ -87,15 +88,28 @@ async def capture_chromium(count: int) -> None:
         """Keeps every packet (padding included) from the first keyframe on; stops after
         ``count`` packets, at the end of a frame."""
 
-        def on_packet(self, packet: RtpPacket) -> None:
-            if done.is_set() or not (packets or vp8_keyframe_start(packet.payload)):
-                return
+        id = "capture"
+        closed = False
+
+        def write(self, packet: RtpPacket, flags: PacketFlags) -> bool:
+            if done.is_set() or not (packets or flags.keyframe):
+                return False
             packets.append(packet.serialize())
             if len(packets) >= count and packet.marker:
                 done.set()
+            return True
 
-        def on_producer_closed(self) -> None:
+        def sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
             pass
+
+        def producer_closed(self) -> None:
+            done.set()
+
+        def close(self) -> None:
+            pass
+
+        def stats(self) -> DownstreamStats:
+            return DownstreamStats(self.id, "capture", packets_sent=len(packets))
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
@@ -119,11 +133,12 @@ async def capture_chromium(count: int) -> None:
         }""")
         print("scalabilityMode:", mode)
         await asyncio.sleep(1)
-        room = app[MEDIA_SERVER].rooms["bed-12"]
+        room = app[MEDIA_SERVER].directory.local("bed-12")
+        assert room is not None
         video = next(p for participant in room.participants.values()
                      for publication in participant.publications.values()
                      for p in publication.producers if p.kind == "video")
-        video.add_sink(Tap())
+        video.add_downstream(Tap())
         video.request_keyframe()
         await asyncio.wait_for(done.wait(), 30)
         await browser.close()

@@ -48,7 +48,12 @@ MAX_TIMER_DELAY = 86400.0
 
 
 class SignalingSession:
-    """The state machine of one client connection (not joined -> joined -> closed)."""
+    """The state machine of one client connection (not joined -> joined -> closed).
+
+    A ``RoomMember`` of the room it joined: the room's events go to the client.
+    """
+
+    service = False  # a person: the room stays open while the session is in it
 
     def __init__(self, ws: web.WebSocketResponse, media: MediaServer,
                  authority: TokenAuthority, config: SignalingConfig,
@@ -317,7 +322,7 @@ class SignalingSession:
             return
         try:
             room = self.media.room(grant.room)
-            participant = room.join(grant.name, grant.role, self._on_event)
+            participant = room.join(grant.name, grant.role, self)
         except BaseException:
             self.quotas.release_token(grant.subject, self)
             raise
@@ -336,7 +341,7 @@ class SignalingSession:
             **self.services.room_state(room.name),
         })
 
-    def _on_event(self, event: RoomEvent) -> None:
+    def on_room_event(self, event: RoomEvent) -> None:
         self.send(event_json(event))
         if isinstance(event, RoomClosed):
             self.participant = None
@@ -351,5 +356,4 @@ class SignalingSession:
             self.services.participant_left(room.name, participant.id)
             for task in list(self._ptz_tasks):
                 task.cancel()  # their replies have nowhere to go; what was sent still runs
-            room.leave(participant)
-            self.media.close_if_empty(room)
+            room.leave(participant)  # the room closes itself when nobody but services is left

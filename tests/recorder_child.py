@@ -23,6 +23,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 
 from huizhen.testpattern import PatternVideoTrack, ToneAudioTrack, pattern_frame
 from mediaserver import MediaConfig, MediaServer, Publication, Room
+from tests.fakes import Member
 from tests.peers import prefer_codec
 
 Packet = tuple[int, int, bool, bytes]  # seq, timestamp, marker, payload
@@ -46,7 +47,7 @@ async def publish(room: Room, name: str = "Ward Nurse Li", role: str = "ward",
                   codec: str = "VP8", audio: bool = True, video: bool = True,
                   ) -> tuple[Any, RTCPeerConnection, Publication, list[Any]]:
     """Join ``room`` and publish the pattern (and a 440 Hz tone) from a real aiortc peer."""
-    participant = room.join(name, role, lambda event: None)
+    participant = room.join(name, role, Member())
     pc = RTCPeerConnection()
     tracks: list[Any] = []
     if video:

@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from mediaserver import MediaConfig, MediaServer
 from mediaserver import aiortc_hooks as hooks
 from mediaserver.datagrams import PortCounters
+from tests.fakes import Member
 from tests.peers import Subscriber, make_publisher_offer, wait_for
 
 
@@ -49,11 +50,11 @@ async def test_a_renamed_member_fails_loudly():
 async def session():
     server = MediaServer(MediaConfig())
     room = server.room("r")
-    ward = room.join("w", "ward", lambda e: None)
+    ward = room.join("w", "ward", Member())
     pub, offer, _ = await make_publisher_offer()
     publication, answer = await room.publish(ward, offer)
     await pub.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    expert = room.join("e", "expert", lambda e: None)
+    expert = room.join("e", "expert", Member())
     sub = Subscriber()
     subscription, sdp = await room.subscribe(expert, publication.id)
     await room.answer(expert, subscription.id, await sub.answer(sdp))
@@ -63,11 +64,12 @@ async def session():
 async def test_sender_reports_carry_the_publishers_clock_translated():
     server, pub, publication, subscription, sub = await session()
     video = publication.producers[0]
-    await wait_for(lambda: video.sender_report is not None and sub.received.video_frames > 10)
-    consumer = video.consumers[0]
+    await wait_for(lambda: video.last_sender_report is not None
+                   and sub.received.video_frames > 10)
+    consumer = video.downstreams[0]
     await wait_for(lambda: consumer.started)
-    pub_ntp, pub_rtp = video.sender_report
-    consumer.publisher_sender_report(pub_ntp, pub_rtp)
+    pub_ntp, pub_rtp = video.last_sender_report
+    consumer.sender_report(pub_ntp, pub_rtp)
     sender = subscription.pc.getTransceivers()[0].sender
     assert sender._RTCRtpSender__ntp_timestamp == pub_ntp
     assert sender._RTCRtpSender__rtp_timestamp == consumer._rewriter.out_ts(pub_rtp)
@@ -89,15 +91,15 @@ async def test_sender_reports_carry_the_publishers_clock_translated():
 async def test_subscriber_nacks_are_answered_from_the_retransmission_buffer():
     server, pub, publication, _subscription, sub = await session()
     video = publication.producers[0]
-    consumer = video.consumers[0]
+    consumer = video.downstreams[0]
     await wait_for(lambda: consumer.started and sub.received.video_frames > 5)
     dropped: list[bytes] = []
     media_pt = consumer._negotiated.payload_type
 
-    class LossySink:
+    class LossyPort:
         """Loses one first transmission in 15 on the way to the subscriber (never RTX)."""
 
-        def __init__(self, inner: hooks.RawRtpSink) -> None:
+        def __init__(self, inner: hooks.SenderPort) -> None:
             self.inner = inner
             self.count = 0
 
@@ -108,10 +110,13 @@ async def test_subscriber_nacks_are_answered_from_the_retransmission_buffer():
                 return True
             return self.inner.send(packet)
 
+        def set_report(self, *values: int) -> None:
+            self.inner.set_report(*values)
+
         def close(self) -> None:
             self.inner.close()
 
-    consumer._sink = LossySink(consumer._sink)
+    consumer._port = LossyPort(consumer._port)
     start = sub.received.video_frames
     await wait_for(lambda: len(dropped) >= 20 and sub.received.video_frames > start + 60, 30)
     assert consumer.retransmissions >= len(dropped) // 2, (consumer.retransmissions, len(dropped))

@@ -286,7 +286,7 @@ async def test_chromium_codecs_are_forwarded_as_sent(
                  for p in publication.producers]
     assert sorted(p.codec_name for p in producers) == sorted([codec, "opus"])
     video = next(p for p in producers if p.kind == "video")
-    assert video.keyframes_seen >= 1 and all(c.started for c in video.consumers)
+    assert video.keyframes_seen >= 1 and all(d.stats().started for d in video.downstreams)
     # The expert's browser decodes the same codec the ward's browser encoded.
     decoded_codec = await expert.evaluate("""async () => {
         for (const pc of window.huizhen.peerConnections) {

@@ -32,7 +32,7 @@ async def test_the_ward_page_shows_a_stream_ended_by_the_server_and_republishes(
 
     room = server.app[MEDIA_SERVER].directory.local(ROOM)
     assert room is not None
-    room.find_publication(first).close()  # the server-side connection ends
+    await room.find_publication(first).pc.close()  # the server-side connection ends
 
     await expect(notice).to_be_visible(timeout=10_000)
     text = ward.locator("#stream-ended-text")

@@ -8,12 +8,13 @@ import itertools
 import pytest
 from aiortc import RTCSessionDescription
 
-from mediaserver import MediaConfig, MediaServer
+from mediaserver import Consumer, MediaConfig, MediaServer, Producer
+from tests.fakes import Member
 from tests.peers import Subscriber, make_publisher_offer, wait_for
 
 
-def noop(event: object) -> None:
-    pass
+def rtp_consumers(producer: Producer) -> list[Consumer]:
+    return [d for d in producer.downstreams if isinstance(d, Consumer)]
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ async def server():
 
 async def publish(server: MediaServer, codec: str = "VP8", audio: bool = True):
     room = server.room("bed-1")
-    ward = room.join("ward", "ward", noop)
+    ward = room.join("ward", "ward", Member())
     pc, offer, _tracks = await make_publisher_offer(codec=codec, audio=audio)
     publication, answer = await room.publish(ward, offer)
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -33,7 +34,7 @@ async def publish(server: MediaServer, codec: str = "VP8", audio: bool = True):
 
 
 async def subscribe(room, stream_id: str) -> Subscriber:
-    expert = room.join("expert", "expert", noop)
+    expert = room.join("expert", "expert", Member())
     sub = Subscriber()
     subscription, offer = await room.subscribe(expert, stream_id)
     await room.answer(expert, subscription.id, await sub.answer(offer))
@@ -58,7 +59,7 @@ async def test_three_subscribers_decode_the_right_pictures_and_tone(server, code
     # Forwarded, not transcoded: every copy carries the publisher's codec.
     video = publication.producers[0]
     assert video.packets_received > 0
-    assert all(c.packets_sent > 0 for c in video.consumers)
+    assert all(c.packets_sent > 0 for c in rtp_consumers(video))
     await asyncio.gather(*(s.close() for s in subs))
     await pub_pc.close()
 
@@ -84,7 +85,7 @@ async def test_subscriber_leaving_does_not_disturb_others(server):
     b = await subscribe(room, publication.id)
     await wait_for(lambda: a.received.video_frames >= 15 and b.received.video_frames >= 15)
     await a.pc.close()  # crash: no leave message
-    await wait_for(lambda: len(publication.producers[0].consumers) == 1, 40)
+    await wait_for(lambda: len(rtp_consumers(publication.producers[0])) == 1, 40)
     before = b.received.video_frames
     await wait_for(lambda: b.received.video_frames >= before + 30)
     await b.close()
@@ -96,7 +97,7 @@ async def test_closing_the_room_closes_everything_once(server):
     sub = await subscribe(room, publication.id)
     await wait_for(lambda: sub.received.video_frames >= 5)
     producers = list(publication.producers)
-    consumers = [c for p in producers for c in p.consumers]
+    consumers = [c for p in producers for c in rtp_consumers(p)]
     room.close()
     room.close()
     assert room.closed and not room.participants
@@ -137,39 +138,39 @@ async def test_subscriber_plis_reach_the_publisher_throttled(server):
     await pub_pc.close()
 
 
-async def test_packet_sinks_see_every_packet_and_the_end(server):
+async def test_readers_see_every_packet_and_the_end(server):
     from mediaserver.codecs.vp8 import vp8_keyframe_start
+    from tests.fakes import QueueReader
 
     room, _ward, pub_pc, publication = await publish(server, audio=False)
     video = publication.producers[0]
 
-    class Sink:
+    class Reader(QueueReader):
         def __init__(self) -> None:
-            self.packets: list[int] = []
+            super().__init__("reader", video)
+            self.packets_seen: list[int] = []
             self.keyframes = 0
-            self.closed = 0
 
-        def on_packet(self, packet) -> None:  # type: ignore[no-untyped-def]
-            self.packets.append(packet.sequence_number)
+        def write(self, packet, flags) -> bool:  # type: ignore[no-untyped-def]
+            self.packets_seen.append(packet.sequence_number)
             self.keyframes += vp8_keyframe_start(packet.payload)
+            return True
 
-        def on_producer_closed(self) -> None:
-            self.closed += 1
-
-    class Broken(Sink):
-        def on_packet(self, packet) -> None:  # type: ignore[no-untyped-def]
+    class Broken(Reader):
+        def write(self, packet, flags) -> bool:  # type: ignore[no-untyped-def]
             raise RuntimeError("boom")
 
-    sink, broken = Sink(), Broken()
-    video.add_sink(broken)
-    video.add_sink(sink)
+    reader, broken = Reader(), Broken()
+    video.add_downstream(broken)
+    video.add_downstream(reader)
     video.request_keyframe()
-    await wait_for(lambda: sink.keyframes >= 1 and len(sink.packets) > 100)
-    # In order, no gaps on loopback; a failing sink is dropped without disturbing the others.
-    gaps = sum(1 for a, b in itertools.pairwise(sink.packets) if (b - a) & 0xFFFF != 1)
+    await wait_for(lambda: reader.keyframes >= 1 and len(reader.packets_seen) > 100)
+    # In order, no gaps on loopback; a failing reader is dropped without disturbing the others.
+    gaps = sum(1 for a, b in itertools.pairwise(reader.packets_seen) if (b - a) & 0xFFFF != 1)
     assert gaps == 0
+    assert broken not in video.downstreams
     room.close()
-    assert sink.closed == 1 and broken.closed == 0
+    assert reader.ended == 1 and broken.ended == 0
     await pub_pc.close()
 
 
@@ -179,12 +180,11 @@ async def test_a_room_with_only_service_participants_left_closes():
     server.directory.watch(created.append)
     room = server.room("r")
     assert created == [room]
-    events = []
-    recorder = room.join("recorder", "recorder", events.append, service=True)
-    ward = room.join("ward", "ward", noop)
-    room.leave(ward)
-    server.close_if_empty(room)
+    service = Member(service=True)
+    recorder = room.join("recorder", "recorder", service)
+    ward = room.join("ward", "ward", Member())
+    room.leave(ward)  # the last participant that is not a service: the room closes itself
     assert room.closed and server.directory.local_names() == ()
     assert server.directory.local("r") is None
-    assert type(events[-1]).__name__ == "RoomClosed" and recorder.closed
+    assert service.kinds()[-1] == "RoomClosed" and recorder.closed
     await server.close()

@@ -24,14 +24,11 @@ from mediaserver import MediaConfig, MediaServer
 from mediaserver.transport import Publication, Subscription, Transport
 from signaling import MEDIA_SERVER
 from signaling.client import SignalingClient
+from tests.fakes import Member
 from tests.peers import Subscriber, make_publisher_offer, wait_for
 
 MIN_FPS = 28.0
 WINDOW = 3.0  # seconds of decoded video measured after the datagrams
-
-
-def noop(event: object) -> None:
-    pass
 
 
 @pytest.fixture
@@ -44,11 +41,11 @@ async def server():
 async def live_session(server: MediaServer
                        ) -> tuple[RTCPeerConnection, Publication, Subscriber, Subscription]:
     room = server.room("bed-1")
-    ward = room.join("ward", "ward", noop)
+    ward = room.join("ward", "ward", Member())
     pub, offer, _tracks = await make_publisher_offer(audio=False)
     publication, answer = await room.publish(ward, offer)
     await pub.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    expert = room.join("expert", "expert", noop)
+    expert = room.join("expert", "expert", Member())
     viewer = Subscriber()
     subscription, sdp = await room.subscribe(expert, publication.id)
     await room.answer(expert, subscription.id, await viewer.answer(sdp))

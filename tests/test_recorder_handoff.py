@@ -27,6 +27,7 @@ from recorder.manifest import Manifest, read_json
 from recorder.service import RecorderService
 from recorder.session_recorder import SessionRecorder
 from tests.conftest import free_port
+from tests.fakes import Member
 from tests.peers import wait_for
 from tests.recorder_child import publish
 
@@ -66,7 +67,7 @@ async def finished_recording(directory: Path) -> tuple[Path, Manifest]:
     room = server.room("bed-3")
     recorder = SessionRecorder(room, directory)
     recorder.start()
-    room.join("Nurse Li", "ward", lambda event: None)
+    room.join("Nurse Li", "ward", Member())
     manifest = await recorder.stop()
     await server.close()
     return recorder.path, manifest
@@ -137,9 +138,8 @@ async def test_the_service_records_every_room_and_hands_it_off(tmp_path, records
     rooms = [server.room(name) for name in ("icu-1", "icu-2")]
     assert all(recorder_service.recorder_for(room.name) for room in rooms)
     for room in rooms:
-        ward = room.join("Nurse", "ward", lambda event: None)
-        room.leave(ward)
-        server.close_if_empty(room)  # only the recorder left: the room closes
+        ward = room.join("Nurse", "ward", Member())
+        room.leave(ward)  # only the recorder left: the room closes itself
     await wait_for(lambda: len(service.requests) == 2, 10)
     await recorder_service.stop()
     await server.close()

@@ -24,15 +24,12 @@ from recorder.manifest import Manifest, file_digest, read_json
 from recorder.service import RecorderService
 from recorder.session_recorder import SessionRecorder
 from recorder.timeline import read_timeline
+from tests.fakes import Member
 from tests.peers import wait_for
 from tests.recorder_child import publish
 
 SESSION_SECONDS = 20.0
 NAMES = ("Nurse Li", "Dr. Wang")
-
-
-def noop(event: object) -> None:
-    pass
 
 
 def iso_now() -> str:
@@ -82,7 +79,7 @@ async def record_session(recordings: Path) -> Session:
              "observedAt": iso_now(), "values": [0.1, 0.5, 0.9, 0.4], "sampleRate": 8}]})
         sent += 1
         if sent == 10:
-            expert = room.join(NAMES[1], "expert", noop)
+            expert = room.join(NAMES[1], "expert", Member())
         elif sent == 12 and expert is not None:
             room.broadcast("ptz-state", {"holder": expert.id, "holderName": NAMES[1],
                                          "holderRole": "expert", "camera": "online",
@@ -97,8 +94,7 @@ async def record_session(recordings: Path) -> Session:
         elif sent == 30 and expert is not None:
             room.leave(expert)
         await asyncio.sleep(max(0.0, sent * 0.5 - elapsed))
-    room.leave(ward)
-    server.close_if_empty(room)  # only the recorder is left: the room closes
+    room.leave(ward)  # only the recorder is left: the room closes itself
     manifest = await asyncio.wait_for(recorder.wait_finished(), 30)
     await pc.close()
     await service.stop()

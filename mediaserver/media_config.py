@@ -1,0 +1,21 @@
+"""MediaConfig: what every room of a media server is built with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiortc import RTCIceServer
+
+from mediaserver.transport_factory import TransportFactory
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    ice_servers: tuple[RTCIceServer, ...] = ()
+    ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    keyframe_interval: float = 0.5
+    retransmission_buffer: int = 512
+    connect_timeout: float = 30.0
+    # How rooms get their transports; None: aiortc peer connections
+    # (``transport.AiortcTransports`` over this configuration).
+    transports: TransportFactory | None = field(default=None, compare=False)
