@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
 
 import pytest
 
 from mediaserver import LocalRoomBus, LocalRoomDirectory, MediaConfig, MediaServer, Room
 from mediaserver.events import AppEvent, RoomEvent
+from tests.fakes import Member
 
 
 @pytest.fixture
@@ -19,9 +19,9 @@ async def server():
     await srv.close()
 
 
-def inbox() -> tuple[list[RoomEvent], Callable[[RoomEvent], None]]:
-    events: list[RoomEvent] = []
-    return events, events.append
+def inbox() -> tuple[list[RoomEvent], Member]:
+    member = Member()
+    return member.events, member
 
 
 def app_events(events: list[RoomEvent]) -> list[tuple[str, dict[str, object]]]:

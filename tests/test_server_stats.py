@@ -12,11 +12,8 @@ from aiortc import RTCSessionDescription
 
 from mediaserver import MediaServer, Room
 from signaling import MEDIA_SERVER
+from tests.fakes import Member
 from tests.peers import Subscriber, make_publisher_offer, wait_for
-
-
-def noop(event: object) -> None:
-    pass
 
 
 def live_json(media: MediaServer) -> list[dict[str, Any]]:
@@ -46,7 +43,7 @@ def live_json(media: MediaServer) -> list[dict[str, Any]]:
                             "id": c.id, "packetsSent": c.packets_sent,
                             "retransmissions": c.retransmissions,
                             "keyframeRequests": c.keyframe_requests, "started": c.started,
-                        } for c in producer.consumers],
+                        } for c in (d.stats() for d in producer.downstreams) if c.kind == "rtp"],
                     })
         rooms.append({"name": room.name, "participants": len(room.participants),
                       "producers": producers, "transports": transports, **dropped})
@@ -54,13 +51,13 @@ def live_json(media: MediaServer) -> list[dict[str, Any]]:
 
 
 async def publish_and_watch(room: Room, subscribers: int) -> tuple[Any, list[Any], list[Any]]:
-    ward = room.join("ward", "ward", noop)
+    ward = room.join("ward", "ward", Member())
     pc, offer, tracks = await make_publisher_offer()
     publication, answer = await room.publish(ward, offer)
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     subs = []
     for index in range(subscribers):
-        expert = room.join(f"expert-{index}", "expert", noop)
+        expert = room.join(f"expert-{index}", "expert", Member())
         sub = Subscriber()
         subscription, sub_offer = await room.subscribe(expert, publication.id)
         await room.answer(expert, subscription.id, await sub.answer(sub_offer))
@@ -85,7 +82,7 @@ async def test_the_snapshot_of_real_rooms(running_server):
     media: MediaServer = running_server.app[MEDIA_SERVER]
     bed1, bed2 = media.room("bed-1"), media.room("bed-2")
     pc, tracks, subs = await publish_and_watch(bed1, subscribers=2)
-    bed2.join("alone", "ward", noop)
+    bed2.join("alone", "ward", Member())
 
     snapshot = media.stats()
     assert snapshot.node_id == media.node_id
@@ -102,7 +99,7 @@ async def test_the_snapshot_of_real_rooms(running_server):
     assert [d.kind for d in video.downstreams] == ["rtp", "rtp"]
     assert all(d.started and d.packets_sent > 0 for d in video.downstreams)
     live = bed1.find_publication(room.transports[0].id).producers[0]
-    assert {d.id for d in video.downstreams} == {c.id for c in live.consumers}
+    assert {d.id for d in video.downstreams} == {c.id for c in live.downstreams}
     # Summed over the room's transports.
     assert room.dropped.unvalidated == sum(t.dropped.unvalidated for t in room.transports)
 
@@ -128,7 +125,7 @@ async def test_the_snapshot_of_real_rooms(running_server):
 async def test_the_stats_route_writes_the_same_json_as_before(running_server):
     media: MediaServer = running_server.app[MEDIA_SERVER]
     pc, tracks, subs = await publish_and_watch(media.room("bed-1"), subscribers=2)
-    media.room("bed-2").join("alone", "ward", noop)
+    media.room("bed-2").join("alone", "ward", Member())
     for track in tracks:
         track.stop()
     await quiet(media)
