@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from contracts.roles import STATS
 from mediaserver.stats import ProducerStats, RoomStats, TransportStats
 from signaling.app_keys import (
     AUTHORITY,
@@ -131,7 +132,7 @@ def _operator(request: web.Request) -> None:
         grant = request.app[AUTHORITY].verify(token)
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=exc.message) from None
-    if not grant.allows("stats"):
+    if not grant.allows(STATS):
         raise web.HTTPForbidden(text="this token does not grant 'stats'")
 
 

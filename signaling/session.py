@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from contracts.roles import PTZ, PUBLISH, SUBSCRIBE
 from mediaserver import MediaServer, MediaServerError, Participant, Room
 from mediaserver.events import RoomClosed, RoomEvent
 from signaling.app_keys import SignalingConfig
@@ -37,7 +38,7 @@ from signaling.messages import (
 from signaling.quotas import QuotaLimits, Quotas
 from signaling.rate_limit import TokenBucket
 from signaling.services import Caller, NoRoomServices, RoomServices, ServiceError
-from signaling.tokens import Grant, TokenAuthority, TokenError
+from signaling.tokens import ALL_ROOMS, Grant, TokenAuthority, TokenError
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ class SignalingSession:
             return
         participant, room = self._joined(request.id)
         if isinstance(request, Publish):
-            self._require("publish", request.id)
+            self._require(PUBLISH, request.id)
             self._require_peer_connection(request.id)
             publication, answer = await room.publish(participant, request.sdp)
             self.send({"type": "published", "id": request.id,
@@ -232,7 +233,7 @@ class SignalingSession:
             room.unpublish(participant, request.stream)
             self.send({"type": "ok", "id": request.id})
         elif isinstance(request, Subscribe):
-            self._require("subscribe", request.id)
+            self._require(SUBSCRIBE, request.id)
             self._require_peer_connection(request.id)
             subscription, offer = await room.subscribe(participant, request.stream)
             self.send({"type": "offer", "id": request.id, "subscription": subscription.id,
@@ -245,7 +246,7 @@ class SignalingSession:
             room.unsubscribe(participant, request.subscription)
             self.send({"type": "ok", "id": request.id})
         elif isinstance(request, Ptz):
-            self._require("ptz", request.id)
+            self._require(PTZ, request.id)
             assert self.grant is not None
             caller = Caller(room.name, participant.id, participant.name, participant.role,
                             self.grant.subject)
@@ -310,7 +311,7 @@ class SignalingSession:
                                 f"this server speaks protocol version {PROTOCOL_VERSION}",
                                 request.id)
         grant = self.authority.verify(request.token)
-        if grant.room == "*" or not grant.grants & {"publish", "subscribe"}:
+        if grant.room == ALL_ROOMS or not grant.grants & {PUBLISH, SUBSCRIBE}:
             raise ProtocolError("forbidden", "this token does not admit to a room", request.id)
         # A socket whose room closed under it may join again: drop its previous claim.
         self._end_grant()
