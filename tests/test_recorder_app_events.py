@@ -18,15 +18,12 @@ from mediaserver import MediaConfig, MediaServer
 from recorder.session_recorder import SessionRecorder
 from recorder.timeline import read_timeline
 from tests.contract_sources import FIXTURE
+from tests.fakes import Member
 
 ROOT = Path(__file__).resolve().parent.parent
 WIRE: dict[str, list[dict[str, Any]]] = json.loads((ROOT / FIXTURE).read_text())
 NAMES = ("Dr. Wang", "Nurse Li", "Zhang San", "LAZY KITTY")
 """Staff (the PTZ fixture's holders) and patients: none may reach the timeline."""
-
-
-def noop(event: object) -> None:
-    pass
 
 
 def with_names(kind: str) -> list[dict[str, Any]]:
@@ -45,7 +42,7 @@ async def test_the_timeline_keeps_each_record_by_its_contract_and_no_name(
         tmp_path: Path) -> None:
     server = MediaServer(MediaConfig(ice_addresses=("127.0.0.1",)))
     room = server.room("bed-9")
-    ward = room.join("Nurse Li", "ward", noop)
+    ward = room.join("Nurse Li", "ward", Member())
     recorder = SessionRecorder(room, tmp_path)
     recorder.start()
     sent: dict[str, list[dict[str, Any]]] = {kind: with_names(kind) for kind in WIRE}
