@@ -159,6 +159,8 @@ class SessionRecorder:
         self._roles: dict[str, str] = {}
         self._sinks: dict[str, _ProducerSink] = {}
         self._finishing = False
+        # Application events left out of the timeline because their body did not parse.
+        self.skipped_events = 0
         self._worker = RecordingWorker(self.id, self._idle)
         self._result: concurrent.futures.Future[Manifest] = concurrent.futures.Future()
         # Worker-thread state.
@@ -239,9 +241,6 @@ class SessionRecorder:
             self._attach(event.stream)
         elif isinstance(event, RoomClosed):
             self._finish("room-closed")
-
-    skipped_events = 0
-    """Application events left out of the timeline because their body did not parse."""
 
     def _app_event(self, event: AppEvent) -> None:
         contract = RECORDED_APP_EVENTS.get(event.kind)
