@@ -7,10 +7,6 @@ class RecorderError(Exception):
     """Base class for every recorder failure."""
 
 
-class DepacketizeError(RecorderError):
-    """An RTP payload is malformed or uses a packetization the recorder does not support."""
-
-
 class UnsupportedCodecError(RecorderError):
     """A track's codec cannot be remuxed into a file without transcoding."""
 
