@@ -22,7 +22,8 @@ A/B mode, against a checkout of another revision (e.g. ``git worktree add /tmp/b
     python -m benchmarks.forwarding --against /tmp/base [--rounds 2] [--subscribers 32]
 
 runs only the huizhen scenario, for DIR's server ("base") and this checkout's ("new"),
-interleaved: base, new, base, new for ``--rounds 2``. The server child is
+in alternating order: base, new, then new, base for ``--rounds 2`` (so a machine whose
+load drifts during the run does not favour one side). The server child is
 ``python -m benchmarks.server --port N`` with cwd=DIR and PYTHONPATH=DIR under this
 interpreter (``benchmarks.checkout`` checks that DIR's modules are the ones imported); the
 publisher and subscribers are this checkout's in every run. It prints each run and the
@@ -491,12 +492,17 @@ def run_relay(args: argparse.Namespace, env: dict[str, str], log_dir: Path) -> d
 
 def run_against(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
                 base: Checkout, errors: list[str]) -> list[dict[str, Any]]:
-    """The huizhen scenario for ``base``'s server and ours, interleaved, ``--rounds`` times;
-    per round ``{"base": run, "new": run}`` (None for a run that failed, in ``errors``)."""
+    """The huizhen scenario for ``base``'s server and ours, ``--rounds`` times; per round
+    ``{"base": run, "new": run}`` (None for a run that failed, in ``errors``).
+
+    The order alternates (base-new, new-base, base-new, ...): a shared machine's load
+    drifts over minutes, and always running one side second would charge it the drift.
+    """
     rounds: list[dict[str, Any]] = []
+    sides: tuple[tuple[str, Checkout | None], ...] = (("base", base), ("new", None))
     for index in range(1, args.rounds + 1):
         entry: dict[str, Any] = {}
-        for side, checkout in (("base", base), ("new", None)):
+        for side, checkout in (sides if index % 2 else sides[::-1]):
             prefix = f"round{index}-{side}"
             try:
                 entry[side] = run_huizhen(args, env, log_dir, prefix, checkout)
@@ -625,8 +631,9 @@ def print_against(report: dict[str, Any]) -> None:
           f"{against['new']['directory']} ({against['new']['revision'] or 'no git revision'})")
     print(f"{cfg['subscribers']} subscribers, 1 publisher {cfg['video']} VP8 at "
           f"{cfg['bitrate'] / 1e6:g} Mbit/s; {cfg['seconds']:g} s windows after "
-          f"{cfg['warmup']:g} s warm-up; {cfg['rounds']} round(s) of base then new, the same "
-          f"clients; {report['machine']['cores']} cores shared by every process")
+          f"{cfg['warmup']:g} s warm-up; {cfg['rounds']} round(s), base and new in "
+          f"alternating order, the same clients; {report['machine']['cores']} cores "
+          "shared by every process")
     print("CPU: % of ONE core per subscriber stream, above the same run's 0-subscriber "
           "baseline; latency: the server's hop, over every forwarded copy")
     print()
@@ -685,7 +692,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "checkout's clients (the MediaRelay and recorder scenarios "
                              "are skipped)")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="with --against: rounds of base then new (default 2)")
+                        help="with --against: rounds of base and new, in alternating order "
+                             "(default 2)")
     args = parser.parse_args(argv)
     if args.against is not None and (args.rounds < 1 or args.subscribers < 1):
         parser.error("--against needs --rounds >= 1 and --subscribers >= 1")
