@@ -91,6 +91,11 @@ class Consumer:
     def started(self) -> bool:
         return self._rewriter is not None and self._rewriter.started
 
+    @property
+    def reads_flags(self) -> bool:
+        """A layer selector reads every packet's flags; ForwardAll reads none."""
+        return self._select is not None
+
     def stats(self) -> DownstreamStats:
         return DownstreamStats(self.id, "rtp", self.packets_sent, self.retransmissions,
                                self.keyframe_requests, self.started)

@@ -50,10 +50,18 @@ class Downstream(Protocol):
     detaches from the producer (``Upstream.remove_downstream``). Both are idempotent.
     ``sender_report`` carries the publisher's latest (NTP, RTP) clock pair; a new
     downstream gets the last one known as soon as it is added.
+
+    ``reads_flags``: the downstream reads ``flags`` of every packet (a layer selector
+    does). Otherwise the producer parses payloads only while a keyframe is awaited, and
+    other packets arrive with ``NO_FLAGS``: parsing costs the forwarding path of every
+    packet, so it is paid only when someone reads the result.
     """
 
     @property
     def id(self) -> str: ...
+
+    @property
+    def reads_flags(self) -> bool: ...
 
     @property
     def closed(self) -> bool: ...

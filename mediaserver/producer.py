@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from mediaserver.codecs import NO_FLAGS, payload_parser
+from mediaserver.codecs import NO_FLAGS, PayloadParser, payload_parser
 from mediaserver.errors import ClosedError
 from mediaserver.extension_templates import ExtensionTemplates
 from mediaserver.keyframe_throttle import KeyframeRequestThrottle
@@ -60,7 +60,10 @@ class Producer:
         # The publisher's latest (ntp, rtp) clock pair, given to each new downstream.
         self.last_sender_report: tuple[int, int] | None = None
         self._downstreams: tuple[Downstream, ...] = ()
-        self._parse = payload_parser(codec_name) if kind == "video" else None
+        self._parser = payload_parser(codec_name) if kind == "video" else None
+        # The parser while someone reads the flags (a keyframe is awaited, or a downstream
+        # reads every packet's flags), else None: see ``Downstream.reads_flags``.
+        self._parse: PayloadParser | None = None
         # A keyframe was asked for and none has arrived since: the request is repeated.
         self._keyframe_wanted = False
         self._throttle = KeyframeRequestThrottle(keyframe_interval)
@@ -80,11 +83,17 @@ class Producer:
         if self.closed:
             raise ClosedError(f"producer {self.id} is closed")
         self._downstreams = (*self._downstreams, downstream)
+        self._update_parsing()
         if self.last_sender_report is not None:
             downstream.sender_report(*self.last_sender_report)
 
     def remove_downstream(self, downstream: Downstream) -> None:
         self._downstreams = tuple(d for d in self._downstreams if d is not downstream)
+        self._update_parsing()
+
+    def _update_parsing(self) -> None:
+        wanted = self._keyframe_wanted or any(d.reads_flags for d in self._downstreams)
+        self._parse = self._parser if wanted else None
 
     # ----------------------------------------------------------------- hot path
 
@@ -97,7 +106,9 @@ class Producer:
             flags = parse(packet.payload)
             if flags.keyframe:
                 self.keyframes_seen += 1
-                self._keyframe_wanted = False
+                if self._keyframe_wanted:
+                    self._keyframe_wanted = False
+                    self._update_parsing()
         self.templates.update(abs_send_time_now(), packet.extensions.audio_level)
         for downstream in self._downstreams:
             try:
@@ -123,7 +134,9 @@ class Producer:
         """
         if self.closed or self.kind != "video":
             return
-        self._keyframe_wanted = True
+        if not self._keyframe_wanted:
+            self._keyframe_wanted = True
+            self._update_parsing()
         decision = self._throttle.request(self._loop.time())
         if decision.send_now:
             self._send_keyframe_request()

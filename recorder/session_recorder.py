@@ -130,6 +130,8 @@ class _ProducerSink:
             self.closed = True
             self._upstream.remove_downstream(self)
 
+    reads_flags = False  # the depacketizer finds keyframes itself
+
     def stats(self) -> DownstreamStats:
         return DownstreamStats(self.id, "recorder", packets_sent=self.packets, started=True)
 

@@ -90,6 +90,7 @@ async def capture_chromium(count: int) -> None:
 
         id = "capture"
         closed = False
+        reads_flags = True
 
         def write(self, packet: RtpPacket, flags: PacketFlags) -> bool:
             if done.is_set() or not (packets or flags.keyframe):

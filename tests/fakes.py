@@ -103,8 +103,9 @@ def fake_producer(producer_id: str = "s-1-0", kind: str = "video", codec: str = 
 class QueueReader:
     """A recorder-style downstream: queues every packet (with its flags) it is given."""
 
-    def __init__(self, reader_id: str, upstream: Upstream) -> None:
+    def __init__(self, reader_id: str, upstream: Upstream, reads_flags: bool = False) -> None:
         self.id = reader_id
+        self.reads_flags = reads_flags
         self.closed = False
         self.queue: asyncio.Queue[tuple[RtpPacket, PacketFlags]] = asyncio.Queue()
         self.reports: list[tuple[int, int]] = []

@@ -1,4 +1,5 @@
-"""Producer without peers: one parse per packet, one fan-out to every kind of downstream."""
+"""Producer without peers: one parse per packet (while someone reads the flags), one fan-out
+to every kind of downstream."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class FlagsSeen(QueueReader):
     """Keeps the flags object of every write, to check they are parsed once per packet."""
 
     def __init__(self, reader_id: str, upstream: object) -> None:
-        super().__init__(reader_id, upstream)  # type: ignore[arg-type]
+        super().__init__(reader_id, upstream, reads_flags=True)  # type: ignore[arg-type]
         self.flags: list[PacketFlags] = []
 
     def write(self, packet, flags) -> bool:  # type: ignore[no-untyped-def]
@@ -138,3 +139,25 @@ async def test_a_downstream_that_closes_itself_is_detached():
     assert reader.packets() == [] and len(other.packets()) == 1
     producer.close()
     assert reader.ended == 0 and other.ended == 1  # a closed reader is not told again
+
+
+async def test_payloads_are_parsed_only_while_someone_reads_the_flags():
+    producer, source = fake_producer()
+    plain = QueueReader("plain", producer)
+    producer.add_downstream(plain)
+    source.feed(rtp(1, payload=VP8_KEYFRAME))
+    assert producer.keyframes_seen == 0  # nobody waits for a keyframe: nothing is parsed
+    producer.request_keyframe()  # a new subscriber waits: parse until the keyframe
+    source.feed(rtp(2, payload=VP8_DELTA))
+    source.feed(rtp(3, payload=VP8_KEYFRAME))
+    source.feed(rtp(4, payload=VP8_KEYFRAME))
+    assert producer.keyframes_seen == 1  # the awaited one; parsing stopped after it
+    layered = FlagsSeen("layered", producer)  # a layer selector reads every packet
+    producer.add_downstream(layered)
+    source.feed(rtp(5, payload=VP8_KEYFRAME))
+    assert producer.keyframes_seen == 2 and layered.flags[-1].keyframe
+    producer.remove_downstream(layered)
+    source.feed(rtp(6, payload=VP8_KEYFRAME))
+    assert producer.keyframes_seen == 2
+    assert [p.sequence_number for p in plain.packets()] == [1, 2, 3, 4, 5, 6]
+    producer.close()
