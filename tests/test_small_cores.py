@@ -50,7 +50,7 @@ def test_latency_probe_percentiles():
     probe = LatencyProbe()
     assert probe.summary().copies == 0
     for i in range(100):
-        probe._samples.append((i + 1) * 1_000_000)
+        probe.samples.append((i + 1) * 1_000_000)
     summary = probe.summary()
     assert summary.copies == 100 and summary.p50_ms == 51 and summary.p99_ms == 100
     probe.reset()
