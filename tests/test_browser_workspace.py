@@ -77,7 +77,10 @@ class Browser:
         self.log = PageLog()
         self.browser: Any = None
 
-    async def open(self, playwright: Any, url: str, *, locale: str = "zh-CN") -> Page:
+    async def open(self, playwright: Any, url: str, *, locale: str = "zh-CN",
+                   permissions: list[str] | None = None, fake_clock: bool = False) -> Page:
+        """A page in a fresh browser context (its own cookies); with ``fake_clock`` the
+        page's timers can be fast-forwarded (the bell polls every 30 s)."""
         if self.browser is None:
             if not CHROMIUM.exists():
                 pytest.fail(f"{CHROMIUM} is missing: ./scripts/ensure-chromium installs it",
@@ -85,8 +88,10 @@ class Browser:
             self.browser = await playwright.chromium.launch(
                 executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         context = await self.browser.new_context(viewport={"width": 1280, "height": 900},
-                                                 locale=locale)
+                                                 locale=locale, permissions=permissions or [])
         page = self.log.attach(await context.new_page(), locale)
+        if fake_clock:
+            await page.clock.install()
         await page.goto(url)
         await page.wait_for_selector("body[data-ready='1']")
         return page

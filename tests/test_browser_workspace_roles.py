@@ -24,7 +24,6 @@ from consult_api.models import (
     ReferralEvent,
     User,
 )
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.test_browser_workspace import (
     PASSWORD,
     Browser,
@@ -56,30 +55,9 @@ async def new_person(ws: Workspace, username: str, display_name: str, role: str,
     return username
 
 
-async def open_page(playwright: Any, browser: Browser, url: str, *,
-                    permissions: list[str] | None = None, fake_clock: bool = False) -> Page:
-    """A page in a fresh browser context (its own cookies), zh-CN; with ``fake_clock`` the
-    page's timers can be fast-forwarded (the bell polls every 30 s)."""
-    if browser.browser is None:
-        if not CHROMIUM.exists():
-            pytest.fail(f"{CHROMIUM} is missing: ./scripts/ensure-chromium installs it",
-                        pytrace=False)
-        browser.browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-    context = await browser.browser.new_context(viewport={"width": 1280, "height": 900},
-                                                locale="zh-CN",
-                                                permissions=permissions or [])
-    page = browser.log.attach(await context.new_page(), "zh-CN")
-    if fake_clock:
-        await page.clock.install()
-    await page.goto(url)
-    await page.wait_for_selector("body[data-ready='1']")
-    return page
-
-
 async def signed_in(playwright: Any, browser: Browser, ws: Workspace, username: str,
                     display_name: str, **kwargs: Any) -> Page:
-    page = await open_page(playwright, browser, ws.base, **kwargs)
+    page = await browser.open(playwright, ws.base, **kwargs)
     await sign_in(page, username)
     await expect(page.get_by_test_id("user-name")).to_have_text(display_name)
     # Wait for the home page to be drawn: a page still loading can overwrite the next one.
@@ -380,7 +358,7 @@ async def test_an_admin_manages_people_and_api_tokens(
         "赵医生", "requesting_doctor", world.people["doctor"].hospital_id, None)
 
     # The person opens the link in their own browser, sets a password and signs in.
-    person = await open_page(playwright, browser, first_link)
+    person = await browser.open(playwright, first_link)
     await person.get_by_test_id("set-password-new").fill(PASSWORD)
     await person.get_by_test_id("set-password-repeat").fill(PASSWORD)
     await person.get_by_test_id("set-password-submit").click()
@@ -415,7 +393,7 @@ async def test_an_admin_manages_people_and_api_tokens(
     await expect(link).not_to_have_value(first_link)
     second_link = await link.input_value()
     assert "/#/set-password/" in second_link
-    fresh = await open_page(playwright, browser, first_link)
+    fresh = await browser.open(playwright, first_link)
     await fresh.get_by_test_id("set-password-new").fill("Another-pass-2026")
     await fresh.get_by_test_id("set-password-repeat").fill("Another-pass-2026")
     await fresh.get_by_test_id("set-password-submit").click()
