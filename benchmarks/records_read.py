@@ -60,8 +60,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -70,6 +70,8 @@ from typing import Any
 
 import psutil
 import sqlalchemy as sa
+
+from benchmarks.scratch_db import scratch_database
 
 HOST = "127.0.0.1"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -118,26 +120,6 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-# --- the scratch database -------------------------------------------------------------------
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A fresh ``huizhen_bench_<random>`` database on the server; dropped on exit."""
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"huizhen_bench_{secrets.token_hex(5)}"
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield sa.make_url(server_url).set(database=name).render_as_string(
-                hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @dataclass
@@ -703,7 +685,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "warmup": args.warmup, "rate": args.rate,
                               "extra_every": args.extra_every, "cpus": os.cpu_count(),
                               "full_lists": not args.no_full_lists}
-    with scratch_database(args.postgres) as url, \
+    with scratch_database(args.postgres, "huizhen_bench") as url, \
             tempfile.TemporaryDirectory(prefix="records-read-") as data_dir:
         log(f"scratch database {sa.make_url(url).database}: migrating ...")
         upgrade(url)

@@ -7,15 +7,15 @@ server (default: postgresql+psycopg://postgres@127.0.0.1:5432/test).
 
 from __future__ import annotations
 
+import contextlib
 import os
-import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from benchmarks.scratch_db import scratch_database
 from consult_api.db import make_engine, upgrade
 from consult_api.models import Base
 
@@ -25,22 +25,9 @@ TABLES = {"hospitals", "departments", "users", "expert_profiles", "consultations
           "consultation_transitions", "audit_log"}
 
 
-@contextmanager
-def scratch_postgres_database() -> Iterator[str]:
+def scratch_postgres_database() -> contextlib.AbstractContextManager[str]:
     """A fresh, uniquely named database on the test server; dropped on exit."""
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"consult_test_{secrets.token_hex(6)}"
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield sa.make_url(POSTGRES_URL).set(database=name).render_as_string(
-                hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    return scratch_database(POSTGRES_URL, "consult_test")
 
 
 def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
