@@ -65,7 +65,8 @@ class MediaServer:
 
     def transports(self) -> int:
         """Publications and subscriptions (one peer connection each) in live rooms."""
-        return self.stats().transports
+        return sum(len(participant.transports()) for room in self._rooms()
+                   for participant in room.participants.values())
 
     async def close(self) -> None:
         """Close every room and wait for their peer connections to finish closing."""
