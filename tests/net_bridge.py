@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import array
 import collections
+import contextlib
 import fcntl
+import os
 import random
 import select
 import socket
@@ -51,10 +53,9 @@ def disable_offloads(interface: str) -> None:
         for command in ETHTOOL_OFFLOADS_OFF:
             value = array.array("I", [command, 0])
             request = struct.pack("16sP", interface.encode(), value.buffer_info()[0])
-            try:
+            # Not supported on a device (GRO on some): nothing to turn off.
+            with contextlib.suppress(OSError):
                 fcntl.ioctl(sock, SIOCETHTOOL, request)
-            except OSError:
-                pass  # not supported on this device (GRO on some): nothing to turn off
 
 
 @dataclass
@@ -107,10 +108,9 @@ def control(line: str, directions: dict[str, Direction]) -> str:
 
 
 def send(sock: socket.socket, frame: bytes) -> None:
-    try:
+    # A full queue (a rate cap's tbf) or a vanished device: the frame is lost.
+    with contextlib.suppress(OSError):
         sock.send(frame)
-    except OSError:
-        pass  # a full queue (a rate cap's tbf) or a vanished device: the frame is lost
 
 
 def run(host_side: str, net_side: str) -> None:
@@ -145,7 +145,7 @@ def run(host_side: str, net_side: str) -> None:
                 else:
                     direction.push(frame, now, rng)
         if stdin in readable:
-            chunk = sys.stdin.buffer.raw.read(4096)  # type: ignore[attr-defined]
+            chunk = os.read(stdin, 4096)
             if not chunk:
                 return
             pending += chunk
