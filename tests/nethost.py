@@ -215,6 +215,8 @@ class NetLab:
         return Path(self._workdir.name)
 
     def __enter__(self) -> NetLab:
+        if os.geteuid() != 0:
+            raise LabError("the network lab needs root (ip netns, nft, tc), as in CI")
         remove_stale_namespaces(self.pid)
         self._workdir = tempfile.TemporaryDirectory(prefix=f"{PREFIX}{self.pid}-")
         try:
