@@ -180,12 +180,17 @@ async def open_page(browser: Browser, url: str, log: PageLog, label: str) -> Pag
 
 @dataclass
 class Consultation:
-    """A running call: the server, the ward page publishing, the expert page viewing."""
+    """A running call: the server, the ward page publishing, the expert pages viewing
+    (``expert`` is the first of them)."""
 
     server: HuizhenServer
     ward: Page
-    expert: Page
+    experts: list[Page]
     log: PageLog
+
+    @property
+    def expert(self) -> Page:
+        return self.experts[0]
 
 
 async def wait_for_video(page: Page, frames: int, timeout: float, log: PageLog) -> VideoStats:
@@ -201,26 +206,32 @@ async def wait_for_video(page: Page, frames: int, timeout: float, log: PageLog) 
 
 
 @contextlib.asynccontextmanager
-async def consultation(server_host: Host, ward_host: Host, expert_host: Host,
+async def consultation(server_host: Host, ward_host: Host, expert_host: Host | list[Host],
                        data_dir: Path) -> AsyncIterator[Consultation]:
-    """Server, expert page (joined first) and ward page (publishing at once), each in
-    its host; everything stopped afterwards."""
+    """Server, expert pages (joined first, one per host in ``expert_host``) and the ward
+    page (publishing at once), each in its host; everything stopped afterwards."""
+    expert_hosts = expert_host if isinstance(expert_host, list) else [expert_host]
     log = PageLog()
     with huizhen_server(server_host, data_dir) as server:
         async with async_playwright() as playwright:
             browsers: list[Browser] = []
             try:
-                browsers.append(await launch_chromium(playwright, expert_host, server.base_url))
-                expert = await open_page(
-                    browsers[-1], f"{server.base_url}/expert.html#token="
-                    f"{server.token('expert', 'Dr. Net')}", log, "expert")
-                await expert.wait_for_function(
-                    "() => window.huizhen && window.huizhen.state === 'joined'", timeout=20_000)
+                experts = []
+                for n, host in enumerate(expert_hosts, 1):
+                    browsers.append(await launch_chromium(playwright, host, server.base_url))
+                    label = "expert" if len(expert_hosts) == 1 else f"expert{n}"
+                    page = await open_page(
+                        browsers[-1], f"{server.base_url}/expert.html#token="
+                        f"{server.token('expert', f'Dr. Net {n}')}", log, label)
+                    await page.wait_for_function(
+                        "() => window.huizhen && window.huizhen.state === 'joined'",
+                        timeout=20_000)
+                    experts.append(page)
                 browsers.append(await launch_chromium(playwright, ward_host, server.base_url))
                 ward = await open_page(
                     browsers[-1], f"{server.base_url}/ward.html#token="
                     f"{server.token('ward', 'Ward net nurse')}&autostart=1", log, "ward")
-                yield Consultation(server, ward, expert, log)
+                yield Consultation(server, ward, experts, log)
             finally:
                 for browser in browsers:
                     with contextlib.suppress(Exception):
