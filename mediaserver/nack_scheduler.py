@@ -186,7 +186,7 @@ class NackScheduler:
         due: list[int] = []
         expired: list[int] = []
         for ext, hole in self._holes.items():
-            if now - hole.first_seen >= settings.max_age:
+            if hole.first_seen + settings.max_age <= now:
                 expired.append(ext)
             elif hole.due <= now:
                 if hole.nacks >= settings.max_nacks:
@@ -227,3 +227,23 @@ class NackScheduler:
         elif unambiguous or sample > srtt:
             self._srtt = srtt + RTT_GAIN * (sample - srtt)
         self.counters.rtt_ms = round(self.rtt * 1000, 1)
+
+
+def nack_batches(sequence_numbers: tuple[int, ...] | list[int],
+                 max_per_packet: int = 64) -> list[list[int]]:
+    """Split one round's sequence numbers (oldest first) into the lists of RTCP NACK
+    packets: each list ascends without wrapping and is at most ``max_per_packet`` long.
+
+    aiortc packs a NACK's PID/BLP pairs assuming ascending numbers: across a wrap
+    (65535 then 0) it shifts by a negative count and raises.
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for seq in sequence_numbers:
+        if current and (seq <= current[-1] or len(current) >= max_per_packet):
+            batches.append(current)
+            current = []
+        current.append(seq)
+    if current:
+        batches.append(current)
+    return batches

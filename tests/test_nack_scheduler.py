@@ -11,6 +11,7 @@ from mediaserver.nack_scheduler import (
     NackRound,
     NackScheduler,
     NackSettings,
+    nack_batches,
 )
 
 
@@ -221,3 +222,28 @@ def test_holes_are_exactly_the_unseen_packets_behind_the_newest(start, steps, la
     assert tracked <= unseen
     # An unseen packet that is not tracked was given up (a reset, or the memory bound).
     assert len(unseen - tracked) <= nacks.counters.packets_given_up
+
+
+@pytest.mark.parametrize(
+    ("seqs", "batches"),
+    [
+        ((), []),
+        ((5, 6, 30), [[5, 6, 30]]),
+        ((65534, 65535, 0, 1), [[65534, 65535], [0, 1]]),
+        (tuple(range(10)), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]),
+    ],
+)
+def test_nack_batches_never_wrap_inside_one_packet(seqs, batches):
+    assert nack_batches(seqs, max_per_packet=4) == batches
+
+
+def test_every_batch_packs_into_an_rtcp_nack_that_parses_back():
+    from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtcpRtpfbPacket
+
+    seqs = (65500, 65510, 65535, 0, 3, 40)
+    parsed: list[int] = []
+    for batch in nack_batches(seqs):
+        packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=2, lost=batch)
+        [back] = RtcpPacket.parse(bytes(packet))
+        parsed += back.lost
+    assert tuple(parsed) == seqs
