@@ -10,11 +10,15 @@ import asyncio
 import itertools
 import random
 import struct
+from typing import Any
 
-from aiortc import RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from mediaserver import Consumer, MediaConfig, MediaServer
+from mediaserver.aiortc_hooks import ReceiverTap
+from mediaserver.nack_scheduler import NackSettings
 from mediaserver.retransmission_buffer import RetransmissionBuffer
 from mediaserver.stats import producer_stats
 from tests.fakes import (
@@ -114,6 +118,80 @@ def test_the_buffer_remembers_awaited_numbers_briefly_and_boundedly():
     assert buffer.awaiting == []
     buffer.put(2, b"d")
     assert buffer.filled_late == 1 and buffer.get(2) == b"d"
+
+
+# --------------------------------------------------------------------------- the tap's NACKs
+
+
+class TapOnRealReceiver:
+    """A ``ReceiverTap`` on a real (unconnected) aiortc video receiver; the NACKs it
+    would send and the keyframes it asks for are recorded instead."""
+
+    def __init__(self, settings: NackSettings) -> None:
+        self.pc = RTCPeerConnection()
+        receiver: Any = self.pc.addTransceiver("video", direction="recvonly").receiver
+        receiver._RTCRtpReceiver__codecs[96] = RTCRtpCodecParameters(
+            mimeType="video/VP8", clockRate=90000, payloadType=96)
+        receiver._RTCRtpReceiver__codecs[97] = RTCRtpCodecParameters(
+            mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96})
+        receiver._RTCRtpReceiver__rtx_ssrc[0x5678] = 0x1234
+        self.nacks: list[list[int]] = []
+        self.keyframes = 0
+        self.forwarded: list[int] = []
+
+        async def send_nack(media_ssrc: int, lost: list[int]) -> None:
+            assert media_ssrc == 0x1234
+            self.nacks.append(lost)
+
+        receiver._send_rtcp_nack = send_nack
+        self.receiver = receiver
+        self.tap = ReceiverTap(receiver, lambda p: self.forwarded.append(p.sequence_number),
+                               lambda *_: None, on_keyframe_needed=self._keyframe,
+                               nack_settings=settings)
+
+    def _keyframe(self) -> None:
+        self.keyframes += 1
+
+    async def media(self, seq: int) -> None:
+        await self.receiver._handle_rtp_packet(rtp(seq), arrival_time_ms=0)
+
+    async def rtx(self, seq: int, rtx_seq: int = 1) -> None:
+        packet = rtp(rtx_seq, payload=struct.pack("!H", seq) + VP8_DELTA, ssrc=0x5678,
+                     payload_type=97)
+        await self.receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+
+
+async def test_the_tap_repeats_nacks_until_the_retransmission_arrives_then_sleeps():
+    tap = TapOnRealReceiver(NackSettings(reorder_window=0.0, min_interval=0.02,
+                                         initial_rtt=0.01, max_age=5.0))
+    for seq in (65533, 65534, 1, 2):  # 65535 and 0 lost, across the wrap
+        await tap.media(seq)
+    assert tap.tap._nack_task is not None
+    await wait_for(lambda: len(tap.nacks) >= 6, 5, 0.005)  # asked again and again
+    assert tap.nacks[:2] == [[65535], [0]]  # one RTCP NACK each side of the wrap
+    assert {tuple(n) for n in tap.nacks} == {(65535,), (0,)}
+    await tap.rtx(65535)
+    await tap.rtx(0, rtx_seq=2)
+    assert tap.forwarded[-2:] == [65535, 0]  # unwrapped and forwarded like any packet
+    await wait_for(lambda: tap.tap._nack_task is None, 5, 0.005)  # nothing missing: no timer
+    counters = tap.tap.recovery
+    assert counters.retransmissions_received == 2 and counters.packets_recovered == 2
+    assert counters.nacks_sent == sum(len(n) for n in tap.nacks) and tap.keyframes == 0
+    await tap.pc.close()
+
+
+async def test_the_tap_gives_up_and_asks_for_a_keyframe_instead():
+    tap = TapOnRealReceiver(NackSettings(reorder_window=0.0, max_nacks=2, min_interval=0.02,
+                                         initial_rtt=0.01, max_gap=50))
+    await tap.media(10)
+    await tap.media(12)
+    await wait_for(lambda: tap.keyframes == 1, 5, 0.005)  # 11 never came back
+    assert tap.nacks == [[11], [11]] and tap.tap.recovery.packets_given_up == 1
+    await wait_for(lambda: tap.tap._nack_task is None, 5, 0.005)
+    await tap.media(12 + 52)  # a jump no NACK is worth: a keyframe at once
+    assert tap.keyframes == 2 and tap.tap._nack_task is None
+    assert tap.tap.recovery.packets_given_up == 1 + 51
+    await tap.pc.close()
 
 
 # --------------------------------------------------------------------------- real peers
