@@ -238,8 +238,11 @@ class ReceiverTap:
                 return
             packet = aiortc_unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             self.recovery.retransmissions_received += 1
-            if self._nacking:
-                self._track_loss(packet, retransmission=True)
+            if self._nacking and self._track_loss(packet, True) is Arrival.DUPLICATE:
+                # Already forwarded (an answer to a second NACK), too late, or a sender's
+                # bandwidth probe: every viewer would receive it twice for nothing.
+                self.recovery.retransmissions_unused += 1
+                return
         elif self._nacking:
             self._track_loss(packet, retransmission=False)
         self.last_ssrc = packet.ssrc
@@ -247,16 +250,18 @@ class ReceiverTap:
 
     # ------------------------------------------------------------- upstream NACKs
 
-    def _track_loss(self, packet: RtpPacket, retransmission: bool) -> None:
+    def _track_loss(self, packet: RtpPacket, retransmission: bool) -> Arrival:
         nacks = self._nacks
         if nacks is None or packet.ssrc != self._nack_ssrc:  # a new stream: start afresh
             nacks = self._nacks = NackScheduler(self._nack_settings, self.recovery)
             self._nack_ssrc = packet.ssrc
         now = asyncio.get_running_loop().time()
-        if nacks.received(packet.sequence_number, now, retransmission) is Arrival.RESET:
+        arrival = nacks.received(packet.sequence_number, now, retransmission)
+        if arrival is Arrival.RESET:
             self._on_keyframe_needed()
         elif self._nack_task is None and nacks.next_wakeup() is not None:
             self._nack_task = asyncio.get_running_loop().create_task(self._run_nacks())
+        return arrival
 
     async def _run_nacks(self) -> None:
         """NACK what is due, sleep until the next is due; end when nothing is missing."""

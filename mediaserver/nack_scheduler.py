@@ -59,6 +59,7 @@ class RecoveryCounters:
 
     nacks_sent: int = 0  # sequence numbers asked for (each retry counts once more)
     retransmissions_received: int = 0  # RTX packets from the publisher
+    retransmissions_unused: int = 0  # of those, duplicates not forwarded
     packets_recovered: int = 0  # holes filled (by a retransmission or a late original)
     packets_given_up: int = 0  # holes abandoned: too old, too many NACKs, gap too large
     keyframes_instead: int = 0  # times a keyframe was asked for in place of NACKs

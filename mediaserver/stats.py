@@ -39,10 +39,12 @@ class ProducerStats:
     keyframe_requests_sent: int
     downstreams: tuple[DownstreamStats, ...]
     # Upstream loss recovery (video): sequence numbers NACKed to the publisher (each
-    # retry counts), its retransmissions received, holes filled, holes given up,
-    # keyframes asked for instead of NACKs, and the smoothed NACK round trip.
+    # retry counts), its retransmissions received (and of those, duplicates not
+    # forwarded), holes filled, holes given up, keyframes asked for instead of NACKs,
+    # and the smoothed NACK round trip.
     nacks_sent: int = 0
     retransmissions_received: int = 0
+    retransmissions_unused: int = 0
     packets_recovered: int = 0
     packets_given_up: int = 0
     keyframes_instead_of_nacks: int = 0
@@ -104,6 +106,7 @@ def producer_stats(producer: Producer) -> ProducerStats:
                          downstream_stats(producer),
                          nacks_sent=recovery.nacks_sent,
                          retransmissions_received=recovery.retransmissions_received,
+                         retransmissions_unused=recovery.retransmissions_unused,
                          packets_recovered=recovery.packets_recovered,
                          packets_given_up=recovery.packets_given_up,
                          keyframes_instead_of_nacks=recovery.keyframes_instead,

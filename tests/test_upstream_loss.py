@@ -173,9 +173,12 @@ async def test_the_tap_repeats_nacks_until_the_retransmission_arrives_then_sleep
     await tap.rtx(65535)
     await tap.rtx(0, rtx_seq=2)
     assert tap.forwarded[-2:] == [65535, 0]  # unwrapped and forwarded like any packet
+    await tap.rtx(0, rtx_seq=3)  # the answer to a second NACK: not forwarded twice
+    assert tap.forwarded == [65533, 65534, 1, 2, 65535, 0]
     await wait_for(lambda: tap.tap._nack_task is None, 5, 0.005)  # nothing missing: no timer
     counters = tap.tap.recovery
-    assert counters.retransmissions_received == 2 and counters.packets_recovered == 2
+    assert counters.retransmissions_received == 3 and counters.packets_recovered == 2
+    assert counters.retransmissions_unused == 1
     assert counters.nacks_sent == sum(len(n) for n in tap.nacks) and tap.keyframes == 0
     await tap.pc.close()
 
