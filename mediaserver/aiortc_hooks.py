@@ -11,10 +11,13 @@ aiortc upgrade that moves one fails loudly. pyproject.toml pins aiortc exactly.
 What is hooked:
 
 * publisher side (``RTCRtpReceiver``): ``_handle_rtp_packet`` is replaced by a
-  packet tap that keeps aiortc's RTCP statistics, REMB, RTX unwrapping and NACK
-  generation, but skips depayloading, the jitter buffer and the decoder thread's
-  queue, so no decoder is ever created. ``_handle_rtcp_packet`` is wrapped to see
-  the publisher's sender reports. ``_send_rtcp_pli`` asks for a keyframe.
+  packet tap that keeps aiortc's RTCP statistics, REMB and RTX unwrapping, but
+  skips depayloading, the jitter buffer and the decoder thread's queue, so no
+  decoder is ever created. aiortc's ``NackGenerator`` (one NACK per gap, never
+  repeated) is replaced by our ``NackScheduler``, which retries; its presence
+  still says whether aiortc would NACK this kind (video) at all.
+  ``_handle_rtcp_packet`` is wrapped to see the publisher's sender reports;
+  ``_send_rtcp_pli`` asks for a keyframe, ``_send_rtcp_nack`` for lost packets.
 * subscriber side (``RTCRtpSender``): the track never yields a frame, so aiortc
   never creates an encoder; ``send`` is wrapped to learn the negotiated payload
   types and extension IDs; ``_retransmit`` and ``_send_keyframe`` (NACK, PLI/FIR
@@ -70,6 +73,13 @@ from aiortc.rtp import (
 from aiortc.rtp import unwrap_rtx as aiortc_unwrap_rtx
 
 from mediaserver.datagrams import PortCounters, is_stun, media_datagram_problem
+from mediaserver.nack_scheduler import (
+    Arrival,
+    NackScheduler,
+    NackSettings,
+    RecoveryCounters,
+    nack_batches,
+)
 from mediaserver.send_port import SendParameters, SendPortListener
 
 logger = logging.getLogger(__name__)
@@ -135,7 +145,16 @@ SenderReportCallback = Callable[[int, int, int], None]  # ssrc, ntp timestamp, r
 
 
 class ReceiverTap:
-    """Taps an ``RTCRtpReceiver``'s RTP packets without decoding them."""
+    """Taps an ``RTCRtpReceiver``'s RTP packets without decoding them.
+
+    For video, missing packets are NACKed by a ``NackScheduler``, again and again
+    until they arrive or are given up: a task wakes when the next NACK is due
+    (never more often than every ``NACK_TICK``) and ends when nothing is missing.
+    When a hole is given up, ``on_keyframe_needed`` is called (the producer's
+    throttled keyframe request).
+    """
+
+    NACK_TICK = 0.010
 
     def __init__(
         self,
@@ -143,6 +162,10 @@ class ReceiverTap:
         on_packet: PacketCallback,
         on_sender_report: SenderReportCallback,
         counters: PortCounters | None = None,
+        *,
+        on_keyframe_needed: Callable[[], None] | None = None,
+        recovery: RecoveryCounters | None = None,
+        nack_settings: NackSettings | None = None,
     ) -> None:
         check_receiver(receiver)
         # Private members are reached through an untyped alias: they are not aiortc's API.
@@ -154,12 +177,20 @@ class ReceiverTap:
         self._codecs: dict[int, RTCRtpCodecParameters] = private._RTCRtpReceiver__codecs
         self._rtx_ssrc: dict[int, int] = private._RTCRtpReceiver__rtx_ssrc
         self._streams: dict[int, Any] = private._RTCRtpReceiver__remote_streams
-        self._nack = private._RTCRtpReceiver__nack_generator
         self._estimator = private._RTCRtpReceiver__remote_bitrate_estimator
         self._original_rtcp = receiver._handle_rtcp_packet
         private._handle_rtp_packet = self._handle_rtp_packet
         private._handle_rtcp_packet = self._handle_rtcp_packet
         self.last_ssrc: int | None = None
+        # Upstream loss recovery (video: where aiortc itself would NACK).
+        self.recovery = recovery if recovery is not None else RecoveryCounters()
+        self._nack_settings = nack_settings or NackSettings()
+        self._nacks: NackScheduler | None = None
+        self._nacking = private._RTCRtpReceiver__nack_generator is not None
+        self._nack_ssrc: int | None = None
+        self._nack_task: asyncio.Task[None] | None = None
+        self._on_keyframe_needed = on_keyframe_needed or self._request_keyframe_soon
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def codec(self) -> RTCRtpCodecParameters | None:
@@ -206,10 +237,64 @@ class ReceiverTap:
             if original_ssrc is None or apt not in self._codecs:
                 return
             packet = aiortc_unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
-        if self._nack is not None and self._nack.add(packet):
-            await receiver._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
+            self.recovery.retransmissions_received += 1
+            if self._nacking and self._track_loss(packet, True) is Arrival.DUPLICATE:
+                # Already forwarded (an answer to a second NACK), too late, or a sender's
+                # bandwidth probe: every viewer would receive it twice for nothing.
+                self.recovery.retransmissions_unused += 1
+                return
+        elif self._nacking:
+            self._track_loss(packet, retransmission=False)
         self.last_ssrc = packet.ssrc
         self._on_packet(packet)
+
+    # ------------------------------------------------------------- upstream NACKs
+
+    def _track_loss(self, packet: RtpPacket, retransmission: bool) -> Arrival:
+        nacks = self._nacks
+        if nacks is None or packet.ssrc != self._nack_ssrc:  # a new stream: start afresh
+            nacks = self._nacks = NackScheduler(self._nack_settings, self.recovery)
+            self._nack_ssrc = packet.ssrc
+        now = asyncio.get_running_loop().time()
+        arrival = nacks.received(packet.sequence_number, now, retransmission)
+        if arrival is Arrival.RESET:
+            self._on_keyframe_needed()
+        elif self._nack_task is None and nacks.next_wakeup() is not None:
+            self._nack_task = asyncio.get_running_loop().create_task(self._run_nacks())
+        return arrival
+
+    async def _run_nacks(self) -> None:
+        """NACK what is due, sleep until the next is due; end when nothing is missing."""
+        loop = asyncio.get_running_loop()
+        receiver = self._receiver
+        try:
+            while (nacks := self._nacks) is not None and not self._stopped():
+                wakeup = nacks.next_wakeup()
+                if wakeup is None:
+                    return
+                delay = wakeup - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(max(delay, self.NACK_TICK))
+                    continue
+                due = nacks.poll(loop.time())
+                ssrc = self._nack_ssrc
+                if ssrc is not None:
+                    for batch in nack_batches(due.sequence_numbers):
+                        await receiver._send_rtcp_nack(ssrc, batch)
+                if due.keyframe_needed:
+                    self._on_keyframe_needed()
+        finally:
+            self._nack_task = None
+
+    def _stopped(self) -> bool:
+        receiver = self._receiver
+        transport = receiver.transport
+        return not receiver._enabled or transport is None or transport.state == "closed"
+
+    def _request_keyframe_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.request_keyframe())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _new_stream_statistics(self, clock_rate: int) -> Any:
         from aiortc.rtcrtpreceiver import StreamStatistics

@@ -68,7 +68,9 @@ class Consumer:
         self.closed = False
         self.packets_sent = 0
         self.octets_sent = 0
-        self.retransmissions = 0
+        self.retransmissions = 0  # NACKs answered from the buffer
+        self.nacks_received = 0
+        self.nacks_unanswerable = 0  # the packet was not in the buffer (yet)
         self.keyframe_requests = 0
         self.waiting_for_keyframe = False
         self._upstream = upstream
@@ -98,7 +100,10 @@ class Consumer:
 
     def stats(self) -> DownstreamStats:
         return DownstreamStats(self.id, "rtp", self.packets_sent, self.retransmissions,
-                               self.keyframe_requests, self.started)
+                               self.keyframe_requests, self.started,
+                               nacks_received=self.nacks_received,
+                               nacks_unanswerable=self.nacks_unanswerable,
+                               nacks_filled_late=self._history.filled_late)
 
     # ----------------------------------------------------------------- send port events
 
@@ -120,10 +125,21 @@ class Consumer:
             self._upstream.request_keyframe()
 
     def retransmit(self, sequence_number: int) -> None:
-        """Answer a subscriber NACK from the retransmission buffer."""
-        data = self._history.get(sequence_number)
+        """Answer a subscriber NACK from the retransmission buffer.
+
+        A packet not in the buffer is usually one the server is itself still asking
+        the publisher for: it is remembered, and forwarded like any packet when it
+        arrives. It is no reason to ask the publisher for a keyframe (the subscriber
+        sends a PLI itself if it cannot wait).
+        """
+        self.nacks_received += 1
         negotiated = self._negotiated
-        if data is None or negotiated is None or self.closed:
+        if negotiated is None or self.closed:
+            return
+        data = self._history.get(sequence_number)
+        if data is None:
+            self.nacks_unanswerable += 1
+            self._history.awaited(sequence_number)
             return
         if negotiated.rtx_payload_type is not None:
             data = wrap_rtx(data, negotiated.rtx_payload_type, self._rtx_seq, negotiated.rtx_ssrc)

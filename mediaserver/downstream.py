@@ -28,6 +28,12 @@ class DownstreamStats:
     retransmissions: int = 0
     keyframe_requests: int = 0
     started: bool = False
+    # Subscriber NACKs: all of them; those the buffer could not answer (``retransmissions``
+    # counts the answered ones); of those, the packets sent later all the same (the
+    # server was itself missing them and got them from the publisher).
+    nacks_received: int = 0
+    nacks_unanswerable: int = 0
+    nacks_filled_late: int = 0
 
 
 class Upstream(Protocol):

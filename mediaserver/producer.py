@@ -11,6 +11,7 @@ from mediaserver.codecs import NO_FLAGS, PayloadParser, payload_parser
 from mediaserver.errors import ClosedError
 from mediaserver.extension_templates import ExtensionTemplates
 from mediaserver.keyframe_throttle import KeyframeRequestThrottle
+from mediaserver.nack_scheduler import RecoveryCounters
 from mediaserver.ntp import abs_send_time_now
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Producer:
         self.packets_received = 0
         self.keyframes_seen = 0
         self.keyframe_requests_sent = 0
+        # Upstream loss recovery, counted by the packet source (NACKs, retransmissions).
+        self.recovery = RecoveryCounters()
         self.templates = ExtensionTemplates()
         # The publisher's latest (ntp, rtp) clock pair, given to each new downstream.
         self.last_sender_report: tuple[int, int] | None = None

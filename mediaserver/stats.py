@@ -38,6 +38,17 @@ class ProducerStats:
     packets_received: int
     keyframe_requests_sent: int
     downstreams: tuple[DownstreamStats, ...]
+    # Upstream loss recovery (video): sequence numbers NACKed to the publisher (each
+    # retry counts), its retransmissions received (and of those, duplicates not
+    # forwarded), holes filled, holes given up, keyframes asked for instead of NACKs,
+    # and the smoothed NACK round trip.
+    nacks_sent: int = 0
+    retransmissions_received: int = 0
+    retransmissions_unused: int = 0
+    packets_recovered: int = 0
+    packets_given_up: int = 0
+    keyframes_instead_of_nacks: int = 0
+    nack_rtt_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +100,17 @@ def transport_stats(transport: MediaTransport) -> TransportStats:
 
 
 def producer_stats(producer: Producer) -> ProducerStats:
+    recovery = producer.recovery
     return ProducerStats(producer.id, producer.kind, producer.codec_name,
                          producer.packets_received, producer.keyframe_requests_sent,
-                         downstream_stats(producer))
+                         downstream_stats(producer),
+                         nacks_sent=recovery.nacks_sent,
+                         retransmissions_received=recovery.retransmissions_received,
+                         retransmissions_unused=recovery.retransmissions_unused,
+                         packets_recovered=recovery.packets_recovered,
+                         packets_given_up=recovery.packets_given_up,
+                         keyframes_instead_of_nacks=recovery.keyframes_instead,
+                         nack_rtt_ms=recovery.rtt_ms)
 
 
 def downstream_stats(producer: Producer) -> tuple[DownstreamStats, ...]:

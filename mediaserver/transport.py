@@ -186,7 +186,8 @@ class Publication(Transport):
     def _tap(self, receiver: RTCRtpReceiver, producer: Producer) -> ReceiverTap:
         """The packet source of one producer (instrumentation may wrap it in a subclass)."""
         return ReceiverTap(receiver, producer.on_packet, producer.on_sender_report,
-                           self.port_counters)
+                           self.port_counters, on_keyframe_needed=producer.request_keyframe,
+                           recovery=producer.recovery)
 
     def info(self) -> StreamInfo:
         return StreamInfo(
