@@ -243,6 +243,13 @@ class ReceiverTap:
                 # bandwidth probe: every viewer would receive it twice for nothing.
                 self.recovery.retransmissions_unused += 1
                 return
+            # A recovered packet counts as received in the media stream's receiver
+            # reports, as libwebrtc counts it: the sender's loss-based bandwidth estimate
+            # must see the loss left after retransmission, not the raw link loss (2 %
+            # raw loss would otherwise hold a Chromium publisher at its start bitrate).
+            media_stats = self._streams.get(packet.ssrc)
+            if media_stats is not None:
+                media_stats.add(packet)
         elif self._nacking:
             self._track_loss(packet, retransmission=False)
         self.last_ssrc = packet.ssrc
