@@ -26,6 +26,7 @@ from signaling import (
     TokenAuthority,
     setup_routes,
 )
+from signaling.turn import TurnServer
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"
 
@@ -64,6 +65,8 @@ def signaling_config(settings: Settings) -> SignalingConfig:
     sig = settings.signaling
     return SignalingConfig(
         ice_servers=tuple(s.to_json() for s in settings.ice_servers),
+        turn=turn_server(settings),
+        ice_transport_policy=settings.ice_transport_policy,
         max_message_bytes=settings.server.max_message_bytes,
         join_timeout=sig.join_timeout,
         messages_per_second=sig.messages_per_second,
@@ -73,6 +76,14 @@ def signaling_config(settings: Settings) -> SignalingConfig:
         peer_connections_per_token=sig.peer_connections_per_token,
         sockets_per_address=sig.sockets_per_address,
     )
+
+
+def turn_server(settings: Settings) -> TurnServer | None:
+    """The TURN server whose credentials are minted per participant, if configured."""
+    turn = settings.turn
+    if turn is None:
+        return None
+    return TurnServer(urls=turn.urls, secret=turn.secret.encode("utf-8"), ttl_s=turn.ttl)
 
 
 def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Application:
