@@ -98,7 +98,8 @@ class Consumer:
 
     def stats(self) -> DownstreamStats:
         return DownstreamStats(self.id, "rtp", self.packets_sent, self.retransmissions,
-                               self.keyframe_requests, self.started)
+                               self.keyframe_requests, self.started,
+                               octets_sent=self.octets_sent)
 
     # ----------------------------------------------------------------- send port events
 

@@ -28,6 +28,7 @@ class DownstreamStats:
     retransmissions: int = 0
     keyframe_requests: int = 0
     started: bool = False
+    octets_sent: int = 0  # RTP payload bytes (what the sender reports count)
 
 
 class Upstream(Protocol):
