@@ -12,6 +12,7 @@ from config import ConfigError, Settings
 from contracts.catalogue import DEFAULT_LANGUAGE, Catalogue
 from devices.binding import BindingError, parse_bindings
 from huizhen.device_hub import DeviceHub
+from huizhen.metrics import SnapshotCollector, setup_metrics
 from huizhen.recording_access import recording_authorizer
 from mediaserver import LocalRoomBus, MediaConfig, MediaServer, RoomBus, RoomLimits
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
@@ -111,6 +112,8 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
         # Registered after the media server, so it is cleaned up before it.
         app.cleanup_ctx.append(devices_lifecycle)
     setup_recording(app, settings, media)
+    setup_metrics(app, settings.metrics, SnapshotCollector(
+        media.stats, lambda: hub.listener.stats if hub and hub.listener else None))
     setup_front_door(app, settings)
     setup_routes(app, web_root)
     return app
