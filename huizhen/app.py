@@ -111,9 +111,10 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
 
         # Registered after the media server, so it is cleaned up before it.
         app.cleanup_ctx.append(devices_lifecycle)
-    setup_recording(app, settings, media)
+    recorder = setup_recording(app, settings, media)
     setup_metrics(app, settings.metrics, SnapshotCollector(
-        media.stats, lambda: hub.listener.stats if hub and hub.listener else None))
+        media.stats, lambda: hub.listener.stats if hub and hub.listener else None,
+        lambda: recorder.written if recorder is not None else None))
     setup_front_door(app, settings)
     setup_routes(app, web_root)
     return app
@@ -131,9 +132,12 @@ def setup_front_door(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/api/v1/front-door", front_door)
 
 
-def setup_recording(app: web.Application, settings: Settings, media: MediaServer) -> None:
-    """Record every room (when enabled), and serve recordings and teaching video."""
+def setup_recording(app: web.Application, settings: Settings,
+                    media: MediaServer) -> RecorderService | None:
+    """Record every room (when enabled), and serve recordings and teaching video; returns
+    the recorder service (None when recording is off)."""
     directory = settings.recorder.directory_for(settings.storage.data_dir)
+    service: RecorderService | None = None
     if settings.recorder.enabled:
         service = RecorderService(media.directory, directory, settings.recorder.handoff_url,
                                   handoff_token=settings.recorder.handoff_token)
@@ -157,6 +161,7 @@ def setup_recording(app: web.Application, settings: Settings, media: MediaServer
         app.cleanup_ctx.append(retention_context(
             recordings.library, RetentionPolicy(keep_days=settings.recorder.retention_days),
             interval=3600))
+    return service
 
 
 def device_hub(settings: Settings, bus: RoomBus) -> DeviceHub | None:

@@ -31,6 +31,7 @@ from contracts.roles import STATS
 from devices.hl7.listener import ListenerStats
 from mediaserver.downstream import DownstreamStats
 from mediaserver.stats import ProducerStats, RoomStats, ServerStats
+from recorder.track_recorder import WriteCounters
 from signaling import AUTHORITY, TokenError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -96,6 +97,12 @@ HL7_FIELDS: tuple[Field[ListenerStats], ...] = (
     Field("huizhen_hl7_connections_refused", "MLLP connections refused by the limits",
           lambda s: s.connections_refused),
 )
+RECORDER_FIELDS: tuple[Field[WriteCounters], ...] = (
+    Field("huizhen_recorder_frames_written", "Frames muxed into recordings",
+          lambda w: w.frames),
+    Field("huizhen_recorder_bytes_written", "Frame bytes muxed into recordings",
+          lambda w: w.bytes),
+)
 ROOM_LABELS = ("room",)
 PRODUCER_LABELS = ("room", "participant", "producer", "kind", "codec")
 DOWNSTREAM_LABELS = ("room", "participant", "producer", "downstream", "type")
@@ -120,12 +127,15 @@ class _Families(Generic[T]):
 
 
 class SnapshotCollector(Collector):
-    """Reads the snapshots at scrape time; ``hl7`` returns None while no listener runs."""
+    """Reads the snapshots at scrape time; ``hl7`` returns None while no listener runs,
+    ``recorder`` None when recording is off."""
 
     def __init__(self, snapshot: Callable[[], ServerStats],
-                 hl7: Callable[[], ListenerStats | None] = lambda: None) -> None:
+                 hl7: Callable[[], ListenerStats | None] = lambda: None,
+                 recorder: Callable[[], WriteCounters | None] = lambda: None) -> None:
         self._snapshot = snapshot
         self._hl7 = hl7
+        self._recorder = recorder
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._snapshot()
@@ -144,11 +154,8 @@ class SnapshotCollector(Collector):
         yield from producers
         yield from downstreams
         yield from self._transports(snapshot)
-        hl7 = self._hl7()
-        if hl7 is not None:
-            families = _Families(HL7_FIELDS, ())
-            families.add(hl7, [])
-            yield from families
+        yield from _unlabelled(HL7_FIELDS, self._hl7())
+        yield from _unlabelled(RECORDER_FIELDS, self._recorder())
 
     @staticmethod
     def _transports(snapshot: ServerStats) -> Iterator[Metric]:
@@ -163,6 +170,14 @@ class SnapshotCollector(Collector):
             for (participant, direction, state), count in sorted(counts.items()):
                 family.add_metric([room.name, participant, direction, state], count)
         yield family
+
+
+def _unlabelled(fields: tuple[Field[T], ...], record: T | None) -> Iterator[Metric]:
+    """Node-wide metrics of ``record``, none when there is no record."""
+    if record is not None:
+        families = _Families(fields, ())
+        families.add(record, [])
+        yield from families
 
 
 def _allowed(remote: str | None, allow: tuple[Network, ...]) -> bool:

@@ -168,3 +168,42 @@ async def test_two_apps_have_registries_of_their_own():
         _, text_two, _ = await scrape(two.base_url)
         await asyncio.sleep(0)
     assert 'room="bed-7"' in text_one and 'room="bed-7"' not in text_two
+
+
+async def test_recorder_frames_and_bytes_written_rise(tmp_path):
+    async with serving(HUIZHEN_RECORDER_ENABLED="true", HUIZHEN_STORAGE_DATA_DIR=str(tmp_path),
+                       HUIZHEN_METRICS_ALLOW='["127.0.0.1/32"]') as server:
+        room = server.app[MEDIA_SERVER].room("bed-3")
+        ward = room.join(WARD_NAME, "ward", Member())
+        pc, offer, tracks = await make_publisher_offer()
+        _, answer = await room.publish(ward, offer)
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        scrapes: list[Samples] = []
+
+        async def frames_written() -> float:
+            scrapes.append(parse((await scrape(server.base_url))[1]))
+            return sum(values(scrapes[-1], "huizhen_recorder_frames_written_total"))
+
+        try:
+            for _ in range(200):
+                if await frames_written() > 0:
+                    break
+                await asyncio.sleep(0.1)
+            first = scrapes[-1]
+            for _ in range(200):
+                if await frames_written() >= sum(values(
+                        first, "huizhen_recorder_frames_written_total")) + 20:
+                    break
+                await asyncio.sleep(0.1)
+            second = scrapes[-1]
+        finally:
+            for track in tracks:
+                track.stop()
+            await pc.close()
+    for name in ("huizhen_recorder_frames_written_total", "huizhen_recorder_bytes_written_total"):
+        before, after = values(first, name), values(second, name)
+        print(f"{name}: {before} -> {after}")
+        assert len(after) == 1 and after[0] > before[0] > 0
+    recorder_packets = values(second, "huizhen_downstream_packets_sent_total", room="bed-3",
+                              participant=ward.id, type="recorder")
+    assert len(recorder_packets) == 2 and all(v > 0 for v in recorder_packets)
