@@ -10,6 +10,7 @@ for the test suite): ``HUIZHEN_SERVR_PORT`` is refused, not silently ignored.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import tomllib
@@ -49,6 +50,28 @@ class IceServer:
         if self.credential is not None:
             out["credential"] = self.credential
         return out
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """A TURN server with coturn's ``use-auth-secret``: credentials are minted per
+    participant from ``secret`` (signaling/turn.py), valid ``ttl`` seconds."""
+
+    urls: tuple[str, ...]
+    secret: str
+    ttl: int
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    enabled: bool = True
+    # Scrapers let in without a token, by TCP peer address; empty: a token is needed.
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    format: str = "text"  # "text" or "json"
 
 
 @dataclass(frozen=True)
@@ -182,6 +205,10 @@ class Settings:
     records: RecordsSettings
     ice_servers: tuple[IceServer, ...] = field(default_factory=tuple)
     signaling: SignalingSettings = field(default_factory=SignalingSettings)
+    turn: TurnSettings | None = None
+    ice_transport_policy: str = "all"
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 
 def _defaults() -> dict[str, dict[str, Any]]:
@@ -300,6 +327,58 @@ def _ice_servers(raw: Any) -> tuple[IceServer, ...]:
             )
         )
     return tuple(servers)
+
+
+TURN_SCHEMES = ("turn:", "turns:")
+TRANSPORT_POLICIES = ("all", "relay")
+LOG_FORMATS = ("text", "json")
+MIN_TURN_SECRET = 16
+
+
+def _turn(ice: Mapping[str, Any]) -> TurnSettings | None:
+    urls = tuple(str(u) for u in ice["turn_urls"])
+    secret, secret_file = str(ice["turn_secret"]), str(ice["turn_secret_file"])
+    if not urls:
+        if secret or secret_file:
+            raise ConfigError("ice.turn_secret is set but ice.turn_urls is empty")
+        return None
+    for url in urls:
+        if not url.startswith(TURN_SCHEMES):
+            raise ConfigError(f"ice.turn_urls: {url!r} is not a turn: or turns: URL")
+    if secret and secret_file:
+        raise ConfigError("give ice.turn_secret or ice.turn_secret_file, not both")
+    if secret_file:
+        try:
+            secret = Path(secret_file).read_text("utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"ice.turn_secret_file: cannot read {secret_file}: "
+                              f"{exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"ice.turn_secret_file: {secret_file} is not UTF-8 text") from None
+    if len(secret) < MIN_TURN_SECRET:
+        raise ConfigError(f"ice.turn_urls needs a shared secret of at least "
+                          f"{MIN_TURN_SECRET} characters (ice.turn_secret or "
+                          f"ice.turn_secret_file)")
+    ttl = _positive(ice, "ice", "turn_ttl", int)
+    return TurnSettings(urls=urls, secret=secret, ttl=ttl)
+
+
+def _choice(section: Mapping[str, Any], name: str, key: str, choices: tuple[str, ...]) -> str:
+    value = str(section[key])
+    if value not in choices:
+        raise ConfigError(f"{name}.{key} must be " + " or ".join(f'"{c}"' for c in choices))
+    return value
+
+
+def _metrics(raw: Mapping[str, Any]) -> MetricsSettings:
+    allow = []
+    for item in raw["allow"]:
+        try:
+            allow.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise ConfigError(f"metrics.allow: {item!r} is not an address or network "
+                              f"(e.g. 10.20.0.5/32)") from None
+    return MetricsSettings(enabled=bool(raw["enabled"]), allow=tuple(allow))
 
 
 def _tables(raw: Mapping[str, Any], section: str, key: str) -> tuple[dict[str, Any], ...]:
@@ -429,6 +508,12 @@ def load_settings(
                 retention_days=int(merged["recorder"]["retention_days"]),
             ),
             ice_servers=_ice_servers(merged["ice"]["servers"]),
+            turn=_turn(merged["ice"]),
+            ice_transport_policy=_choice(merged["ice"], "ice", "transport_policy",
+                                         TRANSPORT_POLICIES),
+            metrics=_metrics(merged["metrics"]),
+            logging=LoggingSettings(format=_choice(merged["logging"], "logging", "format",
+                                                   LOG_FORMATS)),
         )
     except ConfigError:
         raise

@@ -12,6 +12,7 @@ from config import ConfigError, Settings
 from contracts.catalogue import DEFAULT_LANGUAGE, Catalogue
 from devices.binding import BindingError, parse_bindings
 from huizhen.device_hub import DeviceHub
+from huizhen.metrics import SnapshotCollector, setup_metrics
 from huizhen.recording_access import recording_authorizer
 from mediaserver import LocalRoomBus, MediaConfig, MediaServer, RoomBus, RoomLimits
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
@@ -26,6 +27,7 @@ from signaling import (
     TokenAuthority,
     setup_routes,
 )
+from signaling.turn import TurnServer
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"
 
@@ -64,6 +66,8 @@ def signaling_config(settings: Settings) -> SignalingConfig:
     sig = settings.signaling
     return SignalingConfig(
         ice_servers=tuple(s.to_json() for s in settings.ice_servers),
+        turn=turn_server(settings),
+        ice_transport_policy=settings.ice_transport_policy,
         max_message_bytes=settings.server.max_message_bytes,
         join_timeout=sig.join_timeout,
         messages_per_second=sig.messages_per_second,
@@ -73,6 +77,14 @@ def signaling_config(settings: Settings) -> SignalingConfig:
         peer_connections_per_token=sig.peer_connections_per_token,
         sockets_per_address=sig.sockets_per_address,
     )
+
+
+def turn_server(settings: Settings) -> TurnServer | None:
+    """The TURN server whose credentials are minted per participant, if configured."""
+    turn = settings.turn
+    if turn is None:
+        return None
+    return TurnServer(urls=turn.urls, secret=turn.secret.encode("utf-8"), ttl_s=turn.ttl)
 
 
 def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Application:
@@ -99,7 +111,10 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
 
         # Registered after the media server, so it is cleaned up before it.
         app.cleanup_ctx.append(devices_lifecycle)
-    setup_recording(app, settings, media)
+    recorder = setup_recording(app, settings, media)
+    setup_metrics(app, settings.metrics, SnapshotCollector(
+        media.stats, lambda: hub.listener.stats if hub and hub.listener else None,
+        lambda: recorder.written if recorder is not None else None))
     setup_front_door(app, settings)
     setup_routes(app, web_root)
     return app
@@ -117,9 +132,12 @@ def setup_front_door(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/api/v1/front-door", front_door)
 
 
-def setup_recording(app: web.Application, settings: Settings, media: MediaServer) -> None:
-    """Record every room (when enabled), and serve recordings and teaching video."""
+def setup_recording(app: web.Application, settings: Settings,
+                    media: MediaServer) -> RecorderService | None:
+    """Record every room (when enabled), and serve recordings and teaching video; returns
+    the recorder service (None when recording is off)."""
     directory = settings.recorder.directory_for(settings.storage.data_dir)
+    service: RecorderService | None = None
     if settings.recorder.enabled:
         service = RecorderService(media.directory, directory, settings.recorder.handoff_url,
                                   handoff_token=settings.recorder.handoff_token)
@@ -143,6 +161,7 @@ def setup_recording(app: web.Application, settings: Settings, media: MediaServer
         app.cleanup_ctx.append(retention_context(
             recordings.library, RetentionPolicy(keep_days=settings.recorder.retention_days),
             interval=3600))
+    return service
 
 
 def device_hub(settings: Settings, bus: RoomBus) -> DeviceHub | None:

@@ -14,6 +14,7 @@ from config import ConfigError, Settings, load_settings
 from config.listen_check import Service, startup_problem
 from contracts.roles import TOKEN_ROLES
 from huizhen.app import WEB_ROOT, create_app, token_authority
+from huizhen.log_format import TEXT_FORMAT, use_log_format
 from huizhen.running import StartupError, bind, serving, serving_on, wait_for_stop
 
 # Exit code of a refusal to start with unsafe settings (demo or short secrets).
@@ -22,9 +23,11 @@ EXIT_UNSAFE = 2
 
 def _settings(args: argparse.Namespace) -> Settings:
     try:
-        return load_settings(args.config)
+        settings = load_settings(args.config)
     except ConfigError as exc:
         sys.exit(f"huizhen: {exc}")
+    use_log_format(settings.logging.format)
+    return settings
 
 
 def _safe_settings(args: argparse.Namespace, service: Service) -> Settings:
@@ -311,8 +314,7 @@ def main(argv: list[str] | None = None) -> None:
                            "seconds (flagged values and IHE PCD-04 alarm reports)")
     demo.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format=TEXT_FORMAT)
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -103,7 +103,8 @@ class Consumer:
                                self.keyframe_requests, self.started,
                                nacks_received=self.nacks_received,
                                nacks_unanswerable=self.nacks_unanswerable,
-                               nacks_filled_late=self._history.filled_late)
+                               nacks_filled_late=self._history.filled_late,
+                               octets_sent=self.octets_sent)
 
     # ----------------------------------------------------------------- send port events
 

@@ -34,6 +34,7 @@ class DownstreamStats:
     nacks_received: int = 0
     nacks_unanswerable: int = 0
     nacks_filled_late: int = 0
+    octets_sent: int = 0  # RTP payload bytes (what the sender reports count)
 
 
 class Upstream(Protocol):

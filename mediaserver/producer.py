@@ -55,6 +55,7 @@ class Producer:
         self.codec_parameters = codec_parameters
         self.closed = False
         self.packets_received = 0
+        self.octets_received = 0  # RTP payload bytes
         self.keyframes_seen = 0
         self.keyframe_requests_sent = 0
         # Upstream loss recovery, counted by the packet source (NACKs, retransmissions).
@@ -103,6 +104,7 @@ class Producer:
     def on_packet(self, packet: RtpPacket) -> None:
         """Write one publisher packet to every downstream (called by the packet source)."""
         self.packets_received += 1
+        self.octets_received += len(packet.payload)
         flags = NO_FLAGS
         parse = self._parse
         if parse is not None and packet.payload:

@@ -28,6 +28,7 @@ class TransportStats:
     direction: str
     state: str
     dropped: PortCounters
+    participant: str = ""  # the owner's opaque id
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class ProducerStats:
     packets_received: int
     keyframe_requests_sent: int
     downstreams: tuple[DownstreamStats, ...]
+    participant: str = ""  # the publisher's opaque id
+    octets_received: int = 0  # RTP payload bytes
     # Upstream loss recovery (video): sequence numbers NACKed to the publisher (each
     # retry counts), its retransmissions received (and of those, duplicates not
     # forwarded), holes filled, holes given up, keyframes asked for instead of NACKs,
@@ -84,7 +87,7 @@ def room_stats(room: Room) -> RoomStats:
         for transport in [*participant.publications.values(),
                           *participant.subscriptions.values()])
     producers = tuple(
-        producer_stats(producer)
+        producer_stats(producer, participant.id)
         for participant in participants
         for publication in participant.publications.values()
         for producer in publication.producers)
@@ -96,14 +99,14 @@ def room_stats(room: Room) -> RoomStats:
 
 def transport_stats(transport: MediaTransport) -> TransportStats:
     return TransportStats(transport.id, transport.direction, transport.state,
-                          replace(transport.port_counters))
+                          replace(transport.port_counters), transport.participant_id)
 
 
-def producer_stats(producer: Producer) -> ProducerStats:
+def producer_stats(producer: Producer, participant: str = "") -> ProducerStats:
     recovery = producer.recovery
     return ProducerStats(producer.id, producer.kind, producer.codec_name,
                          producer.packets_received, producer.keyframe_requests_sent,
-                         downstream_stats(producer),
+                         downstream_stats(producer), participant, producer.octets_received,
                          nacks_sent=recovery.nacks_sent,
                          retransmissions_received=recovery.retransmissions_received,
                          retransmissions_unused=recovery.retransmissions_unused,

@@ -22,6 +22,7 @@ from recorder.handoff import HandoffQueue, RetryPolicy
 from recorder.manifest import Manifest
 from recorder.recovery import recover_all
 from recorder.session_recorder import SessionRecorder
+from recorder.track_recorder import WriteCounters
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class RecorderService:
         self.handoff = HandoffQueue(handoff_url, retry, handoff_token)
         self.sync_interval = sync_interval
         self.recorders: dict[str, SessionRecorder] = {}  # unfinished, by recording id
+        self.written = WriteCounters()  # frames/bytes muxed by every recording (metrics)
         self.recovered: list[Manifest] = []
         self.started = False
         self._handoffs: set[asyncio.Task[bool]] = set()
@@ -81,7 +83,7 @@ class RecorderService:
         if room.closed or self.recorder_for(room.name) is not None:
             return
         recorder = SessionRecorder(room, self.recordings_dir, sync_interval=self.sync_interval,
-                                   on_finished=self._finished)
+                                   on_finished=self._finished, counters=self.written)
         try:
             recorder.start()
         except ClosedError:

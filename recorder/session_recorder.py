@@ -53,7 +53,7 @@ from recorder.manifest import (
 )
 from recorder.opus import CHANNELS
 from recorder.timeline import TIMELINE_FILE, TimelineWriter, wall_ms
-from recorder.track_recorder import TrackRecorder, TrackSpec, TrackSummary
+from recorder.track_recorder import TrackRecorder, TrackSpec, TrackSummary, WriteCounters
 from recorder.track_writer import container_for
 from recorder.worker import RecordingWorker
 
@@ -147,7 +147,8 @@ class SessionRecorder:
     def __init__(self, room: Room, recordings_dir: Path | str, *,
                  recording_id: str | None = None, sync_interval: float = 1.0,
                  clock: Callable[[], float] = time.time,
-                 on_finished: Callable[[SessionRecorder], None] | None = None) -> None:
+                 on_finished: Callable[[SessionRecorder], None] | None = None,
+                 counters: WriteCounters | None = None) -> None:
         self.room = room
         self._clock = clock
         self.id = recording_id or new_recording_id(room.name, clock())
@@ -160,6 +161,7 @@ class SessionRecorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._roles: dict[str, str] = {}
         self._sinks: dict[str, _ProducerSink] = {}
+        self._counters = counters  # frames/bytes muxed, shared by the node's recordings
         self._finishing = False
         # Application events left out of the timeline because their body did not parse.
         self.skipped_events = 0
@@ -279,7 +281,7 @@ class SessionRecorder:
                          self._roles.get(stream.participant_id, ""), producer.kind,
                          producer.codec_name)
         recorder = TrackRecorder(spec, self.path, self._timeline_event_on_worker,
-                                 self._keyframe_requester(producer))
+                                 self._keyframe_requester(producer), self._counters)
         sink = _ProducerSink(self, producer, recorder, self._worker)
         self._sinks[producer.id] = sink
         self._worker.submit(self._add_track, recorder)

@@ -42,6 +42,14 @@ class TrackSpec:
     codec: str
 
 
+@dataclass
+class WriteCounters:
+    """Frames and bytes muxed into recordings (summed over tracks; never reset)."""
+
+    frames: int = 0
+    bytes: int = 0
+
+
 @dataclass(frozen=True)
 class TrackSummary:
     spec: TrackSpec
@@ -66,8 +74,10 @@ def safe_name(track_id: str) -> str:
 
 class TrackRecorder:
     def __init__(self, spec: TrackSpec, directory: Path, emit: Emit,
-                 request_keyframe: Callable[[], None]) -> None:
+                 request_keyframe: Callable[[], None],
+                 counters: WriteCounters | None = None) -> None:
         self.spec = spec
+        self._counters = counters if counters is not None else WriteCounters()
         self.container = container_for(spec.codec)
         self.file = f"{TRACKS_DIR}/{safe_name(spec.id)}{self.container.extension}"
         self._path = directory / self.file
@@ -204,6 +214,9 @@ class TrackRecorder:
         except (av.FFmpegError, ValueError):
             self.dropped_frames += 1
             logger.warning("[%s] could not mux a frame at %d", self.spec.id, pts, exc_info=True)
+            return
+        self._counters.frames += 1
+        self._counters.bytes += len(frame.data)
 
     def _start(self, frame: EncodedFrame) -> None:
         self._origin = self.clock.relative(frame.timestamp)

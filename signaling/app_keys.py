@@ -10,11 +10,15 @@ from mediaserver import LatencyProbe, MediaServer
 from signaling.quotas import Quotas
 from signaling.services import RoomServices
 from signaling.tokens import TokenAuthority
+from signaling.turn import TurnServer
 
 
 @dataclass(frozen=True)
 class SignalingConfig:
     ice_servers: tuple[dict[str, object], ...] = ()
+    # Minted per participant into the join reply (signaling/turn.py); None: no TURN secret.
+    turn: TurnServer | None = None
+    ice_transport_policy: str = "all"  # "all" or "relay", handed to the pages
     max_message_bytes: int = 65536
     join_timeout: float = 10.0
     messages_per_second: float = 20.0

@@ -39,6 +39,7 @@ from signaling.quotas import QuotaLimits, Quotas
 from signaling.rate_limit import TokenBucket
 from signaling.services import Caller, NoRoomServices, RoomServices, ServiceError
 from signaling.tokens import ALL_ROOMS, Grant, TokenAuthority, TokenError
+from signaling.turn import ice_servers_for
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +338,9 @@ class SignalingSession:
             "room": room.name, "participant": participant_json(participant.info()),
             "grants": sorted(grant.grants), "participants": others,
             "streams": [stream_json(s) for s in room.streams()],
-            "iceServers": list(self.config.ice_servers),
+            "iceServers": ice_servers_for(self.config.ice_servers, self.config.turn,
+                                          participant.id, time.time()),
+            "iceTransportPolicy": self.config.ice_transport_policy,
             "expiresAt": grant.expires_at,
             **self.services.room_state(room.name),
         })

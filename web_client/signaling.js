@@ -89,9 +89,11 @@ export class SignalingClient {
     return this.joined?.iceServers ?? [];
   }
 
-  /** A new peer connection configured with the ICE servers from the `joined` reply. */
+  /** A new peer connection configured with the ICE servers (TURN credentials minted for
+   * this participant) and the transport policy ("all" or "relay") from the `joined` reply. */
   createPeerConnection() {
-    return new RTCPeerConnection({ iceServers: this.iceServers });
+    const iceTransportPolicy = this.joined?.iceTransportPolicy === "relay" ? "relay" : "all";
+    return new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy });
   }
 
   on(type, handler) {

@@ -1,0 +1,223 @@
+"""Prometheus ``/metrics``: this node's counters, read from the stats snapshots at scrape time.
+
+Nothing is counted twice: a custom collector turns ``MediaServer.stats()`` (and the HL7
+listener's counters) into metric families on each scrape, in a ``CollectorRegistry`` of
+the app's own (no process-wide registry). Byte and packet counts are Prometheus counters:
+rates (bitrate = ``rate(huizhen_producer_bytes_received_total[1m]) * 8``) are computed by
+Prometheus. Labels are ids only (room names are bed or consultation ids, participants
+their opaque ``p-…`` ids): never a person's name, never patient data.
+
+A new field of a snapshot is one line in the tables below.
+
+Access: an operator token (``stats`` grant) as ``Authorization: Bearer``, or a scraper
+whose TCP peer address is in ``[metrics] allow``; anything else gets 401/403.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+
+from config import MetricsSettings
+from contracts.roles import STATS
+from devices.hl7.listener import ListenerStats
+from mediaserver.downstream import DownstreamStats
+from mediaserver.stats import ProducerStats, RoomStats, ServerStats
+from recorder.track_recorder import WriteCounters
+from signaling import AUTHORITY, TokenError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Field(Generic[T]):
+    """One metric read from one field of a snapshot record."""
+
+    name: str
+    help: str
+    read: Callable[[T], int | float]
+    counter: bool = True
+
+
+ROOM_FIELDS: tuple[Field[RoomStats], ...] = (
+    Field("huizhen_room_participants", "Participants in the room (services included)",
+          lambda r: r.participants, counter=False),
+    Field("huizhen_room_transports", "Peer connections (publications and subscriptions)",
+          lambda r: len(r.transports), counter=False),
+    Field("huizhen_media_datagrams_dropped_unvalidated",
+          "Datagrams from addresses that passed no ICE check", lambda r: r.dropped.unvalidated),
+    Field("huizhen_media_datagrams_dropped_malformed",
+          "Datagrams from the ICE pair that were too long or of no known kind",
+          lambda r: r.dropped.malformed),
+    Field("huizhen_media_datagrams_dropped_unauthenticated",
+          "SRTP/SRTCP datagrams that failed authentication", lambda r: r.dropped.unauthenticated),
+)
+PRODUCER_FIELDS: tuple[Field[ProducerStats], ...] = (
+    Field("huizhen_producer_packets_received", "RTP packets received from the publisher",
+          lambda p: p.packets_received),
+    Field("huizhen_producer_bytes_received", "RTP payload bytes received from the publisher",
+          lambda p: p.octets_received),
+    Field("huizhen_producer_keyframe_requests_sent", "PLIs sent to the publisher",
+          lambda p: p.keyframe_requests_sent),
+)
+DOWNSTREAM_FIELDS: tuple[Field[DownstreamStats], ...] = (
+    Field("huizhen_downstream_packets_sent",
+          "RTP packets forwarded to a subscriber (or queued for the recorder)",
+          lambda d: d.packets_sent),
+    Field("huizhen_downstream_bytes_sent", "RTP payload bytes forwarded to a subscriber",
+          lambda d: d.octets_sent),
+    Field("huizhen_downstream_retransmissions",
+          "Packets resent to answer the subscriber's NACKs", lambda d: d.retransmissions),
+    Field("huizhen_downstream_keyframe_requests", "PLIs/FIRs received from the subscriber",
+          lambda d: d.keyframe_requests),
+    Field("huizhen_downstream_started", "1 once the downstream forwards (after a keyframe)",
+          lambda d: int(d.started), counter=False),
+)
+HL7_FIELDS: tuple[Field[ListenerStats], ...] = (
+    Field("huizhen_hl7_messages_received", "HL7 messages received", lambda s: s.messages),
+    Field("huizhen_hl7_messages_acked", "HL7 messages acknowledged AA (stored, or resent)",
+          lambda s: s.accepted),
+    Field("huizhen_hl7_messages_duplicate", "HL7 resends acknowledged but not stored again",
+          lambda s: s.duplicates),
+    Field("huizhen_hl7_messages_rejected", "HL7 messages rejected (AR)", lambda s: s.rejected),
+    Field("huizhen_hl7_messages_errored", "HL7 messages answered AE", lambda s: s.errors),
+    Field("huizhen_hl7_samples_stored", "Vital-sign samples stored", lambda s: s.samples_stored),
+    Field("huizhen_hl7_alarms_stored", "Alarms stored", lambda s: s.alarms_stored),
+    Field("huizhen_hl7_connections_accepted", "MLLP connections accepted",
+          lambda s: s.connections_accepted),
+    Field("huizhen_hl7_connections_refused", "MLLP connections refused by the limits",
+          lambda s: s.connections_refused),
+)
+RECORDER_FIELDS: tuple[Field[WriteCounters], ...] = (
+    Field("huizhen_recorder_frames_written", "Frames muxed into recordings",
+          lambda w: w.frames),
+    Field("huizhen_recorder_bytes_written", "Frame bytes muxed into recordings",
+          lambda w: w.bytes),
+)
+ROOM_LABELS = ("room",)
+PRODUCER_LABELS = ("room", "participant", "producer", "kind", "codec")
+DOWNSTREAM_LABELS = ("room", "participant", "producer", "downstream", "type")
+
+
+class _Families(Generic[T]):
+    """The metric families of one table, filled record by record."""
+
+    def __init__(self, fields: tuple[Field[T], ...], labels: tuple[str, ...]) -> None:
+        self._fields = fields
+        self._metrics = [
+            (CounterMetricFamily(f.name, f.help, labels=labels) if f.counter
+             else GaugeMetricFamily(f.name, f.help, labels=labels))
+            for f in fields]
+
+    def add(self, record: T, labels: list[str]) -> None:
+        for field, metric in zip(self._fields, self._metrics, strict=True):
+            metric.add_metric(labels, field.read(record))
+
+    def __iter__(self) -> Iterator[Metric]:
+        return iter(self._metrics)
+
+
+class SnapshotCollector(Collector):
+    """Reads the snapshots at scrape time; ``hl7`` returns None while no listener runs,
+    ``recorder`` None when recording is off."""
+
+    def __init__(self, snapshot: Callable[[], ServerStats],
+                 hl7: Callable[[], ListenerStats | None] = lambda: None,
+                 recorder: Callable[[], WriteCounters | None] = lambda: None) -> None:
+        self._snapshot = snapshot
+        self._hl7 = hl7
+        self._recorder = recorder
+
+    def collect(self) -> Iterable[Metric]:
+        snapshot = self._snapshot()
+        rooms = _Families(ROOM_FIELDS, ROOM_LABELS)
+        producers = _Families(PRODUCER_FIELDS, PRODUCER_LABELS)
+        downstreams = _Families(DOWNSTREAM_FIELDS, DOWNSTREAM_LABELS)
+        for room in snapshot.rooms:
+            rooms.add(room, [room.name])
+            for producer in room.producers:
+                producers.add(producer, [room.name, producer.participant, producer.id,
+                                         producer.kind, producer.codec])
+                for downstream in producer.downstreams:
+                    downstreams.add(downstream, [room.name, producer.participant, producer.id,
+                                                 downstream.id, downstream.kind])
+        yield from rooms
+        yield from producers
+        yield from downstreams
+        yield from self._transports(snapshot)
+        yield from _unlabelled(HL7_FIELDS, self._hl7())
+        yield from _unlabelled(RECORDER_FIELDS, self._recorder())
+
+    @staticmethod
+    def _transports(snapshot: ServerStats) -> Iterator[Metric]:
+        family = GaugeMetricFamily("huizhen_transport_state",
+                                   "Peer connections by owner, direction and state",
+                                   labels=("room", "participant", "direction", "state"))
+        for room in snapshot.rooms:
+            counts: dict[tuple[str, str, str], int] = {}
+            for t in room.transports:
+                key = (t.participant, t.direction, t.state)
+                counts[key] = counts.get(key, 0) + 1
+            for (participant, direction, state), count in sorted(counts.items()):
+                family.add_metric([room.name, participant, direction, state], count)
+        yield family
+
+
+def _unlabelled(fields: tuple[Field[T], ...], record: T | None) -> Iterator[Metric]:
+    """Node-wide metrics of ``record``, none when there is no record."""
+    if record is not None:
+        families = _Families(fields, ())
+        families.add(record, [])
+        yield from families
+
+
+def _allowed(remote: str | None, allow: tuple[Network, ...]) -> bool:
+    if not remote or not allow:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    return any(address in network for network in allow)
+
+
+def check_scraper(request: web.Request, allow: tuple[Network, ...]) -> None:
+    """Let in an allow-listed address or an operator token; raise 401/403 otherwise."""
+    if _allowed(request.remote, allow):
+        return
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else ""
+    challenge = {"WWW-Authenticate": 'Bearer realm="huizhen-metrics"'}
+    try:
+        grant = request.app[AUTHORITY].verify(token)
+    except TokenError as exc:
+        raise web.HTTPUnauthorized(text=exc.message, headers=challenge) from None
+    if not grant.allows(STATS):
+        raise web.HTTPForbidden(text="this token does not grant 'stats'")
+
+
+def setup_metrics(app: web.Application, settings: MetricsSettings,
+                  collector: SnapshotCollector) -> None:
+    """``GET /metrics`` over a registry of this app's own (nothing when disabled)."""
+    if not settings.enabled:
+        return
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+
+    async def metrics(request: web.Request) -> web.Response:
+        # Text format 0.0.4: what every Prometheus version reads (names here are ASCII).
+        check_scraper(request, settings.allow)
+        return web.Response(body=generate_latest(registry),
+                            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4,
+                                     "Cache-Control": "no-store"})
+
+    app.router.add_get("/metrics", metrics)
