@@ -189,11 +189,14 @@ export class SignalingClient {
     ws.onclose = (event) => this._onClose(ws, event);
     ws.onerror = () => {}; // a close event always follows
     clearTimeout(this._connectTimer);
+    // Short once the page has joined (a quick rejoin when the network returns); the
+    // first connection of a page that is still loading gets longer.
+    const timeout = this._everJoined ? this.connectTimeoutMs : Math.max(this.connectTimeoutMs, 10000);
     this._connectTimer = setTimeout(() => {
       if (ws === this.ws && ws.readyState !== WebSocket.OPEN) {
         this._abandon(ws, 4000, "connect timeout");
       }
-    }, this.connectTimeoutMs);
+    }, timeout);
   }
 
   _opened(ws) {
