@@ -7,6 +7,7 @@ and "Reconnecting").
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,10 +29,10 @@ def person_token(server: RunningServer, role: str, subject: str) -> str:
 
 
 async def joined_client(server: RunningServer, token: str,
-                        previous: str | None = None) -> tuple[SignalingClient, dict]:
+                        previous: str | None = None) -> tuple[SignalingClient, dict[str, Any]]:
     client = SignalingClient(server.ws_url)
     await client.connect()
-    message = {"type": "join", "version": 1, "token": token}
+    message: dict[str, Any] = {"type": "join", "version": 1, "token": token}
     if previous is not None:
         message["previous"] = previous
     client.joined = await client.request(message)
@@ -56,7 +57,8 @@ async def test_a_client_that_stops_answering_is_dropped(running_server: RunningS
     participant leaves (others are told)."""
     config = running_server.app[SIGNALING_CONFIG]
     object.__setattr__(config, "heartbeat", 0.4)  # default 5 s; shortened for the test
-    expert, _ = await joined_client(running_server, person_token(running_server, "expert", "li"))
+    expert, expert_joined = await joined_client(
+        running_server, person_token(running_server, "expert", "li"))
     async with aiohttp.ClientSession() as http:
         # autoping=False: this client never answers the server's pings (a dead peer).
         silent = await http.ws_connect(running_server.ws_url, autoping=False)
@@ -67,7 +69,7 @@ async def test_a_client_that_stops_answering_is_dropped(running_server: RunningS
         left = await expert.next_event("participant-left", timeout=10)
         assert left["participant"] == joined["participant"]["id"]
         room = running_server.app[MEDIA_SERVER].directory.local(ROOM)
-        assert room is not None and list(room.participants) == [expert.joined["participant"]["id"]]
+        assert room is not None and list(room.participants) == [expert_joined["participant"]["id"]]
     # The expert answers pings (aiohttp does it while reading): it stays.
     assert (await expert.request({"type": "ping"}))["type"] == "pong"
     await expert.close()
@@ -86,6 +88,7 @@ async def test_a_rejoin_ends_the_lost_participant_and_its_stream_at_once(
     await expert.subscribe(stream["id"], sub.pc)
     await wait_for(lambda: sub.received.video_frames >= 5, 30)
     room = running_server.app[MEDIA_SERVER].directory.local(ROOM)
+    assert room is not None
 
     # The ward's link was lost; it comes back on a new socket naming who it was.
     again, second = await joined_client(running_server, ward_token,
