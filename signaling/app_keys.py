@@ -24,6 +24,9 @@ class SignalingConfig:
     messages_per_second: float = 20.0
     message_burst: int = 60
     outgoing_queue: int = 512
+    # WebSocket ping after this many seconds without a frame from the client; no pong
+    # within half of it closes the socket (a dead client is gone within 1.5x this).
+    heartbeat: float = 5.0
     # Quotas across sockets (0: unlimited); see signaling/quotas.py and PROTOCOL.md.
     sockets_per_token: int = 4
     peer_connections_per_token: int = 16

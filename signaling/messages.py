@@ -41,9 +41,14 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Join:
+    """``previous``: the participant id this client had on a socket it lost; the
+    server ends that participant at once when it is the same person (PROTOCOL.md,
+    "Reconnecting")."""
+
     id: str | int | None
     version: int
     token: str
+    previous: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,10 @@ def parse_request(raw: str) -> Request:
         version = message.get("version")
         if isinstance(version, bool) or not isinstance(version, int):
             raise ProtocolError("bad-message", "'version' must be an integer", request_id)
-        return Join(request_id, version, _string(message, "token", request_id, 4096))
+        previous = None
+        if message.get("previous") is not None:
+            previous = _string(message, "previous", request_id, MAX_ID_LENGTH)
+        return Join(request_id, version, _string(message, "token", request_id, 4096), previous)
     if kind == "publish":
         return Publish(request_id, _string(message, "sdp", request_id, sdp_limit))
     if kind == "unpublish":

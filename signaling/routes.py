@@ -59,7 +59,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     config = request.app[SIGNALING_CONFIG]
     # Messages up to 4x the protocol limit get an error and the connection lives on;
     # beyond that aiohttp closes the socket with 1009 (message too big).
-    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4 * config.max_message_bytes)
+    ws = web.WebSocketResponse(heartbeat=config.heartbeat or None,
+                               max_msg_size=4 * config.max_message_bytes)
     await ws.prepare(request)
     quotas = request.app[QUOTAS]
     address = request.remote or "-"

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+# The participant joined again on another socket (`join.previous`).
+CLOSE_REPLACED = 4001
 # An expiry timer is re-armed at most this far ahead; when it fires early it checks again.
 MAX_TIMER_DELAY = 86400.0
 
@@ -77,6 +79,7 @@ class SignalingSession:
         self._ptz_tasks: set[asyncio.Task[None]] = set()
         self.quotas = quotas or Quotas(QuotaLimits(0, 0, 0))
         self._expiry: asyncio.TimerHandle | None = None
+        self._muted = False  # while joining: room events are in the `joined` reply
 
     def peer_connections(self) -> int:
         """Publications and subscriptions of this socket (one peer connection each)."""
@@ -324,10 +327,18 @@ class SignalingSession:
             return
         try:
             room = self.media.room(grant.room)
+            self._muted = True
             participant = room.join(grant.name, grant.role, self)
+            # In before the previous one leaves: the room never empties (nor closes, nor
+            # ends its recording) on a rejoin. What the old one's leave announces is
+            # already in the `joined` below, so this session does not hear it.
+            if request.previous is not None:
+                self._replace(grant, request.previous)
         except BaseException:
             self.quotas.release_token(grant.subject, self)
             raise
+        finally:
+            self._muted = False
         self.grant, self.room, self.participant = grant, room, participant
         self._arm_expiry()
         self._log_prefix = f"{room.name}/{participant.id}"
@@ -345,7 +356,33 @@ class SignalingSession:
             **self.services.room_state(room.name),
         })
 
+    def _replace(self, grant: Grant, previous: str) -> None:
+        """End ``previous``, this person's participant on a socket they lost, at once.
+
+        Only a participant of the same room and subject is ended (anything else is
+        ignored: it may be gone already); its streams end as on any leave, so the new
+        publication is the only one the viewers see.
+        """
+        room = self.media.directory.local(grant.room)
+        old = room.participants.get(previous) if room is not None else None
+        member = old.member if old is not None else None
+        if (not isinstance(member, SignalingSession) or member is self or member.grant is None
+                or member.grant.subject != grant.subject):
+            return
+        member.replaced()
+
+    def replaced(self) -> None:
+        """This socket's person joined again on a new socket: leave, and close this one."""
+        logger.info("[%s] replaced by a new connection; closing", self._log_prefix)
+        self._leave()
+        self._end_grant()
+        self._left = True
+        if not self.ws.closed:
+            self._loop.create_task(self.ws.close(code=CLOSE_REPLACED, message=b"replaced"))
+
     def on_room_event(self, event: RoomEvent) -> None:
+        if self._muted:
+            return
         self.send(event_json(event))
         if isinstance(event, RoomClosed):
             self.participant = None

@@ -1,11 +1,40 @@
 // The room as the browser sees it: participants, their transports' states,
 // streams, and this page's own publications and subscriptions (one
 // RTCPeerConnection each). Pages render it; `window.huizhen` exposes it to tests.
+//
+// Recovery (PROTOCOL.md, "Reconnecting"): a dead media transport (its connection
+// `failed`, or the server's `stream-ended` / `subscription-closed`) is replaced by a
+// fresh one, publish or subscribe again, with a short capped backoff; a lost
+// signalling link (the client's heartbeat) closes the publications' connections, keeps
+// the subscriptions' last pictures on screen, and the next `joined` republishes and
+// resubscribes everything. `link` sums it up for the page.
 
 import { readFragment, SignalingClient } from "./signaling.js";
 
 const FORGET_CLOSED_MS = 15000;
-const RESUBSCRIBE_ATTEMPTS = 3;
+const RECOVER_DELAY_MS = 250; // doubling per failed attempt...
+const RECOVER_MAX_DELAY_MS = 2000; // ...up to this
+// Errors after which publishing again cannot help: the page shows them instead.
+const FINAL_PUBLISH_ERRORS = new Set(["forbidden", "too-many-publications",
+  "too-many-peer-connections", "unauthorized", "bad-sdp"]);
+
+/** Every live RTCPeerConnection of this page (tests read their getStats). */
+function livePeers() {
+  window.__huizhenPeers ??= new Set();
+  return window.__huizhenPeers;
+}
+
+function recoverDelay(attempts) {
+  return Math.min(RECOVER_DELAY_MS * 2 ** Math.max(0, attempts - 1), RECOVER_MAX_DELAY_MS);
+}
+
+/** A connection state as the `link` event names it, for one stream's transport. */
+function mediaState(pcState, recovering) {
+  if (pcState === "connected") return "connected";
+  if (recovering || pcState === "disconnected") return "recovering";
+  if (pcState === "failed" || pcState === "closed") return "failed";
+  return "connecting";
+}
 
 export class RoomSession {
   /**
@@ -22,13 +51,16 @@ export class RoomSession {
     this.expiresAt = null;
     this.participants = {}; // id -> {id, name, role, self, transports: {id -> {direction, state}}}
     this.streams = {}; // stream id -> {id, participant, tracks}
-    this.subscriptions = {}; // stream id -> {streamId, id, pc, media, pcState, stats, attempts}
-    this.publications = []; // {key, label, media, pc, streamId, pcState, error}
+    this.subscriptions = {}; // stream id -> {streamId, id, pc, media, pcState, stats, recovering}
+    this.publications = []; // {key, label, media, pc, streamId, pcState, error, recovering, ...}
     this.errors = []; // server errors, newest last
     this._listeners = new Set();
     this._forgetTimers = new Map();
-    this._attempts = {}; // stream id -> subscription attempts since the last join
+    this._attempts = {}; // stream id -> failed subscription attempts in a row
+    this._recovering = new Set(); // streams watched when the link was lost
     this._statsTimer = null;
+    this._link = null; // the last `link` state emitted (as JSON)
+    this._linkListeners = new Set();
 
     const c = this.client;
     c.on("state", () => this._changed());
@@ -48,6 +80,10 @@ export class RoomSession {
     });
     c.on("connection-state", (event) => this._onConnectionState(event));
     c.on("subscription-closed", (event) => this._onSubscriptionClosed(event));
+    // Registered before any page's handler: a stream this session republishes by itself
+    // is no longer the publication's by the time the page hears of it.
+    c.on("stream-ended", (event) => this._onStreamEnded(event));
+    c.on("signalling", () => this._changed());
     c.on("room-closed", () => {
       // The room ended under us (e.g. server shutdown): start over.
       this._resetMedia();
@@ -71,6 +107,31 @@ export class RoomSession {
       ...this.publications.map((p) => p.pc).filter(Boolean),
       ...Object.values(this.subscriptions).map((s) => s.pc),
     ];
+  }
+
+  /**
+   * The page's link: `{signalling: "up"|"lost"|"reconnecting", media: {<streamId>:
+   * "connecting"|"connected"|"failed"|"recovering"}}`, one entry per own publication (by
+   * its stream id; while it is being published again, by its previous one) and per
+   * subscription (by the stream it receives).
+   */
+  get link() {
+    const media = {};
+    for (const p of this.publications) {
+      const key = p.streamId ?? p.lastStreamId ?? p.key;
+      if (p.pc) media[key] = mediaState(p.pcState, p.recovering);
+      else media[key] = p.recovering ? "recovering" : (p.error ? "failed" : "connecting");
+    }
+    for (const sub of Object.values(this.subscriptions)) {
+      media[sub.streamId] = mediaState(sub.pcState, sub.recovering);
+    }
+    return { signalling: this.client.signalling, media };
+  }
+
+  /** Call `listener(link)` whenever `link` changes (also emitted as the client's "link"). */
+  onLink(listener) {
+    this._linkListeners.add(listener);
+    return () => this._linkListeners.delete(listener);
   }
 
   /** Record an error (from the server, or a local one such as a missing camera) for display. */
@@ -119,7 +180,8 @@ export class RoomSession {
     this.publications = this.publications.filter((p) => p !== publication);
     const { streamId, pc } = publication;
     publication.pc = null;
-    pc?.close();
+    clearTimeout(publication.recoverTimer);
+    closePeer(pc);
     for (const track of publication.media.getTracks()) track.stop();
     this._changed();
     if (streamId && this.state === "joined") {
@@ -129,10 +191,11 @@ export class RoomSession {
 
   async subscribe(streamId) {
     if (this.subscriptions[streamId]) return this.subscriptions[streamId];
-    const pc = this.client.createPeerConnection();
+    const pc = this._peerConnection();
     const media = new MediaStream();
     const sub = { streamId, id: null, pc, media, pcState: pc.connectionState, stats: null,
-      attempts: (this._attempts[streamId] ?? 0) + 1, error: null };
+      recovering: this._recovering.has(streamId) || Boolean(this._attempts[streamId]),
+      error: null };
     this.subscriptions[streamId] = sub;
     pc.addEventListener("track", (event) => {
       media.addTrack(event.track);
@@ -140,6 +203,15 @@ export class RoomSession {
     });
     pc.addEventListener("connectionstatechange", () => {
       sub.pcState = pc.connectionState;
+      if (sub.pcState === "connected") {
+        sub.recovering = false;
+        delete this._attempts[streamId];
+        this._recovering.delete(streamId);
+      } else if (sub.pcState === "failed" && this.subscriptions[streamId] === sub
+                 && this.state === "joined") {
+        // (While the link is lost the frozen picture stays until the next `joined`.)
+        this._recoverSubscription(streamId);
+      }
       this._changed();
     });
     this._changed();
@@ -152,8 +224,12 @@ export class RoomSession {
       });
     } catch (err) {
       sub.error = err;
-      if (this.subscriptions[streamId] === sub) this._dropSubscription(streamId);
       console.warn(`huizhen: subscribing to ${streamId} failed`, err);
+      // A stream that still exists is tried again (not-found: it has ended meanwhile).
+      if (this.subscriptions[streamId] === sub) {
+        if (err.code !== "not-found" && err.code !== "forbidden") this._recoverSubscription(streamId);
+        else this._dropSubscription(streamId);
+      }
     }
     return sub;
   }
@@ -190,6 +266,7 @@ export class RoomSession {
       get publications() { return session.publications; },
       get peerConnections() { return session.peerConnections; },
       get errors() { return session.errors; },
+      get link() { return session.link; },
       framesDecoded: () => session.framesDecoded(),
     };
     // Copy descriptors, not values: getters in `extra` stay live.
@@ -201,6 +278,19 @@ export class RoomSession {
   // ------------------------------------------------------------------ internals
 
   _changed() {
+    const link = this.link;
+    const json = JSON.stringify(link);
+    if (json !== this._link) {
+      this._link = json;
+      for (const listener of this._linkListeners) {
+        try {
+          listener(link);
+        } catch (err) {
+          console.error("huizhen: link listener failed", err);
+        }
+      }
+      this.client._emit("link", link);
+    }
     for (const listener of this._listeners) {
       try {
         listener(this);
@@ -211,6 +301,8 @@ export class RoomSession {
   }
 
   _onJoined(reply) {
+    // The server ended this page's previous connections with its previous socket.
+    for (const streamId of Object.keys(this.subscriptions)) this._recovering.add(streamId);
     this._resetMedia();
     this._attempts = {};
     this.self = reply.participant;
@@ -222,39 +314,98 @@ export class RoomSession {
     };
     for (const p of reply.participants) this.participants[p.id] = { ...p, self: false, transports: {} };
     this.streams = {};
+    const listed = new Set(reply.streams.map((stream) => stream.id));
+    for (const streamId of this._recovering) if (!listed.has(streamId)) this._recovering.delete(streamId);
     for (const stream of reply.streams) this._addStream(stream);
     for (const publication of this.publications) this._negotiatePublication(publication);
     this._changed();
   }
 
+  /**
+   * The signalling link is lost: the server ends (or has ended) this page's
+   * connections. Publications close theirs and wait for the next `joined`; the
+   * subscriptions keep theirs, so their last pictures stay on screen (frozen), until
+   * the next `joined` replaces them. The room as last seen stays shown meanwhile.
+   */
   _onDisconnected() {
-    this._resetMedia();
-    // Everybody else is unknown until the next `joined`.
-    this.participants = {};
-    this.streams = {};
+    for (const publication of this.publications) {
+      this._closePublication(publication);
+      publication.recovering = true;
+    }
+    for (const sub of Object.values(this.subscriptions)) sub.recovering = true;
     this._changed();
   }
 
   /** Close every peer connection of this page (the server has or will have closed its side). */
   _resetMedia() {
     for (const streamId of Object.keys(this.subscriptions)) this._dropSubscription(streamId);
-    for (const publication of this.publications) {
-      publication.pc?.close();
-      publication.pc = null;
-      publication.streamId = null;
-      publication.pcState = "new";
-    }
+    for (const publication of this.publications) this._closePublication(publication);
     for (const timer of this._forgetTimers.values()) clearTimeout(timer);
     this._forgetTimers.clear();
   }
 
-  async _negotiatePublication(publication) {
+  /** Close a publication's connection (kept in the list, to publish again). */
+  _closePublication(publication) {
+    clearTimeout(publication.recoverTimer);
+    publication.recoverTimer = null;
+    closePeer(publication.pc);
+    publication.pc = null;
+    if (publication.streamId) publication.lastStreamId = publication.streamId;
+    publication.streamId = null;
+    publication.pcState = "new";
+  }
+
+  /** A new peer connection, listed in `window.__huizhenPeers` until it closes. */
+  _peerConnection() {
     const pc = this.client.createPeerConnection();
+    livePeers().add(pc);
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "closed") livePeers().delete(pc);
+    });
+    return pc;
+  }
+
+  /**
+   * The publication's connection died (failed, or the server ended the stream): end
+   * what is left of it on both sides and publish the same media again on a fresh one.
+   */
+  _recoverPublication(publication) {
+    if (publication.recoverTimer || !this.publications.includes(publication)) return;
+    const old = publication.streamId;
+    this._closePublication(publication);
+    publication.recovering = true;
+    publication.attempts = (publication.attempts ?? 0) + 1;
+    if (old && this.state === "joined") this.client.unpublish(old).catch(() => {});
+    publication.recoverTimer = setTimeout(() => {
+      publication.recoverTimer = null;
+      if (this.state === "joined" && this.publications.includes(publication) && !publication.pc) {
+        this._negotiatePublication(publication);
+      }
+    }, recoverDelay(publication.attempts));
+    this._changed();
+  }
+
+  _onStreamEnded({ stream, reason }) {
+    const publication = this.publications.find((p) => p.streamId === stream);
+    if (publication && (reason === "failed" || reason === "closed")) {
+      this._recoverPublication(publication);
+    }
+  }
+
+  async _negotiatePublication(publication) {
+    const pc = this._peerConnection();
     publication.pc = pc;
     publication.error = null;
     publication.pcState = pc.connectionState;
     pc.addEventListener("connectionstatechange", () => {
+      if (publication.pc !== pc) return;
       publication.pcState = pc.connectionState;
+      if (publication.pcState === "connected") {
+        publication.recovering = false;
+        publication.attempts = 0;
+      } else if (publication.pcState === "failed" && this.state === "joined") {
+        this._recoverPublication(publication);
+      }
       this._changed();
     });
     // Video first, then audio: the stream's tracks are listed in this order.
@@ -272,12 +423,15 @@ export class RoomSession {
       publication.streamId = stream.id;
       this.streams[stream.id] = stream;
     } catch (err) {
+      console.warn("huizhen: publishing failed", err);
       if (publication.pc === pc) {
         publication.error = err;
         publication.pc = null;
-        pc.close();
+        closePeer(pc);
+        if (!FINAL_PUBLISH_ERRORS.has(err.code) && this.state === "joined") {
+          this._recoverPublication(publication);
+        }
       }
-      console.warn("huizhen: publishing failed", err);
     }
     this._changed();
   }
@@ -326,24 +480,38 @@ export class RoomSession {
   _onSubscriptionClosed({ subscription, stream, reason }) {
     const sub = this.subscriptions[stream];
     if (!sub || (sub.id && sub.id !== subscription)) return;
-    const attempts = sub.attempts;
-    this._dropSubscription(stream);
-    this._changed();
-    if (reason === "failed" && this.streams[stream] && attempts < RESUBSCRIBE_ATTEMPTS) {
-      this._attempts[stream] = attempts;
-      setTimeout(() => {
-        if (this.streams[stream] && !this.subscriptions[stream] && this.state === "joined") {
-          this.subscribe(stream);
-        }
-      }, 2000);
+    if (reason === "stream-ended") {
+      this._dropSubscription(stream);
+      return;
     }
+    // failed, closed, answer-timeout: the stream goes on; receive it on a fresh connection.
+    sub.id = null; // the server has already ended it
+    this._recoverSubscription(stream);
+  }
+
+  /**
+   * A subscription's connection died: end it on both sides and subscribe again on a
+   * fresh one (with a short capped backoff) while the stream exists.
+   */
+  _recoverSubscription(streamId) {
+    const sub = this.subscriptions[streamId];
+    if (!sub) return;
+    const attempts = (this._attempts[streamId] ?? 0) + 1;
+    this._attempts[streamId] = attempts;
+    this._dropSubscription(streamId);
+    if (sub.id && this.state === "joined") this.client.unsubscribe(sub.id).catch(() => {});
+    setTimeout(() => {
+      if (this.streams[streamId] && !this.subscriptions[streamId] && this.state === "joined") {
+        this.subscribe(streamId);
+      }
+    }, recoverDelay(attempts));
   }
 
   _dropSubscription(streamId) {
     const sub = this.subscriptions[streamId];
     if (!sub) return;
     delete this.subscriptions[streamId];
-    sub.pc.close();
+    closePeer(sub.pc);
     for (const track of sub.media.getTracks()) track.stop();
     this._changed();
   }
@@ -372,6 +540,13 @@ export class RoomSession {
     }
     if (Object.keys(this.subscriptions).length) this._changed();
   }
+}
+
+/** Close `pc` (if any) and forget it in `window.__huizhenPeers`. */
+function closePeer(pc) {
+  if (!pc) return;
+  livePeers().delete(pc);
+  pc.close();
 }
 
 /**

@@ -58,19 +58,35 @@ export function waitForIceGathering(pc, timeoutMs = 3000) {
  * Emitted (via `on(type, fn)`): every server event by its `type`
  * ("participant-joined", "track-added", "connection-state", ...), plus
  * "joined" (the join reply, also after each reconnection), "error" (every
- * server error message), "state" ({state, ...}) and "disconnected".
+ * server error message), "state" ({state, ...}), "disconnected" and "signalling"
+ * (the link: "up", "lost" or "reconnecting", see `signalling`).
  * "token-expired" ends the session for good (state "failed", `fatal.code`
  * "token-expired"); `refresh(token)` before `expiresAt` avoids it.
  *
- * States: idle, connecting, joining, joined, disconnected (a retry is
- * scheduled), failed (gave up or join refused: see `fatal`), closed.
+ * States: idle, connecting, joining, joined, disconnected (the link was lost
+ * after a join; reconnection attempts run until the next join), failed (join
+ * refused, or gave up after `maxRetries`: see `fatal`), closed.
+ *
+ * Heartbeat (PROTOCOL.md, "Heartbeat"): from the moment the socket opens, a `ping`
+ * goes out every `heartbeatIntervalMs`; when nothing at all has arrived for
+ * `heartbeatTimeoutMs` the link is declared lost at once (a blackholed TCP socket
+ * would otherwise look open for minutes). A socket that does not open within
+ * `connectTimeoutMs` is abandoned. Reconnection is attempted again and again with a
+ * short capped backoff (`retryDelayMs` doubling up to `maxRetryDelayMs`), so that the
+ * page rejoins within a second or two of the network coming back; each rejoin names
+ * the participant it replaces (`join.previous`), which the server ends at once.
  */
 export class SignalingClient {
   constructor(token, options = {}) {
     this.token = token;
     this.url = options.url ?? signalingUrl();
+    // Until the first join a few attempts, then a failure shown; after a join, for ever.
     this.maxRetries = options.maxRetries ?? 5;
-    this.retryDelayMs = options.retryDelayMs ?? 1000;
+    this.retryDelayMs = options.retryDelayMs ?? 250;
+    this.maxRetryDelayMs = options.maxRetryDelayMs ?? 500;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 2000;
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 4000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 20000;
     this.iceGatheringTimeoutMs = options.iceGatheringTimeoutMs ?? 3000;
     this.state = "idle";
@@ -83,6 +99,12 @@ export class SignalingClient {
     this._attempt = 0;
     this._stopped = false;
     this._retryTimer = null;
+    this._connectTimer = null;
+    this._heartbeatTimer = null;
+    this._lastReceived = 0;
+    this._everJoined = false;
+    this._previousParticipant = null; // who this client was on its last socket
+    this.signalling = "reconnecting"; // the link: up | lost | reconnecting
   }
 
   get iceServers() {
@@ -117,6 +139,12 @@ export class SignalingClient {
     this._emit("state", { state, ...detail });
   }
 
+  _setSignalling(link) {
+    if (this.signalling === link) return;
+    this.signalling = link;
+    this._emit("signalling", link);
+  }
+
   start() {
     this._stopped = false;
     this.fatal = null;
@@ -132,6 +160,7 @@ export class SignalingClient {
   close() {
     this._stopped = true;
     clearTimeout(this._retryTimer);
+    this._stopTimers();
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN && this.joined) {
       try {
@@ -141,11 +170,14 @@ export class SignalingClient {
       }
     }
     ws?.close(1000, "bye");
+    this._setSignalling("lost");
     if (this.state !== "failed") this._setState("closed");
   }
 
   _connect() {
-    this._setState("connecting");
+    // After a join, the page stays "disconnected" until it has joined again.
+    if (!this._everJoined) this._setState("connecting");
+    this._setSignalling("reconnecting");
     let ws;
     try {
       ws = new WebSocket(this.url);
@@ -154,20 +186,82 @@ export class SignalingClient {
       return;
     }
     this.ws = ws;
-    ws.onopen = () => this._join(ws);
+    ws.onopen = () => this._opened(ws);
     ws.onmessage = (message) => this._onMessage(ws, message);
     ws.onclose = (event) => this._onClose(ws, event);
     ws.onerror = () => {}; // a close event always follows
+    clearTimeout(this._connectTimer);
+    // Short once the page has joined (a quick rejoin when the network returns); the
+    // first connection of a page that is still loading gets longer.
+    const timeout = this._everJoined ? this.connectTimeoutMs : Math.max(this.connectTimeoutMs, 10000);
+    this._connectTimer = setTimeout(() => {
+      if (ws === this.ws && ws.readyState !== WebSocket.OPEN) {
+        this._abandon(ws, 4000, "connect timeout");
+      }
+    }, timeout);
+  }
+
+  _opened(ws) {
+    if (ws !== this.ws) return;
+    clearTimeout(this._connectTimer);
+    this._lastReceived = Date.now();
+    clearInterval(this._heartbeatTimer);
+    this._heartbeatTimer = setInterval(() => this._beat(ws), this.heartbeatIntervalMs / 4);
+    this._nextPing = Date.now() + this.heartbeatIntervalMs;
+    this._join(ws);
+  }
+
+  /** One heartbeat tick: declare the link lost after a silence, else ping when due. */
+  _beat(ws) {
+    if (ws !== this.ws) return;
+    const now = Date.now();
+    if (now - this._lastReceived > this.heartbeatTimeoutMs) {
+      this._abandon(ws, 4000, "heartbeat timeout");
+      return;
+    }
+    if (now >= this._nextPing && ws.readyState === WebSocket.OPEN) {
+      this._nextPing = now + this.heartbeatIntervalMs;
+      try {
+        ws.send(JSON.stringify({ type: "ping" }));
+      } catch {
+        // the close event follows
+      }
+    }
+  }
+
+  /**
+   * Give up on `ws` now, without waiting for its close event: on a dead network the
+   * closing handshake can take minutes.
+   */
+  _abandon(ws, code, reason) {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try {
+      ws.close(code, reason);
+    } catch {
+      // closing anyway
+    }
+    this._onClose(ws, { code: 1006, reason });
+  }
+
+  _stopTimers() {
+    clearTimeout(this._connectTimer);
+    clearInterval(this._heartbeatTimer);
+    this._heartbeatTimer = null;
   }
 
   async _join(ws) {
     this._setState("joining");
+    const join = { type: "join", version: PROTOCOL_VERSION, token: this.token };
+    if (this._previousParticipant) join.previous = this._previousParticipant;
     try {
-      const reply = await this.request({ type: "join", version: PROTOCOL_VERSION, token: this.token });
+      const reply = await this.request(join);
       if (ws !== this.ws) return;
       this.joined = reply;
       this._attempt = 0;
+      this._everJoined = true;
+      this._previousParticipant = reply.participant?.id ?? null;
       this._setState("joined");
+      this._setSignalling("up");
       this._emit("joined", reply);
     } catch (err) {
       if (ws !== this.ws) return;
@@ -183,6 +277,7 @@ export class SignalingClient {
 
   _onMessage(ws, message) {
     if (ws !== this.ws || typeof message.data !== "string") return;
+    this._lastReceived = Date.now();
     let data;
     try {
       data = JSON.parse(message.data);
@@ -207,11 +302,13 @@ export class SignalingClient {
       else pending.resolve(data);
       return;
     }
+    if (data.type === "pong" && key === null) return; // a heartbeat's answer
     if (data.type !== "error") this._emit(data.type, data);
   }
 
   _onClose(ws, event) {
     if (ws !== this.ws) return;
+    this._stopTimers();
     this.ws = null;
     const wasJoined = this.joined !== null;
     this.joined = null;
@@ -220,6 +317,7 @@ export class SignalingClient {
       pending.reject(new SignalingError("disconnected", "the signalling connection closed"));
     }
     this._pending.clear();
+    this._setSignalling("lost");
     this._emit("disconnected", { code: event.code, reason: event.reason, wasJoined });
     if (this._stopped) {
       if (this.state !== "failed") this._setState("closed");
@@ -229,14 +327,14 @@ export class SignalingClient {
   }
 
   _scheduleRetry(reason) {
-    if (this._attempt >= this.maxRetries) {
+    if (!this._everJoined && this._attempt >= this.maxRetries) {
       this._stopped = true;
       this.fatal = new SignalingError("disconnected",
         `the server could not be reached after ${this.maxRetries} attempts`);
       this._setState("failed", { error: this.fatal });
       return;
     }
-    const delay = Math.min(this.retryDelayMs * 2 ** this._attempt, 16000);
+    const delay = Math.min(this.retryDelayMs * 2 ** this._attempt, this.maxRetryDelayMs);
     this._attempt += 1;
     this._setState("disconnected", { reason, retryInMs: delay, attempt: this._attempt });
     clearTimeout(this._retryTimer);
