@@ -26,6 +26,7 @@ from signaling import (
     TokenAuthority,
     setup_routes,
 )
+from signaling.whip import setup_whip_routes
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"
 
@@ -102,6 +103,7 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
     setup_recording(app, settings, media)
     setup_front_door(app, settings)
     setup_routes(app, web_root)
+    setup_whip_routes(app)
     return app
 
 
