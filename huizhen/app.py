@@ -28,6 +28,7 @@ from signaling import (
     setup_routes,
 )
 from signaling.turn import TurnServer
+from signaling.whip import setup_whip_routes
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"
 
@@ -117,6 +118,7 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
         lambda: recorder.written if recorder is not None else None))
     setup_front_door(app, settings)
     setup_routes(app, web_root)
+    setup_whip_routes(app)
     return app
 
 

@@ -220,6 +220,32 @@ class Room:
             self.limits.answer_timeout, self._answer_timed_out, participant.id, subscription.id)
         return subscription, offer
 
+    async def subscribe_offer(self, participant: Participant, stream_id: str,
+                              offer_sdp: object) -> tuple[SubscriptionTransport, str]:
+        """Subscribe with the subscriber's own offer (WHEP); returns the answer SDP.
+
+        The same limits as ``subscribe``; nothing waits for an answer afterwards.
+        """
+        self._check_member(participant)
+        if len(participant.subscriptions) >= self.limits.subscriptions_per_participant:
+            raise TooManySubscriptionsError(
+                f"at most {self.limits.subscriptions_per_participant} subscriptions "
+                "per participant")
+        publication = self.find_publication(stream_id)
+        offer = check_sdp(offer_sdp, "offer")  # before any peer connection exists
+        subscription = self._transports.subscription(new_id("d-"), participant.id, stream_id,
+                                                     self._transport_state)
+        participant.subscriptions[subscription.id] = subscription
+        try:
+            answer = await subscription.answer_offer(publication.producers, offer)
+        except BaseException:
+            if participant.subscriptions.pop(subscription.id, None) is not None:
+                self._close_transport(subscription)
+            raise
+        if subscription.closed or participant.subscriptions.get(subscription.id) is None:
+            raise ClosedError("the subscription was closed during negotiation")
+        return subscription, answer
+
     def pending_count(self, participant: Participant) -> int:
         """How many of ``participant``'s subscriptions wait for their answer."""
         return sum(1 for sid in participant.subscriptions if sid in self._pending)

@@ -17,10 +17,12 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.sdp import candidate_from_sdp
 
 from mediaserver.aiortc_hooks import (
     ForwardedTrack,
@@ -94,6 +96,16 @@ class Transport:
         MediaPortGuard(self.pc, self.port_counters, f"{self.participant_id} {self.id}")
         await self.pc.setLocalDescription(description)
         return str(self.pc.localDescription.sdp)
+
+    async def add_remote_candidate(self, candidate: str, mid: str | None) -> None:
+        """A candidate the remote peer trickled (the value of an ``a=candidate`` line) for
+        the section ``mid`` (None: the first). ValueError when it does not parse."""
+        if self.closed:
+            raise ClosedError(f"transport {self.id} is closed")
+        parsed = candidate_from_sdp(candidate)
+        parsed.sdpMid = mid
+        parsed.sdpMLineIndex = 0 if mid is None else None
+        await self.pc.addIceCandidate(parsed)
 
     def close(self) -> None:
         """Close once: media objects first (synchronously), then the peer connection."""
@@ -233,19 +245,63 @@ class Subscription(Transport):
         if self.closed:
             raise ClosedError(f"subscription {self.id} is closed")
         for producer in producers:
-            track: MediaStreamTrack = ForwardedTrack(producer.kind, producer.id)
-            transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences(
-                _capabilities_for(producer.codec_name, producer.kind, producer.codec_parameters)
-            )
-            consumer = self._consumer(f"{self.id}-{len(self.consumers)}", producer,
-                                      SenderPort(transceiver.sender))
-            producer.add_downstream(consumer)
-            self.consumers.append(consumer)
+            self._attach(producer, self._sender_transceiver(producer))
         offer = await self.pc.createOffer()
         sdp = await self._apply_local(offer)
         self._offered = True
         return sdp
+
+    async def answer_offer(self, producers: Sequence[Producer], offer_sdp: object) -> str:
+        """Answer the subscriber's offer (WHEP: the player offers, recvonly): each of the
+        offer's audio/video sections gets the next producer of its kind, in the producer's
+        codec; sections left over are answered inactive."""
+        if self.closed:
+            raise ClosedError(f"subscription {self.id} is closed")
+        if self._offered:
+            raise NegotiationError("this subscription is already negotiated")
+        self._offered = True
+        sdp = _check_sdp(offer_sdp, "offer")
+        # Transceivers made before the offer is applied take its sections of their kind
+        # (aiortc matches them in order) and keep only their producer's codec.
+        pending = [(producer, self._sender_transceiver(producer)) for producer in producers]
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:
+            logger.info("[%s] rejected subscribe offer: %s", self.participant_id,
+                        type(exc).__name__)
+            raise NegotiationError("the offer could not be applied (malformed SDP, or it "
+                                   "does not receive the stream's codecs)") from None
+        for producer, transceiver in pending:
+            if transceiver.mid is None:  # no section of the offer took this track
+                if transceiver.sender.track is not None:
+                    transceiver.sender.track.stop()
+                continue
+            self._attach(producer, transceiver)
+        if not self.consumers:
+            raise NegotiationError("the offer receives none of the stream's tracks")
+        try:
+            answer = await self.pc.createAnswer()
+            sdp = await self._apply_local(answer)
+        except Exception as exc:
+            logger.info("[%s] cannot answer subscribe offer: %s", self.participant_id,
+                        type(exc).__name__)
+            raise NegotiationError("the offer could not be answered (inconsistent SDP)") from None
+        self._answered = True
+        return sdp
+
+    def _sender_transceiver(self, producer: Producer) -> RTCRtpTransceiver:
+        track: MediaStreamTrack = ForwardedTrack(producer.kind, producer.id)
+        transceiver = self.pc.addTransceiver(track, direction="sendonly")
+        transceiver.setCodecPreferences(
+            _capabilities_for(producer.codec_name, producer.kind, producer.codec_parameters)
+        )
+        return transceiver
+
+    def _attach(self, producer: Producer, transceiver: RTCRtpTransceiver) -> None:
+        consumer = self._consumer(f"{self.id}-{len(self.consumers)}", producer,
+                                  SenderPort(transceiver.sender))
+        producer.add_downstream(consumer)
+        self.consumers.append(consumer)
 
     def _consumer(self, consumer_id: str, producer: Producer, port: SenderPort) -> Consumer:
         """The consumer of one producer (instrumentation may wrap it in a subclass)."""

@@ -45,6 +45,10 @@ class MediaTransport(Protocol):
     def port_counters(self) -> PortCounters:
         """Datagrams its media ports dropped (strangers, malformed, forged)."""
 
+    async def add_remote_candidate(self, candidate: str, mid: str | None) -> None:
+        """A candidate the remote peer trickled (``a=candidate`` value) for section ``mid``
+        (None: the first); ValueError when it does not parse."""
+
     def close(self) -> None:
         """The owner's close: media objects first, then the connection. Idempotent;
         never reported to the state listener."""
@@ -79,6 +83,10 @@ class SubscriptionTransport(MediaTransport, Protocol):
 
     async def accept_answer(self, answer_sdp: object) -> None:
         """Apply the subscriber's answer; NegotiationError when it cannot be."""
+
+    async def answer_offer(self, producers: Sequence[Producer], offer_sdp: object) -> str:
+        """The other way round (WHEP): apply the subscriber's offer, attach a consumer to
+        each producer it receives, return the answer SDP; NegotiationError when it cannot."""
 
 
 class TransportFactory(Protocol):

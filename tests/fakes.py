@@ -206,6 +206,7 @@ class FakeTransport:
         self.state = "new"
         self.closed = False
         self.port_counters = PortCounters()
+        self.remote_candidates: list[tuple[str, str | None]] = []
         self._on_state = on_state
 
     def connection_state(self, state: str) -> None:
@@ -216,6 +217,9 @@ class FakeTransport:
         self._on_state(self, state)
         if state in ("failed", "closed"):
             self.close()
+
+    async def add_remote_candidate(self, candidate: str, mid: str | None) -> None:
+        self.remote_candidates.append((candidate, mid))
 
     def close(self) -> None:
         if self.closed:
@@ -288,6 +292,11 @@ class FakeSubscription(FakeTransport):
             self.ports.append(port)
         await asyncio.sleep(0)
         return sdp(*(p.kind for p in producers))
+
+    async def answer_offer(self, producers: Sequence[Producer], offer_sdp: object) -> str:
+        offer = await self.create_offer(producers)
+        self._answered = True
+        return offer
 
     async def accept_answer(self, answer_sdp: object) -> None:
         if self.closed:
