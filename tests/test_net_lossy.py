@@ -20,6 +20,7 @@ from tests.nethost import NetLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.browser]
 
+WARMUP_SECONDS = 20  # the publisher's bandwidth estimate ramps up (reported, not judged)
 MEASURE_SECONDS = 60
 FREEZE_SECONDS_PER_MINUTE = 1.0  # the product requirement
 
@@ -34,7 +35,8 @@ async def test_freezes_at_most_one_second_per_minute_over_lossy_links(tmp_path: 
             lab.shape(expert, direction=direction, loss_percent=5, delay_ms=50, jitter_ms=5)
 
         async with consultation(server, ward, expert, tmp_path) as call:
-            await wait_for_video(call.expert, 30, 60, call.log)
+            first = await wait_for_video(call.expert, 30, 60, call.log)
+            await asyncio.sleep(WARMUP_SECONDS)
             start = await viewer_video_stats(call.expert)
             assert start is not None
             samples = []
@@ -48,7 +50,10 @@ async def test_freezes_at_most_one_second_per_minute_over_lossy_links(tmp_path: 
     frozen = end.total_freezes_duration - start.total_freezes_duration
     per_minute = frozen * 60 / MEASURE_SECONDS
     fps = (end.frames_decoded - start.frames_decoded) / MEASURE_SECONDS
-    print(f"\nover {MEASURE_SECONDS} s at the expert: {freezes} freezes, {frozen:.2f} s frozen "
+    print(f"\nwarm-up ({WARMUP_SECONDS} s after the first 30 frames): "
+          f"{start.freeze_count - first.freeze_count} freezes, "
+          f"{start.total_freezes_duration - first.total_freezes_duration:.2f} s frozen")
+    print(f"over {MEASURE_SECONDS} s at the expert: {freezes} freezes, {frozen:.2f} s frozen "
           f"({per_minute:.2f} s/min; requirement <= {FREEZE_SECONDS_PER_MINUTE}), "
           f"{fps:.1f} fps decoded, {end.frame_width}x{end.frame_height}, "
           f"packetsLost {end.packets_lost - start.packets_lost} of "
