@@ -53,6 +53,7 @@ export class CameraHelp {
 
   /** Show the explanation of `problem` (see cameraProblem), or hide it (null). */
   show(problem) {
+    if (problem && problem === this.problem) return; // already said (keeps the focus)
     this.problem = problem;
     this.container.hidden = !problem;
     this.container.dataset.problem = problem ?? "";
