@@ -42,11 +42,13 @@ from tests.test_browser import (
     token,
     wait_joined,
 )
+from tests.test_browser_devices import DeviceServer, device_server
 from tests.test_browser_zh import english_words
 from tests.test_devices_room import send_with_python_hl7
 from tests.test_hl7_fixtures import GE_SAMPLE
 
 pytestmark = pytest.mark.browser
+__all__ = ["device_server"]  # a fixture used by name
 
 FREEZE_SHOWN_WITHIN_S = 2.0  # the product's requirement: the notice within 2 s
 SHANGHAI = timezone(timedelta(hours=8))
@@ -201,11 +203,15 @@ async def test_frozen_video_in_english(server: RunningServer, browsers: Browsers
         re.compile(rf"^Room {ROOM}: video frozen · last frame \d\d:\d\d:\d\d$"))
 
 
-async def test_a_lost_signalling_link_is_shown(server: RunningServer, browsers: Browsers) -> None:
+async def test_a_lost_signalling_link_is_shown(device_server: DeviceServer,
+                                              browsers: Browsers) -> None:
     """RoomSession's `link` events (sent by its heartbeat) drive the status line; the
-    server's states on the page are marked unknown while the link is down."""
-    _, expert = await live_pair(server, browsers, "zh-CN")
+    server's states on the page (transports, the PTZ camera) are marked unknown while the
+    link is down. The room has a PTZ camera (tests/test_browser_devices.py's FakeDevices)."""
+    _, expert = await live_pair(device_server.server, browsers, "zh-CN")
     status = expert.locator("#status")
+    camera = expert.locator("#ptz-camera")
+    await expect(camera).to_have_attribute("data-state", "online")
     await expect(status).to_have_attribute("data-link", "up")
     emit = """(link) => window.huizhen.session.client._emit("link", link)"""
     await expert.evaluate(emit, {"signalling": "lost", "media": {}})
@@ -218,12 +224,15 @@ async def test_a_lost_signalling_link_is_shown(server: RunningServer, browsers: 
     mine = expert.locator('li.participant .you').locator("xpath=../..").locator(".transport")
     await expect(mine.first).to_have_attribute("data-state", "unknown")
     await expect(expert.locator("figure.tile .badge")).to_have_attribute("data-state", "connected")
+    await expect(camera).to_have_attribute("data-state", "unknown")
+    await expect(camera).to_have_text("摄像头 未知")
     await expert.evaluate(emit, {"signalling": "reconnecting", "media": {}})
     await expect(status).to_have_text("正在重新连接服务器…画面和状态可能不是最新的。")
     await expect(status).to_have_attribute("data-kind", "warn")
     await expert.evaluate(emit, {"signalling": "up", "media": {}})
     await expect(status).to_have_text(f"已连接到会诊室 {ROOM}")
     await expect(mine.first).to_have_attribute("data-state", "connected")
+    await expect(camera).to_have_attribute("data-state", "online")
 
 
 DENIED_ARGS = [a for a in CHROMIUM_ARGS if a != FAKE_UI]  # camera prompts are refused

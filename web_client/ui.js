@@ -103,8 +103,9 @@ export class LinkWatch {
       if (link && typeof link === "object") this.link = link;
       onChange();
     };
+    // Wherever RoomSession sends them from (itself or its client): both are listened to.
     if (typeof session.on === "function") session.on("link", take);
-    if (session.client.on !== session.on) session.client.on("link", take);
+    session.client.on("link", take);
     session.client.on("joined", () => { this.everJoined = true; });
   }
 
