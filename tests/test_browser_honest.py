@@ -277,6 +277,23 @@ async def test_a_blocked_camera_is_explained_until_allowed(
         "data-server-state", "connected", timeout=20_000)
 
 
+async def test_the_specialists_talk_back_explains_a_blocked_camera(
+        server: RunningServer, browsers: Browsers) -> None:
+    expert = await browsers.open(
+        "expert", f"{server.base_url}/expert.html#token={token(server, 'expert', EXPERT_NAME)}"
+                  "&lang=zh-CN", args=DENIED_ARGS)
+    await wait_joined(expert)
+    await expert.locator("#talk").click()
+    help_ = expert.locator("#talk-help")
+    await expect(help_).to_have_attribute("data-problem", "denied", timeout=10_000)
+    await expect(help_.locator(".camera-help-title")).to_have_text(
+        "无法使用摄像头：浏览器已禁止本网站使用摄像头或麦克风。")
+    await expect(expert.locator("#talk")).to_have_text("与床旁通话")  # nothing was published
+    await expert.context.grant_permissions(["camera", "microphone"], origin=server.base_url)
+    await expect(help_).to_be_hidden(timeout=10_000)
+    await expect(expert.locator("#talk")).to_have_text("结束通话")
+
+
 async def test_no_camera_is_explained(server: RunningServer, browsers: Browsers) -> None:
     url = (f"{server.base_url}/ward.html#token={token(server, 'ward', WARD_NAME)}&autostart=1"
            "&lang=zh-CN")
@@ -402,3 +419,35 @@ async def test_tablets_show_video_and_vitals_together_with_the_bed_label(
         assert video is not None and video["width"] >= width * 0.45, video
         await screenshot(expert, f"honest-tablet-{width}x{height}.png")
         await expert.context.close()
+        # The bedside page on the same tablet: its camera picture beside (or under) the vitals.
+        bedside = await browsers.open(
+            f"ward tablet {width}x{height}",
+            f"{base}/ward.html#token={token(server, 'ward', WARD_NAME)}&lang=zh-CN",
+            viewport=(width, height), touch=True)
+        await expect(bedside.locator('#vitals [data-vital="spo2"] .value')).to_have_text("100")
+        preview = await bedside.locator("#preview").bounding_box()
+        vitals = await bedside.locator("#vitals").bounding_box()
+        print(f"ward {width}x{height}: preview {preview}, vitals {vitals}")
+        assert inside(preview, width, height), preview
+        assert inside(vitals, width, height), vitals
+        await screenshot(bedside, f"honest-ward-tablet-{width}x{height}.png")
+        await bedside.context.close()
+
+
+async def test_the_frame_flow_core(server: RunningServer, browsers: Browsers) -> None:
+    """web_client/frameflow.js's pure core, run in the page with the times passed in."""
+    page = await browsers.open("core", f"{server.base_url}/index.html")
+    states = await page.evaluate("""async () => {
+        const { FrameFlow } = await import("/frameflow.js");
+        const flow = new FrameFlow({ frozenAfterMs: 1200 });
+        const seen = [flow.state(0)];
+        flow.frame(1000, 1767000000000);
+        seen.push(flow.state(1000), flow.state(2200), flow.state(2201));
+        flow.frame(2300, 1767000001300);
+        seen.push(flow.state(2300), flow.lastFrameWall, flow.frames);
+        flow.reset();
+        seen.push(flow.state(2400));
+        return seen;
+    }""")
+    assert states == ["waiting", "flowing", "flowing", "frozen", "flowing", 1767000001300, 2,
+                      "waiting"]

@@ -8,7 +8,7 @@ import { PtzModel, PtzPad } from "./ptz.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
 import {
-  LinkWatch, TileGrid, badge, liveErrorText, markStale, preparePage, renderIdentity,
+  LinkWatch, TileGrid, badge, bedLabelOf, liveErrorText, markStale, preparePage, renderIdentity,
   renderParticipants, renderStatus, requireToken,
 } from "./ui.js";
 import { VitalsPanel } from "./vitals.js";
@@ -25,15 +25,11 @@ const token = requireToken(readFragment(), status);
 if (token) {
   const session = new RoomSession(token, { autoSubscribe: () => true });
   const link = new LinkWatch(session, () => render());
-  let bed = null; // the bed's binding as `joined.bed` names it ({label}), if bound
-  session.client.on("joined", (reply) => {
-    bed = reply.bed && typeof reply.bed.label === "string" ? reply.bed : null;
-  });
   const tiles = new TileGrid($("tiles"), session, {
     preferSound: false,
     emptyText: t("expert.waiting-for-bedside"),
     link,
-    bedLabel: () => bed?.label ?? null,
+    bedLabel: bedLabelOf(session),
     onHealth: () => render(),
   });
   const help = new CameraHelp($("talk-help"), { retry: () => startTalk() });

@@ -142,6 +142,19 @@ export function markStale(cameraBadges) {
   }
 }
 
+/**
+ * The bed's display name from its binding (`joined.bed.label`, a place such as
+ * "ICU 3 · 12 床", never patient data), as a getter for TileGrid's `bedLabel`; null when
+ * the room's bed has no label.
+ */
+export function bedLabelOf(session) {
+  let label = null;
+  session.client.on("joined", (reply) => {
+    label = typeof reply.bed?.label === "string" ? reply.bed.label : null;
+  });
+  return () => label;
+}
+
 /** "14:03:21" in Asia/Shanghai: the time of a video's last frame. */
 export function clockTime(wall) {
   return formatTime(wall, { date: false, seconds: true, zone: false });

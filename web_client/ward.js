@@ -12,7 +12,7 @@ import { PtzModel, PtzTakeover } from "./ptz.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
 import {
-  LinkWatch, TileGrid, badge, liveErrorText, markStale, preparePage, renderIdentity,
+  LinkWatch, TileGrid, badge, bedLabelOf, liveErrorText, markStale, preparePage, renderIdentity,
   renderParticipants, renderStatus, requireToken,
 } from "./ui.js";
 import { VitalsPanel } from "./vitals.js";
@@ -36,6 +36,7 @@ if (token) {
     preferSound: true,
     emptyText: t("ward.no-specialist"),
     link,
+    bedLabel: bedLabelOf(session),
     onHealth: () => render(),
   });
   const help = new CameraHelp($("camera-help"), { retry: () => startCamera() });
