@@ -106,7 +106,11 @@ export class LinkWatch {
     // Wherever RoomSession sends them from (itself or its client): both are listened to.
     if (typeof session.on === "function") session.on("link", take);
     session.client.on("link", take);
-    session.client.on("joined", () => { this.everJoined = true; });
+    session.client.on("joined", () => {
+      this.everJoined = true;
+      // A (re)join is the link up, whatever an older `link` event said.
+      if (this.link) this.link = { ...this.link, signalling: "up" };
+    });
   }
 
   get current() {
