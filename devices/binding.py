@@ -3,6 +3,8 @@
 Camera addresses: the URLs of ``devices.visca.url`` (``visca-udp://HOST[:52381]``,
 ``visca-tcp://HOST:PORT``, ``visca-raw-udp://HOST:PORT``,
 ``visca-serial:///dev/ttyUSB0?baud=9600&address=1``).
+A bed may have a ``label``: its display name on the pages (e.g. "ICU 3 · 12 床"), at most
+64 characters; a place, never a patient's name or number.
 Monitor addresses:
   ``hl7:DEVICE-ID``                       samples arriving on the HL7 listener from that device
                                           (OBX-18 EUI-64 or MSH-3), e.g. ``hl7:080019FFFE0B4020``
@@ -39,6 +41,21 @@ class BedBinding:
     camera: str | None = None
     """A camera URL, as devices.visca.url understands it."""
     monitor: MonitorAddress | None = None
+    label: str | None = None
+    """The bed's display name on the pages (a place, never patient data)."""
+
+
+MAX_LABEL = 64
+
+
+def check_label(label: object) -> str:
+    if not isinstance(label, str) or not label.strip():
+        raise BindingError("label must be a non-empty string")
+    if len(label) > MAX_LABEL:
+        raise BindingError(f"label is longer than {MAX_LABEL} characters")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in label):
+        raise BindingError("label must not contain control characters")
+    return label.strip()
 
 
 def check_camera(url: str) -> str:
@@ -76,16 +93,18 @@ def parse_bindings(raw: Sequence[Mapping[str, Any]]) -> list[BedBinding]:
         if room in rooms:
             raise BindingError(f"room {room!r} is bound twice")
         rooms.add(room)
-        unknown = set(item) - {"room", "camera", "monitor"}
+        unknown = set(item) - {"room", "camera", "monitor", "label"}
         if unknown:
             raise BindingError(f"devices.beds[{index}] has unknown keys {sorted(unknown)}")
         camera = item.get("camera")
         monitor = item.get("monitor")
+        label = item.get("label")
         try:
             bindings.append(BedBinding(
                 room=room,
                 camera=check_camera(camera) if camera else None,
                 monitor=parse_monitor(monitor) if monitor else None,
+                label=check_label(label) if label is not None else None,
             ))
         except BindingError as exc:
             raise BindingError(f"devices.beds[{index}] ({room}): {exc}") from None

@@ -335,6 +335,9 @@ class DeviceHub:
 
     def room_state(self, room: str) -> dict[str, Any]:
         state: dict[str, Any] = {}
+        label = next((b.label for b in self.bindings if b.room == room and b.label), None)
+        if label is not None:
+            state["bed"] = {"label": label}
         service = self.ptz_services.get(room)
         if service is not None:
             state["ptz"] = service.state().to_json()

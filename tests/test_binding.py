@@ -36,3 +36,13 @@ def test_bindings_refuse_duplicates_and_unknown_keys():
         parse_bindings([{"room": "a", "cam": "x"}])
     with pytest.raises(BindingError, match=r"beds\[0\] \(a\): camera URL scheme"):
         parse_bindings([{"room": "a", "camera": "ftp://x"}])
+
+
+def test_a_bed_label_is_kept_and_checked() -> None:
+    beds = parse_bindings([{"room": "icu3-bed12", "label": " ICU 3 · 12 床 "},
+                           {"room": "bed-2"}])
+    assert [b.label for b in beds] == ["ICU 3 · 12 床", None]
+    for bad, message in (("", "non-empty"), ("x" * 65, "longer than 64"),
+                         ("a\nb", "control characters"), (12, "non-empty string")):
+        with pytest.raises(BindingError, match=rf"beds\[0\] \(a\): label .*{message}"):
+            parse_bindings([{"room": "a", "label": bad}])

@@ -2,13 +2,14 @@
 // subscribed and shown, a talk-back publication to the bedside, the bedside
 // camera's PTZ pad and the patient monitor's live vital signs.
 
+import { CameraHelp, cameraProblem, insecureContext } from "./camera_help.js";
 import { t } from "./i18n.js";
 import { PtzModel, PtzPad } from "./ptz.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
 import {
-  TileGrid, badge, liveErrorText, preparePage, renderIdentity, renderParticipants, renderStatus,
-  requireToken,
+  LinkWatch, TileGrid, badge, bedLabelOf, liveErrorText, markStale, preparePage, renderIdentity,
+  renderParticipants, renderStatus, requireToken,
 } from "./ui.js";
 import { VitalsPanel } from "./vitals.js";
 
@@ -23,10 +24,15 @@ const talkState = $("talk-state");
 const token = requireToken(readFragment(), status);
 if (token) {
   const session = new RoomSession(token, { autoSubscribe: () => true });
+  const link = new LinkWatch(session, () => render());
   const tiles = new TileGrid($("tiles"), session, {
     preferSound: false,
     emptyText: t("expert.waiting-for-bedside"),
+    link,
+    bedLabel: bedLabelOf(session),
+    onHealth: () => render(),
   });
+  const help = new CameraHelp($("talk-help"), { retry: () => startTalk() });
   const ptz = new PtzModel(session);
   const pad = new PtzPad($("ptz"), ptz);
   const vitalsNode = $("vitals");
@@ -55,39 +61,63 @@ if (token) {
   }
 
   function render() {
-    renderStatus(status, session);
-    renderIdentity($("identity"), session);
-    renderParticipants($("participants"), session);
+    const signalling = link.signalling;
     tiles.render();
+    renderStatus(status, session, { signalling, media: tiles.summary() });
+    renderIdentity($("identity"), session);
+    renderParticipants($("participants"), session,
+      { mediaState: (id) => tiles.mediaState(id), signalling });
     renderTalk();
     pad.render();
+    if (signalling !== "up") markStale(document.querySelectorAll(".ptz-camera"));
+    document.body.dataset.link = signalling;
     $("layout").classList.toggle("has-vitals", !vitalsNode.hidden);
   }
 
-  talkButton.addEventListener("click", async () => {
-    if (busy) return;
+  async function startTalk() {
+    if (talk || busy) return;
+    if (insecureContext()) {
+      help.show("insecure");
+      return;
+    }
     busy = true;
     renderTalk();
+    let media = null;
     try {
-      if (talk) {
-        const ending = talk;
-        talk = null;
-        talkPreview.srcObject = null;
-        await session.unpublish(ending);
-      } else {
-        const media = await navigator.mediaDevices.getUserMedia({
-          audio: true, video: { width: 640, height: 480 },
-        });
+      media = await navigator.mediaDevices.getUserMedia({
+        audio: true, video: { width: 640, height: 480 },
+      });
+      help.show(null);
+    } catch (err) {
+      session.reportError("device", `microphone/camera unavailable (${err.name})`);
+      help.show(cameraProblem(err));
+    }
+    try {
+      if (media) {
         talkPreview.srcObject = media;
         talk = await session.publish(media, "specialist microphone and camera");
       }
-    } catch (err) {
-      session.reportError("device", `microphone/camera unavailable (${err.name}: ${err.message})`);
     } finally {
       busy = false;
       renderTalk();
     }
-  });
+  }
+
+  async function stopTalk() {
+    if (!talk || busy) return;
+    busy = true;
+    const ending = talk;
+    talk = null;
+    talkPreview.srcObject = null;
+    try {
+      await session.unpublish(ending);
+    } finally {
+      busy = false;
+      renderTalk();
+    }
+  }
+
+  talkButton.addEventListener("click", () => (talk ? stopTalk() : startTalk()));
 
   session.onChange(render);
   vitals.onToggle = () => render();

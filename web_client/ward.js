@@ -3,14 +3,17 @@
 // staff can take it over) and the monitor's vital signs. When the server ends the
 // camera's stream (`stream-ended`), the page says so and offers to publish again.
 // `#token=…&autostart=1` starts the camera without a click (used by the tests).
+// A camera that cannot be opened (blocked, absent, busy, or a page not opened over HTTPS)
+// is explained with what to do, until it is fixed.
 
+import { CameraHelp, cameraProblem, insecureContext } from "./camera_help.js";
 import { has, t } from "./i18n.js";
 import { PtzModel, PtzTakeover } from "./ptz.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
 import {
-  TileGrid, badge, liveErrorText, preparePage, renderIdentity, renderParticipants, renderStatus,
-  requireToken,
+  LinkWatch, TileGrid, badge, bedLabelOf, liveErrorText, markStale, preparePage, renderIdentity,
+  renderParticipants, renderStatus, requireToken,
 } from "./ui.js";
 import { VitalsPanel } from "./vitals.js";
 
@@ -28,10 +31,15 @@ const token = requireToken(params, status);
 if (token) {
   // Hear and see everybody else (e.g. a specialist talking back).
   const session = new RoomSession(token, { autoSubscribe: () => true });
+  const link = new LinkWatch(session, () => render());
   const tiles = new TileGrid($("tiles"), session, {
     preferSound: true,
     emptyText: t("ward.no-specialist"),
+    link,
+    bedLabel: bedLabelOf(session),
+    onHealth: () => render(),
   });
+  const help = new CameraHelp($("camera-help"), { retry: () => startCamera() });
   const ptz = new PtzModel(session);
   const takeover = new PtzTakeover($("ptz"), ptz);
   const vitals = new VitalsPanel($("vitals"), session);
@@ -74,14 +82,28 @@ if (token) {
     publicationState.dataset.serverState = server ?? "new";
   }
 
+  /** Our camera's media for the status line: sending once both ends say connected. */
+  function mediaHealth() {
+    const incoming = tiles.summary();
+    if (incoming.state === "frozen" || incoming.state === "recovering") return incoming;
+    if (!camera) return incoming;
+    const server = camera.streamId ? session.transportState(camera.streamId) : null;
+    return { state: camera.pcState === "connected" && server === "connected" ? "sending"
+      : "waiting", lastFrameWall: null };
+  }
+
   function render() {
-    renderStatus(status, session);
-    renderIdentity($("identity"), session);
-    renderParticipants($("participants"), session);
+    const signalling = link.signalling;
     tiles.render();
+    renderStatus(status, session, { signalling, media: mediaHealth() });
+    renderIdentity($("identity"), session);
+    renderParticipants($("participants"), session,
+      { mediaState: (id) => tiles.mediaState(id), signalling });
     renderPublication();
     renderEnded();
     takeover.render();
+    if (signalling !== "up") markStale(document.querySelectorAll(".ptz-camera"));
+    document.body.dataset.link = signalling;
   }
 
   // The server ended our camera's stream (its connection failed or closed): say so
@@ -104,17 +126,28 @@ if (token) {
 
   async function startCamera() {
     if (camera || busy) return;
+    if (insecureContext()) {
+      help.show("insecure");
+      return;
+    }
     busy = true;
     renderPublication();
+    let media = null;
     try {
-      const media = await navigator.mediaDevices.getUserMedia({
+      media = await navigator.mediaDevices.getUserMedia({
         video: { width: 640, height: 480 }, audio: true,
       });
-      preview.srcObject = media;
-      camera = await session.publish(media, "bedside camera");
+      help.show(null);
     } catch (err) {
-      console.warn("huizhen: camera/microphone unavailable", err);
-      session.reportError("device", `camera/microphone unavailable (${err.name}: ${err.message})`);
+      console.warn("huizhen: camera/microphone unavailable", err.name);
+      session.reportError("device", `camera/microphone unavailable (${err.name})`);
+      help.show(cameraProblem(err));
+    }
+    try {
+      if (media) {
+        preview.srcObject = media;
+        camera = await session.publish(media, "bedside camera");
+      }
     } finally {
       busy = false;
       render();
@@ -142,7 +175,8 @@ if (token) {
   session.client.on("stream-ended", onStreamEnded);
   session.onChange(render);
   const exposed = { startCamera, stopCamera, publishAgain, get camera() { return camera; },
-    get ended() { return ended; }, ptz: ptz.expose() };
+    get ended() { return ended; }, get cameraProblem() { return help.problem; },
+    ptz: ptz.expose() };
   Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(vitals.expose()));
   session.exposeForTests(exposed);
   if (params.get("autostart") === "1") {
@@ -152,6 +186,7 @@ if (token) {
       startCamera();
     });
   }
+  if (insecureContext()) help.show("insecure"); // say so before anyone presses Start
   session.start();
   render();
 }
