@@ -6,7 +6,7 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from mediaserver.codecs import ForwardAll, LayerSelector
+from mediaserver.codecs import ForwardAll, LayerSelector, PictureIdRewriter
 from mediaserver.downstream import DownstreamStats
 from mediaserver.ntp import ntp_now
 from mediaserver.retransmission_buffer import RetransmissionBuffer
@@ -39,15 +39,12 @@ class Consumer:
     sent packet is kept in a retransmission buffer that answers the subscriber's
     NACKs (over RTX when the subscriber negotiated it).
 
-    The ``LayerSelector`` is consulted for each packet before it is rewritten (the
-    default forwards everything). A selector that drops packets (temporal or simulcast
-    layers) will need ``RtpRewriter`` to drop them *from the sequence space* as well:
-    today the output sequence number is the input one plus a fixed offset, so a
-    skipped packet would look lost to the subscriber (a NACK the buffer cannot
-    answer). The rewriter will have to grow the offset by one for each skipped
-    packet, remember which input numbers were skipped so that a late original or a
-    retransmission of one is not forwarded, and let the selector switch layers only
-    where ``flags`` say it is safe (a keyframe, a layer-sync point).
+    The ``LayerSelector`` is consulted for each new packet before it is rewritten (the
+    default forwards everything and is never asked). What it drops is taken out of the
+    consumer's sequence space by ``RtpRewriter.skip`` (the subscriber sees no gap and
+    NACKs nothing), and out of the VP8 picture ids by ``PictureIdRewriter``; a late
+    original or a retransmission of a dropped packet is never forwarded. The selector
+    itself decides where switching is safe (a keyframe, a layer-sync point).
 
     ``write`` after ``close``/``producer_closed`` returns False silently (the hot
     path never raises); ``close`` twice is a no-op.
@@ -77,8 +74,11 @@ class Consumer:
         self._needs_keyframe = kind == "video"
         # ForwardAll is never asked: the common case costs nothing per packet.
         selector = selector or ForwardAll()
+        self.selector: LayerSelector = selector
         self._select: Callable[[PacketFlags], bool] | None = (
             None if isinstance(selector, ForwardAll) else selector.select)
+        self._pictures = PictureIdRewriter()
+        self.packets_skipped = 0
         self._history = RetransmissionBuffer(buffer_size)
         self._rewriter: RtpRewriter | None = None
         self._template: ExtensionTemplate | None = None
@@ -142,28 +142,40 @@ class Consumer:
         rewriter = self._rewriter
         if rewriter is None:
             return False
-        select = self._select
-        if select is not None and not select(flags):
-            return False
         seq_in = packet.sequence_number
+        select = self._select
         if not rewriter.started:
+            if select is not None and not select(flags):
+                return False
             if self._needs_keyframe and not flags.keyframe:
                 return False
             rewriter.start(seq_in, packet.timestamp)
             self._first_report(packet.timestamp)
             self.waiting_for_keyframe = False
-        elif not rewriter.accepts(seq_in):
+        elif select is not None and rewriter.is_new(seq_in) and not select(flags):
+            # Dropped by the layer selector: out of the sequence (and picture id) space.
+            rewriter.skip(seq_in)
+            self._pictures.drop(flags)
+            self.packets_skipped += 1
             return False
-        payload = packet.payload
+        seq = rewriter.sequence(seq_in, packet.timestamp)
+        if seq < 0:
+            return False
+        payload: bytes | None = packet.payload
+        if select is not None:
+            payload = self._pictures.rewrite(packet.payload, flags)
         template = self._template
         extensions = template.current if template is not None else b""
-        if packet.padding_size and not payload:
-            seq, data = rewriter.rewrite(packet.marker, seq_in, packet.timestamp, extensions,
-                                         padding_bytes(packet.padding_size))
+        if payload is None:  # a late packet of a dropped frame: keep its slot, as padding
+            data = rewriter.packet(0, seq, packet.timestamp, extensions, padding_bytes(4))
+            data = bytes([data[0] | PADDING_BIT]) + data[1:]
+            payload = b""
+        elif packet.padding_size and not payload:
+            data = rewriter.packet(packet.marker, seq, packet.timestamp, extensions,
+                                   padding_bytes(packet.padding_size))
             data = bytes([data[0] | PADDING_BIT]) + data[1:]
         else:
-            seq, data = rewriter.rewrite(packet.marker, seq_in, packet.timestamp, extensions,
-                                         payload)
+            data = rewriter.packet(packet.marker, seq, packet.timestamp, extensions, payload)
         self._history.put(seq, data)
         if self._port.send(data):
             self.packets_sent += 1
