@@ -6,8 +6,10 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from mediaserver.codecs import ForwardAll, LayerSelector, PictureIdRewriter
+from mediaserver.codecs import ForwardAll, LayerSelector, PictureIdRewriter, TemporalLayerSelector
+from mediaserver.downlink_estimate import DownlinkEstimate
 from mediaserver.downstream import DownstreamStats
+from mediaserver.layer_policy import LayerRates, choose_layer
 from mediaserver.ntp import ntp_now
 from mediaserver.retransmission_buffer import RetransmissionBuffer
 from mediaserver.rtp_rewriter import (
@@ -59,6 +61,7 @@ class Consumer:
         port: SendPort,
         buffer_size: int,
         selector: LayerSelector | None = None,
+        layer_rates: LayerRates | None = None,
     ) -> None:
         self.id = consumer_id
         self.kind = kind
@@ -79,6 +82,14 @@ class Consumer:
             None if isinstance(selector, ForwardAll) else selector.select)
         self._pictures = PictureIdRewriter()
         self.packets_skipped = 0
+        self.layer_switches = 0
+        # The viewer's downlink, from its REMB and receiver reports: only while a temporal
+        # selector has layers to choose from (audio is never throttled).
+        self.downlink: DownlinkEstimate | None = None
+        self._layer_rates = layer_rates
+        if isinstance(selector, TemporalLayerSelector) and layer_rates is not None:
+            self.downlink = DownlinkEstimate()
+        self._target_bitrate: float | None = None
         self._history = RetransmissionBuffer(buffer_size)
         self._rewriter: RtpRewriter | None = None
         self._template: ExtensionTemplate | None = None
@@ -97,8 +108,12 @@ class Consumer:
         return self._select is not None
 
     def stats(self) -> DownstreamStats:
+        selector = self.selector
+        layer = selector.current if isinstance(selector, TemporalLayerSelector) else None
+        target = self._target_bitrate
         return DownstreamStats(self.id, "rtp", self.packets_sent, self.retransmissions,
-                               self.keyframe_requests, self.started)
+                               self.keyframe_requests, self.started, layer,
+                               None if target is None else int(target), self.layer_switches)
 
     # ----------------------------------------------------------------- send port events
 
@@ -134,6 +149,28 @@ class Consumer:
     def keyframe_requested(self) -> None:
         self.keyframe_requests += 1
         self._upstream.request_keyframe()
+
+    def remb_received(self, bitrate: float, now: float) -> None:
+        if self.downlink is not None and not self.closed:
+            self.downlink.on_remb(bitrate, now)
+            self._choose_layer(now)
+
+    def loss_reported(self, fraction_lost: float, now: float) -> None:
+        if self.downlink is not None and not self.closed:
+            self.downlink.on_loss(fraction_lost, now)
+            self._choose_layer(now)
+
+    def _choose_layer(self, now: float) -> None:
+        """Point the temporal selector at the highest layer the downlink carries (it
+        switches there at the next safe point)."""
+        selector, rates, downlink = self.selector, self._layer_rates, self.downlink
+        if not isinstance(selector, TemporalLayerSelector) or rates is None or downlink is None:
+            return
+        self._target_bitrate = downlink.target(now)
+        layer = choose_layer(self._target_bitrate, rates.cumulative(), selector.target)
+        if layer != selector.target:
+            selector.target = layer
+            self.layer_switches += 1
 
     # ----------------------------------------------------------------- hot path
 

@@ -28,6 +28,10 @@ class DownstreamStats:
     retransmissions: int = 0
     keyframe_requests: int = 0
     started: bool = False
+    # Layer selection (None: the downstream forwards every layer).
+    temporal_layer: int | None = None  # the highest VP8 temporal layer forwarded now
+    target_bitrate: int | None = None  # bit/s the viewer's downlink estimate allows
+    layer_switches: int = 0  # times the chosen layer changed
 
 
 class Upstream(Protocol):

@@ -11,6 +11,7 @@ from mediaserver.codecs import NO_FLAGS, PayloadParser, payload_parser
 from mediaserver.errors import ClosedError
 from mediaserver.extension_templates import ExtensionTemplates
 from mediaserver.keyframe_throttle import KeyframeRequestThrottle
+from mediaserver.layer_policy import LayerRates
 from mediaserver.ntp import abs_send_time_now
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ class Producer:
         self.keyframes_seen = 0
         self.keyframe_requests_sent = 0
         self.templates = ExtensionTemplates()
+        # Bit rate per temporal layer, measured while the flags are read (a layer
+        # selector reads them): what the consumers' layer policies choose from.
+        self.layer_rates = LayerRates()
         # The publisher's latest (ntp, rtp) clock pair, given to each new downstream.
         self.last_sender_report: tuple[int, int] | None = None
         self._downstreams: tuple[Downstream, ...] = ()
@@ -104,6 +108,8 @@ class Producer:
         parse = self._parse
         if parse is not None and packet.payload:
             flags = parse(packet.payload)
+            if flags.temporal_id is not None:
+                self.layer_rates.add(flags.temporal_id, len(packet.payload), packet.timestamp)
             if flags.keyframe:
                 self.keyframes_seen += 1
                 if self._keyframe_wanted:
