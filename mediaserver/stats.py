@@ -38,6 +38,9 @@ class ProducerStats:
     packets_received: int
     keyframe_requests_sent: int
     downstreams: tuple[DownstreamStats, ...]
+    # Measured bit rate of each VP8 temporal layer (TID 0, 1, ...) while a layer
+    # selector reads the packets; empty when no temporal layers were seen.
+    layer_bitrates: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +92,11 @@ def transport_stats(transport: MediaTransport) -> TransportStats:
 
 
 def producer_stats(producer: Producer) -> ProducerStats:
+    rates = producer.layer_rates
     return ProducerStats(producer.id, producer.kind, producer.codec_name,
                          producer.packets_received, producer.keyframe_requests_sent,
-                         downstream_stats(producer))
+                         downstream_stats(producer),
+                         tuple(int(rate) for rate in rates.rates[:rates.highest + 1]))
 
 
 def downstream_stats(producer: Producer) -> tuple[DownstreamStats, ...]:
