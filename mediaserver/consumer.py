@@ -90,6 +90,8 @@ class Consumer:
         if isinstance(selector, TemporalLayerSelector) and layer_rates is not None:
             self.downlink = DownlinkEstimate()
         self._target_bitrate: float | None = None
+        self._rate_mark: tuple[float | None, int] = (None, 0)
+        self._last_rate: float | None = None
         self._history = RetransmissionBuffer(buffer_size)
         self._rewriter: RtpRewriter | None = None
         self._template: ExtensionTemplate | None = None
@@ -152,8 +154,17 @@ class Consumer:
 
     def remb_received(self, bitrate: float, now: float) -> None:
         if self.downlink is not None and not self.closed:
-            self.downlink.on_remb(bitrate, now)
+            self.downlink.on_remb(bitrate, now, self._sending_rate(now))
             self._choose_layer(now)
+
+    def _sending_rate(self, now: float) -> float | None:
+        """The payload bit rate sent since the previous call (None at first, or too soon)."""
+        then, octets = self._rate_mark
+        if then is not None and now - then < 0.2:
+            return self._last_rate
+        self._rate_mark = (now, self.octets_sent)
+        self._last_rate = None if then is None else (self.octets_sent - octets) * 8 / (now - then)
+        return self._last_rate
 
     def loss_reported(self, fraction_lost: float, now: float) -> None:
         if self.downlink is not None and not self.closed:
@@ -169,8 +180,10 @@ class Consumer:
         self._target_bitrate = downlink.target(now)
         layer = choose_layer(self._target_bitrate, rates.cumulative(), selector.target)
         if layer != selector.target:
+            # Above the highest layer the publisher sends, nothing changes for the viewer.
+            if min(layer, rates.highest) != min(selector.target, rates.highest):
+                self.layer_switches += 1
             selector.target = layer
-            self.layer_switches += 1
 
     # ----------------------------------------------------------------- hot path
 

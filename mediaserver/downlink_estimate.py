@@ -30,6 +30,7 @@ class EstimateSettings:
     probe_rate: float = 0.08  # relative rise per second while probing
     remb_headroom: float = 1.5  # probing may go this far above the last REMB
     remb_drop: float = 0.85  # a REMB under this times the previous one is congestion
+    remb_ok: float = 0.7  # a REMB above this times the rate sent is no limit (see on_remb)
     hold: float = 2.0  # seconds without probing after a fall
     max_hold: float = 32.0
     calm: float = 30.0  # seconds without a fall after which the hold is back to ``hold``
@@ -48,15 +49,24 @@ class DownlinkEstimate:
         self._fell_at: float | None = None
         self._hold = self.settings.hold
 
-    def on_remb(self, bitrate: float, now: float) -> None:
+    def on_remb(self, bitrate: float, now: float, sending: float | None = None) -> None:
         """The viewer's REMB: the target stays under ``remb_headroom`` times it, and a
-        REMB that drops (below ``remb_drop`` times the previous one) is a fall to it."""
+        REMB that drops (below ``remb_drop`` times the previous one) is a fall to it.
+
+        ``sending`` is the bit rate forwarded to this viewer lately. A REMB a little
+        under it (at least ``remb_ok`` of it) says the viewer takes what it gets: a
+        receiver's estimate starts low and trails the incoming rate, which is no reason
+        to move it down. It is read as ``sending``.
+        """
         self.target(now)
+        settings = self.settings
+        if sending is not None and sending * settings.remb_ok <= bitrate < sending:
+            bitrate = sending
         previous, self.remb = self.remb, bitrate
-        ceiling = max(bitrate * self.settings.remb_headroom, self.settings.floor)
+        ceiling = max(bitrate * settings.remb_headroom, settings.floor)
         if self._target is None:
             self._target, self._updated = ceiling, now
-        elif previous is not None and bitrate < previous * self.settings.remb_drop:
+        elif previous is not None and bitrate < previous * settings.remb_drop:
             self._fall(bitrate, now)
         elif self._target > ceiling:
             self._target = ceiling

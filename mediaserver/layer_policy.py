@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 MAX_TEMPORAL_LAYERS = 4  # VP8 TIDs fit in 2 bits
 RTP_VIDEO_CLOCK = 90_000
-AUDIO_SHARE = 64_000  # bit/s of the viewer's estimate kept for its audio track
+AUDIO_SHARE = 40_000  # bit/s of the viewer's estimate kept for its audio track (Opus)
 
 
 class LayerRates:

@@ -82,3 +82,11 @@ def test_choose_layer(target, current, chosen):
 def test_choose_layer_without_layers():
     assert choose_layer(100_000, [], 0) == 0
     assert choose_layer(100_000, [0.0, 0.0], 1) == 1  # rates not measured yet
+
+
+def test_a_remb_trailing_the_rate_sent_is_no_limit():
+    estimate = DownlinkEstimate()
+    estimate.on_remb(208_000, 0.0, sending=276_000)  # a receiver's first, low estimate
+    assert estimate.target(0.0) == 276_000 * 1.5
+    estimate.on_remb(100_000, 1.0, sending=276_000)  # far under it: the link is thin
+    assert estimate.target(1.0) == 100_000
