@@ -158,12 +158,15 @@ class Consumer:
             self._choose_layer(now)
 
     def _sending_rate(self, now: float) -> float | None:
-        """The payload bit rate sent since the previous call (None at first, or too soon)."""
+        """The payload bit rate sent lately, smoothed (None until two reports apart)."""
         then, octets = self._rate_mark
         if then is not None and now - then < 0.2:
             return self._last_rate
         self._rate_mark = (now, self.octets_sent)
-        self._last_rate = None if then is None else (self.octets_sent - octets) * 8 / (now - then)
+        if then is not None:
+            rate = (self.octets_sent - octets) * 8 / (now - then)
+            last = self._last_rate
+            self._last_rate = rate if last is None else (last + rate) / 2
         return self._last_rate
 
     def loss_reported(self, fraction_lost: float, now: float) -> None:

@@ -5,17 +5,16 @@ REMB (its bandwidth estimate, in bit/s) and receiver reports (the fraction of pa
 lost since the last one). The output, ``target``, is the bit rate the layer policy
 may fill with video.
 
-The target falls at once (REMB dropping, or more than ``loss_high`` lost) and rises
-slowly: while loss stays under ``loss_low`` it probes up by ``probe_rate`` per second,
-at most to ``remb_headroom`` times the last REMB. The headroom matters: a receiver's
-REMB never runs far ahead of what it receives (libwebrtc and aiortc both cap it near
-1.5 times the incoming rate), so a viewer moved down to a lower layer would never be
-offered the next one if REMB were a hard ceiling. After each fall the probe waits
-``hold`` seconds, doubled (up to ``max_hold``) when it falls again soon after, so a
-viewer on a link that cannot take the next layer is not pushed over the edge every
-few seconds.
-
-Before any report arrives the target is None: nothing is known, nothing is limited.
+Until the viewer shows congestion the target is None: no limit. It falls at once on
+congestion (a REMB that drops, a REMB far under the rate sent, more than ``loss_high``
+lost) and rises slowly: while loss stays under ``loss_low`` it probes up by
+``probe_rate`` per second, at most to ``remb_headroom`` times the last REMB. The
+headroom matters: a receiver's REMB never runs far ahead of what it receives
+(libwebrtc and aiortc both cap it near 1.5 times the incoming rate), so a viewer moved
+down to a lower layer would never be offered the next one if REMB were a hard ceiling.
+After each fall the probe waits ``hold`` seconds, doubled (up to ``max_hold``) when
+it falls again soon after, so a viewer on a link that cannot take the next layer is
+not pushed over the edge every few seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ class EstimateSettings:
     probe_rate: float = 0.08  # relative rise per second while probing
     remb_headroom: float = 1.5  # probing may go this far above the last REMB
     remb_drop: float = 0.85  # a REMB under this times the previous one is congestion
-    remb_ok: float = 0.7  # a REMB above this times the rate sent is no limit (see on_remb)
+    remb_low: float = 0.5  # a REMB under this times the rate sent is congestion
     hold: float = 2.0  # seconds without probing after a fall
     max_hold: float = 32.0
     calm: float = 30.0  # seconds without a fall after which the hold is back to ``hold``
@@ -50,26 +49,24 @@ class DownlinkEstimate:
         self._hold = self.settings.hold
 
     def on_remb(self, bitrate: float, now: float, sending: float | None = None) -> None:
-        """The viewer's REMB: the target stays under ``remb_headroom`` times it, and a
-        REMB that drops (below ``remb_drop`` times the previous one) is a fall to it.
+        """The viewer's REMB, ``sending`` the bit rate forwarded to it lately (if known).
 
-        ``sending`` is the bit rate forwarded to this viewer lately. A REMB a little
-        under it (at least ``remb_ok`` of it) says the viewer takes what it gets: a
-        receiver's estimate starts low and trails the incoming rate, which is no reason
-        to move it down. It is read as ``sending``.
+        A receiver's REMB starts low and trails what it receives (libwebrtc's and
+        aiortc's grow a few per cent a second from the incoming rate), so a REMB under
+        the rate sent is not in itself a sign of a thin link. Congestion is: a REMB
+        that drops (under ``remb_drop`` times the previous one), or one under
+        ``remb_low`` times the rate sent. Either is a fall to the REMB. Otherwise the
+        REMB only bounds how far probing may go.
         """
         self.target(now)
         settings = self.settings
-        if sending is not None and sending * settings.remb_ok <= bitrate < sending:
-            bitrate = sending
         previous, self.remb = self.remb, bitrate
-        ceiling = max(bitrate * settings.remb_headroom, settings.floor)
-        if self._target is None:
-            self._target, self._updated = ceiling, now
-        elif previous is not None and bitrate < previous * settings.remb_drop:
+        if (previous is not None and bitrate < previous * settings.remb_drop) or (
+                sending is not None and bitrate < sending * settings.remb_low):
             self._fall(bitrate, now)
-        elif self._target > ceiling:
-            self._target = ceiling
+        elif self._target is not None:
+            self._target = min(self._target, max(bitrate * settings.remb_headroom,
+                                                 settings.floor))
 
     def on_loss(self, fraction_lost: float, now: float) -> None:
         """A receiver report's fraction lost (0 to 1) for the forwarded stream."""
