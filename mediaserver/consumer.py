@@ -215,7 +215,7 @@ class Consumer:
         if seq < 0:
             return False
         payload: bytes | None = packet.payload
-        if select is not None:
+        if select is not None and self._pictures.active:
             payload = self._pictures.rewrite(packet.payload, flags)
         template = self._template
         extensions = template.current if template is not None else b""

@@ -182,15 +182,19 @@ class PictureIdRewriter:
     shifts are read from ``flags``, so H.264 payloads are never touched).
     """
 
-    __slots__ = ("_last_out", "_last_tl0_out", "_picture_delta", "_recent", "_tl0_delta")
+    __slots__ = ("_first_drop", "_last_out", "_last_tl0_out", "_picture_delta", "_recent",
+                 "_tl0_delta", "active")
 
     REMEMBERED = 64  # frames
 
     def __init__(self) -> None:
+        # False until a frame is dropped or the stream switched: ``rewrite`` is not needed.
+        self.active = False
         self._picture_delta = 0
         self._tl0_delta = 0
         # input picture id -> its picture-id delta, or None for a dropped frame
         self._recent: dict[int, int | None] = {}
+        self._first_drop: int | None = None  # frames before it were sent unchanged
         self._last_out: int | None = None
         self._last_tl0_out: int | None = None
 
@@ -199,10 +203,14 @@ class PictureIdRewriter:
         picture_id = flags.picture_id
         if picture_id is None or picture_id in self._recent:
             return
+        if self._first_drop is None:
+            self._first_drop = picture_id
+        self.active = True
         self._remember(picture_id, None)
         self._picture_delta -= 1
 
     def rewrite(self, payload: bytes, flags: PacketFlags) -> bytes | None:
+        """The payload to send (None: a late packet of a dropped frame). Once ``active``."""
         picture_id = flags.picture_id
         if picture_id is None:
             return payload
@@ -211,6 +219,8 @@ class PictureIdRewriter:
             delta = recent[picture_id]
             if delta is None:
                 return None
+        elif self._first_drop is not None and 0 < (self._first_drop - picture_id) & 0x7FFF < 0x4000:
+            delta = 0  # a late packet of a frame from before the first drop
         else:
             delta = self._picture_delta
             self._remember(picture_id, delta)
@@ -222,8 +232,14 @@ class PictureIdRewriter:
         return shift_descriptor(payload, delta, self._tl0_delta)
 
     def switch(self, flags: PacketFlags) -> None:
-        """Continue from another stream at ``flags`` (a keyframe start of the new stream)."""
+        """Continue from another stream at ``flags`` (a keyframe start of the new stream).
+
+        The ids continue from the last one ``rewrite`` saw: a forwarder that may switch
+        streams calls ``rewrite`` for every packet, active or not.
+        """
+        self.active = True
         self._recent.clear()
+        self._first_drop = None
         if flags.picture_id is not None and self._last_out is not None:
             self._picture_delta = self._last_out + 1 - flags.picture_id
         if flags.tl0_pic_idx is not None and self._last_tl0_out is not None:
