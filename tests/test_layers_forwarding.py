@@ -137,3 +137,20 @@ def test_picture_ids_after_a_switch_continue_from_the_last_sent():
     rewriter.switch(flags)
     out = rewriter.rewrite(other, flags)
     assert out is not None and Vp8Descriptor.parse(out).picture_id == 101
+
+
+def test_late_packets_keep_the_id_their_frame_was_sent_with():
+    rewriter = PictureIdRewriter()
+    def frame(picture_id: int) -> tuple[bytes, PacketFlags]:
+        payload = bytes([0x90, 0x80, 0x80 | picture_id >> 8, picture_id & 0xFF]) + b"\x10data"
+        return payload, PacketFlags(start=True, picture_id=picture_id)
+
+    assert not rewriter.active  # nothing dropped: the forwarder does not even ask
+    rewriter.drop(frame(101)[1])
+    assert rewriter.active
+    out = rewriter.rewrite(*frame(102))
+    assert out is not None and Vp8Descriptor.parse(out).picture_id == 101
+    assert rewriter.rewrite(*frame(100)) == frame(100)[0]  # sent before the first drop
+    assert rewriter.rewrite(*frame(101)) is None  # a retransmission of the dropped frame
+    again = rewriter.rewrite(*frame(102))
+    assert again is not None and Vp8Descriptor.parse(again).picture_id == 101
