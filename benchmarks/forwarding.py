@@ -17,6 +17,18 @@ Prints a summary and pass/fail lines against the targets (a report: the exit sta
 does not depend on them) and writes the numbers to
 ``benchmarks/results/forwarding-<timestamp>.json``. See benchmarks/README.md.
 
+Layer selection on against off (``MediaConfig.layer_selection``)::
+
+    python -m benchmarks.forwarding --layer-selection both [--rounds 2] [--subscribers 32]
+
+runs only the huizhen scenario, with the server's per-viewer temporal layer selection off
+and on, in alternating order (off, on, then on, off, ...), and prints the server CPU per
+subscriber (above each run's 0-subscriber baseline, and in all) for both, their medians,
+the ratio on/off and PASS/FAIL against "within 10 %". The benchmark's publisher (aiortc)
+sends no temporal layers, so what is measured is the cost of selection itself: payloads
+parsed for every packet, the selector asked per copy, sequence mapping. ``on`` or
+``off`` alone runs the usual scenarios with the server set so.
+
 A/B mode, against a checkout of another revision (e.g. ``git worktree add /tmp/base REV``)::
 
     python -m benchmarks.forwarding --against /tmp/base [--rounds 2] [--subscribers 32]
@@ -407,14 +419,18 @@ def subscriber_processes(count: int, limit: int) -> int:
 
 
 def run_huizhen(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
-                prefix: str = "huizhen", checkout: Checkout | None = None) -> dict[str, Any]:
-    """The huizhen scenario; the server is ``checkout``'s when given (clients: ours)."""
+                prefix: str = "huizhen", checkout: Checkout | None = None,
+                layer_selection: str | None = None) -> dict[str, Any]:
+    """The huizhen scenario; the server is ``checkout``'s when given (clients: ours).
+    ``layer_selection`` ("on"/"off"): the server's option (None: its default)."""
     port = free_port()
     result: dict[str, Any] = {}
     with process_group(env, log_dir, prefix) as group:
         where = f" of {checkout.root}" if checkout is not None else ""
         log(f"{prefix}: starting the server{where} on {HOST}:{port}")
-        server = group.start("server", "server", "--port", str(port), checkout=checkout)
+        extra = ("--layer-selection", layer_selection) if layer_selection else ()
+        server = group.start("server", "server", "--port", str(port), *extra,
+                             checkout=checkout)
         server.expect("ready", 30)
         stats = StatsClient(port)
         publisher = group.start("publisher", "publisher", "--mode", "huizhen",
@@ -512,6 +528,81 @@ def run_against(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
                 log(f"{prefix} failed: {exc}")
         rounds.append(entry)
     return rounds
+
+
+LAYER_TOLERANCE = 0.10  # selection on may cost at most 10 % more CPU per subscriber
+
+
+def run_layer_rounds(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
+                     errors: list[str]) -> list[dict[str, Any]]:
+    """The huizhen scenario with layer selection off and on, ``--rounds`` times, in
+    alternating order; per round ``{"off": run, "on": run}`` (None for a failed run)."""
+    rounds: list[dict[str, Any]] = []
+    sides = ("off", "on")
+    for index in range(1, args.rounds + 1):
+        entry: dict[str, Any] = {}
+        for side in (sides if index % 2 else sides[::-1]):
+            prefix = f"round{index}-layers-{side}"
+            try:
+                entry[side] = run_huizhen(args, env, log_dir, prefix, layer_selection=side)
+            except ChildError as exc:
+                entry[side] = None
+                errors.append(f"{prefix}: {exc}")
+                log(f"{prefix} failed: {exc}")
+        rounds.append(entry)
+    return rounds
+
+
+def _cpu_figures(run: dict[str, Any] | None) -> dict[str, float | None]:
+    """CPU per subscriber of one run: above its 0-subscriber baseline, and in all."""
+    forwarding = (run or {}).get("forwarding")
+    baseline = (run or {}).get("baseline")
+    if not forwarding or not forwarding.get("subscribers"):
+        return {"aboveBaseline": None, "total": None, "fpsMin": None}
+    n = forwarding["subscribers"]
+    above = ((forwarding["serverCpuPercent"] - baseline["serverCpuPercent"]) / n
+             if baseline else None)
+    return {"aboveBaseline": above, "total": forwarding["serverCpuPercent"] / n,
+            "fpsMin": forwarding["fps"]["min"]}
+
+
+def compare_layers(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per side of each figure, the ratios on/off and the verdict (pure)."""
+    figures = [{side: _cpu_figures(entry.get(side)) for side in ("off", "on")}
+               for entry in rounds]
+    medians = {side: {key: ab_comparison.median(f[side][key] for f in figures)
+                      for key in ("aboveBaseline", "total", "fpsMin")}
+               for side in ("off", "on")}
+    ratios = {key: ab_comparison.ratio(medians["on"][key], medians["off"][key])
+              for key in ("aboveBaseline", "total")}
+    main_ratio = ratios["aboveBaseline"]
+    result = ("n/a" if main_ratio is None
+              else "PASS" if main_ratio <= 1 + LAYER_TOLERANCE else "FAIL")
+    return {"tolerance": LAYER_TOLERANCE, "rounds": figures, "medians": medians,
+            "ratios": ratios, "result": result}
+
+
+def print_layers(report: dict[str, Any]) -> None:
+    comparison, cfg = report["comparison"], report["config"]
+    print()
+    print(f"Layer selection off vs on: {cfg['subscribers']} subscribers, 1 publisher "
+          f"{cfg['video']} VP8 at {cfg['bitrate'] / 1e6:g} Mbit/s, {cfg['rounds']} round(s) "
+          "in alternating order; CPU in % of ONE core per subscriber stream")
+    print(f"{'run':<14} {'CPU/sub above 0':>16} {'CPU/sub':>9} {'fps min':>8}")
+    rows = [(f"round {i} {side}", f[side]) for i, f in enumerate(comparison["rounds"], 1)
+            for side in ("off", "on")]
+    rows += [(f"median {side}", comparison["medians"][side]) for side in ("off", "on")]
+    for label, f in rows:
+        print(f"{label:<14} {_fmt(f['aboveBaseline'], '.3f', '%'):>16} "
+              f"{_fmt(f['total'], '.3f', '%'):>9} {_fmt(f['fpsMin']):>8}")
+    ratios = comparison["ratios"]
+    print(f"on/off: {_fmt(ratios['aboveBaseline'], '.3f')} above the baseline, "
+          f"{_fmt(ratios['total'], '.3f')} in all")
+    print(f"{comparison['result']:<4}  server CPU per subscriber with layer selection on is "
+          f"within {round(100 * LAYER_TOLERANCE)} % of off: on/off "
+          f"{_fmt(ratios['aboveBaseline'], '.3f')} (<= {1 + LAYER_TOLERANCE:.2f})")
+    for error in report["errors"]:
+        print(f"ERROR {error}")
 
 
 # --------------------------------------------------------------------------- report
@@ -692,11 +783,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "checkout's clients (the MediaRelay and recorder scenarios "
                              "are skipped)")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="with --against: rounds of base and new, in alternating order "
-                             "(default 2)")
+                        help="with --against or --layer-selection both: rounds of the two "
+                             "sides, in alternating order (default 2)")
+    parser.add_argument("--layer-selection", choices=["on", "off", "both"], default="on",
+                        help="the server's per-viewer temporal layer selection (default on); "
+                             "both: only the huizhen scenario, off and on in alternating "
+                             "rounds, and their CPU per subscriber compared")
     args = parser.parse_args(argv)
     if args.against is not None and (args.rounds < 1 or args.subscribers < 1):
         parser.error("--against needs --rounds >= 1 and --subscribers >= 1")
+    if args.layer_selection == "both" and (args.rounds < 1 or args.subscribers < 1):
+        parser.error("--layer-selection both needs --rounds >= 1 and --subscribers >= 1")
+    if args.layer_selection == "both" and args.against is not None:
+        parser.error("--layer-selection both and --against are separate comparisons")
     if args.baseline_seconds is None:
         args.baseline_seconds = max(5.0, args.seconds / 2)
     if args.subscribers < 0 or args.relay_subscribers < 0 or args.seconds <= 0:
@@ -727,6 +826,23 @@ def run_ab(args: argparse.Namespace, env: dict[str, str], log_dir: Path, base: C
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     print_against(report)
+    print(f"\nresults: {output}")
+    print(f"process logs: {log_dir}")
+
+
+def run_layers(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
+               report: dict[str, Any], output: Path) -> None:
+    """``--layer-selection both``: the rounds, their summary, the JSON and the printout."""
+    try:
+        rounds = run_layer_rounds(args, env, log_dir, report["errors"])
+    except KeyboardInterrupt:
+        log("interrupted: every process has been stopped")
+        raise SystemExit(130) from None
+    report["scenarios"] = {"layerRounds": rounds}
+    report["comparison"] = compare_layers(rounds)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    print_layers(report)
     print(f"\nresults: {output}")
     print(f"process logs: {log_dir}")
 
@@ -763,8 +879,9 @@ def main(argv: list[str] | None = None) -> None:
                    "baselineWarmup": args.baseline_warmup,
                    "subscriberProcesses": args.subscriber_processes,
                    "video": "640x480 30 fps", "bitrate": TARGET_BITRATE,
-                   "grainBits": args.grain_bits,
-                   **({"rounds": args.rounds} if base is not None else {})},
+                   "grainBits": args.grain_bits, "layerSelection": args.layer_selection,
+                   **({"rounds": args.rounds}
+                      if base is not None or args.layer_selection == "both" else {})},
         "machine": {"cores": psutil.cpu_count(), "python": platform.python_version(),
                     "aiortc": aiortc.__version__, "platform": platform.platform()},
         "targets": {"minFps": TARGET_MIN_FPS, "cpuPerSubscriberPercent":
@@ -777,9 +894,13 @@ def main(argv: list[str] | None = None) -> None:
     if base is not None:
         run_ab(args, env, log_dir, base, report, output)
         return
+    if args.layer_selection == "both":
+        run_layers(args, env, log_dir, report, output)
+        return
     try:
         try:
-            report["scenarios"]["huizhen"] = run_huizhen(args, env, log_dir)
+            report["scenarios"]["huizhen"] = run_huizhen(args, env, log_dir,
+                                                           layer_selection=args.layer_selection)
         except ChildError as exc:
             report["errors"].append(f"huizhen scenario: {exc}")
             log(f"huizhen scenario failed: {exc}")

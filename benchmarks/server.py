@@ -1,6 +1,6 @@
 """The real huizhen server with the latency probe, on a loopback port (benchmark child).
 
-    python -m benchmarks.server --port 18080
+    python -m benchmarks.server --port 18080 [--layer-selection on|off]
 
 Prints ``{"event": "ready", "url": ..., "pid": ...}`` once it accepts connections;
 stops when stdin closes or on SIGTERM/SIGINT.
@@ -27,7 +27,12 @@ from huizhen.app import create_app
 from mediaserver import Consumer, LatencyProbe, MediaConfig, MediaServer, Producer
 from mediaserver.aiortc_hooks import ArrivalStamps, ReceiverTap, SenderPort
 from mediaserver.codecs import PacketFlags
-from mediaserver.transport import AiortcTransports, Publication, Subscription
+from mediaserver.transport import (
+    AiortcTransports,
+    Publication,
+    Subscription,
+    layer_selector,
+)
 from mediaserver.transport_factory import StateListener
 from signaling import LATENCY_PROBE, MEDIA_SERVER
 
@@ -78,8 +83,10 @@ class ProbedSubscription(Subscription):
     probe: LatencyProbe
 
     def _consumer(self, consumer_id: str, producer: Producer, port: SenderPort) -> Consumer:
+        selector = layer_selector(producer, self.config)
         consumer = ProbedConsumer(consumer_id, producer.kind, producer, producer.templates,
-                                  port, self.config.retransmission_buffer)
+                                  port, self.config.retransmission_buffer, selector,
+                                  producer.layer_rates if selector is not None else None)
         consumer.probe = self.probe
         return consumer
 
@@ -105,20 +112,21 @@ class ProbedTransports(AiortcTransports):
         return subscription
 
 
-def install_probe(app: web.Application) -> LatencyProbe:
+def install_probe(app: web.Application, layer_selection: bool = True) -> LatencyProbe:
     """Probe every room of ``app`` (before it serves) and publish the probe to the stats
-    route (``LATENCY_PROBE``)."""
+    route (``LATENCY_PROBE``). ``layer_selection``: ``MediaConfig.layer_selection``."""
     probe = LatencyProbe()
     media: MediaServer = app[MEDIA_SERVER]
-    media.config = replace(media.config, transports=ProbedTransports(media.config, probe))
+    config = replace(media.config, layer_selection=layer_selection)
+    media.config = replace(config, transports=ProbedTransports(config, probe))
     app[LATENCY_PROBE] = probe
     return probe
 
 
-async def run(port: int, record_dir: str | None) -> None:
+async def run(port: int, record_dir: str | None, layer_selection: bool = True) -> None:
     settings = bench_settings(port, record_dir)
     app = create_app(settings)
-    install_probe(app)
+    install_probe(app, layer_selection)
     # aiohttp waits up to shutdown_timeout for open WebSocket handlers to end, and the
     # app does not close them on shutdown: cap the wait (the orchestrator stops the
     # clients first anyway).
@@ -138,9 +146,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--record", default=None,
                         help="record every room into this directory (recorder scenario)")
+    parser.add_argument("--layer-selection", choices=["on", "off"], default="on",
+                        help="per-viewer VP8 temporal layer selection (default on)")
     args = parser.parse_args()
     quiet_logging()
-    asyncio.run(run(args.port, args.record))
+    asyncio.run(run(args.port, args.record, args.layer_selection == "on"))
 
 
 if __name__ == "__main__":

@@ -66,9 +66,11 @@ from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
 )
 from aiortc.rtp import unwrap_rtx as aiortc_unwrap_rtx
 
@@ -350,7 +352,9 @@ class ForwardedTrack(MediaStreamTrack):
 
 
 class SenderHooks:
-    """Redirects an ``RTCRtpSender``'s NACK/PLI handling and SR counters to a consumer."""
+    """Redirects an ``RTCRtpSender``'s NACK/PLI handling and SR counters to a consumer,
+    and reports what the subscriber says about its downlink: the REMB bit rate that
+    covers the sender's SSRC and the fraction lost of receiver reports about it."""
 
     def __init__(
         self,
@@ -358,11 +362,30 @@ class SenderHooks:
         on_negotiated: Callable[[SendParameters], None],
         on_nack: Callable[[int], None],
         on_keyframe_request: Callable[[], None],
+        on_remb: Callable[[int], None] | None = None,
+        on_loss: Callable[[float], None] | None = None,
     ) -> None:
         check_sender(sender)
         self._sender: Any = sender
         private: Any = sender
         original_send = sender.send
+        original_rtcp = sender._handle_rtcp_packet
+
+        async def handle_rtcp_packet(packet: Any) -> None:
+            await original_rtcp(packet)
+            ssrc = private._ssrc
+            if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)) and on_loss is not None:
+                for report in packet.reports:
+                    if report.ssrc == ssrc:
+                        on_loss(report.fraction_lost / 256)
+            elif (isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP
+                  and on_remb is not None):
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return
+                if ssrc in ssrcs:
+                    on_remb(bitrate)
 
         async def send(parameters: RTCRtpSendParameters) -> None:
             await original_send(parameters)
@@ -374,6 +397,7 @@ class SenderHooks:
         private.send = send
         private._retransmit = retransmit
         private._send_keyframe = on_keyframe_request
+        private._handle_rtcp_packet = handle_rtcp_packet
 
     def set_report(self, ntp_timestamp: int, rtp_timestamp: int, packets: int, octets: int) -> None:
         """Values aiortc's RTCP loop puts in its next sender report."""
@@ -484,7 +508,8 @@ class SenderPort:
         self._sink: RawRtpSink | None = None
         self._closed = False
         self._hooks = SenderHooks(sender, on_negotiated=self._negotiated, on_nack=self._nack,
-                                  on_keyframe_request=self._keyframe_request)
+                                  on_keyframe_request=self._keyframe_request,
+                                  on_remb=self._remb, on_loss=self._loss)
 
     def listen(self, listener: SendPortListener) -> None:
         self._listener = listener
@@ -516,6 +541,14 @@ class SenderPort:
     def _keyframe_request(self) -> None:
         if self._listener is not None and not self._closed:
             self._listener.keyframe_requested()
+
+    def _remb(self, bitrate: int) -> None:
+        if self._listener is not None and not self._closed:
+            self._listener.remb_received(float(bitrate), time.monotonic())
+
+    def _loss(self, fraction_lost: float) -> None:
+        if self._listener is not None and not self._closed:
+            self._listener.loss_reported(fraction_lost, time.monotonic())
 
 
 # --------------------------------------------------------------------------- ICE

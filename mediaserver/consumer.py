@@ -6,8 +6,10 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from mediaserver.codecs import ForwardAll, LayerSelector
+from mediaserver.codecs import ForwardAll, LayerSelector, PictureIdRewriter, TemporalLayerSelector
+from mediaserver.downlink_estimate import DownlinkEstimate
 from mediaserver.downstream import DownstreamStats
+from mediaserver.layer_policy import LayerRates, choose_layer
 from mediaserver.ntp import ntp_now
 from mediaserver.retransmission_buffer import RetransmissionBuffer
 from mediaserver.rtp_rewriter import (
@@ -39,15 +41,12 @@ class Consumer:
     sent packet is kept in a retransmission buffer that answers the subscriber's
     NACKs (over RTX when the subscriber negotiated it).
 
-    The ``LayerSelector`` is consulted for each packet before it is rewritten (the
-    default forwards everything). A selector that drops packets (temporal or simulcast
-    layers) will need ``RtpRewriter`` to drop them *from the sequence space* as well:
-    today the output sequence number is the input one plus a fixed offset, so a
-    skipped packet would look lost to the subscriber (a NACK the buffer cannot
-    answer). The rewriter will have to grow the offset by one for each skipped
-    packet, remember which input numbers were skipped so that a late original or a
-    retransmission of one is not forwarded, and let the selector switch layers only
-    where ``flags`` say it is safe (a keyframe, a layer-sync point).
+    The ``LayerSelector`` is consulted for each new packet before it is rewritten (the
+    default forwards everything and is never asked). What it drops is taken out of the
+    consumer's sequence space by ``RtpRewriter.skip`` (the subscriber sees no gap and
+    NACKs nothing), and out of the VP8 picture ids by ``PictureIdRewriter``; a late
+    original or a retransmission of a dropped packet is never forwarded. The selector
+    itself decides where switching is safe (a keyframe, a layer-sync point).
 
     ``write`` after ``close``/``producer_closed`` returns False silently (the hot
     path never raises); ``close`` twice is a no-op.
@@ -62,6 +61,7 @@ class Consumer:
         port: SendPort,
         buffer_size: int,
         selector: LayerSelector | None = None,
+        layer_rates: LayerRates | None = None,
     ) -> None:
         self.id = consumer_id
         self.kind = kind
@@ -79,8 +79,21 @@ class Consumer:
         self._needs_keyframe = kind == "video"
         # ForwardAll is never asked: the common case costs nothing per packet.
         selector = selector or ForwardAll()
+        self.selector: LayerSelector = selector
         self._select: Callable[[PacketFlags], bool] | None = (
             None if isinstance(selector, ForwardAll) else selector.select)
+        self._pictures = PictureIdRewriter()
+        self.packets_skipped = 0
+        self.layer_switches = 0
+        # The viewer's downlink, from its REMB and receiver reports: only while a temporal
+        # selector has layers to choose from (audio is never throttled).
+        self.downlink: DownlinkEstimate | None = None
+        self._layer_rates = layer_rates
+        if isinstance(selector, TemporalLayerSelector) and layer_rates is not None:
+            self.downlink = DownlinkEstimate()
+        self._target_bitrate: float | None = None
+        self._rate_mark: tuple[float | None, int] = (None, 0)
+        self._last_rate: float | None = None
         self._history = RetransmissionBuffer(buffer_size)
         self._rewriter: RtpRewriter | None = None
         self._template: ExtensionTemplate | None = None
@@ -99,12 +112,18 @@ class Consumer:
         return self._select is not None
 
     def stats(self) -> DownstreamStats:
+        selector = self.selector
+        layer = selector.current if isinstance(selector, TemporalLayerSelector) else None
+        target = self._target_bitrate
         return DownstreamStats(self.id, "rtp", self.packets_sent, self.retransmissions,
                                self.keyframe_requests, self.started,
                                nacks_received=self.nacks_received,
                                nacks_unanswerable=self.nacks_unanswerable,
                                nacks_filled_late=self._history.filled_late,
-                               octets_sent=self.octets_sent)
+                               octets_sent=self.octets_sent,
+                               temporal_layer=layer,
+                               target_bitrate=None if target is None else int(target),
+                               layer_switches=self.layer_switches)
 
     # ----------------------------------------------------------------- send port events
 
@@ -152,6 +171,42 @@ class Consumer:
         self.keyframe_requests += 1
         self._upstream.request_keyframe()
 
+    def remb_received(self, bitrate: float, now: float) -> None:
+        if self.downlink is not None and not self.closed:
+            self.downlink.on_remb(bitrate, now, self._sending_rate(now))
+            self._choose_layer(now)
+
+    def _sending_rate(self, now: float) -> float | None:
+        """The payload bit rate sent lately, smoothed (None until two reports apart)."""
+        then, octets = self._rate_mark
+        if then is not None and now - then < 0.2:
+            return self._last_rate
+        self._rate_mark = (now, self.octets_sent)
+        if then is not None:
+            rate = (self.octets_sent - octets) * 8 / (now - then)
+            last = self._last_rate
+            self._last_rate = rate if last is None else (last + rate) / 2
+        return self._last_rate
+
+    def loss_reported(self, fraction_lost: float, now: float) -> None:
+        if self.downlink is not None and not self.closed:
+            self.downlink.on_loss(fraction_lost, now)
+            self._choose_layer(now)
+
+    def _choose_layer(self, now: float) -> None:
+        """Point the temporal selector at the highest layer the downlink carries (it
+        switches there at the next safe point)."""
+        selector, rates, downlink = self.selector, self._layer_rates, self.downlink
+        if not isinstance(selector, TemporalLayerSelector) or rates is None or downlink is None:
+            return
+        self._target_bitrate = downlink.target(now)
+        layer = choose_layer(self._target_bitrate, rates.cumulative(), selector.target)
+        if layer != selector.target:
+            # Above the highest layer the publisher sends, nothing changes for the viewer.
+            if min(layer, rates.highest) != min(selector.target, rates.highest):
+                self.layer_switches += 1
+            selector.target = layer
+
     # ----------------------------------------------------------------- hot path
 
     def write(self, packet: RtpPacket, flags: PacketFlags) -> bool:
@@ -159,28 +214,40 @@ class Consumer:
         rewriter = self._rewriter
         if rewriter is None:
             return False
-        select = self._select
-        if select is not None and not select(flags):
-            return False
         seq_in = packet.sequence_number
+        select = self._select
         if not rewriter.started:
+            if select is not None and not select(flags):
+                return False
             if self._needs_keyframe and not flags.keyframe:
                 return False
             rewriter.start(seq_in, packet.timestamp)
             self._first_report(packet.timestamp)
             self.waiting_for_keyframe = False
-        elif not rewriter.accepts(seq_in):
+        elif select is not None and rewriter.is_new(seq_in) and not select(flags):
+            # Dropped by the layer selector: out of the sequence (and picture id) space.
+            rewriter.skip(seq_in)
+            self._pictures.drop(flags)
+            self.packets_skipped += 1
             return False
-        payload = packet.payload
+        seq = rewriter.sequence(seq_in, packet.timestamp)
+        if seq < 0:
+            return False
+        payload: bytes | None = packet.payload
+        if select is not None and self._pictures.active:
+            payload = self._pictures.rewrite(packet.payload, flags)
         template = self._template
         extensions = template.current if template is not None else b""
-        if packet.padding_size and not payload:
-            seq, data = rewriter.rewrite(packet.marker, seq_in, packet.timestamp, extensions,
-                                         padding_bytes(packet.padding_size))
+        if payload is None:  # a late packet of a dropped frame: keep its slot, as padding
+            data = rewriter.packet(0, seq, packet.timestamp, extensions, padding_bytes(4))
+            data = bytes([data[0] | PADDING_BIT]) + data[1:]
+            payload = b""
+        elif packet.padding_size and not payload:
+            data = rewriter.packet(packet.marker, seq, packet.timestamp, extensions,
+                                   padding_bytes(packet.padding_size))
             data = bytes([data[0] | PADDING_BIT]) + data[1:]
         else:
-            seq, data = rewriter.rewrite(packet.marker, seq_in, packet.timestamp, extensions,
-                                         payload)
+            data = rewriter.packet(packet.marker, seq, packet.timestamp, extensions, payload)
         self._history.put(seq, data)
         if self._port.send(data):
             self.packets_sent += 1

@@ -35,6 +35,10 @@ class DownstreamStats:
     nacks_unanswerable: int = 0
     nacks_filled_late: int = 0
     octets_sent: int = 0  # RTP payload bytes (what the sender reports count)
+    # Layer selection (None: the downstream forwards every layer).
+    temporal_layer: int | None = None  # the highest VP8 temporal layer forwarded now
+    target_bitrate: int | None = None  # bit/s the viewer's downlink estimate allows
+    layer_switches: int = 0  # times the chosen layer changed
 
 
 class Upstream(Protocol):

@@ -16,6 +16,9 @@ class MediaConfig:
     keyframe_interval: float = 0.5
     retransmission_buffer: int = 512
     connect_timeout: float = 30.0
+    # Per-viewer VP8 temporal layers chosen from the viewer's REMB and loss (False:
+    # every viewer gets every packet, as a benchmark's baseline).
+    layer_selection: bool = True
     # How rooms get their transports; None: aiortc peer connections
     # (``transport.AiortcTransports`` over this configuration).
     transports: TransportFactory | None = field(default=None, compare=False)

@@ -11,6 +11,7 @@ from mediaserver.codecs import NO_FLAGS, PayloadParser, payload_parser
 from mediaserver.errors import ClosedError
 from mediaserver.extension_templates import ExtensionTemplates
 from mediaserver.keyframe_throttle import KeyframeRequestThrottle
+from mediaserver.layer_policy import LayerRates
 from mediaserver.nack_scheduler import RecoveryCounters
 from mediaserver.ntp import abs_send_time_now
 
@@ -61,6 +62,9 @@ class Producer:
         # Upstream loss recovery, counted by the packet source (NACKs, retransmissions).
         self.recovery = RecoveryCounters()
         self.templates = ExtensionTemplates()
+        # Bit rate per temporal layer, measured while the flags are read (a layer
+        # selector reads them): what the consumers' layer policies choose from.
+        self.layer_rates = LayerRates()
         # The publisher's latest (ntp, rtp) clock pair, given to each new downstream.
         self.last_sender_report: tuple[int, int] | None = None
         self._downstreams: tuple[Downstream, ...] = ()
@@ -109,6 +113,8 @@ class Producer:
         parse = self._parse
         if parse is not None and packet.payload:
             flags = parse(packet.payload)
+            if flags.temporal_id is not None:
+                self.layer_rates.add(flags.temporal_id, len(packet.payload), packet.timestamp)
             if flags.keyframe:
                 self.keyframes_seen += 1
                 if self._keyframe_wanted:

@@ -5,7 +5,9 @@ each forwarded track (``aiortc_hooks.SenderPort`` on a real peer connection, a
 capturing fake in tests) and hands it to the consumer, which registers itself as
 the port's listener. The port then reports, in this order: the negotiated send
 parameters once the subscriber's transport is up (``negotiated``), and afterwards
-the subscriber's NACKs (``retransmit``) and PLI/FIRs (``keyframe_requested``).
+the subscriber's NACKs (``retransmit``), PLI/FIRs (``keyframe_requested``) and what
+it says about its downlink (``remb_received``, ``loss_reported``; ``now`` is the
+port's monotonic clock).
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class SendPortListener(Protocol):
 
     def keyframe_requested(self) -> None:
         """The subscriber asked for a keyframe (PLI or FIR)."""
+
+    def remb_received(self, bitrate: float, now: float) -> None:
+        """The subscriber's bandwidth estimate (REMB, bit/s) covering this track."""
+
+    def loss_reported(self, fraction_lost: float, now: float) -> None:
+        """A receiver report's fraction (0 to 1) of this track's packets lost."""
 
 
 class SendPort(Protocol):

@@ -52,6 +52,9 @@ class ProducerStats:
     packets_given_up: int = 0
     keyframes_instead_of_nacks: int = 0
     nack_rtt_ms: float | None = None
+    # Measured bit rate of each VP8 temporal layer (TID 0, 1, ...) while a layer
+    # selector reads the packets; empty when no temporal layers were seen.
+    layer_bitrates: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ def transport_stats(transport: MediaTransport) -> TransportStats:
 
 def producer_stats(producer: Producer, participant: str = "") -> ProducerStats:
     recovery = producer.recovery
+    rates = producer.layer_rates
     return ProducerStats(producer.id, producer.kind, producer.codec_name,
                          producer.packets_received, producer.keyframe_requests_sent,
                          downstream_stats(producer), participant, producer.octets_received,
@@ -113,7 +117,9 @@ def producer_stats(producer: Producer, participant: str = "") -> ProducerStats:
                          packets_recovered=recovery.packets_recovered,
                          packets_given_up=recovery.packets_given_up,
                          keyframes_instead_of_nacks=recovery.keyframes_instead,
-                         nack_rtt_ms=recovery.rtt_ms)
+                         nack_rtt_ms=recovery.rtt_ms,
+                         layer_bitrates=tuple(int(rate)
+                                              for rate in rates.rates[:rates.highest + 1]))
 
 
 def downstream_stats(producer: Producer) -> tuple[DownstreamStats, ...]:

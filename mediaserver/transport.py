@@ -33,10 +33,12 @@ from mediaserver.aiortc_hooks import (
     release_after_close,
     restrict_host_addresses,
 )
+from mediaserver.codecs import TemporalLayerSelector
 from mediaserver.consumer import Consumer
 from mediaserver.datagrams import PortCounters
 from mediaserver.errors import ClosedError, NegotiationError
 from mediaserver.events import StreamInfo, TrackInfo
+from mediaserver.layer_policy import MAX_TEMPORAL_LAYERS
 from mediaserver.media_config import MediaConfig
 from mediaserver.producer import Producer
 from mediaserver.transport_factory import StateListener
@@ -305,8 +307,10 @@ class Subscription(Transport):
 
     def _consumer(self, consumer_id: str, producer: Producer, port: SenderPort) -> Consumer:
         """The consumer of one producer (instrumentation may wrap it in a subclass)."""
+        selector = layer_selector(producer, self.config)
         return Consumer(consumer_id, producer.kind, producer, producer.templates, port,
-                        self.config.retransmission_buffer)
+                        self.config.retransmission_buffer, selector,
+                        producer.layer_rates if selector is not None else None)
 
     async def accept_answer(self, answer_sdp: object) -> None:
         if self.closed:
@@ -330,6 +334,17 @@ class Subscription(Transport):
             track = transceiver.sender.track
             if track is not None:
                 track.stop()
+
+
+def layer_selector(producer: Producer, config: MediaConfig) -> TemporalLayerSelector | None:
+    """A temporal layer selector for VP8 video (all layers until the viewer's downlink
+    says otherwise), or None: audio and other codecs are forwarded whole."""
+    if not config.layer_selection or producer.kind != "video":
+        return None
+    if producer.codec_name.upper() != "VP8":
+        return None
+    top = MAX_TEMPORAL_LAYERS - 1
+    return TemporalLayerSelector(top, current=top)
 
 
 class AiortcTransports:

@@ -119,9 +119,12 @@ def _producer_json(producer: ProducerStats) -> dict[str, object]:
         "id": producer.id, "kind": producer.kind, "codec": producer.codec,
         "packetsReceived": producer.packets_received,
         "keyframeRequestsSent": producer.keyframe_requests_sent,
+        "layerBitrates": list(producer.layer_bitrates),
         "consumers": [{
             "id": d.id, "packetsSent": d.packets_sent, "retransmissions": d.retransmissions,
             "keyframeRequests": d.keyframe_requests, "started": d.started,
+            "temporalLayer": d.temporal_layer, "targetBitrate": d.target_bitrate,
+            "layerSwitches": d.layer_switches,
         } for d in producer.downstreams if d.kind == "rtp"],
     }
 

@@ -9,6 +9,7 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from mediaserver.rtp_rewriter import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
+    LATE_WINDOW,
     MID_URI,
     ExtensionIds,
     RtpRewriter,
@@ -104,3 +105,58 @@ def test_padding_and_offsets():
     with pytest.raises(ValueError):
         rtp_payload_offset(b"\x90" + b"\x00" * 12)
     assert seq_newer_or_equal(0, 65535) and not seq_newer_or_equal(65535, 0)
+
+
+def started_rewriter(first: int = 100) -> RtpRewriter:
+    rewriter = RtpRewriter(ssrc=1, payload_type=96, initial_seq=5000, initial_ts=0)
+    rewriter.start(first, 0)
+    return rewriter
+
+
+def test_skipped_packets_leave_no_gap_in_the_output():
+    rewriter = started_rewriter()
+    out = []
+    for seq in range(100, 110):
+        if seq in (102, 103, 107):
+            assert rewriter.is_new(seq)
+            rewriter.skip(seq)
+        else:
+            out.append(rewriter.sequence(seq, 0))
+    assert out == list(range(5000, 5007))
+
+
+def test_late_packets_keep_their_slot_and_skipped_ones_are_refused():
+    rewriter = started_rewriter(65534)  # across the 16-bit wrap
+    assert rewriter.sequence(65534, 0) == 5000
+    # 65535 is missing (lost upstream), 0 is skipped, 1 and 2 are forwarded.
+    rewriter.skip(0)
+    assert rewriter.sequence(1, 0) == 5002 and rewriter.sequence(2, 0) == 5003
+    assert not rewriter.is_new(1)
+    assert rewriter.sequence(65535, 0) == 5001  # the late original takes its own slot
+    assert rewriter.sequence(0, 0) == -1  # a retransmission of the skipped one: refused
+    assert rewriter.sequence(1, 0) == 5002  # a retransmission of a sent one: same number
+    assert rewriter.sequence(65533, 0) == -1  # before the start
+    rewriter.skip(1)  # a packet that is not new is never skipped twice
+    assert rewriter.sequence(3, 0) == 5004
+
+
+def test_skipped_numbers_are_forgotten_beyond_the_late_window():
+    rewriter = started_rewriter(0)
+    for seq in range(0, 3 * LATE_WINDOW, 2):
+        rewriter.skip(seq)
+        assert rewriter.sequence(seq + 1, 0) == 5000 + seq // 2
+    assert rewriter.sequence(3 * LATE_WINDOW - 1 - 2 * LATE_WINDOW - 2, 0) == -1  # too late
+    assert rewriter.sequence(3 * LATE_WINDOW - 4, 0) == -1  # skipped, within the window
+
+
+def test_a_source_switch_continues_numbers_and_timestamps():
+    rewriter = RtpRewriter(ssrc=1, payload_type=96, initial_seq=100, initial_ts=9000)
+    rewriter.start(40000, 1_000_000)
+    for i in range(3):
+        rewriter.sequence(40000 + i, 1_000_000 + 3000 * i)
+    rewriter.switch_source(in_seq=7, in_ts=555, ts_advance=3000)
+    seq = rewriter.sequence(7, 555)
+    packet = RtpPacket.parse(rewriter.packet(1, seq, 555, b"", b"\x10x"))
+    assert packet.sequence_number == 103 and packet.timestamp == 9000 + 9000
+    assert rewriter.sequence(40003, 1_009_000) == -1  # the old stream's stragglers: refused
+    assert rewriter.sequence(8, 3555) == 104

@@ -39,10 +39,14 @@ def live_json(media: MediaServer) -> list[dict[str, Any]]:
                         "id": producer.id, "kind": producer.kind, "codec": producer.codec_name,
                         "packetsReceived": producer.packets_received,
                         "keyframeRequestsSent": producer.keyframe_requests_sent,
+                        "layerBitrates": [],  # the aiortc publisher sends no temporal layers
                         "consumers": [{
                             "id": c.id, "packetsSent": c.packets_sent,
                             "retransmissions": c.retransmissions,
                             "keyframeRequests": c.keyframe_requests, "started": c.started,
+                            "temporalLayer": c.temporal_layer,
+                            "targetBitrate": c.target_bitrate,
+                            "layerSwitches": c.layer_switches,
                         } for c in (d.stats() for d in producer.downstreams) if c.kind == "rtp"],
                     })
         rooms.append({"name": room.name, "participants": len(room.participants),

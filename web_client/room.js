@@ -411,9 +411,13 @@ export class RoomSession {
     // Video first, then audio: the stream's tracks are listed in this order.
     const tracks = [...publication.media.getVideoTracks(), ...publication.media.getAudioTracks()];
     for (const track of tracks) {
-      const transceiver = pc.addTransceiver(track, {
-        direction: "sendonly", streams: [publication.media],
-      });
+      const init = { direction: "sendonly", streams: [publication.media] };
+      // VP8 in three temporal layers (L1T3): the server forwards each viewer the layers
+      // its downlink carries.
+      if (track.kind === "video" && (readFragment().get("codec") || "VP8").toUpperCase() === "VP8") {
+        init.sendEncodings = [{ scalabilityMode: "L1T3" }];
+      }
+      const transceiver = pc.addTransceiver(track, init);
       if (track.kind === "video") preferVideoCodec(transceiver, readFragment().get("codec"));
     }
     this._changed();

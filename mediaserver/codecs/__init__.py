@@ -17,7 +17,7 @@ from mediaserver.codecs.flags import (
 )
 from mediaserver.codecs.h264 import h264_flags
 from mediaserver.codecs.layers import ForwardAll, LayerSelector, TemporalLayerSelector
-from mediaserver.codecs.vp8 import vp8_flags
+from mediaserver.codecs.vp8 import PictureIdRewriter, vp8_flags
 
 
 def payload_parser(codec_name: str) -> PayloadParser | None:
@@ -35,4 +35,5 @@ def payload_parser(codec_name: str) -> PayloadParser | None:
 
 
 __all__ = ["FRAME_START", "KEYFRAME_START", "NO_FLAGS", "ForwardAll", "LayerSelector",
-           "PacketFlags", "PayloadParser", "TemporalLayerSelector", "payload_parser"]
+           "PacketFlags", "PayloadParser", "PictureIdRewriter", "TemporalLayerSelector",
+           "payload_parser"]

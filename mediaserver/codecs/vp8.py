@@ -141,3 +141,112 @@ class Vp8FrameBuilder:
         data = b"".join(self.parts)
         keyframe = is_keyframe(data)
         return CodedFrame(data, keyframe, keyframe_size(data) if keyframe else None)
+
+
+def shift_descriptor(payload: bytes, picture_id_delta: int, tl0_delta: int) -> bytes:
+    """The payload with its picture id and TL0PICIDX moved by the deltas, in place.
+
+    The descriptor keeps its length (a 7-bit picture id wraps at 128, a 15-bit one at
+    32768); a payload without these fields, or truncated, comes back unchanged.
+    """
+    if len(payload) < 3 or not payload[0] & 0x80:
+        return payload
+    out = bytearray(payload)
+    ext = out[1]
+    offset = 2
+    try:
+        if ext & 0x80:
+            if out[2] & 0x80:
+                picture_id = ((((out[2] & 0x7F) << 8) | out[3]) + picture_id_delta) & 0x7FFF
+                out[2], out[3] = 0x80 | picture_id >> 8, picture_id & 0xFF
+                offset = 4
+            else:
+                out[2] = (out[2] + picture_id_delta) & 0x7F
+                offset = 3
+        if ext & 0x40:
+            out[offset] = (out[offset] + tl0_delta) & 0xFF
+    except IndexError:
+        return payload
+    return bytes(out)
+
+
+class PictureIdRewriter:
+    """Keeps one consumer's VP8 picture ids (and TL0PICIDX) continuous when frames are dropped.
+
+    A receiver takes a gap in picture ids for lost frames, so every frame the layer
+    selector drops shifts the following ones down by one (``drop``). ``rewrite`` is asked
+    for every forwarded packet, late ones too: the shift of each recent frame is
+    remembered, so a retransmission keeps the id its frame was sent with. A late packet of
+    a dropped frame gets None: it must not be forwarded. ``switch`` continues the ids from
+    another stream (a simulcast switch). Packets without a picture id are left alone (the
+    shifts are read from ``flags``, so H.264 payloads are never touched).
+    """
+
+    __slots__ = ("_first_drop", "_last_out", "_last_tl0_out", "_picture_delta", "_recent",
+                 "_tl0_delta", "active")
+
+    REMEMBERED = 64  # frames
+
+    def __init__(self) -> None:
+        # False until a frame is dropped or the stream switched: ``rewrite`` is not needed.
+        self.active = False
+        self._picture_delta = 0
+        self._tl0_delta = 0
+        # input picture id -> its picture-id delta, or None for a dropped frame
+        self._recent: dict[int, int | None] = {}
+        self._first_drop: int | None = None  # frames before it were sent unchanged
+        self._last_out: int | None = None
+        self._last_tl0_out: int | None = None
+
+    def drop(self, flags: PacketFlags) -> None:
+        """The selector dropped a new packet: its frame's id is taken out of the sequence."""
+        picture_id = flags.picture_id
+        if picture_id is None or picture_id in self._recent:
+            return
+        if self._first_drop is None:
+            self._first_drop = picture_id
+        self.active = True
+        self._remember(picture_id, None)
+        self._picture_delta -= 1
+
+    def rewrite(self, payload: bytes, flags: PacketFlags) -> bytes | None:
+        """The payload to send (None: a late packet of a dropped frame). Once ``active``."""
+        picture_id = flags.picture_id
+        if picture_id is None:
+            return payload
+        recent = self._recent
+        if picture_id in recent:
+            delta = recent[picture_id]
+            if delta is None:
+                return None
+        elif self._first_drop is not None and 0 < (self._first_drop - picture_id) & 0x7FFF < 0x4000:
+            delta = 0  # a late packet of a frame from before the first drop
+        else:
+            delta = self._picture_delta
+            self._remember(picture_id, delta)
+            self._last_out = picture_id + delta
+            if flags.tl0_pic_idx is not None:
+                self._last_tl0_out = flags.tl0_pic_idx + self._tl0_delta
+        if delta == 0 and self._tl0_delta == 0:
+            return payload
+        return shift_descriptor(payload, delta, self._tl0_delta)
+
+    def switch(self, flags: PacketFlags) -> None:
+        """Continue from another stream at ``flags`` (a keyframe start of the new stream).
+
+        The ids continue from the last one ``rewrite`` saw: a forwarder that may switch
+        streams calls ``rewrite`` for every packet, active or not.
+        """
+        self.active = True
+        self._recent.clear()
+        self._first_drop = None
+        if flags.picture_id is not None and self._last_out is not None:
+            self._picture_delta = self._last_out + 1 - flags.picture_id
+        if flags.tl0_pic_idx is not None and self._last_tl0_out is not None:
+            self._tl0_delta = self._last_tl0_out + 1 - flags.tl0_pic_idx
+
+    def _remember(self, picture_id: int, delta: int | None) -> None:
+        recent = self._recent
+        recent[picture_id] = delta
+        if len(recent) > self.REMEMBERED:
+            del recent[next(iter(recent))]

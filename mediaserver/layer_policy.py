@@ -1,0 +1,89 @@
+"""Which video layer fits a viewer's downlink (sans-I/O).
+
+``LayerRates`` measures, in the producer, the bit rate of each temporal layer (TID)
+the publisher sends; ``choose_layer`` maps a viewer's target bit rate (from
+``DownlinkEstimate``) and those rates to the highest layer that fits. Only video
+layers are ever chosen: audio and data channels are not throttled, and the REMB a
+viewer sends covers its whole connection, so a small share of it is left for audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+MAX_TEMPORAL_LAYERS = 4  # VP8 TIDs fit in 2 bits
+RTP_VIDEO_CLOCK = 90_000
+AUDIO_SHARE = 40_000  # bit/s of the viewer's estimate kept for its audio track (Opus)
+
+
+class LayerRates:
+    """Bit rate per temporal layer of one producer, measured on RTP timestamps.
+
+    ``add`` is on the forwarding path (called for each parsed video packet): it only
+    adds bytes to the current window. A window closes when the RTP timestamp has moved
+    ``window`` seconds on; each layer's rate is then smoothed (``smoothing`` is the
+    weight of the new window). Timestamps, not wall time, so it is pure and cheap.
+    """
+
+    __slots__ = ("_bytes", "_start", "highest", "rates", "smoothing", "window_ticks")
+
+    def __init__(self, window: float = 0.5, smoothing: float = 0.5) -> None:
+        self.window_ticks = int(window * RTP_VIDEO_CLOCK)
+        self.smoothing = smoothing
+        self.rates = [0.0] * MAX_TEMPORAL_LAYERS  # bit/s per TID
+        self.highest = -1  # the highest TID seen; -1: no temporal layers seen
+        self._bytes = [0] * MAX_TEMPORAL_LAYERS
+        self._start: int | None = None
+
+    def add(self, temporal_id: int, size: int, timestamp: int) -> None:
+        start = self._start
+        if start is None:
+            self._start = timestamp
+        else:
+            elapsed = (timestamp - start) & 0xFFFFFFFF
+            if self.window_ticks <= elapsed < 0x80000000:
+                self._close(elapsed)
+                self._start = timestamp
+        self._bytes[temporal_id] += size
+        if temporal_id > self.highest:
+            self.highest = temporal_id
+
+    def _close(self, elapsed: int) -> None:
+        seconds = elapsed / RTP_VIDEO_CLOCK
+        weight = self.smoothing
+        counts, rates = self._bytes, self.rates
+        for tid in range(MAX_TEMPORAL_LAYERS):
+            measured = counts[tid] * 8 / seconds
+            rates[tid] = measured if rates[tid] == 0 else (
+                (1 - weight) * rates[tid] + weight * measured)
+            counts[tid] = 0
+
+    def cumulative(self) -> list[float]:
+        """Bit rate of layers 0..T for each T up to the highest seen."""
+        out, total = [], 0.0
+        for tid in range(self.highest + 1):
+            total += self.rates[tid]
+            out.append(total)
+        return out
+
+
+def choose_layer(target: float | None, cumulative: Sequence[float], current: int,
+                 up_margin: float = 1.1) -> int:
+    """The temporal layer to forward: the highest whose cumulative rate fits ``target``.
+
+    No estimate (None) or no measured rates: the highest layer. The current layer is
+    kept while it fits; a higher one is taken only with ``up_margin`` to spare, so a
+    target at a boundary does not flip between two layers. Layer 0 is the floor (it is
+    the least a viewer gets: the SFU never stops the video, the estimate may be wrong).
+    """
+    top = len(cumulative) - 1
+    if target is None or top < 0 or cumulative[top] <= 0:
+        return max(top, current)
+    video = target - AUDIO_SHARE
+    layer = 0
+    for tid in range(top, 0, -1):
+        needed = cumulative[tid] if tid <= current else cumulative[tid] * up_margin
+        if needed <= video:
+            layer = tid
+            break
+    return layer
