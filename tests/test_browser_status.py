@@ -15,6 +15,8 @@ from tests.test_browser import Chromium, chromium  # noqa: F401
 pytestmark = pytest.mark.browser
 
 RENDER = """async ([everJoined, attempt]) => {
+  const i18n = await import('/i18n.js');
+  if (!i18n.has('live.status.retrying')) await i18n.loadCatalogue(); // the page's may still load
   const { renderStatus } = await import('/ui.js');
   const node = document.createElement('p');
   const client = { _everJoined: everJoined, _attempt: attempt, maxRetries: 5 };
