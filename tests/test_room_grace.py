@@ -13,10 +13,12 @@ import json
 from pathlib import Path
 
 import av
+import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection
 
-from huizhen.app import create_app, token_authority
+from config import ConfigError, load_settings
+from huizhen.app import create_app, media_config, token_authority
 from huizhen.testpattern import PatternVideoTrack, ToneAudioTrack
 from mediaserver import MediaConfig, MediaServer
 from mediaserver.events import ParticipantLeft, RoomClosed
@@ -89,6 +91,16 @@ async def test_no_grace_closes_at_once() -> None:
     room.leave(room.join("ward", "ward", Member()))
     assert room.closed and recorder.events[-1] == RoomClosed("empty")
     await server.close()
+
+
+def test_the_grace_is_configured_in_seconds_60_by_default() -> None:
+    assert load_settings(environ={}).media.empty_room_grace == 60.0
+    assert media_config(load_settings(environ={})).empty_room_grace == 60.0
+    assert load_settings(environ={"HUIZHEN_MEDIA_EMPTY_ROOM_GRACE": "0"}).media \
+        .empty_room_grace == 0.0
+    for bad in ("-1", "nan"):
+        with pytest.raises(ConfigError, match=r"media\.empty_room_grace must be 0 or more"):
+            load_settings(environ={"HUIZHEN_MEDIA_EMPTY_ROOM_GRACE": bad})
 
 
 async def publish_pattern(client: SignalingClient) -> RTCPeerConnection:
