@@ -107,6 +107,7 @@ class MediaSettings:
     pending_per_participant: int = 4
     answer_timeout: float = 15.0
     connect_timeout: float = 30.0
+    empty_room_grace: float = 60.0  # seconds; 0: an empty room closes at once
 
 
 @dataclass(frozen=True)
@@ -423,6 +424,13 @@ def _positive(section: Mapping[str, Any], name: str, key: str, kind: type[Any]) 
     return value
 
 
+def _not_negative(section: Mapping[str, Any], name: str, key: str, kind: type[Any]) -> Any:
+    value = kind(section[key])
+    if not value >= 0:  # NaN too
+        raise ConfigError(f"{name}.{key} must be 0 or more")
+    return value
+
+
 def _signaling(raw: Mapping[str, Any]) -> SignalingSettings:
     quotas = {key: int(raw[key]) for key in
               ("sockets_per_token", "peer_connections_per_token", "sockets_per_address")}
@@ -485,6 +493,7 @@ def load_settings(
                 pending_per_participant=_positive(m, "media", "pending_per_participant", int),
                 answer_timeout=_positive(m, "media", "answer_timeout", float),
                 connect_timeout=_positive(m, "media", "connect_timeout", float),
+                empty_room_grace=_not_negative(m, "media", "empty_room_grace", float),
             ),
             signaling=_signaling(merged["signaling"]),
             storage=StorageSettings(data_dir=Path(str(merged["storage"]["data_dir"]))),

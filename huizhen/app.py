@@ -27,6 +27,8 @@ from signaling import (
     TokenAuthority,
     setup_routes,
 )
+from signaling.app_keys import CLIENT_STATS
+from signaling.client_stats import ClientStatsBook
 from signaling.turn import TurnServer
 from signaling.whip import setup_whip_routes
 
@@ -49,6 +51,7 @@ def media_config(settings: Settings) -> MediaConfig:
         keyframe_interval=settings.media.keyframe_interval,
         retransmission_buffer=settings.media.retransmission_buffer,
         connect_timeout=settings.media.connect_timeout,
+        empty_room_grace=settings.media.empty_room_grace,
     )
 
 
@@ -113,9 +116,10 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
         # Registered after the media server, so it is cleaned up before it.
         app.cleanup_ctx.append(devices_lifecycle)
     recorder = setup_recording(app, settings, media)
+    client_stats = app[CLIENT_STATS] = ClientStatsBook()
     setup_metrics(app, settings.metrics, SnapshotCollector(
         media.stats, lambda: hub.listener.stats if hub and hub.listener else None,
-        lambda: recorder.written if recorder is not None else None))
+        lambda: recorder.written if recorder is not None else None, client_stats.snapshot))
     setup_front_door(app, settings)
     setup_routes(app, web_root)
     setup_whip_routes(app)

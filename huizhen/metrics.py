@@ -7,7 +7,12 @@ rates (bitrate = ``rate(huizhen_producer_bytes_received_total[1m]) * 8``) are co
 Prometheus. Labels are ids only (room names are bed or consultation ids, participants
 their opaque ``p-…`` ids): never a person's name, never patient data.
 
-A new field of a snapshot is one line in the tables below.
+A new field of a snapshot is one line in the tables below. A field that reads None
+(e.g. a downstream without layer selection has no temporal layer) is left out.
+
+Beside the server's own counters: what each page reports of its reception
+(``client-stats``: frames decoded, freezes, packets lost, round trip), the latest report
+per viewer and stream, from the signalling layer's ``ClientStatsBook``.
 
 Access: an operator token (``stats`` grant) as ``Authorization: Bearer``, or a scraper
 whose TCP peer address is in ``[metrics] allow``; anything else gets 401/403.
@@ -33,6 +38,7 @@ from mediaserver.downstream import DownstreamStats
 from mediaserver.stats import ProducerStats, RoomStats, ServerStats
 from recorder.track_recorder import WriteCounters
 from signaling import AUTHORITY, TokenError
+from signaling.client_stats import ClientStreamStats, StreamReport
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
@@ -44,7 +50,7 @@ class Field(Generic[T]):
 
     name: str
     help: str
-    read: Callable[[T], int | float]
+    read: Callable[[T], int | float | None]  # None: no value for this record
     counter: bool = True
 
 
@@ -95,6 +101,29 @@ DOWNSTREAM_FIELDS: tuple[Field[DownstreamStats], ...] = (
           lambda d: d.keyframe_requests),
     Field("huizhen_downstream_started", "1 once the downstream forwards (after a keyframe)",
           lambda d: int(d.started), counter=False),
+    Field("huizhen_downstream_temporal_layer",
+          "Highest VP8 temporal layer forwarded now (layer selection only)",
+          lambda d: d.temporal_layer, counter=False),
+    Field("huizhen_downstream_target_bitrate_bps",
+          "Bit rate the subscriber's downlink estimate allows (layer selection only)",
+          lambda d: d.target_bitrate, counter=False),
+    Field("huizhen_downstream_layer_switches", "Times the forwarded temporal layer changed",
+          lambda d: d.layer_switches),
+)
+CLIENT_FIELDS: tuple[Field[StreamReport], ...] = (
+    Field("huizhen_client_frames_decoded", "Video frames the viewer's browser decoded",
+          lambda r: r.frames_decoded),
+    Field("huizhen_client_freezes", "Video freezes the viewer's browser counted",
+          lambda r: r.freeze_count),
+    Field("huizhen_client_freeze_seconds", "Seconds the viewer's video was frozen",
+          lambda r: r.freeze_seconds),
+    Field("huizhen_client_packets_lost", "Video packets the viewer's browser lost",
+          lambda r: max(0, r.packets_lost)),
+    Field("huizhen_client_jitter_seconds", "Video jitter at the viewer's browser",
+          lambda r: r.jitter, counter=False),
+    Field("huizhen_client_round_trip_seconds",
+          "Round trip of the viewer's selected ICE candidate pair",
+          lambda r: r.round_trip, counter=False),
 )
 HL7_FIELDS: tuple[Field[ListenerStats], ...] = (
     Field("huizhen_hl7_messages_received", "HL7 messages received", lambda s: s.messages),
@@ -120,6 +149,8 @@ RECORDER_FIELDS: tuple[Field[WriteCounters], ...] = (
 ROOM_LABELS = ("room",)
 PRODUCER_LABELS = ("room", "participant", "producer", "kind", "codec")
 DOWNSTREAM_LABELS = ("room", "participant", "producer", "downstream", "type")
+# participant: the viewer who reported; stream: the stream it receives.
+CLIENT_LABELS = ("room", "participant", "stream")
 
 
 class _Families(Generic[T]):
@@ -134,7 +165,9 @@ class _Families(Generic[T]):
 
     def add(self, record: T, labels: list[str]) -> None:
         for field, metric in zip(self._fields, self._metrics, strict=True):
-            metric.add_metric(labels, field.read(record))
+            value = field.read(record)
+            if value is not None:
+                metric.add_metric(labels, value)
 
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._metrics)
@@ -142,31 +175,44 @@ class _Families(Generic[T]):
 
 class SnapshotCollector(Collector):
     """Reads the snapshots at scrape time; ``hl7`` returns None while no listener runs,
-    ``recorder`` None when recording is off."""
+    ``recorder`` None when recording is off; ``clients`` the pages' latest reports."""
 
     def __init__(self, snapshot: Callable[[], ServerStats],
                  hl7: Callable[[], ListenerStats | None] = lambda: None,
-                 recorder: Callable[[], WriteCounters | None] = lambda: None) -> None:
+                 recorder: Callable[[], WriteCounters | None] = lambda: None,
+                 clients: Callable[[], Iterable[ClientStreamStats]] = tuple) -> None:
         self._snapshot = snapshot
         self._hl7 = hl7
         self._recorder = recorder
+        self._clients = clients
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._snapshot()
         rooms = _Families(ROOM_FIELDS, ROOM_LABELS)
         producers = _Families(PRODUCER_FIELDS, PRODUCER_LABELS)
         downstreams = _Families(DOWNSTREAM_FIELDS, DOWNSTREAM_LABELS)
+        layers = GaugeMetricFamily("huizhen_producer_layer_bitrate_bps",
+                                   "Measured bit rate of each VP8 temporal layer of a publisher",
+                                   labels=(*PRODUCER_LABELS, "layer"))
         for room in snapshot.rooms:
             rooms.add(room, [room.name])
             for producer in room.producers:
-                producers.add(producer, [room.name, producer.participant, producer.id,
-                                         producer.kind, producer.codec])
+                labels = [room.name, producer.participant, producer.id, producer.kind,
+                          producer.codec]
+                producers.add(producer, labels)
+                for layer, rate in enumerate(producer.layer_bitrates):
+                    layers.add_metric([*labels, str(layer)], rate)
                 for downstream in producer.downstreams:
                     downstreams.add(downstream, [room.name, producer.participant, producer.id,
                                                  downstream.id, downstream.kind])
+        clients = _Families(CLIENT_FIELDS, CLIENT_LABELS)
+        for client in self._clients():
+            clients.add(client.report, [client.room, client.participant, client.report.stream])
         yield from rooms
         yield from producers
+        yield layers
         yield from downstreams
+        yield from clients
         yield from self._transports(snapshot)
         yield from _unlabelled(HL7_FIELDS, self._hl7())
         yield from _unlabelled(RECORDER_FIELDS, self._recorder())

@@ -19,6 +19,11 @@ class MediaConfig:
     # Per-viewer VP8 temporal layers chosen from the viewer's REMB and loss (False:
     # every viewer gets every packet, as a benchmark's baseline).
     layer_selection: bool = True
+    # Seconds a room stays open once its last participant other than a service (the
+    # recorder) has left: a bedside whose link dropped rejoins the same room, and its
+    # recording goes on in one piece. 0: the room closes at once. The server's
+    # configuration sets it (`[media] empty_room_grace`, 60 s by default).
+    empty_room_grace: float = 0.0
     # How rooms get their transports; None: aiortc peer connections
     # (``transport.AiortcTransports`` over this configuration).
     transports: TransportFactory | None = field(default=None, compare=False)

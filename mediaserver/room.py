@@ -4,7 +4,7 @@ Close flows downward: ``Room.close()`` closes each participant, which closes its
 transports, whose producers tell their downstreams ``producer_closed()``; nothing
 below calls back up. The room itself announces every change (``RoomClosed`` first
 and nothing after it), and closes itself when its last non-service participant
-leaves.
+leaves and nobody else joins within ``MediaConfig.empty_room_grace``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ class Room:
         self._closing: set[asyncio.Task[None]] = set()
         # Subscriptions whose offer waits for an answer: id -> the answer-timeout timer.
         self._pending: dict[str, asyncio.TimerHandle] = {}
+        # Runs while the room is empty (services aside): it closes the room when it fires.
+        self._grace: asyncio.TimerHandle | None = None
 
     # ----------------------------------------------------------------- membership
 
@@ -113,6 +115,10 @@ class Room:
             raise LimitError("a participant with this id is already in the room")
         self._broadcast(ParticipantJoined(participant.info()))
         self.participants[participant.id] = participant
+        if not participant.service and self._grace is not None:
+            self._grace.cancel()  # someone is back within the grace: the same room goes on
+            self._grace = None
+            logger.info("[%s] occupied again; the room stays open", self.name)
         logger.info("[%s] participant %s joined as %s", self.name, participant.id, role)
         return participant
 
@@ -120,7 +126,9 @@ class Room:
         """Remove a participant; its streams end and the others are told. Idempotent.
 
         When the last participant that is not a service leaves, the room closes
-        (reason ``empty``).
+        (reason ``empty``) after ``MediaConfig.empty_room_grace`` seconds unless someone
+        joins meanwhile; until then it stays open as it is (its services, e.g. the
+        recorder, stay in it), so a person whose link dropped comes back to it.
         """
         if self.participants.get(participant.id) is not participant:
             return
@@ -134,7 +142,7 @@ class Room:
         self._broadcast(ParticipantLeft(participant.id))
         logger.info("[%s] participant %s left", self.name, participant.id)
         if not participant.service and self.only_services_left:
-            self.close("empty")
+            self._emptied()
 
     def broadcast(self, kind: str, body: Mapping[str, Any], exclude: str | None = None) -> int:
         """Deliver an application event to every participant; returns how many got it."""
@@ -143,6 +151,25 @@ class Room:
         event = AppEvent(kind, body)
         self._broadcast(event, exclude=exclude)
         return len(self.participants) - (1 if exclude in self.participants else 0)
+
+    @property
+    def in_grace(self) -> bool:
+        """Empty (services aside) and waiting out its grace before it closes."""
+        return self._grace is not None
+
+    def _emptied(self) -> None:
+        grace = self.config.empty_room_grace
+        if grace <= 0:
+            self.close("empty")
+            return
+        if self._grace is None:
+            logger.info("[%s] empty; closing in %.0f s unless someone joins", self.name, grace)
+            self._grace = asyncio.get_running_loop().call_later(grace, self._grace_ended)
+
+    def _grace_ended(self) -> None:
+        self._grace = None
+        if self.only_services_left:
+            self.close("empty")
 
     @property
     def only_services_left(self) -> bool:
@@ -396,6 +423,9 @@ class Room:
             return
         self._broadcast(RoomClosed(reason))
         self.closed = True
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
         for timer in self._pending.values():
             timer.cancel()
         self._pending.clear()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from mediaserver import LatencyProbe, MediaServer
+from signaling.client_stats import ClientStatsBook
 from signaling.quotas import Quotas
 from signaling.services import RoomServices
 from signaling.tokens import TokenAuthority
@@ -39,6 +40,8 @@ SIGNALING_CONFIG = web.AppKey("signaling_config", SignalingConfig)
 LATENCY_PROBE = web.AppKey("latency_probe", LatencyProbe)
 ROOM_SERVICES: web.AppKey[RoomServices] = web.AppKey("room_services")
 QUOTAS = web.AppKey("signaling_quotas", Quotas)
+# The pages' `client-stats`, latest per participant and stream (read by /metrics).
+CLIENT_STATS = web.AppKey("client_stats", ClientStatsBook)
 # Open signalling sockets, closed with 1001 on shutdown (aiohttp would otherwise wait
 # for every handler to end by itself).
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("signaling_sockets")

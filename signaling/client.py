@@ -22,36 +22,53 @@ class SignalingError(Exception):
 
 
 class SignalingClient:
+    """One signalling connection at a time; ``reconnect`` replaces a lost one.
+
+    Like the web client (web_client/signaling.js), every ``join`` after the first names
+    the participant this client was on its previous socket (``join.previous``), so the
+    server ends that one at once instead of after its heartbeat gives up (PROTOCOL.md,
+    "Reconnecting"): the room never empties, its recording goes on in one piece.
+    """
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.joined: dict[str, Any] | None = None
+        # The participant id of the last `joined` reply: the next join's `previous`.
+        self.previous: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
         self._backlog: list[dict[str, Any]] = []
+        # Sockets given up by ``reconnect``, closed once the next join has replaced them.
+        self._stale: list[tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse,
+                                asyncio.Task[None]]] = []
 
     async def connect(self) -> None:
         self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.url, heartbeat=20.0)
-        self._reader = asyncio.ensure_future(self._read())
+        self._reader = asyncio.ensure_future(self._read(self._ws))
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        async for message in self._ws:
-            if message.type != aiohttp.WSMsgType.TEXT:
-                continue
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT or ws is not self._ws:
+                continue  # a replaced socket's last words are nobody's business
             data = json.loads(message.data)
             future = self._pending.pop(str(data.get("id")), None) if "id" in data else None
             if future is not None and not future.done():
                 future.set_result(data)
             else:
                 self.events.put_nowait(data)
+        if ws is self._ws:
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("signalling connection closed"))
+        self._pending.clear()
 
     async def request(self, message: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
         assert self._ws is not None, "connect() first"
@@ -65,9 +82,37 @@ class SignalingClient:
         return reply
 
     async def join(self, token: str) -> dict[str, Any]:
-        self.joined = await self.request({"type": "join", "version": PROTOCOL_VERSION,
-                                          "token": token})
+        """Join (naming ``previous`` after a first join); returns the `joined` reply."""
+        message: dict[str, Any] = {"type": "join", "version": PROTOCOL_VERSION, "token": token}
+        if self.previous is not None:
+            message["previous"] = self.previous
+        self.joined = await self.request(message)
+        participant = self.joined.get("participant")
+        if isinstance(participant, dict) and isinstance(participant.get("id"), str):
+            self.previous = participant["id"]
+        await self._close_stale()  # the server has ended their participants by now
         return self.joined
+
+    async def reconnect(self) -> None:
+        """Give up the current socket and open a new one; the next ``join`` names the
+        participant of the old one in ``previous``.
+
+        The old socket is not closed first (it may be dead, and a closing handshake on a
+        dead network waits for its timeout): it is left to the server, which closes it
+        when the rejoin replaces its participant, and closed here after that join.
+        Requests still waiting on it fail with ConnectionError.
+        """
+        if self._session is not None and self._ws is not None and self._reader is not None:
+            self._stale.append((self._session, self._ws, self._reader))
+        self._session, self._ws, self._reader = None, None, None
+        self.joined = None
+        self._fail_pending()
+        await self.connect()
+
+    async def _close_stale(self) -> None:
+        stale, self._stale = self._stale, []
+        for session, ws, reader in stale:
+            await self._close_connection(session, ws, reader)
 
     async def publish(self, pc: RTCPeerConnection) -> dict[str, Any]:
         """Offer ``pc``'s tracks; returns the stream description from the server."""
@@ -101,11 +146,21 @@ class SignalingClient:
             self._backlog.append(event)
 
     async def close(self) -> None:
-        if self._ws is not None:
+        await self._close_stale()
+        session, ws, reader = self._session, self._ws, self._reader
+        self._session, self._ws, self._reader = None, None, None
+        self._fail_pending()
+        await self._close_connection(session, ws, reader)
+
+    @staticmethod
+    async def _close_connection(session: aiohttp.ClientSession | None,
+                                ws: aiohttp.ClientWebSocketResponse | None,
+                                reader: asyncio.Task[None] | None) -> None:
+        if ws is not None:
             with contextlib.suppress(Exception):
-                await self._ws.close()
-        if self._reader is not None:
+                await ws.close()
+        if reader is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._reader, 2)
-        if self._session is not None:
-            await self._session.close()
+                await asyncio.wait_for(reader, 2)
+        if session is not None:
+            await session.close()

@@ -26,6 +26,7 @@ from mediaserver.events import (
     SubscriptionClosed,
     TransportStateChanged,
 )
+from signaling.client_stats import StreamReport, parse_reports
 
 PROTOCOL_VERSION = 1
 MAX_ID_LENGTH = 64
@@ -106,8 +107,16 @@ class Ptz:
     command: PtzRequest
 
 
+@dataclass(frozen=True)
+class ClientStats:
+    """The page's own reception, per subscribed stream (see client_stats.py)."""
+
+    id: str | int | None
+    reports: tuple[StreamReport, ...]
+
+
 Request = (Join | Publish | Unpublish | Subscribe | Answer | Unsubscribe | Refresh | Leave | Ping
-           | Ptz)
+           | Ptz | ClientStats)
 
 
 def _request_id(message: dict[str, Any]) -> str | int | None:
@@ -171,6 +180,11 @@ def parse_request(raw: str) -> Request:
         return Ping(request_id)
     if kind == "ptz":
         return Ptz(request_id, _ptz_request(message, request_id))
+    if kind == "client-stats":
+        try:
+            return ClientStats(request_id, parse_reports(message.get("streams")))
+        except ValueError as exc:  # names the field, never its value
+            raise ProtocolError("bad-message", str(exc), request_id) from None
     raise ProtocolError("bad-message", "unknown message type", request_id)
 
 

@@ -12,6 +12,7 @@ from contracts.roles import STATS
 from mediaserver.stats import ProducerStats, RoomStats, TransportStats
 from signaling.app_keys import (
     AUTHORITY,
+    CLIENT_STATS,
     LATENCY_PROBE,
     MEDIA_SERVER,
     QUOTAS,
@@ -19,6 +20,7 @@ from signaling.app_keys import (
     SIGNALING_CONFIG,
     SOCKETS,
 )
+from signaling.client_stats import ClientStatsBook
 from signaling.messages import error_json
 from signaling.quotas import QuotaLimits, Quotas
 from signaling.services import NoRoomServices
@@ -75,7 +77,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     sockets.add(ws)
     services = request.app.get(ROOM_SERVICES) or NoRoomServices()
     session = SignalingSession(ws, request.app[MEDIA_SERVER], request.app[AUTHORITY], config,
-                               services, quotas)
+                               services, quotas, request.app[CLIENT_STATS])
     try:
         await session.run()
     finally:
@@ -158,6 +160,8 @@ async def stats(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application, web_root: Path) -> None:
     app[SOCKETS] = set()
+    if CLIENT_STATS not in app:
+        app[CLIENT_STATS] = ClientStatsBook()
     if QUOTAS not in app:
         config = app[SIGNALING_CONFIG]
         app[QUOTAS] = Quotas(QuotaLimits(config.sockets_per_token,

@@ -15,9 +15,11 @@ from contracts.roles import PTZ, PUBLISH, SUBSCRIBE
 from mediaserver import MediaServer, MediaServerError, Participant, Room
 from mediaserver.events import RoomClosed, RoomEvent
 from signaling.app_keys import SignalingConfig
+from signaling.client_stats import ClientStatsBook
 from signaling.messages import (
     PROTOCOL_VERSION,
     Answer,
+    ClientStats,
     Join,
     Leave,
     Ping,
@@ -61,8 +63,8 @@ class SignalingSession:
 
     def __init__(self, ws: web.WebSocketResponse, media: MediaServer,
                  authority: TokenAuthority, config: SignalingConfig,
-                 services: RoomServices | None = None, quotas: Quotas | None = None
-                 ) -> None:
+                 services: RoomServices | None = None, quotas: Quotas | None = None,
+                 client_stats: ClientStatsBook | None = None) -> None:
         self.ws = ws
         self.media = media
         self.services: RoomServices = services or NoRoomServices()
@@ -80,6 +82,8 @@ class SignalingSession:
         self.quotas = quotas or Quotas(QuotaLimits(0, 0, 0))
         self._expiry: asyncio.TimerHandle | None = None
         self._muted = False  # while joining: room events are in the `joined` reply
+        # Where this page's `client-stats` go (the app's book, read by /metrics).
+        self.client_stats = client_stats if client_stats is not None else ClientStatsBook()
 
     def peer_connections(self) -> int:
         """Publications and subscriptions of this socket (one peer connection each)."""
@@ -261,6 +265,8 @@ class SignalingSession:
             task.add_done_callback(self._ptz_tasks.discard)
         elif isinstance(request, Refresh):
             self._refresh(request)
+        elif isinstance(request, ClientStats):
+            self._client_stats(participant, room, request)
         elif isinstance(request, Leave):
             self._leave()
             self.send({"type": "left", "id": request.id})
@@ -293,6 +299,15 @@ class SignalingSession:
             limit = self.quotas.limits.peer_connections_per_token
             raise ProtocolError("too-many-peer-connections",
                                 f"this token already holds {limit} peer connections", request_id)
+
+    def _client_stats(self, participant: Participant, room: Room, request: ClientStats) -> None:
+        """Keep the page's reception numbers; every stream must be one it receives."""
+        live = {subscription.stream_id for subscription in participant.subscriptions.values()}
+        if any(report.stream not in live for report in request.reports):
+            raise ProtocolError("not-found", "a report names a stream this participant does "
+                                "not receive", request.id)
+        self.client_stats.update(room.name, participant.id, request.reports, live)
+        self.send({"type": "ok", "id": request.id})
 
     def _refresh(self, request: Refresh) -> None:
         """Replace the token's expiry with a new token's for the same room and identity."""
@@ -385,6 +400,8 @@ class SignalingSession:
             return
         self.send(event_json(event))
         if isinstance(event, RoomClosed):
+            if self.participant is not None and self.room is not None:
+                self.client_stats.forget(self.room.name, self.participant.id)
             self.participant = None
             self.room = None
 
@@ -393,6 +410,7 @@ class SignalingSession:
         self.participant = None
         self.room = None
         if participant is not None and room is not None:
+            self.client_stats.forget(room.name, participant.id)
             # Devices first: a camera the participant was steering stops before anything else.
             self.services.participant_left(room.name, participant.id)
             for task in list(self._ptz_tasks):

@@ -73,7 +73,9 @@ def make_settings(**overrides: str) -> Settings:
     env = {"HUIZHEN_SERVER_HOST": "127.0.0.1", "HUIZHEN_SERVER_PORT": str(free_port()),
            "HUIZHEN_AUTH_TOKEN_SECRET": "test-secret-0123456789abcdef-0123456789",
            # Recording is on by default in production; tests that record say so.
-           "HUIZHEN_RECORDER_ENABLED": "false"}
+           "HUIZHEN_RECORDER_ENABLED": "false",
+           # An empty room waits 60 s for a rejoin in production; tests that need it say so.
+           "HUIZHEN_MEDIA_EMPTY_ROOM_GRACE": "0"}
     env.update(overrides)
     return load_settings(environ=env)
 

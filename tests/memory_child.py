@@ -33,6 +33,8 @@ async def serve(port: int, secret: str) -> None:
         "HUIZHEN_SERVER_HOST": "127.0.0.1", "HUIZHEN_SERVER_PORT": str(port),
         "HUIZHEN_AUTH_TOKEN_SECRET": secret,
         "HUIZHEN_RECORDER_ENABLED": "false",
+        # Empty rooms close at once: every room must be collected when the cycles end.
+        "HUIZHEN_MEDIA_EMPTY_ROOM_GRACE": "0",
         "HUIZHEN_STORAGE_DATA_DIR": tempfile.mkdtemp(prefix="huizhen-memory-"),
     })
     app = create_app(settings)

@@ -14,6 +14,9 @@ import { readFragment, SignalingClient } from "./signaling.js";
 const FORGET_CLOSED_MS = 15000;
 const RECOVER_DELAY_MS = 250; // doubling per failed attempt...
 const RECOVER_MAX_DELAY_MS = 2000; // ...up to this
+// How often a joined page tells the server how its subscriptions are received
+// (`client-stats`, PROTOCOL.md): the server exports it in /metrics.
+const CLIENT_STATS_MS = 10000;
 // Errors after which publishing again cannot help: the page shows them instead.
 const FINAL_PUBLISH_ERRORS = new Set(["forbidden", "too-many-publications",
   "too-many-peer-connections", "unauthorized", "bad-sdp"]);
@@ -42,7 +45,8 @@ export class RoomSession {
    * @param {object} options
    *   autoSubscribe(stream, session) -> bool: subscribe to this stream on sight
    */
-  constructor(token, { autoSubscribe = () => true, clientOptions = {} } = {}) {
+  constructor(token, { autoSubscribe = () => true, clientOptions = {},
+    clientStatsMs = CLIENT_STATS_MS } = {}) {
     this.client = new SignalingClient(token, clientOptions);
     this.autoSubscribe = autoSubscribe;
     this.self = null;
@@ -59,6 +63,8 @@ export class RoomSession {
     this._attempts = {}; // stream id -> failed subscription attempts in a row
     this._recovering = new Set(); // streams watched when the link was lost
     this._statsTimer = null;
+    this.clientStatsMs = clientStatsMs;
+    this._clientStatsTimer = null;
     this._link = null; // the last `link` state emitted (as JSON)
     this._linkListeners = new Set();
 
@@ -149,10 +155,12 @@ export class RoomSession {
   start() {
     this.client.start();
     this._statsTimer = setInterval(() => this._pollStats(), 1000);
+    this._clientStatsTimer = setInterval(() => this.reportClientStats(), this.clientStatsMs);
   }
 
   close() {
     clearInterval(this._statsTimer);
+    clearInterval(this._clientStatsTimer);
     this._resetMedia();
     this.client.close();
   }
@@ -250,6 +258,34 @@ export class RoomSession {
       });
     }
     return total;
+  }
+
+  /**
+   * Send the server (`client-stats`) how each connected subscription is received:
+   * the browser's inbound video numbers and the candidate pair's round trip. Runs every
+   * `clientStatsMs` while joined; resolves with what was sent (null: nothing to send).
+   * A refusal is logged, never shown: it is the operators' business, not the viewer's.
+   */
+  async reportClientStats() {
+    if (this.state !== "joined") return null;
+    const streams = [];
+    for (const sub of Object.values(this.subscriptions)) {
+      if (!sub.id || sub.pc.connectionState !== "connected") continue;
+      try {
+        const entry = receptionOf(sub.streamId, await sub.pc.getStats());
+        if (entry) streams.push(entry);
+      } catch {
+        // closed meanwhile
+      }
+    }
+    if (!streams.length || this.state !== "joined") return null;
+    const message = { type: "client-stats", streams };
+    try {
+      await this.client.request(message);
+    } catch (err) {
+      console.warn("huizhen: client-stats refused", err.code);
+    }
+    return message;
   }
 
   /** The object tests (and curious engineers) reach through `window.huizhen`. */
@@ -544,6 +580,35 @@ export class RoomSession {
     }
     if (Object.keys(this.subscriptions).length) this._changed();
   }
+}
+
+/**
+ * One `client-stats` entry from a subscription's getStats() report: its inbound video
+ * (null without one) and the selected candidate pair's round trip (seconds).
+ */
+function receptionOf(streamId, report) {
+  let video = null;
+  let transport = null;
+  const pairs = new Map();
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") video = s;
+    else if (s.type === "transport") transport = s;
+    else if (s.type === "candidate-pair") pairs.set(s.id, s);
+  });
+  if (!video) return null;
+  let pair = transport?.selectedCandidatePairId ? pairs.get(transport.selectedCandidatePairId) : null;
+  pair ??= [...pairs.values()].find((p) => p.nominated && p.state === "succeeded") ?? null;
+  const count = (value) => (Number.isSafeInteger(value) ? value : 0);
+  const seconds = (value) => (Number.isFinite(value) && value >= 0 ? value : null);
+  return {
+    stream: streamId,
+    framesDecoded: count(video.framesDecoded),
+    freezeCount: count(video.freezeCount),
+    totalFreezesDuration: seconds(video.totalFreezesDuration) ?? 0,
+    packetsLost: count(video.packetsLost),
+    jitter: seconds(video.jitter),
+    currentRoundTripTime: seconds(pair?.currentRoundTripTime),
+  };
 }
 
 /** Close `pc` (if any) and forget it in `window.__huizhenPeers`. */

@@ -213,7 +213,10 @@ export function renderStatus(node, session, health = null) {
       }
       break;
     case "disconnected":
-      text = t("live.status.retrying", { attempt: c._attempt, max: c.maxRetries });
+      // Before the first join a few attempts; after it they never stop (signaling.js).
+      text = c._everJoined
+        ? t("live.status.retrying-unlimited", { attempt: c._attempt })
+        : t("live.status.retrying", { attempt: c._attempt, max: c.maxRetries });
       kind = "warn";
       break;
     case "failed":

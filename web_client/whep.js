@@ -1,8 +1,12 @@
 // WHEP player: `#token=…&room=…[&stream=…]` POSTs a recvonly offer (video and audio) to
 // /whep/<room> with the room token as a bearer token, plays the answer's media, and
 // DELETEs the session on "stop" or when the page goes away. See signaling/WHIP-WHEP.md.
+// The ICE servers (TURN credentials minted for this session) come in the response's
+// `Link` headers; the offer exists by then, so they are set with setConfiguration, as
+// RFC 9725 4.6 suggests: they serve the connectivity checks that follow.
 
 import { t } from "./i18n.js";
+import { iceServersFromLinks } from "./link_header.js";
 import { readFragment, waitForIceGathering } from "./signaling.js";
 import { preparePage, requireToken } from "./ui.js";
 
@@ -33,7 +37,9 @@ const room = params.get("room");
 if (token && !room) show("whep.no-room", {}, "error");
 if (token && room) {
   const pc = new RTCPeerConnection();
-  window.huizhen = { state: "starting", peerConnections: [pc], framesDecoded: () => framesDecoded(pc) };
+  window.huizhen = {
+    state: "starting", peerConnections: [pc], iceServers: [], framesDecoded: () => framesDecoded(pc),
+  };
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   const media = new MediaStream();
@@ -86,6 +92,15 @@ if (token && room) {
       pc.close();
     } else {
       resource = response.headers.get("Location");
+      const iceServers = iceServersFromLinks(response.headers.get("Link"));
+      if (iceServers.length) {
+        try {
+          pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+          window.huizhen.iceServers = iceServers;
+        } catch (err) {
+          console.warn("huizhen: the announced ICE servers could not be used", err);
+        }
+      }
       stopButton.disabled = false;
       await pc.setRemoteDescription({ type: "answer", sdp: body });
       window.huizhen.state = "answered";
