@@ -107,6 +107,7 @@ class MediaSettings:
     pending_per_participant: int = 4
     answer_timeout: float = 15.0
     connect_timeout: float = 30.0
+    simulcast: bool = True
 
 
 @dataclass(frozen=True)
@@ -485,6 +486,7 @@ def load_settings(
                 pending_per_participant=_positive(m, "media", "pending_per_participant", int),
                 answer_timeout=_positive(m, "media", "answer_timeout", float),
                 connect_timeout=_positive(m, "media", "connect_timeout", float),
+                simulcast=bool(m.get("simulcast", True)),
             ),
             signaling=_signaling(merged["signaling"]),
             storage=StorageSettings(data_dir=Path(str(merged["storage"]["data_dir"]))),

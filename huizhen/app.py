@@ -49,6 +49,7 @@ def media_config(settings: Settings) -> MediaConfig:
         keyframe_interval=settings.media.keyframe_interval,
         retransmission_buffer=settings.media.retransmission_buffer,
         connect_timeout=settings.media.connect_timeout,
+        simulcast=settings.media.simulcast,
     )
 
 

@@ -19,6 +19,9 @@ class MediaConfig:
     # Per-viewer VP8 temporal layers chosen from the viewer's REMB and loss (False:
     # every viewer gets every packet, as a benchmark's baseline).
     layer_selection: bool = True
+    # Answer a publisher's simulcast offer (rids): it then sends up to three streams.
+    # layer_selection chooses one per viewer; False: the publisher sends one stream.
+    simulcast: bool = True
     # How rooms get their transports; None: aiortc peer connections
     # (``transport.AiortcTransports`` over this configuration).
     transports: TransportFactory | None = field(default=None, compare=False)
