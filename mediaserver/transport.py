@@ -35,7 +35,7 @@ from mediaserver.aiortc_hooks import (
     release_after_close,
     restrict_host_addresses,
 )
-from mediaserver.codecs import TemporalLayerSelector
+from mediaserver.codecs import SimulcastSelector, TemporalLayerSelector
 from mediaserver.consumer import Consumer
 from mediaserver.datagrams import PortCounters
 from mediaserver.errors import ClosedError, NegotiationError
@@ -327,7 +327,8 @@ class Subscription(Transport):
         selector = layer_selector(producer, self.config)
         return Consumer(consumer_id, producer.kind, producer, producer.templates, port,
                         self.config.retransmission_buffer, selector,
-                        producer.layer_rates if selector is not None else None)
+                        producer.layer_rates if selector is not None else None,
+                        producer if isinstance(selector, SimulcastSelector) else None)
 
     async def accept_answer(self, answer_sdp: object) -> None:
         if self.closed:
@@ -353,15 +354,19 @@ class Subscription(Transport):
                 track.stop()
 
 
-def layer_selector(producer: Producer, config: MediaConfig) -> TemporalLayerSelector | None:
+def layer_selector(producer: Producer, config: MediaConfig
+                   ) -> TemporalLayerSelector | SimulcastSelector | None:
     """A temporal layer selector for VP8 video (all layers until the viewer's downlink
-    says otherwise), or None: audio and other codecs are forwarded whole. A simulcast
-    producer's viewers get its primary (highest) stream, whole, for now."""
-    if not config.layer_selection or producer.kind != "video" or producer.spatial_layers:
-        return None
-    if producer.codec_name.upper() != "VP8":
+    says otherwise), a simulcast selector (stream and temporal layers) for a simulcast
+    producer, or None: audio and other codecs are forwarded whole. Without layer
+    selection a simulcast producer's viewers get its primary (highest) stream."""
+    if not config.layer_selection or producer.kind != "video":
         return None
     top = MAX_TEMPORAL_LAYERS - 1
+    if producer.spatial_layers > 1:
+        return SimulcastSelector(producer.primary_layer, top)
+    if producer.codec_name.upper() != "VP8":
+        return None
     return TemporalLayerSelector(top, current=top)
 
 
