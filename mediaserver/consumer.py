@@ -75,7 +75,16 @@ class Consumer:
 
     ``write`` after ``close``/``producer_closed`` returns False silently (the hot
     path never raises); ``close`` twice is a no-op.
+
+    With a ``SimulcastSelector`` the consumer also picks one of the producer's streams
+    (spatial layers) and renumbers at each switch so the viewer sees one stream. After
+    a switch to a bigger stream the viewer's REMB trails what it is sent for a few
+    seconds (a receiver's estimate grows from its incoming rate): for
+    ``SWITCH_UP_GRACE`` seconds a REMB under the rate sent is not taken for congestion
+    (a falling REMB and loss still are), or every switch up would be undone at once.
     """
+
+    SWITCH_UP_GRACE = 5.0
 
     def __init__(
         self,
@@ -122,6 +131,8 @@ class Consumer:
         self._spatial = spatial
         self._layer_reports: dict[int, tuple[int, int]] = {}
         self.spatial_switches = 0
+        self._switched_up = False
+        self._grace_until = 0.0
         if isinstance(selector, SimulcastSelector) and spatial is not None:
             self._simulcast = selector
             self.downlink = DownlinkEstimate()
@@ -230,7 +241,13 @@ class Consumer:
 
     def remb_received(self, bitrate: float, now: float) -> None:
         if self.downlink is not None and not self.closed:
-            self.downlink.on_remb(bitrate, now, self._sending_rate(now))
+            sending = self._sending_rate(now)
+            if self._switched_up:  # the viewer's REMB trails the bigger stream a while
+                self._switched_up = False
+                self._grace_until = now + self.SWITCH_UP_GRACE
+            if now < self._grace_until:
+                sending = None
+            self.downlink.on_remb(bitrate, now, sending)
             self._choose_layer(now)
 
     def _sending_rate(self, now: float) -> float | None:
@@ -340,6 +357,7 @@ class Consumer:
                 rewriter.switch_source(seq_in, packet.timestamp, advance)
                 self._pictures.switch(flags)
                 self.spatial_switches += 1
+                self._switched_up = previous is not None and flags.spatial_id > previous
                 report = self._layer_reports.get(flags.spatial_id)
                 if report is not None:
                     self._report(*report)
