@@ -18,6 +18,11 @@ What is hooked:
   still says whether aiortc would NACK this kind (video) at all.
   ``_handle_rtcp_packet`` is wrapped to see the publisher's sender reports;
   ``_send_rtcp_pli`` asks for a keyframe, ``_send_rtcp_nack`` for lost packets.
+  Simulcast: aiortc routes every SSRC of a section to its one receiver (by payload
+  type) but never reads rids; ``read_rid_extensions`` configures the DTLS
+  transport's ``_rtp_header_extensions_map`` with the rid extension ids, the tap
+  demultiplexes streams by SSRC (``SimulcastStreams``) and adds each stream's RTX
+  SSRC to ``_RTCRtpReceiver__rtx_ssrc`` (no ``a=ssrc-group`` names them).
 * subscriber side (``RTCRtpSender``): the track never yields a frame, so aiortc
   never creates an encoder; ``send`` is wrapped to learn the negotiated payload
   types and extension IDs; ``_retransmit`` and ``_send_keyframe`` (NACK, PLI/FIR
