@@ -209,13 +209,15 @@ class Publication(Transport):
                   ) -> Producer:
         streams = SimulcastStreams(simulcast.rids) if simulcast is not None else None
         return Producer(producer_id, kind, codec.name, dict(codec.parameters),
-                        lambda producer: self._tap(receiver, producer, streams),
+                        lambda producer: self._tap(receiver, producer) if streams is None
+                        else self._tap(receiver, producer, streams),
                         self.config.keyframe_interval,
                         spatial_layers=len(streams.rids) if streams is not None else 0)
 
     def _tap(self, receiver: RTCRtpReceiver, producer: Producer,
              simulcast: SimulcastStreams | None = None) -> ReceiverTap:
-        """The packet source of one producer (instrumentation may wrap it in a subclass)."""
+        """The packet source of one producer (instrumentation may wrap it in a subclass;
+        ``simulcast`` is passed only for a simulcast producer)."""
         return ReceiverTap(receiver, producer.on_packet, producer.on_sender_report,
                            self.port_counters, on_keyframe_needed=producer.request_keyframe,
                            recovery=producer.recovery, simulcast=simulcast)
