@@ -52,6 +52,7 @@ def media_config(settings: Settings) -> MediaConfig:
         retransmission_buffer=settings.media.retransmission_buffer,
         connect_timeout=settings.media.connect_timeout,
         empty_room_grace=settings.media.empty_room_grace,
+        simulcast=settings.media.simulcast,
     )
 
 

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from mediaserver.codecs import ForwardAll, LayerSelector, PictureIdRewriter, TemporalLayerSelector
+from mediaserver.codecs import (
+    ForwardAll,
+    LayerSelector,
+    PictureIdRewriter,
+    SimulcastSelector,
+    TemporalLayerSelector,
+)
 from mediaserver.downlink_estimate import DownlinkEstimate
 from mediaserver.downstream import DownstreamStats
-from mediaserver.layer_policy import LayerRates, choose_layer
+from mediaserver.layer_policy import (
+    RTP_VIDEO_CLOCK,
+    LayerRates,
+    choose_layer,
+    choose_simulcast_layer,
+)
 from mediaserver.ntp import ntp_now
 from mediaserver.retransmission_buffer import RetransmissionBuffer
 from mediaserver.rtp_rewriter import (
@@ -32,6 +43,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A simulcast switch without both streams' sender reports: the new stream's first
+# frame is placed one frame interval (30 fps) after the last one sent.
+FRAME_TICKS = RTP_VIDEO_CLOCK // 30
+
+
+class SpatialLayers(Protocol):
+    """What a simulcast consumer reads of its producer (``Producer`` implements it)."""
+
+    spatial_rates: list[LayerRates]
+
+    def active_layers(self, now: float | None = None, within: float = 1.0) -> list[int]: ...
+
+    def request_keyframe(self, layer: int | None = None) -> None: ...
+
 
 class Consumer:
     """A ``Downstream`` that rewrites a producer's packets for one subscriber's ``SendPort``.
@@ -50,7 +75,16 @@ class Consumer:
 
     ``write`` after ``close``/``producer_closed`` returns False silently (the hot
     path never raises); ``close`` twice is a no-op.
+
+    With a ``SimulcastSelector`` the consumer also picks one of the producer's streams
+    (spatial layers) and renumbers at each switch so the viewer sees one stream. After
+    a switch to a bigger stream the viewer's REMB trails what it is sent for a few
+    seconds (a receiver's estimate grows from its incoming rate): for
+    ``SWITCH_UP_GRACE`` seconds a REMB under the rate sent is not taken for congestion
+    (a falling REMB and loss still are), or every switch up would be undone at once.
     """
+
+    SWITCH_UP_GRACE = 5.0
 
     def __init__(
         self,
@@ -62,6 +96,7 @@ class Consumer:
         buffer_size: int,
         selector: LayerSelector | None = None,
         layer_rates: LayerRates | None = None,
+        spatial: SpatialLayers | None = None,
     ) -> None:
         self.id = consumer_id
         self.kind = kind
@@ -91,6 +126,16 @@ class Consumer:
         self._layer_rates = layer_rates
         if isinstance(selector, TemporalLayerSelector) and layer_rates is not None:
             self.downlink = DownlinkEstimate()
+        # Simulcast: the spatial layer is chosen too, from the producer's streams.
+        self._simulcast: SimulcastSelector | None = None
+        self._spatial = spatial
+        self._layer_reports: dict[int, tuple[int, int]] = {}
+        self.spatial_switches = 0
+        self._switched_up = False
+        self._grace_until = 0.0
+        if isinstance(selector, SimulcastSelector) and spatial is not None:
+            self._simulcast = selector
+            self.downlink = DownlinkEstimate()
         self._target_bitrate: float | None = None
         self._rate_mark: tuple[float | None, int] = (None, 0)
         self._last_rate: float | None = None
@@ -111,9 +156,21 @@ class Consumer:
         """A layer selector reads every packet's flags; ForwardAll reads none."""
         return self._select is not None
 
+    @property
+    def selects_spatial(self) -> bool:
+        """True: the producer sends this consumer every simulcast stream (it picks one)."""
+        return self._simulcast is not None
+
+    @property
+    def spatial_layer(self) -> int | None:
+        """The simulcast stream forwarded now (None: not simulcast, or not started)."""
+        return self._simulcast.current if self._simulcast is not None else None
+
     def stats(self) -> DownstreamStats:
         selector = self.selector
         layer = selector.current if isinstance(selector, TemporalLayerSelector) else None
+        if isinstance(selector, SimulcastSelector):
+            layer = selector.temporal.current
         target = self._target_bitrate
         return DownstreamStats(self.id, "rtp", self.packets_sent, self.retransmissions,
                                self.keyframe_requests, self.started,
@@ -140,7 +197,13 @@ class Consumer:
         )
         self._template = self._templates.template_for(
             ExtensionIds.from_uris(parameters.extension_ids), parameters.mid)
-        if self._needs_keyframe:
+        if self._simulcast is not None and self._spatial is not None:
+            active = self._spatial.active_layers()
+            if active:
+                self._simulcast.target = active[-1]
+            self.waiting_for_keyframe = True
+            self._spatial.request_keyframe(self._simulcast.target)
+        elif self._needs_keyframe:
             self.waiting_for_keyframe = True
             self._upstream.request_keyframe()
 
@@ -169,11 +232,22 @@ class Consumer:
 
     def keyframe_requested(self) -> None:
         self.keyframe_requests += 1
-        self._upstream.request_keyframe()
+        simulcast = self._simulcast
+        if simulcast is not None and self._spatial is not None:
+            layer = simulcast.current if simulcast.current is not None else simulcast.target
+            self._spatial.request_keyframe(layer)
+        else:
+            self._upstream.request_keyframe()
 
     def remb_received(self, bitrate: float, now: float) -> None:
         if self.downlink is not None and not self.closed:
-            self.downlink.on_remb(bitrate, now, self._sending_rate(now))
+            sending = self._sending_rate(now)
+            if self._switched_up:  # the viewer's REMB trails the bigger stream a while
+                self._switched_up = False
+                self._grace_until = now + self.SWITCH_UP_GRACE
+            if now < self._grace_until:
+                sending = None
+            self.downlink.on_remb(bitrate, now, sending)
             self._choose_layer(now)
 
     def _sending_rate(self, now: float) -> float | None:
@@ -196,6 +270,9 @@ class Consumer:
     def _choose_layer(self, now: float) -> None:
         """Point the temporal selector at the highest layer the downlink carries (it
         switches there at the next safe point)."""
+        if self._simulcast is not None:
+            self._choose_stream(now)
+            return
         selector, rates, downlink = self.selector, self._layer_rates, self.downlink
         if not isinstance(selector, TemporalLayerSelector) or rates is None or downlink is None:
             return
@@ -207,6 +284,30 @@ class Consumer:
                 self.layer_switches += 1
             selector.target = layer
 
+    def _choose_stream(self, now: float) -> None:
+        """Point the simulcast selector at the stream (and temporal layers) that fit; a
+        new stream is asked for a keyframe, where the switch will happen."""
+        simulcast, spatial, downlink = self._simulcast, self._spatial, self.downlink
+        if simulcast is None or spatial is None or downlink is None:
+            return
+        self._target_bitrate = downlink.target(now)
+        active = set(spatial.active_layers())
+        layers = [rates.cumulative() if index in active else None
+                  for index, rates in enumerate(spatial.spatial_rates)]
+        choice = choose_simulcast_layer(self._target_bitrate, layers, simulcast.current,
+                                        simulcast.temporal.target)
+        if choice is None:
+            return
+        stream, temporal = choice
+        if temporal != simulcast.temporal.target:
+            simulcast.temporal.target = temporal
+            self.layer_switches += 1
+        if stream != simulcast.target:
+            simulcast.target = stream
+            self.layer_switches += 1
+        if stream != simulcast.current:
+            spatial.request_keyframe(stream)  # throttled; repeated until it arrives
+
     # ----------------------------------------------------------------- hot path
 
     def write(self, packet: RtpPacket, flags: PacketFlags) -> bool:
@@ -214,6 +315,8 @@ class Consumer:
         rewriter = self._rewriter
         if rewriter is None:
             return False
+        if self._simulcast is not None:
+            return self._write_stream(packet, flags, rewriter, self._simulcast)
         seq_in = packet.sequence_number
         select = self._select
         if not rewriter.started:
@@ -230,11 +333,77 @@ class Consumer:
             self._pictures.drop(flags)
             self.packets_skipped += 1
             return False
-        seq = rewriter.sequence(seq_in, packet.timestamp)
+        return self._send(packet, flags, rewriter, select is not None and self._pictures.active)
+
+    def _write_stream(self, packet: RtpPacket, flags: PacketFlags, rewriter: RtpRewriter,
+                      simulcast: SimulcastSelector) -> bool:
+        """``write`` for a simulcast consumer: one stream of the producer's, switched at
+        its keyframes, renumbered so the viewer sees one continuous stream."""
+        seq_in = packet.sequence_number
+        if flags.spatial_id != simulcast.current:
+            if (flags.keyframe and flags.spatial_id != simulcast.target
+                    and self._target_gone(simulcast)):
+                simulcast.target = flags.spatial_id  # the wanted stream stopped arriving
+            previous = simulcast.current
+            if not simulcast.select(flags):
+                return False  # another stream's packet: not in this consumer's numbering
+            simulcast.switched = False
+            if not rewriter.started:
+                rewriter.start(seq_in, packet.timestamp)
+                self._first_report(packet.timestamp)
+                self.waiting_for_keyframe = False
+            else:
+                advance = self._ts_advance(previous, flags.spatial_id, packet.timestamp)
+                rewriter.switch_source(seq_in, packet.timestamp, advance)
+                self._pictures.switch(flags)
+                self.spatial_switches += 1
+                self._switched_up = previous is not None and flags.spatial_id > previous
+                report = self._layer_reports.get(flags.spatial_id)
+                if report is not None:
+                    self._report(*report)
+        elif rewriter.is_new(seq_in) and not simulcast.select(flags):
+            rewriter.skip(seq_in)
+            self._pictures.drop(flags)
+            self.packets_skipped += 1
+            return False
+        # Picture ids are rewritten for every packet: a switch continues from the last.
+        return self._send(packet, flags, rewriter, True)
+
+    def _target_gone(self, simulcast: SimulcastSelector) -> bool:
+        """Nothing to wait for: the target stream has not arrived lately (a publisher
+        stops its higher streams when its uplink is short), while forwarding nothing."""
+        spatial = self._spatial
+        if spatial is None or simulcast.current is not None:
+            return False
+        return simulcast.target not in spatial.active_layers()
+
+    def _ts_advance(self, previous: int | None, layer: int, in_ts: int) -> int:
+        """Where the new stream's first frame falls after the last one sent, in clock
+        ticks: from both streams' sender reports (one capture clock), else one frame.
+        A frame of the same capture instant as the last one sent is placed one tick
+        later: a new frame must have a new timestamp."""
+        rewriter = self._rewriter
+        old = self._layer_reports.get(previous) if previous is not None else None
+        new = self._layer_reports.get(layer)
+        if old is None or new is None or rewriter is None:
+            return FRAME_TICKS
+        wall = new[0] / 2**32 + ((in_ts - new[1] + 0x80000000) % 2**32 - 0x80000000) / (
+            RTP_VIDEO_CLOCK)
+        in_old = old[1] + round((wall - old[0] / 2**32) * RTP_VIDEO_CLOCK)
+        advance = (in_old - rewriter.last_in_ts + 0x80000000) % 2**32 - 0x80000000
+        if 0 < advance < RTP_VIDEO_CLOCK:
+            return advance
+        if -RTP_VIDEO_CLOCK < advance <= 0:
+            return 1  # the same instant (or just before): one tick on, never backwards
+        return FRAME_TICKS
+
+    def _send(self, packet: RtpPacket, flags: PacketFlags, rewriter: RtpRewriter,
+              pictures: bool) -> bool:
+        seq = rewriter.sequence(packet.sequence_number, packet.timestamp)
         if seq < 0:
             return False
         payload: bytes | None = packet.payload
-        if select is not None and self._pictures.active:
+        if pictures:
             payload = self._pictures.rewrite(packet.payload, flags)
         template = self._template
         extensions = template.current if template is not None else b""
@@ -260,7 +429,18 @@ class Consumer:
     def sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
         """Translate the publisher's NTP/RTP pair into this consumer's timestamp space, so
         the subscriber can synchronise audio and video exactly as the publisher sent them."""
+        if self._simulcast is not None:
+            return  # each stream's own reports come through ``layer_sender_report``
         self._publisher_report = (ntp_timestamp, rtp_timestamp)
+        self._report(ntp_timestamp, rtp_timestamp)
+
+    def layer_sender_report(self, layer: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        """One simulcast stream's clocks: reported to the viewer while it is forwarded."""
+        self._layer_reports[layer] = (ntp_timestamp, rtp_timestamp)
+        if self._simulcast is not None and layer == self._simulcast.current:
+            self._report(ntp_timestamp, rtp_timestamp)
+
+    def _report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
         rewriter = self._rewriter
         if rewriter is None or not rewriter.started or self.closed:
             return
@@ -273,7 +453,10 @@ class Consumer:
 
     def _first_report(self, in_ts: int) -> None:
         """Until the publisher's first sender report, map wall clock to the first packet."""
-        if self._publisher_report is not None:
+        simulcast = self._simulcast
+        if simulcast is not None and simulcast.current in self._layer_reports:
+            self._report(*self._layer_reports[simulcast.current])
+        elif self._publisher_report is not None:
             self.sender_report(*self._publisher_report)
         elif self._rewriter is not None:
             self._port.set_report(ntp_now(), self._rewriter.out_ts(in_ts), 0, 0)

@@ -87,3 +87,37 @@ def choose_layer(target: float | None, cumulative: Sequence[float], current: int
             layer = tid
             break
     return layer
+
+
+def choose_simulcast_layer(target: float | None, layers: Sequence[Sequence[float] | None],
+                           current: int | None, current_temporal: int,
+                           up_margin: float = 1.1) -> tuple[int, int] | None:
+    """The (spatial, temporal) layer to forward from a simulcast producer.
+
+    ``layers[i]`` is spatial layer i's cumulative rate per temporal layer (as
+    ``LayerRates.cumulative``), or None when that stream is not arriving. The highest
+    stream whose full rate fits ``target`` is chosen, with all its temporal layers
+    (full frame rate is worth more than resolution to a clinician watching a patient);
+    the current one is kept while it fits, a higher one needs ``up_margin`` to spare.
+    When none fits, the lowest stream with the temporal layers that fit (``choose_layer``).
+    No estimate: the highest stream arriving. None: no stream arrives at all.
+    """
+    active = [i for i, rates in enumerate(layers) if rates is not None]
+    if not active:
+        return None
+    if target is None:
+        rates = layers[active[-1]] or []
+        return active[-1], max(len(rates) - 1, 0)
+    video = target - AUDIO_SHARE
+    for spatial in reversed(active):
+        rates = layers[spatial] or []
+        if not rates or rates[-1] <= 0:
+            continue
+        needed = rates[-1] if current is not None and spatial <= current else (
+            rates[-1] * up_margin)
+        if needed <= video:
+            return spatial, len(rates) - 1
+    lowest = active[0]
+    rates = layers[lowest] or []
+    temporal = current_temporal if current == lowest else max(len(rates) - 1, 0)
+    return lowest, choose_layer(target, rates, temporal, up_margin)

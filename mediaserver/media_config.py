@@ -24,6 +24,9 @@ class MediaConfig:
     # recording goes on in one piece. 0: the room closes at once. The server's
     # configuration sets it (`[media] empty_room_grace`, 60 s by default).
     empty_room_grace: float = 0.0
+    # Answer a publisher's simulcast offer (rids): it then sends up to three streams.
+    # layer_selection chooses one per viewer; False: the publisher sends one stream.
+    simulcast: bool = True
     # How rooms get their transports; None: aiortc peer connections
     # (``transport.AiortcTransports`` over this configuration).
     transports: TransportFactory | None = field(default=None, compare=False)

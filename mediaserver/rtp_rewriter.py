@@ -190,6 +190,11 @@ class RtpRewriter:
         self._newest = (in_seq - 1) & 0xFFFF
         self._last_ts = in_ts
 
+    @property
+    def last_in_ts(self) -> int:
+        """The input timestamp of the newest packet placed (the current source's clock)."""
+        return self._last_ts
+
     def out_seq(self, in_seq: int) -> int:
         return (in_seq + self._seq_offset) & 0xFFFF
 

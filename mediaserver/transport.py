@@ -29,11 +29,13 @@ from mediaserver.aiortc_hooks import (
     MediaPortGuard,
     ReceiverTap,
     SenderPort,
+    SimulcastStreams,
     keep_first_codec,
+    read_rid_extensions,
     release_after_close,
     restrict_host_addresses,
 )
-from mediaserver.codecs import TemporalLayerSelector
+from mediaserver.codecs import SimulcastSelector, TemporalLayerSelector
 from mediaserver.consumer import Consumer
 from mediaserver.datagrams import PortCounters
 from mediaserver.errors import ClosedError, NegotiationError
@@ -41,6 +43,7 @@ from mediaserver.events import StreamInfo, TrackInfo
 from mediaserver.layer_policy import MAX_TEMPORAL_LAYERS
 from mediaserver.media_config import MediaConfig
 from mediaserver.producer import Producer
+from mediaserver.sdp_simulcast import SimulcastSection, answer_simulcast, simulcast_offer
 from mediaserver.transport_factory import StateListener
 
 logger = logging.getLogger(__name__)
@@ -166,6 +169,7 @@ class Publication(Transport):
         if self.closed:
             raise ClosedError(f"publication {self.id} is closed")
         sdp = _check_sdp(offer_sdp, "offer")
+        simulcast = simulcast_offer(sdp) if self.config.simulcast else {}
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
@@ -177,31 +181,46 @@ class Publication(Transport):
             raise NegotiationError("the offer sends no audio or video track")
         if len(transceivers) > MAX_MEDIA_SECTIONS:
             raise NegotiationError(f"at most {MAX_MEDIA_SECTIONS} tracks per publication")
+        layered: list[tuple[RTCRtpReceiver, SimulcastSection]] = []
         for index, transceiver in enumerate(transceivers):
             codec = keep_first_codec(transceiver)
             if codec is None:
                 raise NegotiationError(f"no supported codec for the {transceiver.kind} track")
+            section = simulcast.get(transceiver.mid or "") if transceiver.kind == "video" else None
+            if section is not None and len(section.rids) > 1:
+                layered.append((transceiver.receiver, section))
+            else:
+                section = None
             self.producers.append(self._producer(f"{self.id}-{index}", transceiver.kind, codec,
-                                                 transceiver.receiver))
+                                                 transceiver.receiver, section))
         try:
             answer = await self.pc.createAnswer()
-            return await self._apply_local(answer)
+            sdp = await self._apply_local(answer)
+            for receiver, section in layered:
+                read_rid_extensions(receiver, section.rid_extension, section.repaired_extension)
         except Exception as exc:  # an offer aiortc parsed but cannot answer
             logger.info("[%s] cannot answer publish offer: %s", self.participant_id,
                         type(exc).__name__)
             raise NegotiationError("the offer could not be answered (inconsistent SDP)") from None
+        return answer_simulcast(sdp, {s.mid: s for _, s in layered})
 
     def _producer(self, producer_id: str, kind: str, codec: RTCRtpCodecParameters,
-                  receiver: RTCRtpReceiver) -> Producer:
+                  receiver: RTCRtpReceiver, simulcast: SimulcastSection | None = None
+                  ) -> Producer:
+        streams = SimulcastStreams(simulcast.rids) if simulcast is not None else None
         return Producer(producer_id, kind, codec.name, dict(codec.parameters),
-                        lambda producer: self._tap(receiver, producer),
-                        self.config.keyframe_interval)
+                        lambda producer: self._tap(receiver, producer) if streams is None
+                        else self._tap(receiver, producer, streams),
+                        self.config.keyframe_interval,
+                        spatial_layers=len(streams.rids) if streams is not None else 0)
 
-    def _tap(self, receiver: RTCRtpReceiver, producer: Producer) -> ReceiverTap:
-        """The packet source of one producer (instrumentation may wrap it in a subclass)."""
+    def _tap(self, receiver: RTCRtpReceiver, producer: Producer,
+             simulcast: SimulcastStreams | None = None) -> ReceiverTap:
+        """The packet source of one producer (instrumentation may wrap it in a subclass;
+        ``simulcast`` is passed only for a simulcast producer)."""
         return ReceiverTap(receiver, producer.on_packet, producer.on_sender_report,
                            self.port_counters, on_keyframe_needed=producer.request_keyframe,
-                           recovery=producer.recovery)
+                           recovery=producer.recovery, simulcast=simulcast)
 
     def info(self) -> StreamInfo:
         return StreamInfo(
@@ -310,7 +329,8 @@ class Subscription(Transport):
         selector = layer_selector(producer, self.config)
         return Consumer(consumer_id, producer.kind, producer, producer.templates, port,
                         self.config.retransmission_buffer, selector,
-                        producer.layer_rates if selector is not None else None)
+                        producer.layer_rates if selector is not None else None,
+                        producer if isinstance(selector, SimulcastSelector) else None)
 
     async def accept_answer(self, answer_sdp: object) -> None:
         if self.closed:
@@ -336,14 +356,19 @@ class Subscription(Transport):
                 track.stop()
 
 
-def layer_selector(producer: Producer, config: MediaConfig) -> TemporalLayerSelector | None:
+def layer_selector(producer: Producer, config: MediaConfig
+                   ) -> TemporalLayerSelector | SimulcastSelector | None:
     """A temporal layer selector for VP8 video (all layers until the viewer's downlink
-    says otherwise), or None: audio and other codecs are forwarded whole."""
+    says otherwise), a simulcast selector (stream and temporal layers) for a simulcast
+    producer, or None: audio and other codecs are forwarded whole. Without layer
+    selection a simulcast producer's viewers get its primary (highest) stream."""
     if not config.layer_selection or producer.kind != "video":
         return None
+    top = MAX_TEMPORAL_LAYERS - 1
+    if producer.spatial_layers > 1:
+        return SimulcastSelector(producer.primary_layer, top)
     if producer.codec_name.upper() != "VP8":
         return None
-    top = MAX_TEMPORAL_LAYERS - 1
     return TemporalLayerSelector(top, current=top)
 
 

@@ -76,6 +76,10 @@ async def test_ward_publishes_l1t3_and_a_thin_expert_gets_fewer_frames(
                     if participant.role == "ward"
                     for publication in participant.publications.values()
                     for producer in publication.producers if producer.kind == "video")
+    for _ in range(100):  # a simulcast publisher starts its full-size stream last
+        if producer.layer_rates.highest == 2:
+            break
+        await asyncio.sleep(0.2)
     assert producer.codec_name == "VP8" and producer.layer_rates.highest == 2, chromium.log
 
     stop = asyncio.Event()

@@ -39,6 +39,39 @@ function mediaState(pcState, recovering) {
   return "connecting";
 }
 
+
+/** The ward's video encodings when the server accepts simulcast: a thin viewer's stream
+ * (q, 160x120 from a 640x480 camera) fits well under 400 kbit/s with its audio. */
+const SIMULCAST_ENCODINGS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000, scalabilityMode: "L1T3" },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000, scalabilityMode: "L1T3" },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000, scalabilityMode: "L1T3" },
+];
+
+/** The encodings for `track`. Chromium sends at most two simulcast streams below 960x540
+ * (it drops the last ones; measured with q/h/f from a 640x480 camera: f never started),
+ * so a smaller camera sends the quarter and the full size. */
+function simulcastEncodings(track) {
+  const { width = 0, height = 0 } = track.getSettings?.() || {};
+  const three = width * height >= 960 * 540;
+  return SIMULCAST_ENCODINGS.filter((e) => three || e.rid !== "h").map((e) => ({ ...e }));
+}
+
+/** The server's answer says whether it accepts simulcast (`a=simulcast:recv`). Without
+ * it the browser keeps the first encoding only: make that one full size, L1T3. */
+async function singleStreamUnlessSimulcast(pc) {
+  if (/^a=simulcast:recv /m.test(pc.remoteDescription?.sdp || "")) return;
+  for (const transceiver of pc.getTransceivers()) {
+    const sender = transceiver.sender;
+    if (sender.track?.kind !== "video") continue;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings?.length || parameters.encodings[0].rid === undefined) continue;
+    parameters.encodings = [{ ...parameters.encodings[0], scaleResolutionDownBy: 1,
+                              maxBitrate: undefined, scalabilityMode: "L1T3" }];
+    await sender.setParameters(parameters).catch((err) => console.warn("huizhen: encoding", err));
+  }
+}
+
 export class RoomSession {
   /**
    * @param {string} token  the room token from the URL fragment
@@ -448,10 +481,12 @@ export class RoomSession {
     const tracks = [...publication.media.getVideoTracks(), ...publication.media.getAudioTracks()];
     for (const track of tracks) {
       const init = { direction: "sendonly", streams: [publication.media] };
-      // VP8 in three temporal layers (L1T3): the server forwards each viewer the layers
-      // its downlink carries.
+      // VP8 simulcast, three streams (quarter, half, full size; lowest first, as the
+      // server numbers them) each in three temporal layers (L1T3): the server forwards
+      // each viewer the stream and layers its downlink carries. A server that does not
+      // accept simulcast answers without it and gets one full-size L1T3 stream (below).
       if (track.kind === "video" && (readFragment().get("codec") || "VP8").toUpperCase() === "VP8") {
-        init.sendEncodings = [{ scalabilityMode: "L1T3" }];
+        init.sendEncodings = simulcastEncodings(track);
       }
       const transceiver = pc.addTransceiver(track, init);
       if (track.kind === "video") preferVideoCodec(transceiver, readFragment().get("codec"));
@@ -460,6 +495,7 @@ export class RoomSession {
     try {
       const stream = await this.client.publish(pc);
       if (publication.pc !== pc) return; // replaced meanwhile
+      await singleStreamUnlessSimulcast(pc);
       publication.streamId = stream.id;
       this.streams[stream.id] = stream;
     } catch (err) {

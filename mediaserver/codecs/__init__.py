@@ -16,7 +16,12 @@ from mediaserver.codecs.flags import (
     PayloadParser,
 )
 from mediaserver.codecs.h264 import h264_flags
-from mediaserver.codecs.layers import ForwardAll, LayerSelector, TemporalLayerSelector
+from mediaserver.codecs.layers import (
+    ForwardAll,
+    LayerSelector,
+    SimulcastSelector,
+    TemporalLayerSelector,
+)
 from mediaserver.codecs.vp8 import PictureIdRewriter, vp8_flags
 
 
@@ -35,5 +40,5 @@ def payload_parser(codec_name: str) -> PayloadParser | None:
 
 
 __all__ = ["FRAME_START", "KEYFRAME_START", "NO_FLAGS", "ForwardAll", "LayerSelector",
-           "PacketFlags", "PayloadParser", "PictureIdRewriter", "TemporalLayerSelector",
-           "payload_parser"]
+           "PacketFlags", "PayloadParser", "PictureIdRewriter", "SimulcastSelector",
+           "TemporalLayerSelector", "payload_parser"]

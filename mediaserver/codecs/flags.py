@@ -25,6 +25,7 @@ class PacketFlags:
     tl0_pic_idx: int | None = None
     picture_id: int | None = None
     size: tuple[int, int] | None = None  # picture width, height: keyframe starts only
+    spatial_id: int = 0  # simulcast: the stream (spatial layer) the packet came on, 0 lowest
 
 
 NO_FLAGS = PacketFlags()

@@ -56,3 +56,36 @@ class TemporalLayerSelector:
             elif flags.layer_sync and self.current < tid <= self.target:
                 self.current = tid
         return tid <= self.current
+
+
+class SimulcastSelector:
+    """Chooses one simulcast stream (spatial layer) and its temporal layers for a consumer.
+
+    ``current`` is the spatial layer forwarded now (None: nothing forwarded yet),
+    ``target`` the one wanted. Packets of any other layer are not this consumer's (the
+    forwarder ignores them: they are in another sequence space). The switch to the
+    target happens at the start of one of its keyframes (nothing before it is needed
+    to decode), and sets ``switched`` so the forwarder re-anchors its numbering there
+    (``RtpRewriter.switch_source``, ``PictureIdRewriter.switch``) and clears it. Within
+    the current layer, ``temporal`` decides as for a single stream (a keyframe lets it
+    go straight to its target).
+    """
+
+    __slots__ = ("current", "switched", "target", "temporal")
+
+    def __init__(self, target: int, max_temporal_id: int) -> None:
+        if target < 0:
+            raise ValueError("target must be >= 0")
+        self.current: int | None = None
+        self.target = target
+        self.temporal = TemporalLayerSelector(max_temporal_id, current=max_temporal_id)
+        self.switched = False
+
+    def select(self, flags: PacketFlags) -> bool:
+        spatial = flags.spatial_id
+        if spatial != self.current:
+            if spatial != self.target or not flags.keyframe:
+                return False
+            self.current = spatial
+            self.switched = True
+        return self.temporal.select(flags)
