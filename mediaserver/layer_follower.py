@@ -185,12 +185,13 @@ ReaderOfTrack = Callable[[FollowedTrack], Downstream | None]
 
 
 def follow_layers(producer: Producer, make_reader: ReaderOfTrack,
-                  stale_after: float = STALE_AFTER) -> Downstream | None:
+                  stale_after: float | None = None) -> Downstream | None:
     """Attach the reader ``make_reader`` builds (None: none) to a simulcast ``producer``
     through a ``LayerFollower``; returns the reader. Raises ClosedError once the
-    producer is closed."""
+    producer is closed. ``stale_after``: default ``STALE_AFTER``."""
     port = LocalPort(payload_parser(producer.codec_name))
-    follower = LayerFollower(producer, port, stale_after)
+    follower = LayerFollower(producer, port,
+                             STALE_AFTER if stale_after is None else stale_after)
     reader = make_reader(follower.track)
     if reader is None:
         return None
