@@ -11,17 +11,29 @@ recorder and decodes the file with PyAV.
 from __future__ import annotations
 
 import asyncio
+import fractions
 import itertools
+import time
+from pathlib import Path
 
+import av
 import pytest
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtp import RtpPacket
 
+from huizhen.testpattern import pattern_difference, pattern_frame, read_frame_number
 from mediaserver import MediaConfig, Room
 from mediaserver.codecs.vp8 import Vp8Descriptor
 from mediaserver.consumer import FRAME_TICKS
-from mediaserver.layer_follower import LayerFollower, highest_active, switch_advance
+from mediaserver.layer_follower import (
+    STALE_AFTER,
+    LayerFollower,
+    highest_active,
+    switch_advance,
+)
 from mediaserver.producer import Producer
 from mediaserver.transport_factory import StateListener
+from recorder.session_recorder import SessionRecorder
 from tests.fakes import FakePublication, FakeTransports, Member, QueueReader, sdp
 
 NTP_SECOND = 2**32
@@ -295,3 +307,101 @@ async def test_a_publisher_without_its_top_stream_from_the_start_is_recorded(
     seqs = [p.sequence_number for p in packets]
     assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
     room.close()
+
+
+# --------------------------------------------------------------------------- the real recorder
+
+FPS = 30
+SIZES = {TOP: (640, 360), LOW: (320, 180)}
+TOP_PAUSED = (45, 105)  # frame numbers: the publisher sends no top stream in [45, 105)
+FRAMES = 150  # five seconds
+
+
+def ntp_of(unix: float) -> int:
+    return round((unix + 2208988800) * NTP_SECOND)
+
+
+class Encoders:
+    """Two aiortc VP8 encoders, one per stream, each with its own sequence numbers and
+    timestamps; a stream asked for a keyframe (``SimulcastSource.wanted``) gets one."""
+
+    def __init__(self, source: SimulcastSource) -> None:
+        self.source = source
+        self.encoders = {layer: Vp8Encoder() for layer in SIZES}
+        self.seq = {TOP: 31_000, LOW: 65_000}
+        self.base = {TOP: 4_000_000_000, LOW: 77}
+
+    def send(self, index: int, layer: int, captured: float) -> None:
+        width, height = SIZES[layer]
+        picture = av.VideoFrame.from_ndarray(pattern_frame(index, width, height), format="bgr24")
+        picture.pts = index * 3000
+        picture.time_base = fractions.Fraction(1, 90000)
+        key = layer in self.source.wanted
+        self.source.wanted.discard(layer)
+        payloads, _ = self.encoders[layer].encode(picture, force_keyframe=key)
+        timestamp = (self.base[layer] + index * 3000) & 0xFFFFFFFF
+        if index % 15 == 0:  # each stream's sender report, on one capture clock
+            self.source.report(layer, ntp_of(captured), timestamp)
+        for number, payload in enumerate(payloads):
+            packet = RtpPacket(payload_type=96, marker=int(number == len(payloads) - 1),
+                               sequence_number=self.seq[layer], timestamp=timestamp,
+                               ssrc=0x100 + layer, payload=payload)
+            self.seq[layer] = (self.seq[layer] + 1) & 0xFFFF
+            self.source.feed(packet, layer)
+
+
+def decode_frames(path: Path) -> tuple[tuple[int, int], list[tuple[float, int, int, int, float]]]:
+    """The WebM header's picture size, and (media time, frame number, width, height,
+    difference to the pattern) of every decoded picture."""
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        header = (stream.codec_context.width, stream.codec_context.height)
+        for frame in container.decode(video=0):
+            image = frame.to_ndarray(format="bgr24")
+            number = read_frame_number(image)
+            out.append((float(frame.time), number, frame.width, frame.height,
+                        pattern_difference(image, number)))
+    return header, out
+
+
+async def test_the_recording_has_video_while_the_top_stream_is_paused(tmp_path: Path) -> None:
+    room, _, source = await simulcast_room(keyframe_interval=0.5)
+    recorder = SessionRecorder(room, tmp_path)
+    recorder.start()
+    encoders = Encoders(source)
+    started = time.time()
+    for index in range(FRAMES):
+        captured = started + index / FPS
+        await asyncio.sleep(max(0.0, captured - time.time()))
+        if not TOP_PAUSED[0] <= index < TOP_PAUSED[1]:
+            encoders.send(index, TOP, captured)
+        encoders.send(index, LOW, captured)
+    manifest = await recorder.stop()
+    room.close()
+    (track,) = manifest.tracks
+    header, frames = await asyncio.to_thread(decode_frames, recorder.path / track.file)
+
+    # Every picture decoded, with the right content, in capture order.
+    numbers = [number for _, number, *_ in frames]
+    assert numbers == sorted(set(numbers)), numbers
+    assert max(difference for *_, difference in frames) < 12
+    # The size follows the streams: top, low while the top is paused, top again.
+    runs = [(size, len(list(group))) for size, group in
+            itertools.groupby(frames, key=lambda f: (f[2], f[3]))]
+    assert [size for size, _ in runs] == [SIZES[TOP], SIZES[LOW], SIZES[TOP]], runs
+    low = [number for _, number, w, h, _ in frames if (w, h) == SIZES[LOW]]
+    assert TOP_PAUSED[0] < low[0] and low[-1] >= TOP_PAUSED[1] - 1
+    # Media time is capture time across both switches (so audio stays in sync) ...
+    first_time, first_number = frames[0][0], frames[0][1]
+    for media_time, number, *_ in frames:
+        assert abs(media_time - first_time - (number - first_number) / FPS) < 0.002, (
+            media_time, number)
+    # ... and the only gap is the wait for the low stream's keyframe.
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(frames)]
+    longest = max(gaps)
+    assert longest <= STALE_AFTER + 0.25, longest
+    # The WebM header keeps the first keyframe's size; the keyframes carry the others.
+    assert header == SIZES[TOP]
+    print(f"\nframes {len(frames)}, sizes {runs}, longest gap {longest:.3f} s, "
+          f"header {header}, manifest {track.width}x{track.height}")
