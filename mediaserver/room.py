@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mediaserver.downstream import Downstream
 from mediaserver.errors import (
@@ -39,10 +39,10 @@ from mediaserver.events import (
     SubscriptionClosed,
     TransportStateChanged,
 )
+from mediaserver.layer_follower import follow_layers
 from mediaserver.media_config import MediaConfig
 from mediaserver.member import RoomMember
 from mediaserver.participant import Participant
-from mediaserver.producer import Producer
 from mediaserver.sdp_check import check_sdp
 from mediaserver.transport import AiortcTransports
 from mediaserver.transport_factory import (
@@ -54,8 +54,32 @@ from mediaserver.transport_factory import (
 
 logger = logging.getLogger(__name__)
 
-# Builds the reader of one producer for ``Room.attach`` (None: not this producer).
-ReaderFactory = Callable[[Producer], Downstream | None]
+
+
+class AttachedTrack(Protocol):
+    """One track as ``Room.attach`` gives it to a reader factory: the ``Producer``
+    itself, or (a simulcast producer) the ``FollowedTrack`` of the layer follower
+    between them. The reader's upstream: it asks it for keyframes and detaches from it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def codec_name(self) -> str: ...
+
+    @property
+    def codec_parameters(self) -> dict[str, object]: ...
+
+    def request_keyframe(self) -> None: ...
+
+    def remove_downstream(self, downstream: Downstream) -> None: ...
+
+
+# Builds the reader of one track for ``Room.attach`` (None: not this track).
+ReaderFactory = Callable[[AttachedTrack], Downstream | None]
 
 
 @dataclass(frozen=True)
@@ -310,6 +334,11 @@ class Room:
         told ``producer_closed()`` when its track ends. A keyframe is asked for, so
         video readers start cleanly. Raises ClosedError (room closed, not a member)
         or NotFoundError (no such stream).
+
+        A simulcast producer's reader gets one continuous stream that follows the
+        highest stream the publisher sends (``layer_follower``): it is handed the
+        follower's ``FollowedTrack``, not the producer, so its keyframe requests reach
+        the stream it is given.
         """
         self._check_member(participant)
         publication = self.find_publication(stream_id)
@@ -318,13 +347,17 @@ class Room:
         for producer in publication.producers:
             if producer.closed:
                 continue
-            reader = make_reader(producer)
+            if producer.spatial_layers and producer.kind == "video":
+                reader = follow_layers(producer, make_reader)  # asks for its own keyframe
+            else:
+                reader = make_reader(producer)
+                if reader is not None:
+                    producer.add_downstream(reader)
+                    producer.request_keyframe()
             if reader is None:
                 continue
-            producer.add_downstream(reader)
             participant.readers.append(reader)
             readers.append(reader)
-            producer.request_keyframe()
         return readers
 
     # ----------------------------------------------------------------- internals

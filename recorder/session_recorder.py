@@ -63,8 +63,7 @@ if TYPE_CHECKING:
     from mediaserver.codecs import PacketFlags
     from mediaserver.downstream import Upstream
     from mediaserver.participant import Participant
-    from mediaserver.producer import Producer
-    from mediaserver.room import Room
+    from mediaserver.room import AttachedTrack, Room
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +267,7 @@ class SessionRecorder:
         except (NotFoundError, ClosedError):
             return
 
-    def _reader(self, stream: StreamInfo, producer: Producer) -> _ProducerSink | None:
+    def _reader(self, stream: StreamInfo, producer: AttachedTrack) -> _ProducerSink | None:
         if producer.id in self._sinks:
             return None
         try:
