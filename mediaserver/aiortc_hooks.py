@@ -47,6 +47,12 @@ What is hooked:
 * ICE consent race (aioice ``Connection``): ``_query_consent_task`` started by a
   ``connect()`` that resumed after the peer connection closed is cancelled
   (``release_after_close``), so closed sessions are freed.
+* media start race (per instance: ``RTCIceTransport.start``,
+  ``RTCDtlsTransport.start``, ``RTCRtpSender.send``, ``RTCRtpReceiver.receive``):
+  once the peer connection is closing, aiortc's connect task starts nothing more,
+  so a DTLS handshake that completes while ``close()`` is under way no longer starts
+  RTP/RTCP tasks on a sender or receiver already stopped
+  (``refuse_start_after_close``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ import fcntl
 import logging
 import struct
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -742,6 +749,60 @@ async def release_after_close(pc: RTCPeerConnection) -> None:
             return
         if not pending or loop.time() > deadline:
             return
+
+
+# --------------------------------------------------------------------------- media start race
+#
+# ``RTCPeerConnection.__connect()`` runs as its own task, transceiver after
+# transceiver: ICE ``start``, the DTLS ``start`` (handshake), then ``sender.send()`` /
+# ``receiver.receive()``, which start the RTP and RTCP tasks (and a receiver's decoder
+# thread). ``close()`` stops the senders and receivers first, then the DTLS and ICE
+# transports, awaiting as it goes. A handshake that completes during those awaits
+# (on a loaded machine) lets ``__connect()`` start a sender or receiver that
+# ``close()`` has already passed: its RTCP task then sends a report into the closed
+# transport every 0.5-1.5 s, forever, and holds the receiver, the transports and the
+# peer connection (1-5 per 200 sessions under load). The next transceiver's ICE
+# ``start`` raises ``InvalidStateError`` in that task, logged as an error that
+# nobody retrieved. So once the peer connection is closing, each of these steps
+# does nothing.
+
+def refuse_start_after_close(pc: RTCPeerConnection) -> None:
+    """Make the ICE and DTLS ``start``, each sender's ``send`` and each receiver's
+    ``receive`` do nothing once ``pc`` is closing (``close()`` sets the signalling
+    state first, before it stops anything).
+
+    Call before ``setLocalDescription``: nothing starts before it (the transceivers
+    and their transports exist by then, and ``__connect`` needs gathered candidates).
+    """
+    pc_ref = weakref.ref(pc)  # held by pc's own objects: no reference back to pc
+
+    def closing() -> bool:
+        current = pc_ref()
+        return current is None or current.signalingState == "closed"
+
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        _refuse_after_close(dtls.transport, "start", closing)
+        _refuse_after_close(dtls, "start", closing)
+        _refuse_after_close(transceiver.sender, "send", closing)
+        _refuse_after_close(transceiver.receiver, "receive", closing)
+
+
+def _refuse_after_close(obj: Any, method: str, closing: Callable[[], bool]) -> None:
+    what = type(obj).__name__
+    _require(obj, (method,), what)
+    if getattr(obj, "_huizhen_start_guarded", False):  # a transport shared by transceivers
+        return
+    original = getattr(obj, method)
+
+    async def start(parameters: Any) -> None:
+        if closing():
+            logger.debug("%s.%s after close: not started", what, method)
+            return
+        await original(parameters)
+
+    setattr(obj, method, start)
+    obj._huizhen_start_guarded = True
 
 
 def restrict_host_addresses(pc: RTCPeerConnection, addresses: tuple[str, ...]) -> None:

@@ -32,6 +32,7 @@ from mediaserver.aiortc_hooks import (
     SimulcastStreams,
     keep_first_codec,
     read_rid_extensions,
+    refuse_start_after_close,
     release_after_close,
     restrict_host_addresses,
 )
@@ -99,6 +100,7 @@ class Transport:
     async def _apply_local(self, description: RTCSessionDescription) -> str:
         restrict_host_addresses(self.pc, self.config.ice_addresses)
         MediaPortGuard(self.pc, self.port_counters, f"{self.participant_id} {self.id}")
+        refuse_start_after_close(self.pc)
         await self.pc.setLocalDescription(description)
         return str(self.pc.localDescription.sdp)
 

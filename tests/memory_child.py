@@ -4,18 +4,32 @@
 ``GET /_test/memory``: after a full garbage collection, the process's RSS, the
 media server's live rooms and transports, how many RTCPeerConnection, aioice
 Connection, Transport,
-Room and Participant objects still exist anywhere in the process, and how many of
-the rooms ever created are still alive (weak references). Measuring in a separate
+Room and Participant objects still exist anywhere in the process, how many of
+the rooms ever created are still alive (weak references), and the aiortc/aioice
+tasks still pending (what would keep a peer connection alive). Measuring in a separate
 process keeps the test's own aiortc peers (and their decoders) out of the numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import sys
 import tempfile
 import weakref
+
+
+def media_tasks() -> dict[str, int]:
+    """Pending asyncio tasks running aiortc or aioice code, by coroutine name: what
+    keeps a leaked peer connection alive (a consent check, an RTCP loop, ...)."""
+    names: collections.Counter[str] = collections.Counter()
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        module = getattr(getattr(coro, "cr_code", None), "co_filename", "")
+        if "/aiortc/" in module or "/aioice/" in module:
+            names[getattr(coro, "__qualname__", repr(coro))] += 1
+    return dict(names)
 
 
 async def serve(port: int, secret: str) -> None:
@@ -63,6 +77,7 @@ async def serve(port: int, secret: str) -> None:
             "roomsCreated": len(rooms),
             "roomsAlive": sum(1 for ref in rooms if ref() is not None),
             "fds": process.num_fds(),
+            "mediaTasks": media_tasks(),
         }
         objects.clear()
         return web.json_response(body)

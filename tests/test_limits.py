@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,13 +33,13 @@ async def memory_server() -> AsyncIterator[str]:
         yield url
 
 
-async def memory(base_url: str) -> dict[str, int]:
+async def memory(base_url: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as http, http.get(base_url + "/_test/memory") as reply:
-        body: dict[str, int] = await reply.json()
+        body: dict[str, Any] = await reply.json()
         return body
 
 
-async def settled(base_url: str, timeout: float = 30.0) -> dict[str, int]:
+async def settled(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
     """The server's report once every room, transport and peer connection is gone."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -104,16 +105,19 @@ async def test_two_hundred_sessions_do_not_grow_the_server(memory_server):
     assert before["roomsAlive"] == 0, before
     for index in range(WARM_UP, WARM_UP + 200):
         await one_cycle(ws_url, authority, index)
+    ended = asyncio.get_running_loop().time()
     after = await settled(memory_server)
+    settle = asyncio.get_running_loop().time() - ended
     growth = after["rss"] - before["rss"]
     print(f"server RSS before {before['rss'] / MIB:.1f} MiB, after 200 cycles "
           f"{after['rss'] / MIB:.1f} MiB, growth {growth / MIB:.2f} MiB; "
-          f"fds {before['fds']} -> {after['fds']}; report {after}")
+          f"settled in {settle:.1f} s; fds {before['fds']} -> {after['fds']}; report {after}")
     assert after["roomsCreated"] == WARM_UP + 200
     assert (after["rooms"], after["transports"], after["peerConnections"],
             after["iceConnections"]) == (0, 0, 0, 0), after
     assert (after["roomsAlive"], after["roomObjects"], after["transportObjects"],
             after["participantObjects"]) == (0, 0, 0, 0), after
+    assert after["mediaTasks"] == {}, after  # e.g. an RTCP loop started after close
     assert growth < 5 * MIB
     assert after["fds"] <= before["fds"]
 
