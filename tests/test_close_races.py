@@ -84,7 +84,8 @@ def freed(ref: weakref.ref[RTCPeerConnection]) -> bool:
     return ref() is None
 
 
-async def test_a_publication_closed_as_its_handshake_completes_is_freed(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_publication_closed_as_its_handshake_completes_is_freed(
+        caplog: pytest.LogCaptureFixture) -> None:
     race = RacingPublication.race = HandshakeRace()
     publication = RacingPublication("pub-1", "ward", CONFIG, ignore_state)
     publisher, offer, _tracks = await make_publisher_offer(audio=True)
@@ -109,7 +110,8 @@ async def test_a_publication_closed_as_its_handshake_completes_is_freed(caplog: 
         await publisher.close()
 
 
-async def test_a_subscription_closed_as_its_handshake_completes_is_freed(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_subscription_closed_as_its_handshake_completes_is_freed(
+        caplog: pytest.LogCaptureFixture) -> None:
     source = Publication("pub-1", "ward", CONFIG, ignore_state)
     publisher, offer, _tracks = await make_publisher_offer(audio=True)
     viewer = Subscriber()
