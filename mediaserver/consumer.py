@@ -179,6 +179,7 @@ class Consumer:
                                nacks_filled_late=self._history.filled_late,
                                octets_sent=self.octets_sent,
                                temporal_layer=layer,
+                               spatial_layer=self.spatial_layer,
                                target_bitrate=None if target is None else int(target),
                                layer_switches=self.layer_switches)
 

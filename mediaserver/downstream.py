@@ -37,6 +37,7 @@ class DownstreamStats:
     octets_sent: int = 0  # RTP payload bytes (what the sender reports count)
     # Layer selection (None: the downstream forwards every layer).
     temporal_layer: int | None = None  # the highest VP8 temporal layer forwarded now
+    spatial_layer: int | None = None  # the simulcast stream forwarded now (0: the smallest)
     target_bitrate: int | None = None  # bit/s the viewer's downlink estimate allows
     layer_switches: int = 0  # times the chosen layer changed
 

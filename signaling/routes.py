@@ -125,7 +125,8 @@ def _producer_json(producer: ProducerStats) -> dict[str, object]:
         "consumers": [{
             "id": d.id, "packetsSent": d.packets_sent, "retransmissions": d.retransmissions,
             "keyframeRequests": d.keyframe_requests, "started": d.started,
-            "temporalLayer": d.temporal_layer, "targetBitrate": d.target_bitrate,
+            "temporalLayer": d.temporal_layer, "spatialLayer": d.spatial_layer,
+            "targetBitrate": d.target_bitrate,
             "layerSwitches": d.layer_switches,
         } for d in producer.downstreams if d.kind == "rtp"],
     }

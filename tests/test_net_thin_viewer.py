@@ -80,15 +80,18 @@ async def test_a_thin_viewer_gets_a_lower_layer_and_the_other_keeps_the_full_one
     print(describe("thin expert", thin_a, thin_b, MEASURE_SECONDS))
     print(describe("wide expert", wide_a, wide_b, MEASURE_SECONDS))
     print(f"server: layer bit rates {layer_rates}; consumers "
-          + "; ".join(f"layer {c.get('temporalLayer')} target {c.get('targetBitrate')} "
-                      f"switches {c.get('layerSwitches')}" for c in consumers))
+          + "; ".join(f"stream {c.get('spatialLayer')} temporal layer {c.get('temporalLayer')} "
+                      f"target {c.get('targetBitrate')} switches {c.get('layerSwitches')}"
+                      for c in consumers))
 
     thin_frozen = thin_b.total_freezes_duration - thin_a.total_freezes_duration
     wide_fps = (wide_b.frames_decoded - wide_a.frames_decoded) / MEASURE_SECONDS
     thin_fps = (thin_b.frames_decoded - thin_a.frames_decoded) / MEASURE_SECONDS
-    layers = sorted(c["temporalLayer"] for c in consumers if c.get("temporalLayer") is not None)
+    # (simulcast stream, temporal layer) of each consumer: the thin viewer's is lower.
+    layers = sorted((c.get("spatialLayer") or 0, c["temporalLayer"]) for c in consumers
+                    if c.get("temporalLayer") is not None)
     assert len(layers) == 2, consumers
-    assert layers[0] < layers[1], consumers  # the thin viewer is sent a lower layer
+    assert layers[0] < layers[1], consumers
     assert thin_fps < wide_fps or thin_b.frame_width < wide_b.frame_width
     assert thin_frozen * 60 / MEASURE_SECONDS <= FREEZE_SECONDS_PER_MINUTE
     assert wide_fps >= FULL_FPS

@@ -45,6 +45,7 @@ def live_json(media: MediaServer) -> list[dict[str, Any]]:
                             "retransmissions": c.retransmissions,
                             "keyframeRequests": c.keyframe_requests, "started": c.started,
                             "temporalLayer": c.temporal_layer,
+                            "spatialLayer": c.spatial_layer,
                             "targetBitrate": c.target_bitrate,
                             "layerSwitches": c.layer_switches,
                         } for c in (d.stats() for d in producer.downstreams) if c.kind == "rtp"],
