@@ -108,7 +108,7 @@ class MediaSettings:
     answer_timeout: float = 15.0
     connect_timeout: float = 30.0
     empty_room_grace: float = 60.0  # seconds; 0: an empty room closes at once
-    simulcast: bool = True
+    simulcast: bool = False
 
 
 @dataclass(frozen=True)
@@ -495,7 +495,7 @@ def load_settings(
                 answer_timeout=_positive(m, "media", "answer_timeout", float),
                 connect_timeout=_positive(m, "media", "connect_timeout", float),
                 empty_room_grace=_not_negative(m, "media", "empty_room_grace", float),
-                simulcast=bool(m.get("simulcast", True)),
+                simulcast=bool(m.get("simulcast", False)),
             ),
             signaling=_signaling(merged["signaling"]),
             storage=StorageSettings(data_dir=Path(str(merged["storage"]["data_dir"]))),

@@ -26,7 +26,7 @@ class MediaConfig:
     empty_room_grace: float = 0.0
     # Answer a publisher's simulcast offer (rids): it then sends up to three streams.
     # layer_selection chooses one per viewer; False: the publisher sends one stream.
-    simulcast: bool = True
+    simulcast: bool = False
     # How rooms get their transports; None: aiortc peer connections
     # (``transport.AiortcTransports`` over this configuration).
     transports: TransportFactory | None = field(default=None, compare=False)

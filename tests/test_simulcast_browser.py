@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
+from aiohttp import web
 
+from huizhen.app import create_app, token_authority
 from mediaserver import MediaServer
 from mediaserver.downstream import DownstreamStats
 from mediaserver.producer import Producer
 from signaling import MEDIA_SERVER
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, make_settings
 from tests.test_browser import ROOM, Chromium, chromium, frames_decoded, token, wait_joined
 from tests.test_layers_browser import video_consumer
 
@@ -110,9 +113,23 @@ async def until(check: object, seconds: float) -> bool:
     return False
 
 
+@pytest.fixture
+async def simulcast_server() -> AsyncIterator[RunningServer]:
+    """The real server with simulcast accepted (``media.simulcast``, off by default)."""
+    settings = make_settings(HUIZHEN_MEDIA_SIMULCAST="true")
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, settings.server.host, settings.server.port).start()
+    try:
+        yield RunningServer(app, settings, token_authority(settings), settings.server.base_url)
+    finally:
+        await runner.cleanup()
+
+
 async def test_ward_simulcast_thin_expert_gets_a_smaller_stream_the_other_the_full_one(
-        running_server: RunningServer, chromium: Chromium) -> None:
-    server = running_server
+        simulcast_server: RunningServer, chromium: Chromium) -> None:
+    server = simulcast_server
     base = server.base_url
     pages = {}
     for name in ("Dr. Thin", "Dr. Wide"):
