@@ -335,6 +335,8 @@ class ReceiverTap:
                 if len(packet.payload) == 1 or not packet.padding_size:
                     self._counters.malformed += 1
                 return
+            if original_ssrc is None and simulcast is None:
+                original_ssrc = self._lone_media_ssrc(packet.ssrc)
             if original_ssrc is None or apt not in self._codecs:
                 return
             packet = aiortc_unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
@@ -419,6 +421,18 @@ class ReceiverTap:
         task = asyncio.get_running_loop().create_task(self.request_keyframe(layer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _lone_media_ssrc(self, rtx_ssrc: int) -> int | None:
+        """The media stream an RTX stream repairs when the offer did not say (no
+        ``a=ssrc-group:FID``, as in Chromium's offers with rids): with one media stream on
+        this receiver, that one (remembered). Otherwise retransmissions would be dropped
+        and every lost packet cost a keyframe."""
+        media = [ssrc for ssrc in self._streams
+                 if ssrc != rtx_ssrc and ssrc not in self._rtx_ssrc]
+        if self.last_ssrc is None or media != [self.last_ssrc]:
+            return None
+        self._rtx_ssrc[rtx_ssrc] = self.last_ssrc
+        return self.last_ssrc
 
     def _new_stream_statistics(self, clock_rate: int) -> Any:
         from aiortc.rtcrtpreceiver import StreamStatistics

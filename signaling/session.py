@@ -367,6 +367,7 @@ class SignalingSession:
             "iceServers": ice_servers_for(self.config.ice_servers, self.config.turn,
                                           participant.id, time.time()),
             "iceTransportPolicy": self.config.ice_transport_policy,
+            "simulcast": self.media.config.simulcast,
             "expiresAt": grant.expires_at,
             **self.services.room_state(room.name),
         })

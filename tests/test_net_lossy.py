@@ -17,6 +17,7 @@ import pytest
 
 from tests.net_session import consultation, viewer_video_stats, wait_for_video
 from tests.nethost import NetLab
+from tests.test_net_thin_viewer import video_consumers, video_producer
 
 pytestmark = [pytest.mark.netns, pytest.mark.browser]
 
@@ -45,6 +46,12 @@ async def test_freezes_at_most_one_second_per_minute_over_lossy_links(tmp_path: 
                 samples.append(await viewer_video_stats(call.expert))
             end = samples[-1]
             assert end is not None, call.log
+            layer_rates, consumers = await video_consumers(
+                call.expert, call.server.token("operator", "IT"))
+            producer = await video_producer(call.expert, call.server.token("operator", "IT"))
+            metrics = await call.expert.evaluate("""async (token) => (await (await fetch(
+                "/metrics", {headers: {Authorization: "Bearer " + token}})).text())""",
+                call.server.token("operator", "IT"))
 
     freezes = end.freeze_count - start.freeze_count
     frozen = end.total_freezes_duration - start.total_freezes_duration
@@ -62,6 +69,10 @@ async def test_freezes_at_most_one_second_per_minute_over_lossy_links(tmp_path: 
           f"keyframes {end.key_frames_decoded - start.key_frames_decoded}, "
           f"{(end.bytes_received - start.bytes_received) * 8 / MEASURE_SECONDS / 1000:.0f} "
           f"kbit/s")
+    print(f"server: layer bit rates {layer_rates}; expert's consumer {consumers}; "
+          f"video producer {producer}")
+    print("\n".join(line for line in metrics.splitlines()
+                    if line.startswith("huizhen_producer_") and 'kind="video"' in line))
     for i, sample in enumerate(samples, 1):
         if sample is not None:
             print(f"  t={i * 10:2d}s fps {sample.frames_per_second:.0f} "

@@ -43,6 +43,16 @@ async def video_consumers(page: Page, token: str) -> tuple[list[int], list[dict[
     return [], []
 
 
+async def video_producer(page: Page, token: str) -> dict[str, Any]:
+    """The server's counters of the video producer (its consumers left out)."""
+    stats = await page.evaluate(SERVER_STATS, token)
+    for room in stats["rooms"]:
+        for producer in room["producers"]:
+            if producer["kind"] == "video":
+                return {k: v for k, v in producer.items() if k != "consumers"}
+    return {}
+
+
 def describe(label: str, a: VideoStats, b: VideoStats, seconds: float) -> str:
     frozen = b.total_freezes_duration - a.total_freezes_duration
     return (f"{label}: {(b.frames_decoded - a.frames_decoded) / seconds:.1f} fps, "

@@ -378,6 +378,9 @@ export class RoomSession {
     this.room = reply.room;
     this.grants = reply.grants;
     this.expiresAt = reply.expiresAt;
+    // Whether the server accepts simulcast (`media.simulcast`): only then are rids offered
+    // (an offer with rids carries no RTX stream association for a server without them).
+    this.simulcast = reply.simulcast === true;
     this.participants = {
       [reply.participant.id]: { ...reply.participant, self: true, transports: {} },
     };
@@ -486,7 +489,8 @@ export class RoomSession {
       // each viewer the stream and layers its downlink carries. A server that does not
       // accept simulcast answers without it and gets one full-size L1T3 stream (below).
       if (track.kind === "video" && (readFragment().get("codec") || "VP8").toUpperCase() === "VP8") {
-        init.sendEncodings = simulcastEncodings(track);
+        init.sendEncodings = this.simulcast ? simulcastEncodings(track)
+          : [{ scalabilityMode: "L1T3" }];
       }
       const transceiver = pc.addTransceiver(track, init);
       if (track.kind === "video") preferVideoCodec(transceiver, readFragment().get("codec"));
