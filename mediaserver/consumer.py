@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import TYPE_CHECKING, Protocol
@@ -85,6 +86,10 @@ class Consumer:
     """
 
     SWITCH_UP_GRACE = 5.0
+    # Receiver-report loss (smoothed) from which each retransmission is sent twice, and
+    # the second copy's delay in seconds.
+    DUPLICATE_RTX_LOSS = 0.03
+    DUPLICATE_RTX_DELAY = 0.005
 
     def __init__(
         self,
@@ -104,6 +109,8 @@ class Consumer:
         self.packets_sent = 0
         self.octets_sent = 0
         self.retransmissions = 0  # NACKs answered from the buffer
+        self.retransmission_copies = 0  # second copies on a lossy downlink
+        self.downlink_loss = 0.0  # the subscriber's reported loss, smoothed
         self.nacks_received = 0
         self.nacks_unanswerable = 0  # the packet was not in the buffer (yet)
         self.keyframe_requests = 0
@@ -225,11 +232,29 @@ class Consumer:
             self.nacks_unanswerable += 1
             self._history.awaited(sequence_number)
             return
+        original = data
         if negotiated.rtx_payload_type is not None:
             data = wrap_rtx(data, negotiated.rtx_payload_type, self._rtx_seq, negotiated.rtx_ssrc)
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         if self._port.send(data):
             self.retransmissions += 1
+        lossy = self.downlink_loss >= self.DUPLICATE_RTX_LOSS
+        if lossy and negotiated.rtx_payload_type is not None:
+            # A lost retransmission costs the viewer another round trip, often a visible
+            # freeze: on a link losing this much, a second copy (its own RTX sequence
+            # number, a few ms later, past a short burst) is cheaper than the wait.
+            copy = wrap_rtx(original, negotiated.rtx_payload_type, self._rtx_seq,
+                            negotiated.rtx_ssrc)
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            try:
+                asyncio.get_running_loop().call_later(self.DUPLICATE_RTX_DELAY,
+                                                      self._send_copy, copy)
+            except RuntimeError:  # no loop (unit tests): at once
+                self._send_copy(copy)
+
+    def _send_copy(self, data: bytes) -> None:
+        if not self.closed and self._port.send(data):
+            self.retransmission_copies += 1
 
     def keyframe_requested(self) -> None:
         self.keyframe_requests += 1
@@ -264,6 +289,8 @@ class Consumer:
         return self._last_rate
 
     def loss_reported(self, fraction_lost: float, now: float) -> None:
+        # Smoothed over reports: on a lossy downlink each retransmission goes twice.
+        self.downlink_loss = self.downlink_loss / 2 + fraction_lost / 2
         if self.downlink is not None and not self.closed:
             self.downlink.on_loss(fraction_lost, now)
             self._choose_layer(now)
