@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from huizhen.app import token_authority
 from signaling import TokenAuthority
 from tests.conftest import stop_process
 from tests.nethost import Host
+from tests.test_browser import PageLog
 
 ROOM = "bed-net-1"
 PORT = 8080
@@ -147,21 +148,6 @@ def huizhen_server(host: Host, data_dir: Path, **overrides: str) -> Iterator[Hui
         stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
-
-
-@dataclass
-class PageLog:
-    """Console output and page errors of every page, for failure messages."""
-
-    lines: list[str] = field(default_factory=list)
-
-    def attach(self, page: Page, label: str) -> Page:
-        page.on("console", lambda m: self.lines.append(f"[{label}] {m.type}: {m.text}"))
-        page.on("pageerror", lambda e: self.lines.append(f"[{label}] pageerror: {e}"))
-        return page
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines[-40:]) or "(no console output)"
 
 
 async def launch_chromium(playwright: Playwright, host: Host, origin: str) -> Browser:
