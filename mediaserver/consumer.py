@@ -238,8 +238,7 @@ class Consumer:
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         if self._port.send(data):
             self.retransmissions += 1
-        lossy = self.downlink_loss >= self.DUPLICATE_RTX_LOSS
-        if lossy and negotiated.rtx_payload_type is not None:
+        if self._duplicate_retransmissions() and negotiated.rtx_payload_type is not None:
             # A lost retransmission costs the viewer another round trip, often a visible
             # freeze: on a link losing this much, a second copy (its own RTX sequence
             # number, a few ms later, past a short burst) is cheaper than the wait.
@@ -251,6 +250,18 @@ class Consumer:
                                                       self._send_copy, copy)
             except RuntimeError:  # no loop (unit tests): at once
                 self._send_copy(copy)
+
+    def _duplicate_retransmissions(self) -> bool:
+        """Send each retransmission twice: the viewer reports loss, and its link has room
+        (its REMB well above what it is sent). Loss from a full link is congestion, where
+        copies would only add to it (measured: a 400 kbit/s viewer lost 936 packets)."""
+        if self.downlink_loss < self.DUPLICATE_RTX_LOSS:
+            return False
+        downlink = self.downlink
+        if downlink is None:
+            return True
+        remb, sending = downlink.remb, self._last_rate
+        return remb is not None and sending is not None and remb >= sending * 1.3
 
     def _send_copy(self, data: bytes) -> None:
         if not self.closed and self._port.send(data):

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 __all__ = ["chromium"]  # a fixture
 
-THIN_REMB = 300_000.0
+THIN_REMB = 100_000.0
 INBOUND = """async () => {
   const out = [];
   for (const sub of Object.values(window.huizhen.subscriptions)) {
