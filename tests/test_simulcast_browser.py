@@ -3,8 +3,8 @@ expert pages each get the stream their downlink carries.
 
 The fake camera is 640x480, where Chromium sends at most two streams: the page then
 offers q (160x120) and f (640x480). The thin expert's consumer is told a REMB of
-300 kbit/s, as a browser behind a thin link would report (the integrator's netns test
-shapes the link itself): it moves to the quarter-size stream and its page decodes
+100 kbit/s, as a browser behind a thin link would report (tests/test_net_thin_viewer.py
+shapes a real link in the network lab): it moves to the quarter-size stream and its page decodes
 160x120, while the other page keeps decoding the full 640x480. A reader of the producer
 that does not select streams (as the recorder) sees exactly one stream, the full one.
 """
