@@ -298,7 +298,7 @@ async def test_two_percent_upstream_loss_is_recovered_for_the_viewer():
     # except possibly one whose retransmissions were all lost too.
     assert lost >= 15 and rtx_lost >= lost // 3
     assert holes <= 1, holes
-    assert stats.retransmissions_received >= lost and stats.packets_recovered >= lost - 1
+    assert stats.retransmissions_received >= lost - 1 and stats.packets_recovered >= lost - 1
     assert stats.packets_given_up <= 1
     assert nacks >= lost + rtx_lost - 1  # the lost retransmissions were asked for again
     assert stats.nack_rtt_ms is not None and stats.nack_rtt_ms < 200
