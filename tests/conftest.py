@@ -82,7 +82,13 @@ def make_settings(**overrides: str) -> Settings:
 
 @pytest.fixture
 async def running_server() -> AsyncIterator[RunningServer]:
-    settings = make_settings()
+    async with serving(make_settings()) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[RunningServer]:
+    """The real app for ``settings`` on its host and port, cleaned up afterwards."""
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()

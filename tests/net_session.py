@@ -35,23 +35,13 @@ from huizhen.app import token_authority
 from signaling import TokenAuthority
 from tests.conftest import stop_process
 from tests.nethost import Host
+from tests.test_browser import CHROMIUM_ARGS as BROWSER_ARGS
 from tests.test_browser import PageLog
 
 ROOM = "bed-net-1"
 PORT = 8080
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream=fps=30",
-    "--use-fake-ui-for-media-stream",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
+# The browser tests' flags; lab hosts reach each other on eth0, never over loopback.
+CHROMIUM_ARGS = [arg for arg in BROWSER_ARGS if arg != "--allow-loopback-in-peer-connection"]
 
 # The expert's inbound video, summed over its subscriptions (one per publication).
 VIDEO_STATS_JS = """async () => {

@@ -14,6 +14,7 @@ import asyncio
 import time
 
 import pytest
+from playwright.async_api import Page
 
 from mediaserver import Consumer, MediaServer
 from mediaserver.transport import Subscription
@@ -57,9 +58,10 @@ async def report_thin_link(consumer: Consumer, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.3)
 
 
-async def test_ward_publishes_l1t3_and_a_thin_expert_gets_fewer_frames(
-        running_server: RunningServer, chromium: Chromium) -> None:
-    server = running_server
+async def thin_and_wide_experts(server: RunningServer,
+                                chromium: Chromium) -> tuple[dict[str, Page], Page]:
+    """Expert pages "Dr. Thin" and "Dr. Wide" joined, then the ward page publishing; once
+    both experts decode, their pages and the ward's."""
     base = server.base_url
     pages = {}
     for name in ("Dr. Thin", "Dr. Wide"):
@@ -70,6 +72,13 @@ async def test_ward_publishes_l1t3_and_a_thin_expert_gets_fewer_frames(
                                "&autostart=1")
     for page in pages.values():
         await frames_decoded(page, 30, 40, chromium.log)
+    return pages, ward
+
+
+async def test_ward_publishes_l1t3_and_a_thin_expert_gets_fewer_frames(
+        running_server: RunningServer, chromium: Chromium) -> None:
+    server = running_server
+    pages, ward = await thin_and_wide_experts(server, chromium)
     media = server.app[MEDIA_SERVER]
     thin, wide = video_consumer(media, "Dr. Thin"), video_consumer(media, "Dr. Wide")
     producer = next(producer for participant in media.room(ROOM).participants.values()

@@ -17,16 +17,14 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
-from aiohttp import web
 
-from huizhen.app import create_app, token_authority
 from mediaserver import MediaServer
 from mediaserver.downstream import DownstreamStats
 from mediaserver.producer import Producer
 from signaling import MEDIA_SERVER
-from tests.conftest import RunningServer, make_settings
-from tests.test_browser import ROOM, Chromium, chromium, frames_decoded, token, wait_joined
-from tests.test_layers_browser import video_consumer
+from tests.conftest import RunningServer, make_settings, serving
+from tests.test_browser import ROOM, Chromium, chromium
+from tests.test_layers_browser import thin_and_wide_experts, video_consumer
 
 if TYPE_CHECKING:
     from aiortc.rtp import RtpPacket
@@ -116,30 +114,14 @@ async def until(check: object, seconds: float) -> bool:
 @pytest.fixture
 async def simulcast_server() -> AsyncIterator[RunningServer]:
     """The real server with simulcast accepted (``media.simulcast``, off by default)."""
-    settings = make_settings(HUIZHEN_MEDIA_SIMULCAST="true")
-    app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, settings.server.host, settings.server.port).start()
-    try:
-        yield RunningServer(app, settings, token_authority(settings), settings.server.base_url)
-    finally:
-        await runner.cleanup()
+    async with serving(make_settings(HUIZHEN_MEDIA_SIMULCAST="true")) as server:
+        yield server
 
 
 async def test_ward_simulcast_thin_expert_gets_a_smaller_stream_the_other_the_full_one(
         simulcast_server: RunningServer, chromium: Chromium) -> None:
     server = simulcast_server
-    base = server.base_url
-    pages = {}
-    for name in ("Dr. Thin", "Dr. Wide"):
-        pages[name] = await chromium.open(
-            name, f"{base}/expert.html#token={token(server, 'expert', name)}")
-        await wait_joined(pages[name])
-    ward = await chromium.open("ward", f"{base}/ward.html#token={token(server, 'ward', 'Ward')}"
-                               "&autostart=1")
-    for page in pages.values():
-        await frames_decoded(page, 30, 40, chromium.log)
+    pages, ward = await thin_and_wide_experts(server, chromium)
     media = server.app[MEDIA_SERVER]
     producer = ward_video(media)
     assert producer.spatial_layers == 2 and producer.codec_name == "VP8", chromium.log
