@@ -112,6 +112,9 @@ DOWNSTREAM_FIELDS: tuple[Field[DownstreamStats], ...] = (
           lambda d: d.target_bitrate, counter=False),
     Field("huizhen_downstream_layer_switches", "Times the forwarded temporal layer changed",
           lambda d: d.layer_switches),
+    Field("huizhen_downstream_copies_sent",
+          "Second copies sent to a viewer whose link loses packets (retransmissions, base layer)",
+          lambda d: d.copies_sent),
 )
 CLIENT_FIELDS: tuple[Field[StreamReport], ...] = (
     Field("huizhen_client_frames_decoded", "Video frames the viewer's browser decoded",

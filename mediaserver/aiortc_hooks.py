@@ -99,6 +99,7 @@ from mediaserver.nack_scheduler import (
     RecoveryCounters,
     nack_batches,
 )
+from mediaserver.receiver_loss import ReceiverLoss
 from mediaserver.send_port import SendParameters, SendPortListener
 
 logger = logging.getLogger(__name__)
@@ -500,7 +501,7 @@ class SenderHooks:
         on_nack: Callable[[int], None],
         on_keyframe_request: Callable[[], None],
         on_remb: Callable[[int], None] | None = None,
-        on_loss: Callable[[float], None] | None = None,
+        on_loss: Callable[[ReceiverLoss], None] | None = None,
     ) -> None:
         check_sender(sender)
         self._sender: Any = sender
@@ -514,7 +515,8 @@ class SenderHooks:
             if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)) and on_loss is not None:
                 for report in packet.reports:
                     if report.ssrc == ssrc:
-                        on_loss(report.fraction_lost / 256)
+                        on_loss(ReceiverLoss(report.fraction_lost / 256, report.packets_lost,
+                                             report.highest_sequence))
             elif (isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP
                   and on_remb is not None):
                 try:
@@ -683,9 +685,9 @@ class SenderPort:
         if self._listener is not None and not self._closed:
             self._listener.remb_received(float(bitrate), time.monotonic())
 
-    def _loss(self, fraction_lost: float) -> None:
+    def _loss(self, report: ReceiverLoss) -> None:
         if self._listener is not None and not self._closed:
-            self._listener.loss_reported(fraction_lost, time.monotonic())
+            self._listener.loss_reported(report, time.monotonic())
 
 
 # --------------------------------------------------------------------------- ICE

@@ -19,10 +19,12 @@ from mediaserver.downstream import DownstreamStats
 from mediaserver.layer_policy import (
     RTP_VIDEO_CLOCK,
     LayerRates,
+    LossCap,
     choose_layer,
     choose_simulcast_layer,
 )
 from mediaserver.ntp import ntp_now
+from mediaserver.receiver_loss import LossMeter, ReceiverLoss
 from mediaserver.retransmission_buffer import RetransmissionBuffer
 from mediaserver.rtp_rewriter import (
     PADDING_BIT,
@@ -109,8 +111,11 @@ class Consumer:
         self.packets_sent = 0
         self.octets_sent = 0
         self.retransmissions = 0  # NACKs answered from the buffer
-        self.retransmission_copies = 0  # second copies on a lossy downlink
+        self.copies_sent = 0  # second copies (retransmissions, base layer) on a lossy downlink
         self.downlink_loss = 0.0  # the subscriber's reported loss, smoothed
+        self._loss_meter = LossMeter()
+        self._loss_cap = LossCap()  # at most TL1 for a viewer losing packets at random
+        self._copy_base = False  # each base-layer (TL0) packet goes twice: see _send_base_copy
         self.nacks_received = 0
         self.nacks_unanswerable = 0  # the packet was not in the buffer (yet)
         self.keyframe_requests = 0
@@ -188,7 +193,8 @@ class Consumer:
                                temporal_layer=layer,
                                spatial_layer=self.spatial_layer,
                                target_bitrate=None if target is None else int(target),
-                               layer_switches=self.layer_switches)
+                               layer_switches=self.layer_switches,
+                               copies_sent=self.copies_sent)
 
     # ----------------------------------------------------------------- send port events
 
@@ -238,7 +244,7 @@ class Consumer:
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         if self._port.send(data):
             self.retransmissions += 1
-        if self._duplicate_retransmissions() and negotiated.rtx_payload_type is not None:
+        if self._lossy_with_room() and negotiated.rtx_payload_type is not None:
             # A lost retransmission costs the viewer another round trip, often a visible
             # freeze: on a link losing this much, a second copy (its own RTX sequence
             # number, a few ms later, past a short burst) is cheaper than the wait.
@@ -251,10 +257,11 @@ class Consumer:
             except RuntimeError:  # no loop (unit tests): at once
                 self._send_copy(copy)
 
-    def _duplicate_retransmissions(self) -> bool:
-        """Send each retransmission twice: the viewer reports loss, and its link has room
-        (its REMB well above what it is sent). Loss from a full link is congestion, where
-        copies would only add to it (measured: a 400 kbit/s viewer lost 936 packets)."""
+    def _lossy_with_room(self) -> bool:
+        """Send second copies (of retransmissions and of base-layer packets): the viewer
+        reports loss, and its link has room (its REMB well above what it is sent). Loss
+        from a full link is congestion, where copies would only add to it (measured: a
+        400 kbit/s viewer lost 936 packets)."""
         if self.downlink_loss < self.DUPLICATE_RTX_LOSS:
             return False
         downlink = self.downlink
@@ -265,7 +272,7 @@ class Consumer:
 
     def _send_copy(self, data: bytes) -> None:
         if not self.closed and self._port.send(data):
-            self.retransmission_copies += 1
+            self.copies_sent += 1
 
     def keyframe_requested(self) -> None:
         self.keyframe_requests += 1
@@ -285,6 +292,7 @@ class Consumer:
             if now < self._grace_until:
                 sending = None
             self.downlink.on_remb(bitrate, now, sending)
+            self._copy_base = self._lossy_with_room()
             self._choose_layer(now)
 
     def _sending_rate(self, now: float) -> float | None:
@@ -299,11 +307,17 @@ class Consumer:
             self._last_rate = rate if last is None else (last + rate) / 2
         return self._last_rate
 
-    def loss_reported(self, fraction_lost: float, now: float) -> None:
-        # Smoothed over reports: on a lossy downlink each retransmission goes twice.
-        self.downlink_loss = self.downlink_loss / 2 + fraction_lost / 2
+    def loss_reported(self, report: ReceiverLoss, now: float) -> None:
+        # Counted in packets over several reports (one report may cover four packets);
+        # smoothed, it decides whether each retransmission goes twice.
+        measured = self._loss_meter.add(report)
+        if measured is None:
+            return
+        self.downlink_loss = self._loss_meter.smoothed
+        self._loss_cap.update(self.downlink_loss, now)
+        self._copy_base = self._lossy_with_room()
         if self.downlink is not None and not self.closed:
-            self.downlink.on_loss(fraction_lost, now)
+            self.downlink.on_loss(measured, now)
             self._choose_layer(now)
 
     def _choose_layer(self, now: float) -> None:
@@ -317,6 +331,9 @@ class Consumer:
             return
         self._target_bitrate = downlink.target(now)
         layer = choose_layer(self._target_bitrate, rates.cumulative(), selector.target)
+        cap = self._loss_cap.cap(now)
+        if cap is not None:
+            layer = min(layer, cap)
         if layer != selector.target:
             # Above the highest layer the publisher sends, nothing changes for the viewer.
             if min(layer, rates.highest) != min(selector.target, rates.highest):
@@ -338,6 +355,9 @@ class Consumer:
         if choice is None:
             return
         stream, temporal = choice
+        cap = self._loss_cap.cap(now)
+        if cap is not None:
+            temporal = min(temporal, cap)
         if temporal != simulcast.temporal.target:
             simulcast.temporal.target = temporal
             self.layer_switches += 1
@@ -460,8 +480,37 @@ class Consumer:
         if self._port.send(data):
             self.packets_sent += 1
             self.octets_sent += len(payload)
+            if self._copy_base and flags.temporal_id == 0:
+                self._send_base_copy(data)
             return True
         return False
+
+    def _send_base_copy(self, data: bytes) -> None:
+        """A second copy of a base-layer packet, over RTX a few ms later, for a viewer
+        whose link loses packets but has room (``_lossy_with_room``).
+
+        Every later frame of a VP8 L1T3 stream refers to the base layer, so one lost base
+        packet stalls the picture until its retransmission arrives, and a second round
+        trip (the NACK or the retransmission lost too) is a freeze; a lost packet of a
+        higher layer costs that frame and, at most, the next. Sent over RTX, the copy is a
+        recovered packet to the receiver: its loss statistics stay those of the link, and
+        the copy of a packet that arrived is discarded. It costs the base layer's rate
+        (about a third of the stream). Measured in the network lab, 5 % loss each way and
+        100 ms round trip toward the viewer, every layer forwarded: without copies 18 to
+        22 frames decoded per second and 0.5 to 2.0 s frozen per minute (five runs); with
+        them 19.8 to 26.1 fps and 0.21 to 0.98 s (four runs). At most layer 1 (``LossCap``):
+        without copies 12.9 to 13.1 fps and 0.24 to 1.37 s; with them 0.00 to 0.24 s.
+        """
+        negotiated = self._negotiated
+        if negotiated is None or negotiated.rtx_payload_type is None:
+            return
+        copy = wrap_rtx(data, negotiated.rtx_payload_type, self._rtx_seq, negotiated.rtx_ssrc)
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        try:
+            asyncio.get_running_loop().call_later(self.DUPLICATE_RTX_DELAY,
+                                                  self._send_copy, copy)
+        except RuntimeError:
+            self._send_copy(copy)
 
     # ----------------------------------------------------------------- sender reports
 

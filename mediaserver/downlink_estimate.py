@@ -1,9 +1,9 @@
 """What one viewer's downlink can carry, from the viewer's own RTCP (sans-I/O, ``now`` passed in).
 
 Inputs are what a browser's receiver reports about the stream a consumer sends it:
-REMB (its bandwidth estimate, in bit/s) and receiver reports (the fraction of packets
-lost since the last one). The output, ``target``, is the bit rate the layer policy
-may fill with video.
+REMB (its bandwidth estimate, in bit/s) and loss measured from its receiver reports
+over at least a few dozen packets (``receiver_loss.LossMeter``). The output,
+``target``, is the bit rate the layer policy may fill with video.
 
 Until the viewer shows congestion the target is None: no limit. Congestion is a REMB
 that fell (under ``remb_drop`` times the previous one) to under ``remb_low`` times the
@@ -22,9 +22,11 @@ What is not congestion, learnt in the network lab with Chromium viewers:
   again); libwebrtc lowers its REMB only when it sees its link overused, and then to
   0.85 times what it receives. In the first ``startup`` seconds nothing from REMB
   counts until the REMB has once reached the rate sent;
-- one receiver report with a loss spike: a link with 5 % random loss reports over 10 %
-  now and then; the loss is smoothed over reports (``loss_smoothing``) before it is
-  compared, except a report over ``loss_collapse``, which counts at once.
+- one measurement with a loss spike: a link with 5 % random loss measures over 10 %
+  now and then; the loss is smoothed over measurements (``loss_smoothing``) before it
+  is compared, except one over ``loss_collapse``, which counts at once. (Single
+  receiver reports were worse: Chromium reports every 200 ms or so, and at a low
+  layer one report covering four packets read 25 % lost for one random drop.)
 
 The headroom matters: a receiver's REMB never runs far ahead of what it receives
 (libwebrtc and aiortc both cap it near 1.5 times the incoming rate), so a viewer moved
@@ -96,7 +98,7 @@ class DownlinkEstimate:
                                                  settings.floor))
 
     def on_loss(self, fraction_lost: float, now: float) -> None:
-        """A receiver report's fraction lost (0 to 1) for the forwarded stream."""
+        """A loss measurement (0 to 1) of the forwarded stream, over enough packets."""
         self.target(now)
         settings = self.settings
         weight = settings.loss_smoothing

@@ -40,6 +40,7 @@ class DownstreamStats:
     spatial_layer: int | None = None  # the simulcast stream forwarded now (0: the smallest)
     target_bitrate: int | None = None  # bit/s the viewer's downlink estimate allows
     layer_switches: int = 0  # times the chosen layer changed
+    copies_sent: int = 0  # second copies for a viewer on a lossy link (retransmissions, TL0)
 
 
 class Upstream(Protocol):

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mediaserver.receiver_loss import ReceiverLoss
+
 
 @dataclass(frozen=True)
 class SendParameters:
@@ -44,8 +46,8 @@ class SendPortListener(Protocol):
     def remb_received(self, bitrate: float, now: float) -> None:
         """The subscriber's bandwidth estimate (REMB, bit/s) covering this track."""
 
-    def loss_reported(self, fraction_lost: float, now: float) -> None:
-        """A receiver report's fraction (0 to 1) of this track's packets lost."""
+    def loss_reported(self, report: ReceiverLoss, now: float) -> None:
+        """A receiver report block about this track (what its receiver lost)."""
 
 
 class SendPort(Protocol):

@@ -127,7 +127,7 @@ def _producer_json(producer: ProducerStats) -> dict[str, object]:
             "keyframeRequests": d.keyframe_requests, "started": d.started,
             "temporalLayer": d.temporal_layer, "spatialLayer": d.spatial_layer,
             "targetBitrate": d.target_bitrate,
-            "layerSwitches": d.layer_switches,
+            "layerSwitches": d.layer_switches, "copiesSent": d.copies_sent,
         } for d in producer.downstreams if d.kind == "rtp"],
     }
 

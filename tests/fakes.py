@@ -21,6 +21,7 @@ from mediaserver.downstream import DownstreamStats, Upstream
 from mediaserver.errors import ClosedError, NegotiationError
 from mediaserver.events import RoomEvent, StreamInfo, TrackInfo
 from mediaserver.producer import Producer
+from mediaserver.receiver_loss import ReceiverLoss
 from mediaserver.send_port import SendParameters, SendPortListener
 from mediaserver.transport_factory import StateListener
 
@@ -184,6 +185,16 @@ class FakeSendPort:
     def pli(self) -> None:
         assert self.listener is not None
         self.listener.keyframe_requested()
+
+    def receiver_report(self, packets_lost: int, highest_sequence: int, now: float,
+                        fraction_lost: float = 0.0) -> None:
+        assert self.listener is not None
+        self.listener.loss_reported(
+            ReceiverLoss(fraction_lost, packets_lost, highest_sequence), now)
+
+    def remb(self, bitrate: float, now: float) -> None:
+        assert self.listener is not None
+        self.listener.remb_received(bitrate, now)
 
 
 def send_parameters(kind: str = "video", ssrc: int = 0xABCDEF01,
