@@ -92,6 +92,7 @@ class Consumer:
     # the second copy's delay in seconds.
     DUPLICATE_RTX_LOSS = 0.03
     DUPLICATE_RTX_DELAY = 0.005
+    COPY_ROOM = 1.3  # copies only while the viewer's link carries this times what it is sent
 
     def __init__(
         self,
@@ -259,16 +260,20 @@ class Consumer:
 
     def _lossy_with_room(self) -> bool:
         """Send second copies (of retransmissions and of base-layer packets): the viewer
-        reports loss, and its link has room (its REMB well above what it is sent). Loss
-        from a full link is congestion, where copies would only add to it (measured: a
-        400 kbit/s viewer lost 936 packets)."""
+        reports loss, and its link has room (its REMB, and the downlink estimate if it has
+        limited the viewer, well above what it is sent). Loss from a full link is
+        congestion, where copies would only add to it (measured: a 400 kbit/s viewer lost
+        936 packets)."""
         if self.downlink_loss < self.DUPLICATE_RTX_LOSS:
             return False
         downlink = self.downlink
         if downlink is None:
             return True
-        remb, sending = downlink.remb, self._last_rate
-        return remb is not None and sending is not None and remb >= sending * 1.3
+        remb, sending, target = downlink.remb, self._last_rate, self._target_bitrate
+        if remb is None or sending is None:
+            return False
+        room = sending * self.COPY_ROOM
+        return remb >= room and (target is None or target >= room)
 
     def _send_copy(self, data: bytes) -> None:
         if not self.closed and self._port.send(data):

@@ -113,3 +113,18 @@ async def test_a_lossy_viewer_is_held_at_layer_one_until_the_loss_has_gone():
     assert consumer.selector.target == 1  # 10 s after the last lossy measurement: not yet
     port.remb(1e7, 12.1)
     assert consumer.selector.target == 2  # every layer again (the capture has TL0 to TL2)
+
+
+async def test_no_copies_once_the_estimate_has_cut_the_viewer_down():
+    """A thin viewer's REMB can read high for a moment (it starts high, it wanders);
+    once its estimate has fallen under what it is sent, copies would only congest it."""
+    consumer, port, rest = lossy_viewer(remb_factor=3.0)
+    assert consumer.downlink is not None and consumer.downlink.remb is not None
+    rate = consumer.downlink.remb / 3.0
+    port.remb(rate * 0.5, 1.12)  # fell under what is sent: congestion
+    port.remb(rate * 3.0, 1.15)  # high again a moment later
+    for packet in rest:
+        consumer.write(packet, vp8_flags(packet.payload))
+    await asyncio.sleep(0.05)
+    media, rtx = split(port)
+    assert media and rtx == [] and consumer.stats().copies_sent == 0

@@ -91,7 +91,8 @@ async def test_a_thin_viewer_gets_a_lower_layer_and_the_other_keeps_the_full_one
     print(describe("wide expert", wide_a, wide_b, MEASURE_SECONDS))
     print(f"server: layer bit rates {layer_rates}; consumers "
           + "; ".join(f"stream {c.get('spatialLayer')} temporal layer {c.get('temporalLayer')} "
-                      f"target {c.get('targetBitrate')} switches {c.get('layerSwitches')}"
+                      f"target {c.get('targetBitrate')} switches {c.get('layerSwitches')} "
+                      f"copies {c.get('copiesSent')}"
                       for c in consumers))
 
     thin_frozen = thin_b.total_freezes_duration - thin_a.total_freezes_duration
