@@ -10,6 +10,13 @@ packets from the reports' cumulative fields (packets lost, extended highest sequ
 number) and gives a fraction only once ``min_packets`` were expected, so each
 measurement has a denominator that means something (libwebrtc's sender waits for 20;
 50 keeps a 5 % link under 12 % in all but about one measurement in a hundred).
+
+Congestion cannot wait that long: a viewer whose link overflows (a probe to a layer it
+cannot take) loses most packets at once, and a second of that sets off keyframe
+requests the thin link cannot carry either (measured in the lab: a 400 kbit/s viewer
+stuck at 70 to 80 % loss for a minute). So ``collapse_lost`` packets lost at a rate of
+``collapse`` or more give a measurement at once: four of at most sixteen happens on a
+link with 5 % random loss in under 1 % of windows.
 """
 
 from __future__ import annotations
@@ -38,11 +45,15 @@ class LossMeter:
     measurements smoothed (``smoothing``: the weight of a new one).
     """
 
-    __slots__ = ("_expected", "_last", "_lost", "min_packets", "smoothed", "smoothing")
+    __slots__ = ("_expected", "_last", "_lost", "collapse", "collapse_lost", "min_packets",
+                 "smoothed", "smoothing")
 
-    def __init__(self, min_packets: int = 50, smoothing: float = 0.5) -> None:
+    def __init__(self, min_packets: int = 50, smoothing: float = 0.5,
+                 collapse: float = 0.25, collapse_lost: int = 4) -> None:
         self.min_packets = min_packets
         self.smoothing = smoothing
+        self.collapse = collapse
+        self.collapse_lost = collapse_lost
         self.smoothed = 0.0
         self._last: tuple[int, int] | None = None  # (highest sequence, packets lost)
         self._expected = 0
@@ -58,7 +69,9 @@ class LossMeter:
             return None
         self._expected += span
         self._lost += report.packets_lost - last[1]
-        if self._expected < self.min_packets:
+        if self._expected < self.min_packets and not (
+                self._lost >= self.collapse_lost
+                and self._lost >= self._expected * self.collapse):
             return None
         measured = min(max(self._lost / self._expected, 0.0), 1.0)
         self._expected = self._lost = 0

@@ -70,3 +70,13 @@ def test_random_loss_caps_the_temporal_layer_until_it_has_stayed_low():
     assert cap.cap(17.9) == 1
     cap.update(0.01, 17.95)  # low now: the cap ends 10 s after the last lossy measurement
     assert cap.cap(18.0) is None
+
+
+def test_a_link_losing_most_packets_is_measured_at_once():
+    """Congestion (a probe the link cannot carry) is not left to run for 50 packets."""
+    meter = LossMeter(min_packets=50)
+    meter.add(report(0, 1000))
+    assert meter.add(report(3, 1008)) is None  # three lost: not yet evidence
+    assert meter.add(report(6, 1012)) == pytest.approx(6 / 12)
+    # One random drop in four stays a drop: no measurement until 50 packets.
+    assert meter.add(report(7, 1016)) is None
