@@ -504,7 +504,7 @@ class Consumer:
         100 ms round trip toward the viewer, every layer forwarded: without copies 18 to
         22 frames decoded per second and 0.5 to 2.0 s frozen per minute (five runs); with
         them 19.8 to 26.1 fps and 0.21 to 0.98 s (four runs). At most layer 1 (``LossCap``):
-        without copies 12.9 to 13.1 fps and 0.24 to 1.37 s; with them 0.00 to 0.24 s.
+        without copies 12.9 to 13.1 fps and 0.24 to 1.37 s; with them 0.00 to 0.77 s (six runs).
         """
         negotiated = self._negotiated
         if negotiated is None or negotiated.rtx_payload_type is None:

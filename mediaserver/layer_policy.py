@@ -100,8 +100,8 @@ class LossCap:
     packets to lose. Measured in the network lab with 5 % loss each way and 100 ms
     round trip toward the viewer, base-layer copies on (``Consumer._send_base_copy``):
     every layer forwarded, 19.8 to 26.1 frames decoded per second and 0.21 to 0.98 s
-    frozen per minute (four runs); at most layer 1, 12.8 to 12.9 fps and 0.00 to 0.24 s
-    (two runs). A steady half rate serves a clinician better than a full one that
+    frozen per minute (four runs); at most layer 1, 12.7 to 13.3 fps and 0.00 to 0.77 s
+    (six runs). A steady half rate serves a clinician better than a full one that
     stalls every 15 s, so from a smoothed loss of ``enter`` the viewer gets at most
     ``layer``, until the loss has stayed under ``leave`` for ``hold`` seconds.
     (Forward error correction would keep the full rate; the server has none yet.)

@@ -109,7 +109,7 @@ def test_the_book_keeps_the_latest_report_of_live_streams_only() -> None:
 
 def test_metrics_export_layers_and_client_reports() -> None:
     selected = DownstreamStats("d-1", "rtp", 100, temporal_layer=1, target_bitrate=250_000,
-                               layer_switches=3)
+                               layer_switches=3, copies_sent=41)
     every_layer = DownstreamStats("d-2", "rtp", 100)
     producer = ProducerStats("s-1-0", "video", "VP8", 1000, 2, (selected, every_layer), "p-w",
                              layer_bitrates=(300_000, 150_000, 120_000))
@@ -124,6 +124,7 @@ def test_metrics_export_layers_and_client_reports() -> None:
     assert values(samples, "huizhen_downstream_target_bitrate_bps", downstream="d-1") == \
         [250_000.0]
     assert values(samples, "huizhen_downstream_layer_switches_total", downstream="d-1") == [3.0]
+    assert values(samples, "huizhen_downstream_copies_sent_total", downstream="d-1") == [41.0]
     # Without layer selection there is no layer and no target: no sample, not a 0.
     assert values(samples, "huizhen_downstream_temporal_layer", downstream="d-2") == []
     assert values(samples, "huizhen_downstream_target_bitrate_bps", downstream="d-2") == []

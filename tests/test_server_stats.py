@@ -47,7 +47,7 @@ def live_json(media: MediaServer) -> list[dict[str, Any]]:
                             "temporalLayer": c.temporal_layer,
                             "spatialLayer": c.spatial_layer,
                             "targetBitrate": c.target_bitrate,
-                            "layerSwitches": c.layer_switches,
+                            "layerSwitches": c.layer_switches, "copiesSent": c.copies_sent,
                         } for c in (d.stats() for d in producer.downstreams) if c.kind == "rtp"],
                     })
         rooms.append({"name": room.name, "participants": len(room.participants),
