@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from recorder.http import Authorize
+from recorder.http import Authorize, CredentialsRejected
 from signaling.tokens import TokenAuthority, TokenError
 
 REPLAY_GRANTS = frozenset({"subscribe", "replay"})
@@ -26,7 +26,7 @@ def recording_authorizer(authority: TokenAuthority) -> Authorize:
         try:
             grant = authority.verify(bearer_token(request))
         except TokenError:
-            return False
+            raise CredentialsRejected from None
         return grant.allows_room(room) and bool(grant.grants & REPLAY_GRANTS)
 
     return authorize

@@ -20,6 +20,11 @@ cookie whose Path is ``/recordings/{id}/``, holding a ticket that names the reco
 and expires after ``ticket_ttl`` seconds: a JWT signed with a key derived from
 ``ticket_secret`` (``recorder.playback_tickets``). Media requests are served only with a
 valid ticket for that id; the page renews it while it plays.
+
+Errors: 401 (with ``WWW-Authenticate``) for a missing credential and for one that is
+not valid (an expired or forged token or ticket: ``error="invalid_token"``), on every
+route, the list included; 403 for a valid one that does not open this recording. A
+request for several byte ranges gets the whole file (200).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from recorder.library import RecordingLibrary, RecordingSummary
 from recorder.playback_tickets import TICKET_TTL, PlaybackTickets
@@ -49,7 +54,14 @@ logger = logging.getLogger(__name__)
 
 Authorize = Callable[[web.Request, str], bool | Awaitable[bool]]
 """``authorize(request, room)``: does the request's token grant access to ``room``?
-It may also raise ``web.HTTPUnauthorized`` itself (e.g. an expired token)."""
+It raises ``CredentialsRejected`` when the token itself is not valid (expired, forged,
+garbage): that is a 401, where a valid token for another room is a 403 (or, in the
+list, a recording left out)."""
+
+
+class CredentialsRejected(Exception):
+    """The request's bearer token cannot be verified: answered 401, never an empty list
+    (a page would say "0 recordings" where it should say "ask for a new link")."""
 RenderRunner = Callable[[Path], Awaitable[None]]
 """Renders one recording directory; raises on failure."""
 
@@ -204,17 +216,26 @@ def setup_recording_routes(app: web.Application, recordings_dir: Path, authorize
 
 
 async def _allowed(request: web.Request, room: str) -> bool:
-    verdict = request.app[RECORDINGS].authorize(request, room)
-    if inspect.isawaitable(verdict):
-        verdict = await verdict
+    try:
+        verdict = request.app[RECORDINGS].authorize(request, room)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+    except CredentialsRejected:
+        raise _rejected() from None
     return bool(verdict)
 
 
-def _unauthorized() -> web.HTTPUnauthorized:
-    return web.HTTPUnauthorized(text=json.dumps({"error": "a bearer token is required"}),
+def _unauthorized(message: str = "a bearer token is required",
+                  invalid: bool = False) -> web.HTTPUnauthorized:
+    challenge = 'Bearer realm="recordings"' + (', error="invalid_token"' if invalid else "")
+    return web.HTTPUnauthorized(text=json.dumps({"error": message}),
                                 content_type="application/json",
-                                headers={"WWW-Authenticate": 'Bearer realm="recordings"',
-                                         **NO_STORE})
+                                headers={"WWW-Authenticate": challenge, **NO_STORE})
+
+
+def _rejected() -> web.HTTPUnauthorized:
+    return _unauthorized("the token is expired or not valid: ask for a new link",
+                         invalid=True)
 
 
 def _require_credentials(request: web.Request) -> None:
@@ -328,8 +349,14 @@ async def get_hls(request: web.Request) -> web.StreamResponse:
 async def _media(request: web.Request, relative: str) -> web.StreamResponse:
     service = request.app[RECORDINGS]
     recording_id = request.match_info["id"]
-    if not service.tickets.verify(request.cookies.get(COOKIE), recording_id, service.clock()):
-        raise _error(web.HTTPForbidden, "no valid playback ticket for this recording")
+    opens = service.tickets.recording_of(request.cookies.get(COOKIE), service.clock())
+    if opens is None:
+        # Missing, expired or forged: a new one comes from
+        # POST /api/v1/recordings/{id}/playback with the bearer token.
+        raise _unauthorized("no valid playback ticket: ask for playback again",
+                            invalid=COOKIE in request.cookies)
+    if opens != recording_id:
+        raise _error(web.HTTPForbidden, "the playback ticket is for another recording")
     directory = service.library.path(recording_id)
     if directory is None:
         raise _error(web.HTTPNotFound, "no such recording")
@@ -343,11 +370,20 @@ async def _media(request: web.Request, relative: str) -> web.StreamResponse:
         raise _error(web.HTTPNotFound, "no such file")
     content_type = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
     # FileResponse answers Range / If-Range with 206 + Content-Range (or 416).
-    return web.FileResponse(path, headers={"Content-Type": content_type,
-                                           "Cache-Control": "private, no-store",
-                                           "X-Content-Type-Options": "nosniff"})
+    response = web.FileResponse(path, headers={"Content-Type": content_type,
+                                               "Cache-Control": "private, no-store",
+                                               "X-Content-Type-Options": "nosniff"})
+    if "," in request.headers.get(hdrs.RANGE, ""):
+        # Several ranges: aiohttp would answer 416. RFC 9110 lets a server ignore Range
+        # and send the whole file (200), which every player handles.
+        whole = request.clone(headers={
+            name: value for name, value in request.headers.items()
+            if name.lower() not in ("range", "if-range")})
+        await response.prepare(whole)
+    return response
 
 
-__all__ = ["COOKIE", "RECORDINGS", "Authorize", "PlaybackTickets", "RecordingService",
+__all__ = ["COOKIE", "RECORDINGS", "Authorize", "CredentialsRejected", "PlaybackTickets",
+           "RecordingService",
            "SubprocessRunner", "VodRenderer", "render_in_subprocess", "setup_recording_routes",
            "subprocess_runner"]

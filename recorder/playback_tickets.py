@@ -49,15 +49,21 @@ class PlaybackTickets:
 
     def verify(self, ticket: str | None, recording_id: str, now: float) -> bool:
         """Whether ``ticket`` is ours, unexpired at ``now`` and for ``recording_id``."""
+        return self.recording_of(ticket, now) == recording_id
+
+    def recording_of(self, ticket: str | None, now: float) -> str | None:
+        """The recording ``ticket`` opens, if it is ours and unexpired at ``now``."""
         if not isinstance(ticket, str) or not ticket or len(ticket) > MAX_TICKET_LENGTH:
-            return False
+            return None
         claims = self._claims(ticket)
         if claims is None:
-            return False
-        expires = claims["exp"]
-        return (claims["typ"] == TICKET_TYPE and claims["sub"] == recording_id
-                and isinstance(expires, int) and not isinstance(expires, bool)
-                and expires > now)
+            return None
+        expires, subject = claims["exp"], claims["sub"]
+        if (claims["typ"] != TICKET_TYPE or not isinstance(subject, str)
+                or not isinstance(expires, int) or isinstance(expires, bool)
+                or expires <= now):
+            return None
+        return subject
 
     def _claims(self, ticket: str) -> dict[str, Any] | None:
         try:

@@ -145,3 +145,29 @@ async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str) -> Non
             assert not log.lines or all("pageerror" not in line for line in log.lines), log
         finally:
             await browser.close()
+
+
+async def test_an_expired_link_asks_for_a_new_one_in_chinese(base_url: str) -> None:
+    """A token the server cannot verify (expired, mistyped) is a 401: the page says, in
+    Chinese, to ask for a new link, and never "0 recordings"."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: this test needs Debian's chromium package "
+                    "(./scripts/ensure-system-packages installs it)", pytrace=False)
+    log = PageLog()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                   headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(locale="zh-CN")
+            page = log.attach(await context.new_page(), "recordings")
+            await page.goto(f"{base_url}/recordings.html#token=expired-token")
+            status = page.locator("#status")
+            await page.wait_for_function(
+                "() => document.getElementById('status').dataset.kind === 'error'",
+                timeout=20_000)
+            text = await status.inner_text()
+            assert text == "未登录：此链接没有有效的访问令牌，请索取新的链接。", f"{text}\n{log}"
+            assert "共 0 段录像" not in await page.locator("body").inner_text()
+            assert await page.locator("[data-recording-id]").count() == 0
+        finally:
+            await browser.close()

@@ -16,6 +16,7 @@ import numpy as np
 from aiohttp import web
 
 from huizhen.testpattern import pattern_frame, read_frame_number
+from recorder.http import CredentialsRejected
 from recorder.vod_sample import SampleParty, expected_vitals, write_sample_recording
 
 DURATION = 8.0
@@ -62,7 +63,11 @@ def read_code(picture: np.ndarray, rect: dict[str, int]) -> int:
 def bearer_authorize(request: web.Request, room: str) -> bool:
     """The tests' stand-in for the app's JWT check: a fixed token per room."""
     header = request.headers.get("Authorization", "")
-    return header.startswith("Bearer ") and TOKENS.get(header[7:]) == room
+    if not header.startswith("Bearer "):
+        return False
+    if header[7:] not in TOKENS:
+        raise CredentialsRejected  # as the app's check does for an expired or forged JWT
+    return TOKENS[header[7:]] == room
 
 
 def auth(token: str) -> dict[str, str]:

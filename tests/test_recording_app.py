@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import aiohttp
@@ -72,6 +73,15 @@ async def test_a_session_is_recorded_and_listed_for_its_room_only(tmp_path: Path
                 assert response.status == 403
             async with http.get(one) as response:
                 assert response.status == 401
+            # Expired or forged: 401 on the list and on a recording, never an empty list.
+            expired = authority.mint(room="bed-4", role="expert", name="x", ttl=60,
+                                     now=time.time() - 120)
+            for token in (expired, "not.a.jwt"):
+                for target in (url, one):
+                    async with http.get(target,
+                                        headers={"Authorization": f"Bearer {token}"}) as response:
+                        assert response.status == 401, (token, target)
+                        assert "ask for a new link" in (await response.json())["error"]
             async with http.get(one, headers=bearer("bed-4", "observer")) as response:
                 assert response.status == 200
                 assert (await response.json())["id"] == manifest["id"]
