@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from recorder.http import setup_recording_routes
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PageLog
@@ -61,6 +61,21 @@ async def base_url(tmp_path: Path) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless: without it the test FAILS (never skips)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: this test needs Debian's chromium package "
+                    "(./scripts/ensure-system-packages installs it)", pytrace=False)
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                    headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
 async def main_picture(page: Page) -> np.ndarray:
     """The frame on screen, drawn to a canvas at the video's own size, as BGR."""
     data_url = await page.evaluate("""() => {
@@ -77,97 +92,79 @@ async def main_picture(page: Page) -> np.ndarray:
     return picture
 
 
-async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: this test needs Debian's chromium package "
-                    "(./scripts/ensure-system-packages installs it)", pytrace=False)
+async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str,
+                                                           browser: Browser) -> None:
     log = PageLog()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                   headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": 1400, "height": 900})
-            page = log.attach(await context.new_page(), "recordings")
-            await page.goto(f"{base_url}/recordings.html#token=token-bed-12&recording={REC}")
-            try:
-                await page.wait_for_function(
-                    "() => ['ready', 'failed', 'error'].includes(window.huizhen?.replay?.state)",
-                    timeout=90_000)
-            except Exception as exc:
-                raise AssertionError(f"the page never got ready\n{log}") from exc
-            state = await page.evaluate("window.huizhen.replay.state")
-            errors = await page.evaluate("window.huizhen.replay.errors")
-            assert state == "ready", f"{state}: {errors}\n{log}"
-            assert await page.locator('[data-recording-id]').count() == 1
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = log.attach(await context.new_page(), "recordings")
+    await page.goto(f"{base_url}/recordings.html#token=token-bed-12&recording={REC}")
+    try:
+        await page.wait_for_function(
+            "() => ['ready', 'failed', 'error'].includes(window.huizhen?.replay?.state)",
+            timeout=90_000)
+    except Exception as exc:
+        raise AssertionError(f"the page never got ready\n{log}") from exc
+    state = await page.evaluate("window.huizhen.replay.state")
+    errors = await page.evaluate("window.huizhen.replay.errors")
+    assert state == "ready", f"{state}: {errors}\n{log}"
+    assert await page.locator('[data-recording-id]').count() == 1
 
-            duration = await page.evaluate("window.huizhen.replay.duration()")
-            assert abs(duration - DURATION) <= 0.05 * DURATION, duration
-            # Play for a moment (muted, so no autoplay policy gets in the way).
-            await page.evaluate("""async () => {
-                const video = document.getElementById("video");
-                video.muted = true;
-                await video.play();
-            }""")
-            await page.wait_for_function(
-                "() => window.huizhen.replay.currentTime() > 0.5", timeout=20_000)
-            played = await page.evaluate("window.huizhen.replay.currentTime()")
-            await page.evaluate("document.getElementById('video').pause()")
+    duration = await page.evaluate("window.huizhen.replay.duration()")
+    assert abs(duration - DURATION) <= 0.05 * DURATION, duration
+    # Play for a moment (muted, so no autoplay policy gets in the way).
+    await page.evaluate("""async () => {
+        const video = document.getElementById("video");
+        video.muted = true;
+        await video.play();
+    }""")
+    await page.wait_for_function(
+        "() => window.huizhen.replay.currentTime() > 0.5", timeout=20_000)
+    played = await page.evaluate("window.huizhen.replay.currentTime()")
+    await page.evaluate("document.getElementById('video').pause()")
 
-            half = duration / 2
-            await page.evaluate("t => window.huizhen.replay.seek(t)", half)
-            now = await page.evaluate("window.huizhen.replay.currentTime()")
-            assert abs(now - half) < 0.05, (now, half)
+    half = duration / 2
+    await page.evaluate("t => window.huizhen.replay.seek(t)", half)
+    now = await page.evaluate("window.huizhen.replay.currentTime()")
+    assert abs(now - half) < 0.05, (now, half)
 
-            picture = await main_picture(page)
-            assert picture.shape[:2] == (720, 1280)
-            main = {"x": 0, "y": 0, "w": 960, "h": 720}
-            code = read_code(picture, main)
-            expected = bedside_index(now)
-            print(f"\nplayed to {played:.2f} s; seeked to {now:.3f} s of {duration:.2f} s: "
-                  f"bedside frame {code} on screen, {expected} expected")
-            assert abs(code - expected) <= 2, (code, expected)
+    picture = await main_picture(page)
+    assert picture.shape[:2] == (720, 1280)
+    main = {"x": 0, "y": 0, "w": 960, "h": 720}
+    code = read_code(picture, main)
+    expected = bedside_index(now)
+    print(f"\nplayed to {played:.2f} s; seeked to {now:.3f} s of {duration:.2f} s: "
+          f"bedside frame {code} on screen, {expected} expected")
+    assert abs(code - expected) <= 2, (code, expected)
 
-            shown = await page.evaluate("window.huizhen.replay.shownVitals()")
-            assert shown["hr"] == f"{hr_at(now):.0f}", (shown, now)
-            assert await page.evaluate("window.huizhen.replay.shownAt()") == pytest.approx(now)
-            text = await page.locator('[data-vital="hr"] .value').text_content()
-            assert text == f"{hr_at(now):.0f}"
+    shown = await page.evaluate("window.huizhen.replay.shownVitals()")
+    assert shown["hr"] == f"{hr_at(now):.0f}", (shown, now)
+    assert await page.evaluate("window.huizhen.replay.shownAt()") == pytest.approx(now)
+    text = await page.locator('[data-vital="hr"] .value').text_content()
+    assert text == f"{hr_at(now):.0f}"
 
-            # A later seek moves the panel with it.
-            await page.evaluate("t => window.huizhen.replay.seek(t)", 6.9)
-            shown = await page.evaluate("window.huizhen.replay.shownVitals()")
-            assert shown["hr"] == f"{hr_at(6.9):.0f}" != f"{hr_at(now):.0f}"
-            if os.environ.get("HUIZHEN_SCREENSHOTS"):
-                await page.screenshot(path=str(Path(os.environ["HUIZHEN_SCREENSHOTS"])
-                                               / "recordings.png"), full_page=True)
-            vitals_at = await page.evaluate("window.huizhen.replay.vitalsAt(1.0)")
-            assert vitals_at["hr"] == hr_at(1.0)
-            assert not log.lines or all("pageerror" not in line for line in log.lines), log
-        finally:
-            await browser.close()
+    # A later seek moves the panel with it.
+    await page.evaluate("t => window.huizhen.replay.seek(t)", 6.9)
+    shown = await page.evaluate("window.huizhen.replay.shownVitals()")
+    assert shown["hr"] == f"{hr_at(6.9):.0f}" != f"{hr_at(now):.0f}"
+    if os.environ.get("HUIZHEN_SCREENSHOTS"):
+        await page.screenshot(path=str(Path(os.environ["HUIZHEN_SCREENSHOTS"])
+                                       / "recordings.png"), full_page=True)
+    vitals_at = await page.evaluate("window.huizhen.replay.vitalsAt(1.0)")
+    assert vitals_at["hr"] == hr_at(1.0)
+    assert not log.lines or all("pageerror" not in line for line in log.lines), log
 
 
-async def test_an_expired_link_asks_for_a_new_one_in_chinese(base_url: str) -> None:
+async def test_an_expired_link_asks_for_a_new_one_in_chinese(base_url: str,
+                                                             browser: Browser) -> None:
     """A token the server cannot verify (expired, mistyped) is a 401: the page says, in
     Chinese, to ask for a new link, and never "0 recordings"."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: this test needs Debian's chromium package "
-                    "(./scripts/ensure-system-packages installs it)", pytrace=False)
     log = PageLog()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                   headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(locale="zh-CN")
-            page = log.attach(await context.new_page(), "recordings")
-            await page.goto(f"{base_url}/recordings.html#token=expired-token")
-            status = page.locator("#status")
-            await page.wait_for_function(
-                "() => document.getElementById('status').dataset.kind === 'error'",
-                timeout=20_000)
-            text = await status.inner_text()
-            assert text == "未登录：此链接没有有效的访问令牌，请索取新的链接。", f"{text}\n{log}"
-            assert "共 0 段录像" not in await page.locator("body").inner_text()
-            assert await page.locator("[data-recording-id]").count() == 0
-        finally:
-            await browser.close()
+    context = await browser.new_context(locale="zh-CN")
+    page = log.attach(await context.new_page(), "recordings")
+    await page.goto(f"{base_url}/recordings.html#token=expired-token")
+    await page.wait_for_function(
+        "() => document.getElementById('status').dataset.kind === 'error'", timeout=20_000)
+    text = await page.locator("#status").inner_text()
+    assert text == "未登录：此链接没有有效的访问令牌，请索取新的链接。", f"{text}\n{log}"
+    assert "共 0 段录像" not in await page.locator("body").inner_text()
+    assert await page.locator("[data-recording-id]").count() == 0
