@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from consult_api.errors import InvalidRequest, NotFound
 from consult_api.models import Artefact, Consultation
 from consult_api.schemas import iso
+from contracts.handoff import UNCLAIMED_ROOM_CODE
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def receive(session: Session, data: HandoffIn, now: datetime) -> tuple[Artefact,
     consultation_id = session.scalar(sa.select(Consultation.id).where(
         Consultation.room_name == data.room))
     if consultation_id is None:
-        raise NotFound("no consultation has this live room")
+        raise NotFound("no consultation has this live room", code=UNCLAIMED_ROOM_CODE)
     artefact = Artefact(
         consultation_id=consultation_id, manifest_id=data.manifest_id, kind=KIND,
         room=data.room, files=data.files, manifest=data.manifest, received_at=now,

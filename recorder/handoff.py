@@ -3,9 +3,14 @@
 For each recording, one JSON body is built once (the manifest plus where each
 artefact lies on this node) and stored as ``handoff-request.json``; it is POSTed to
 the configured URL with ``Idempotency-Key: <recording id>``, the same bytes every
-time, retried with exponential backoff until the service answers 2xx. The state
-(``handoff.json``: pending or delivered, attempts) is kept beside the recording,
-so a restarted service resumes what is pending. The artefacts themselves are not
+time. A hand-off ends in a state (``outcome``): ``delivered`` (2xx); ``unclaimed``
+(the service says no consultation owns the room: the recording is kept for an admin
+to attach or discard); ``rejected`` (401/403, or another 4xx: the same bytes would be
+refused again; logged once as an error). Only transient failures (network, timeouts,
+5xx, 408, 425, 429) are retried, with exponential backoff. The state (``handoff.json``:
+pending, delivered, unclaimed or rejected, attempts, the last answer) is kept beside
+the recording; a restarted service resumes what is pending or rejected (an operator
+may have fixed the token or the URL), never an unclaimed one. The artefacts themselves are not
 uploaded: the body carries their local paths, sizes and SHA-256 digests.
 
 The tracks' and the timeline's sizes and digests are the manifest's, computed once when the
@@ -24,6 +29,7 @@ import json
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,7 @@ from typing import Any
 
 import aiohttp
 
+from contracts.handoff import UNCLAIMED_ROOM_CODE
 from recorder.manifest import (
     MANIFEST_FILE,
     Manifest,
@@ -45,6 +52,22 @@ logger = logging.getLogger(__name__)
 
 HANDOFF_STATE_FILE = "handoff.json"
 HANDOFF_REQUEST_FILE = "handoff-request.json"
+RETRIED_STATUSES = frozenset({408, 425, 429})
+RESUMED_STATES = frozenset({"pending", "rejected"})
+
+
+def outcome(status: int | None, code: str | None = None) -> str:
+    """What an answer to a hand-off means: ``delivered``, ``unclaimed``, ``rejected``
+    or ``retry``. ``status`` None: no answer (network error, timeout)."""
+    if status is None or status >= 500 or status in RETRIED_STATUSES:
+        return "retry"
+    if 200 <= status < 300:
+        return "delivered"
+    if status == 404 and code == UNCLAIMED_ROOM_CODE:
+        return "unclaimed"
+    if 400 <= status < 500:
+        return "rejected"
+    return "retry"  # 1xx, 3xx: not an answer this client expects
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,7 @@ class HandoffQueue:
         self.token = token  # the records service's service token (Bearer), when it wants one
         self.retry = retry or RetryPolicy()
         self.delivered = 0
+        self.ended: Counter[str] = Counter()  # hand-offs ended, by outcome
         self._session: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
@@ -147,7 +171,8 @@ class HandoffQueue:
         return True
 
     async def resume(self, recordings_dir: Path) -> int:
-        """Queue every finished recording whose hand-off is pending or never started."""
+        """Queue every finished recording whose hand-off is pending, was rejected (the
+        token or URL may have been fixed since) or never started."""
         if not self.enabled:
             return 0
         directories = await asyncio.to_thread(self._undelivered, recordings_dir)
@@ -156,7 +181,7 @@ class HandoffQueue:
         return len(directories)
 
     async def wait(self, recording_id: str) -> None:
-        """Wait until a queued recording is delivered (for tests and shutdown)."""
+        """Wait until a queued recording's hand-off has ended (for tests and shutdown)."""
         task = self._tasks.get(recording_id)
         if task is not None:
             await asyncio.shield(task)
@@ -185,11 +210,10 @@ class HandoffQueue:
                 continue
             state_path = directory / HANDOFF_STATE_FILE
             try:
-                delivered = (state_path.is_file()
-                             and read_json(state_path).get("status") == "delivered")
+                status = read_json(state_path).get("status") if state_path.is_file() else None
             except Exception:
-                delivered = False
-            if not delivered:
+                status = None
+            if status is None or status in RESUMED_STATES:
                 found.append(directory)
         return found
 
@@ -198,7 +222,7 @@ class HandoffQueue:
         state_path = directory / HANDOFF_STATE_FILE
         request_path = directory / HANDOFF_REQUEST_FILE
         state = read_json(state_path) if state_path.is_file() else None
-        if state is not None and state.get("status") == "delivered":
+        if state is not None and state.get("status") in ("delivered", "unclaimed"):
             return None
         if state is None or not request_path.is_file():
             manifest = load_manifest(directory)
@@ -206,6 +230,7 @@ class HandoffQueue:
             state = {"status": "pending", "idempotency_key": manifest.id, "attempts": 0,
                      "request": HANDOFF_REQUEST_FILE}
         state["url"] = self.url
+        state["status"] = "pending"  # a rejected one is tried again (new token, new URL)
         write_json_atomic(state_path, state)
         return str(state["idempotency_key"])
 
@@ -226,14 +251,25 @@ class HandoffQueue:
             read_json, directory / HANDOFF_STATE_FILE)).get("attempts", 0))
         while True:
             attempts += 1
-            status, error = await self._post(body, headers)
-            if status is not None and 200 <= status < 300:
-                await asyncio.to_thread(self._update, directory, status="delivered",
+            status, error, code = await self._post(body, headers)
+            ended = outcome(status, code)
+            if ended != "retry":
+                await asyncio.to_thread(self._update, directory, status=ended,
                                         attempts=attempts, last_status=status,
-                                        last_error=None,
-                                        delivered_at=iso_utc(round(time.time() * 1000)))
-                self.delivered += 1
-                logger.info("[%s] handed off after %d attempt(s)", key, attempts)
+                                        last_error=error or code,
+                                        ended_at=iso_utc(round(time.time() * 1000)))
+                self.ended[ended] += 1
+                if ended == "delivered":
+                    self.delivered += 1
+                    logger.info("[%s] handed off after %d attempt(s)", key, attempts)
+                elif ended == "unclaimed":
+                    logger.warning("[%s] not handed off: no consultation owns its room; kept "
+                                   "for an admin to attach or discard", key)
+                else:
+                    logger.error("[%s] hand-off rejected by the records service (HTTP %s%s): "
+                                 "check recorder.handoff_url and recorder.handoff_token; "
+                                 "it is tried again at the next start", key, status,
+                                 f", {code}" if code else "")
                 return
             delay = next(delays)
             logger.warning("[%s] hand-off attempt %d failed (%s); retrying in %.1f s",
@@ -242,12 +278,24 @@ class HandoffQueue:
                                     last_status=status, last_error=error)
             await asyncio.sleep(delay)
 
-    async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
+    async def _post(self, body: bytes, headers: dict[str, str]
+                    ) -> tuple[int | None, str | None, str | None]:
+        """(HTTP status, transport error, the answer's error ``code`` if it gave one)."""
         if self._session is None:
-            return None, "no HTTP session"
+            return None, "no HTTP session", None
         try:
             async with self._session.post(self.url, data=body, headers=headers) as response:
-                await response.read()
-                return response.status, None
+                answer = await response.content.read(64 * 1024)
+                return response.status, None, _error_code(answer)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return None, type(exc).__name__
+            return None, type(exc).__name__, None
+
+
+def _error_code(answer: bytes) -> str | None:
+    """The ``code`` of a JSON error answer (``{"error": ..., "code": ...}``), if any."""
+    try:
+        document = json.loads(answer)
+    except ValueError:
+        return None
+    code = document.get("code") if isinstance(document, dict) else None
+    return code[:64] if isinstance(code, str) else None

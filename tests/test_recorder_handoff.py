@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from contracts.handoff import UNCLAIMED_ROOM_CODE
 from mediaserver import MediaConfig, MediaServer
 from recorder import manifest as manifest_module
 from recorder.handoff import (
@@ -22,6 +23,7 @@ from recorder.handoff import (
     HandoffQueue,
     RetryPolicy,
     handoff_body,
+    outcome,
 )
 from recorder.manifest import Manifest, read_json
 from recorder.service import RecorderService
@@ -40,9 +42,13 @@ class RecordsService:
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.requests: list[tuple[str | None, bytes]] = []
+        # Set by a test: the (status, JSON body) every POST gets instead.
+        self.answer: tuple[int, dict[str, str]] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.headers.get("Idempotency-Key"), await request.read()))
+        if self.answer is not None:
+            return web.json_response(self.answer[1], status=self.answer[0])
         if len(self.requests) <= self.failures:
             return web.Response(status=500)
         return web.json_response({"accepted": True}, status=201)
@@ -216,3 +222,68 @@ async def test_a_file_changed_after_the_manifest_is_reported(tmp_path, caplog):
     assert [r.getMessage() for r in caplog.records] == [
         f"[{manifest.id}] timeline.msgpack is {len(now_on_disk)} bytes on disk, the manifest "
         f"says {manifest.timeline.bytes}: changed after the recording ended"]
+
+
+@pytest.mark.parametrize(("status", "code", "expected"), [
+    (201, None, "delivered"), (200, None, "delivered"),
+    (404, UNCLAIMED_ROOM_CODE, "unclaimed"),
+    (401, "unauthenticated", "rejected"), (403, None, "rejected"),
+    (400, "invalid-request", "rejected"), (413, None, "rejected"),
+    (404, "not-found", "rejected"),  # a wrong URL: an operator's to fix, not a retry
+    (None, None, "retry"), (500, None, "retry"), (503, "unavailable", "retry"),
+    (408, None, "retry"), (429, None, "retry"), (302, None, "retry"),
+])
+def test_what_each_answer_means(status: int | None, code: str | None, expected: str) -> None:
+    assert outcome(status, code) == expected
+
+
+async def test_a_room_no_consultation_owns_ends_unclaimed_not_retried(tmp_path, records):
+    service, url = records
+    service.answer = (404, {"error": "no consultation has this live room",
+                            "code": UNCLAIMED_ROOM_CODE})
+    path, manifest = await finished_recording(tmp_path)
+    queue = HandoffQueue(url, FAST)
+    await queue.submit(path)
+    await asyncio.wait_for(queue.wait(manifest.id), 10)
+    await asyncio.sleep(0.5)  # a retry would come within 0.05-0.2 s
+    await queue.close()
+    assert len(service.requests) == 1 and queue.ended == {"unclaimed": 1}
+    state = read_json(path / HANDOFF_STATE_FILE)
+    assert (state["status"], state["attempts"], state["last_status"]) == ("unclaimed", 1, 404)
+    assert (path / "manifest.json").is_file()  # kept for an admin
+    # Not resumed at the next start, nor sent again when submitted.
+    restarted = HandoffQueue(url, FAST)
+    assert await restarted.resume(tmp_path) == 0
+    await restarted.submit(path)
+    assert restarted.pending == [] and len(service.requests) == 1
+    await restarted.close()
+
+
+async def test_a_wrong_token_ends_rejected_once_and_a_restart_tries_again(tmp_path, records,
+                                                                         caplog):
+    service, url = records
+    service.answer = (401, {"error": "a valid recorder service token is required",
+                            "code": "unauthenticated"})
+    path, manifest = await finished_recording(tmp_path)
+    queue = HandoffQueue(url, FAST, token="wrong")
+    with caplog.at_level(logging.INFO, logger="recorder.handoff"):
+        await queue.submit(path)
+        await asyncio.wait_for(queue.wait(manifest.id), 10)
+        await asyncio.sleep(0.5)
+    await queue.close()
+    assert len(service.requests) == 1 and queue.ended == {"rejected": 1}
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "HTTP 401, unauthenticated" in errors[0].getMessage()
+    assert "handoff_token" in errors[0].getMessage()
+    assert read_json(path / HANDOFF_STATE_FILE)["status"] == "rejected"
+
+    # The operator fixes the token and restarts: the same bytes go again, and land.
+    service.answer = None
+    service.failures = 0
+    restarted = HandoffQueue(url, FAST, token="right")
+    assert await restarted.resume(tmp_path) == 1
+    await asyncio.wait_for(restarted.wait(manifest.id), 10)
+    await restarted.close()
+    assert service.requests[0][1] == service.requests[1][1]
+    state = read_json(path / HANDOFF_STATE_FILE)
+    assert (state["status"], state["attempts"]) == ("delivered", 2)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiortc import RTCPeerConnection
 
+from config.settings import Settings
 from consult_api import records
 from consult_api.app import create_app as create_records_app
 from consult_api.db import make_engine, make_sessionmaker, upgrade
@@ -28,6 +29,19 @@ async def start(app: web.Application, port: int) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner
+
+
+async def publish_for(settings: Settings, token: str, seconds: float) -> None:
+    """A ward joins with ``token``, publishes a test pattern for ``seconds`` and leaves."""
+    ward = SignalingClient(settings.server.base_url.replace("http", "ws", 1) + "/ws")
+    await ward.connect()
+    await ward.join(token)
+    pc = RTCPeerConnection()
+    pc.addTrack(PatternVideoTrack(320, 240, 30))
+    await ward.publish(pc)
+    await asyncio.sleep(seconds)
+    await ward.close()
+    await pc.close()
 
 
 async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp_path: Path):
@@ -66,23 +80,28 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
     media = create_app(dataclass_replace_recorder(settings, f"{api}/artefacts"))
     media_runner = await start(media, settings.server.port)
     try:
-        ward = SignalingClient(settings.server.base_url.replace("http", "ws", 1) + "/ws")
-        await ward.connect()
         token = minted.get("token") or token_authority(settings).mint(
             room=room, role="ward", name="w", ttl=60)
-        await ward.join(token)
-        pc = RTCPeerConnection()
-        pc.addTrack(PatternVideoTrack(320, 240, 30))
-        await ward.publish(pc)
-        await asyncio.sleep(3.0)
-        await ward.close()
-        await pc.close()
+        await publish_for(settings, token, 3.0)
         rows: list[sa.Row[tuple[object, ...]]] = []
         for _ in range(150):
             with engine.connect() as connection:
                 rows = list(connection.execute(sa.text(
                     "SELECT consultation_id, manifest_id, room, files FROM artefacts")))
             if rows:
+                break
+            await asyncio.sleep(0.1)
+
+        # A bed's own room, which no consultation owns: its hand-off ends "unclaimed" (the
+        # records service's answer), once, and the recording stays for an admin.
+        await publish_for(settings, token_authority(settings).mint(
+            room="bed-e2e-7", role="ward", name="w", ttl=60), 1.5)
+        unclaimed: list[dict[str, object]] = []
+        for _ in range(150):
+            unclaimed = [json.loads(state.read_text()) for state in
+                         (tmp_path / "media" / "recordings").glob("*/handoff.json")
+                         if json.loads(state.read_text()).get("status") == "unclaimed"]
+            if unclaimed:
                 break
             await asyncio.sleep(0.1)
     finally:
@@ -97,6 +116,8 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
     assert manifest["room"] == room
     names = {f["file"] for f in (json.loads(files) if isinstance(files, str) else files)}
     assert any(name.startswith("tracks/") for name in names)
+    assert len(unclaimed) == 1, "the bed room's hand-off did not end unclaimed"
+    assert (unclaimed[0]["attempts"], unclaimed[0]["last_status"]) == (1, 404)
 
 
 def dataclass_replace_recorder(settings, handoff_url: str):  # type: ignore[no-untyped-def]
