@@ -115,7 +115,7 @@ class Consumer:
         self.copies_sent = 0  # second copies (retransmissions, base layer) on a lossy downlink
         self.downlink_loss = 0.0  # the subscriber's reported loss, smoothed
         self._loss_meter = LossMeter()
-        self._loss_cap = LossCap()  # at most TL1 for a viewer losing packets at random
+        self._loss_cap = LossCap()  # only TL0 for a viewer losing packets at random
         self._copy_base = False  # each base-layer (TL0) packet goes twice: see _send_base_copy
         self.nacks_received = 0
         self.nacks_unanswerable = 0  # the packet was not in the buffer (yet)
@@ -503,8 +503,9 @@ class Consumer:
         (about a third of the stream). Measured in the network lab, 5 % loss each way and
         100 ms round trip toward the viewer, every layer forwarded: without copies 18 to
         22 frames decoded per second and 0.5 to 2.0 s frozen per minute (five runs); with
-        them 19.8 to 26.1 fps and 0.21 to 0.98 s (four runs). At most layer 1 (``LossCap``):
-        without copies 12.9 to 13.1 fps and 0.24 to 1.37 s; with them 0.00 to 0.77 s (six runs).
+        them 19.8 to 26.1 fps and 0.21 to 0.98 s (four runs). At most layer 1: without
+        copies 12.9 to 13.1 fps and 0.24 to 1.37 s; with them 0.00 to 1.04 s (seven runs).
+        Layer 0 alone (``LossCap``), with them: 7.5 fps and 0.00 s.
         """
         negotiated = self._negotiated
         if negotiated is None or negotiated.rtx_payload_type is None:

@@ -2,7 +2,7 @@
 
 A consumer fed Chromium's VP8 L1T3 capture, its viewer played at a fake send port:
 receiver reports of 5 % loss and a REMB far above what is sent turn on a second copy,
-over RTX, of each TL0 packet and of each retransmission; higher layers go once. The
+over RTX, of each TL0 packet and of each retransmission, and hold the viewer at TL0. The
 same loss with a REMB that shows a full link (congestion) sends no copies.
 """
 
@@ -66,7 +66,8 @@ async def test_base_layer_packets_go_twice_on_a_lossy_link_with_room():
     await asyncio.sleep(0.05)  # the copies go a few ms after their originals
     media, rtx = split(port)
     base = [p for p in media if Vp8Descriptor.parse(p.payload).temporal_id == 0]
-    assert base and len(base) < len(media)
+    # Only the base layer is forwarded to such a viewer (``LossCap``), each packet twice.
+    assert base and base == media
     assert sorted(original_sequence(p) for p in rtx) == sorted(p.sequence_number for p in base)
     by_seq = {p.sequence_number: p for p in base}
     assert all(p.payload_type == 101 and p.payload[2:] == by_seq[original_sequence(p)].payload
@@ -103,14 +104,14 @@ async def test_one_report_with_one_drop_in_three_packets_is_not_a_collapse():
     assert consumer.downlink.target(1.15) is None
 
 
-async def test_a_lossy_viewer_is_held_at_layer_one_until_the_loss_has_gone():
+async def test_a_lossy_viewer_is_held_at_the_base_layer_until_the_loss_has_gone():
     consumer, port, _rest = lossy_viewer(remb_factor=3.0)
     assert isinstance(consumer.selector, TemporalLayerSelector)
-    assert consumer.selector.target == 1  # 3.75 % smoothed: at most 15 fps
+    assert consumer.selector.target == 0  # 3.75 % smoothed: the base layer, 7.5 fps
     port.receiver_report(10, 1300, 2.0)  # no loss: 1.9 % smoothed, over ``leave``
     port.receiver_report(10, 1400, 3.0)  # 0.9 %
     port.remb(1e7, 11.9)
-    assert consumer.selector.target == 1  # 10 s after the last lossy measurement: not yet
+    assert consumer.selector.target == 0  # 10 s after the last lossy measurement: not yet
     port.remb(1e7, 12.1)
     assert consumer.selector.target == 2  # every layer again (the capture has TL0 to TL2)
 
