@@ -139,11 +139,14 @@ class HandoffQueue:
         self.url = url
         self.token = token  # the records service's service token (Bearer), when it wants one
         self.retry = retry or RetryPolicy()
-        self.delivered = 0
         self.ended: Counter[str] = Counter()  # hand-offs ended, by outcome
         self._session: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
+
+    @property
+    def delivered(self) -> int:
+        return self.ended["delivered"]
 
     @property
     def enabled(self) -> bool:
@@ -260,7 +263,6 @@ class HandoffQueue:
                                         ended_at=iso_utc(round(time.time() * 1000)))
                 self.ended[ended] += 1
                 if ended == "delivered":
-                    self.delivered += 1
                     logger.info("[%s] handed off after %d attempt(s)", key, attempts)
                 elif ended == "unclaimed":
                     logger.warning("[%s] not handed off: no consultation owns its room; kept "
