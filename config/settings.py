@@ -134,6 +134,14 @@ class RecorderSettings:
     handoff_url: str
     handoff_token: str
     retention_days: int
+    retention_max_mib: int = 0
+    retention_unclaimed_days: float = 7.0
+    disk_warn_mib: int = 2048
+    disk_warn_percent: float = 5.0
+    disk_stop_mib: int = 256
+    disk_stop_percent: float = 1.0
+    disk_resume_mib: int = 512
+    disk_check_interval: float = 5.0
 
     def directory_for(self, data_dir: Path) -> Path:
         return Path(self.directory) if self.directory else data_dir / "recordings"
@@ -211,6 +219,29 @@ class Settings:
     ice_transport_policy: str = "all"
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+
+def _recorder_limits(section: dict[str, Any]) -> dict[str, Any]:
+    """The recorder's retention budget and free-space guard, checked."""
+    out: dict[str, Any] = {
+        "retention_max_mib": int(section["retention_max_mib"]),
+        "retention_unclaimed_days": float(section["retention_unclaimed_days"]),
+        "disk_warn_mib": int(section["disk_warn_mib"]),
+        "disk_warn_percent": float(section["disk_warn_percent"]),
+        "disk_stop_mib": int(section["disk_stop_mib"]),
+        "disk_stop_percent": float(section["disk_stop_percent"]),
+        "disk_resume_mib": int(section["disk_resume_mib"]),
+        "disk_check_interval": float(section["disk_check_interval"]),
+    }
+    for key, value in out.items():
+        if value < 0:
+            raise ConfigError(f"recorder.{key} must be >= 0")
+    for key in ("disk_warn_percent", "disk_stop_percent"):
+        if out[key] >= 100:
+            raise ConfigError(f"recorder.{key} must be below 100")
+    if out["disk_stop_mib"] > out["disk_warn_mib"]:
+        raise ConfigError("recorder.disk_stop_mib must not exceed recorder.disk_warn_mib")
+    return out
 
 
 def _defaults() -> dict[str, dict[str, Any]]:
@@ -517,6 +548,7 @@ def load_settings(
                 handoff_url=str(merged["recorder"]["handoff_url"]),
                 handoff_token=str(merged["recorder"]["handoff_token"]),
                 retention_days=int(merged["recorder"]["retention_days"]),
+                **_recorder_limits(merged["recorder"]),
             ),
             ice_servers=_ice_servers(merged["ice"]["servers"]),
             turn=_turn(merged["ice"]),

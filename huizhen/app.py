@@ -15,6 +15,7 @@ from huizhen.device_hub import DeviceHub
 from huizhen.metrics import SnapshotCollector, setup_metrics
 from huizhen.recording_access import recording_authorizer
 from mediaserver import LocalRoomBus, MediaConfig, MediaServer, RoomBus, RoomLimits
+from recorder.disk_guard import MIB, DiskPolicy
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
 from recorder.library import RetentionPolicy, retention_context
 from recorder.service import RecorderService
@@ -27,7 +28,7 @@ from signaling import (
     TokenAuthority,
     setup_routes,
 )
-from signaling.app_keys import CLIENT_STATS
+from signaling.app_keys import CLIENT_STATS, HEALTH_CHECKS
 from signaling.client_stats import ClientStatsBook
 from signaling.turn import TurnServer
 from signaling.whip import setup_whip_routes
@@ -143,11 +144,14 @@ def setup_recording(app: web.Application, settings: Settings,
                     media: MediaServer) -> RecorderService | None:
     """Record every room (when enabled), and serve recordings and teaching video; returns
     the recorder service (None when recording is off)."""
-    directory = settings.recorder.directory_for(settings.storage.data_dir)
+    rec = settings.recorder
+    directory = rec.directory_for(settings.storage.data_dir)
     service: RecorderService | None = None
-    if settings.recorder.enabled:
-        service = RecorderService(media.directory, directory, settings.recorder.handoff_url,
-                                  handoff_token=settings.recorder.handoff_token)
+    if rec.enabled:
+        service = RecorderService(media.directory, directory, rec.handoff_url,
+                                  handoff_token=rec.handoff_token, disk=disk_policy(settings),
+                                  disk_interval=rec.disk_check_interval or 5.0)
+        app.setdefault(HEALTH_CHECKS, []).append(service.health)
 
         async def recorder_lifecycle(app: web.Application) -> AsyncIterator[None]:
             directory.mkdir(parents=True, exist_ok=True)
@@ -164,11 +168,23 @@ def setup_recording(app: web.Application, settings: Settings,
         app, directory, recording_authorizer(app[AUTHORITY]), settings.auth.token_secret,
         renderer=VodRenderer(runner=subprocess_runner(labels)),
         secure_cookies=settings.server.base_url.startswith("https:"))
-    if settings.recorder.retention_days > 0:
-        app.cleanup_ctx.append(retention_context(
-            recordings.library, RetentionPolicy(keep_days=settings.recorder.retention_days),
-            interval=3600))
+    if rec.retention_days > 0 or rec.retention_max_mib > 0:
+        policy = RetentionPolicy(
+            keep_days=rec.retention_days or None, max_total_bytes=rec.retention_max_mib * MIB,
+            require_handoff=bool(rec.handoff_url),
+            keep_unclaimed_days=rec.retention_unclaimed_days)
+        app.cleanup_ctx.append(retention_context(recordings.library, policy, interval=3600))
     return service
+
+
+def disk_policy(settings: Settings) -> DiskPolicy | None:
+    """The recorder's free-space guard (None: ``disk_check_interval`` is 0)."""
+    rec = settings.recorder
+    if rec.disk_check_interval <= 0:
+        return None
+    return DiskPolicy(warn_bytes=rec.disk_warn_mib * MIB, warn_percent=rec.disk_warn_percent,
+                      stop_bytes=rec.disk_stop_mib * MIB, stop_percent=rec.disk_stop_percent,
+                      resume_bytes=rec.disk_resume_mib * MIB)
 
 
 def device_hub(settings: Settings, bus: RoomBus) -> DeviceHub | None:

@@ -151,6 +151,12 @@ RECORDER_FIELDS: tuple[Field[WriteCounters], ...] = (
           lambda w: w.frames),
     Field("huizhen_recorder_bytes_written", "Frame bytes muxed into recordings",
           lambda w: w.bytes),
+    Field("huizhen_recorder_disk_free_bytes", "Free bytes on the recordings' disk",
+          lambda w: w.disk_free_bytes, counter=False),
+    Field("huizhen_recorder_stopped_for_space",
+          "1 while recording is stopped because the recordings' disk is full",
+          lambda w: None if w.stopped_for_space is None else int(w.stopped_for_space),
+          counter=False),
 )
 ROOM_LABELS = ("room",)
 PRODUCER_LABELS = ("room", "participant", "producer", "kind", "codec")

@@ -3,7 +3,8 @@
 Layout of one recording, ``<recordings_dir>/<recording id>/``:
 
 - ``recording.json``: ``{"version", "id", "room", "status", "started_at", "start_ms",
-  "pid", "host"}``; status is "recording" while it runs, then "complete" or "recovered".
+  "pid", "host"}``; status is "recording" while it runs, then "complete", "stopped" or
+  "recovered".
 - ``tracks/<track id>.webm`` (VP8, Opus) or ``.mkv`` (H.264): one file per track.
 - ``timeline.msgpack``: the events (see ``recorder.timeline``).
 - ``manifest.json``: written last, when the session ends (``Manifest.to_json``).
@@ -120,8 +121,8 @@ class FileEntry:
 class Manifest:
     id: str
     room: str
-    status: str  # "complete" | "recovered"
-    reason: str  # why it ended: "room-closed", "stopped", "interrupted"
+    status: str  # "complete" | "stopped" (ended before its room) | "recovered"
+    reason: str  # why it ended: "room-closed", "stopped", "disk-full", "interrupted"
     started_at: str  # ISO 8601 UTC, e.g. "2025-01-02T03:04:05.678Z"
     ended_at: str
     start_ms: int  # the same instants as wall-clock Unix ms

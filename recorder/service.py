@@ -6,25 +6,46 @@ Lifecycle (wire it into the app's cleanup context)::
     await service.start()   # recover interrupted recordings, resume hand-offs, hook rooms
     ...
     await service.stop()    # finish every recording (manifests), stop retrying hand-offs
+
+With a ``DiskPolicy``, the free space of the recordings directory is sampled every
+``disk_interval`` seconds (and at once after a write refused for lack of space). Below
+the stop threshold every recording stops cleanly (manifest status "stopped", reason
+"disk-full", handed off as usual) and each room is told (``recording-state``); when
+the space is back above the resume threshold, every room still open is recorded again
+under a new recording id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mediaserver.directory import RoomDirectory
 from mediaserver.errors import ClosedError
 from mediaserver.room import Room
+from recorder.disk_guard import MIB, DiskGuard, DiskPolicy, DiskSample, DiskVerdict
 from recorder.handoff import HandoffQueue, RetryPolicy
 from recorder.manifest import Manifest
-from recorder.recovery import recover_all
+from recorder.recovery import recover_all, recover_recording
 from recorder.session_recorder import SessionRecorder
 from recorder.track_recorder import WriteCounters
 
 logger = logging.getLogger(__name__)
+
+RECORDING_STATE = "recording-state"
+"""The room event telling participants whether the room is being recorded."""
+DISK_FULL = "disk-full"
+
+
+def disk_sample(directory: Path) -> DiskSample:
+    """The free and total bytes of the file system holding ``directory`` (blocking)."""
+    stat = os.statvfs(directory)
+    return DiskSample(free=stat.f_bavail * stat.f_frsize, total=stat.f_blocks * stat.f_frsize)
 
 
 class RecorderService:
@@ -33,7 +54,9 @@ class RecorderService:
 
     def __init__(self, directory: RoomDirectory, recordings_dir: Path | str,
                  handoff_url: str = "", *, sync_interval: float = 1.0,
-                 retry: RetryPolicy | None = None, handoff_token: str = "") -> None:
+                 retry: RetryPolicy | None = None, handoff_token: str = "",
+                 disk: DiskPolicy | None = None, disk_interval: float = 5.0,
+                 sample: Callable[[Path], DiskSample] = disk_sample) -> None:
         self.directory = directory
         self.recordings_dir = Path(recordings_dir)
         self.handoff = HandoffQueue(handoff_url, retry, handoff_token)
@@ -44,6 +67,15 @@ class RecorderService:
         self.started = False
         self._handoffs: set[asyncio.Task[bool]] = set()
         self._unwatch: Callable[[], None] | None = None
+        self.disk = DiskGuard(disk) if disk is not None else None
+        self._disk_interval = disk_interval
+        self._sample = sample
+        self._disk_task: asyncio.Task[None] | None = None
+        self._sampling: asyncio.Task[None] | None = None
+        # Rooms whose recording stopped (or never started) for lack of space.
+        self.stopped_rooms: set[str] = set()
+        # Recordings whose manifest could not be written: recovered once space is back.
+        self._unfinished: list[SessionRecorder] = []
 
     async def start(self) -> None:
         """Recover interrupted recordings, resume pending hand-offs, record every room."""
@@ -54,6 +86,9 @@ class RecorderService:
         self.recovered = await asyncio.to_thread(recover_all, self.recordings_dir)
         await self.handoff.start()
         await self.handoff.resume(self.recordings_dir)
+        if self.disk is not None:
+            await self._check_disk()
+            self._disk_task = asyncio.create_task(self._watch_disk(), name="recorder-disk")
         self._unwatch = self.directory.watch(self._room_opened, replay=True)
 
     async def stop(self) -> None:
@@ -61,6 +96,11 @@ class RecorderService:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
+        for task in (self._disk_task, self._sampling):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._disk_task = self._sampling = None
         recorders = list(self.recorders.values())
         results = await asyncio.gather(*(r.stop("stopped") for r in recorders),
                                        return_exceptions=True)
@@ -79,20 +119,119 @@ class RecorderService:
                 return recorder
         return None
 
+    @property
+    def recording_stopped(self) -> bool:
+        """True while recording is stopped for lack of space."""
+        return self.disk is not None and self.disk.state == "full"
+
+    def health(self) -> dict[str, Any] | None:
+        """What ``/api/v1/health`` says of recording: None when all is well."""
+        if self.disk is None or self.disk.state == "ok":
+            return None
+        full = self.disk.state == "full"
+        return {"component": "recording", "status": "degraded" if full else "warning",
+                "reason": DISK_FULL if full else "disk-low", "freeBytes": self.disk.free,
+                "stoppedRooms": len(self.stopped_rooms)}
+
     def _room_opened(self, room: Room) -> None:
         if room.closed or self.recorder_for(room.name) is not None:
             return
+        if self.recording_stopped:
+            self.stopped_rooms.add(room.name)
+            return
         recorder = SessionRecorder(room, self.recordings_dir, sync_interval=self.sync_interval,
-                                   on_finished=self._finished, counters=self.written)
+                                   on_finished=self._finished, counters=self.written,
+                                   on_out_of_space=self._out_of_space)
         try:
             recorder.start()
         except ClosedError:
             return
         self.recorders[recorder.id] = recorder
 
+    # ----------------------------------------------------------------- free space
+
+    async def _watch_disk(self) -> None:
+        while True:
+            await asyncio.sleep(self._disk_interval)
+            try:
+                await self._check_disk()
+            except OSError as exc:  # e.g. the directory vanished: try again next time
+                logger.warning("recordings: cannot read free space: %s", exc.strerror)
+
+    async def _check_disk(self) -> None:
+        assert self.disk is not None
+        sample = await asyncio.to_thread(self._sample, self.recordings_dir)
+        self._disk_changed(self.disk.observe(sample, time.monotonic()))
+
+    def _out_of_space(self) -> None:
+        """A recording's write failed with ENOSPC/EDQUOT (called on the loop)."""
+        if self.disk is None:
+            return
+        self._disk_changed(self.disk.write_failed(time.monotonic()))
+        if self._sampling is None or self._sampling.done():
+            # Sample soon, so the log line and health say how much is free.
+            self._sampling = asyncio.get_running_loop().create_task(self._check_disk())
+
+    def _disk_changed(self, verdict: DiskVerdict) -> None:
+        if self.disk is not None and self.disk.free is not None:
+            self.written.disk_free_bytes = self.disk.free
+        self.written.stopped_for_space = verdict.state == "full"
+        if verdict.log:
+            free = verdict.free / MIB
+            if verdict.state == "full":
+                logger.error("recordings: disk full (%.0f MiB free): recording stopped in "
+                             "%d rooms until space is freed", free,
+                             len(self.stopped_rooms | {r.room.name for r in
+                                                       self.recorders.values()}))
+            elif verdict.state == "low":
+                logger.warning("recordings: disk space low (%.0f MiB free)", free)
+            else:
+                logger.info("recordings: disk space back to normal (%.0f MiB free)", free)
+        if not verdict.changed:
+            return
+        if verdict.state == "full":
+            self._stop_for_space()
+        elif self.stopped_rooms:
+            self._resume()
+
+    def _stop_for_space(self) -> None:
+        for recorder in list(self.recorders.values()):
+            if recorder.finishing:
+                continue
+            self.stopped_rooms.add(recorder.room.name)
+            task = asyncio.get_running_loop().create_task(
+                recorder.stop(DISK_FULL, status="stopped"))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            recorder.room.broadcast(RECORDING_STATE, {"state": "stopped", "reason": DISK_FULL})
+
+    def _resume(self) -> None:
+        rooms, self.stopped_rooms = self.stopped_rooms, set()
+        for name in sorted(rooms):
+            room = self.directory.local(name)
+            if room is None or room.closed:
+                continue
+            self._room_opened(room)
+            if self.recorder_for(name) is not None:
+                room.broadcast(RECORDING_STATE, {"state": "recording"})
+                logger.info("[%s] recording again after a full disk", name)
+        unfinished, self._unfinished = self._unfinished, []
+        for recorder in unfinished:
+            task = asyncio.get_running_loop().create_task(self._recover(recorder.path))
+            self._handoffs.add(task)
+            task.add_done_callback(self._handoff_submitted)
+
+    async def _recover(self, directory: Path) -> bool:
+        """Finish a recording whose manifest the full disk refused, then hand it off."""
+        await asyncio.to_thread(recover_recording, directory)
+        return await self.handoff.submit(directory) if self.handoff.enabled else False
+
     def _finished(self, recorder: SessionRecorder) -> None:
         self.recorders.pop(recorder.id, None)
-        if recorder.manifest is None or not self.handoff.enabled:
+        if recorder.manifest is None:
+            if self.disk is not None:  # perhaps the disk was full: retried when space is back
+                self._unfinished.append(recorder)
+            return
+        if not self.handoff.enabled:
             return
         task = asyncio.get_running_loop().create_task(self.handoff.submit(recorder.path))
         self._handoffs.add(task)

@@ -41,6 +41,7 @@ from mediaserver.events import (
     StreamInfo,
 )
 from recorder.errors import RecorderError, UnsupportedCodecError
+from recorder.failure_log import FailureLog
 from recorder.manifest import (
     STATE_FILE,
     TRACKS_DIR,
@@ -147,7 +148,8 @@ class SessionRecorder:
                  recording_id: str | None = None, sync_interval: float = 1.0,
                  clock: Callable[[], float] = time.time,
                  on_finished: Callable[[SessionRecorder], None] | None = None,
-                 counters: WriteCounters | None = None) -> None:
+                 counters: WriteCounters | None = None,
+                 on_out_of_space: Callable[[], None] | None = None) -> None:
         self.room = room
         self._clock = clock
         self.id = recording_id or new_recording_id(room.name, clock())
@@ -164,7 +166,9 @@ class SessionRecorder:
         self._finishing = False
         # Application events left out of the timeline because their body did not parse.
         self.skipped_events = 0
-        self._worker = RecordingWorker(self.id, self._idle)
+        self._on_out_of_space = on_out_of_space  # called on the loop, after ENOSPC/EDQUOT
+        self.failures = FailureLog(logger, self.id, self._out_of_space_on_worker)
+        self._worker = RecordingWorker(self.id, self._idle, failures=self.failures)
         self._result: concurrent.futures.Future[Manifest] = concurrent.futures.Future()
         # Worker-thread state.
         self._timeline: TimelineWriter | None = None
@@ -202,13 +206,16 @@ class SessionRecorder:
             self._attach(stream)
         logger.info("[%s] recording room to %s", self.id, self.path)
 
-    async def stop(self, reason: str = "stopped") -> Manifest:
-        """Leave the room, finish every file and write the manifest (idempotent)."""
+    async def stop(self, reason: str = "stopped", status: str = "complete") -> Manifest:
+        """Leave the room, finish every file and write the manifest (idempotent).
+
+        ``status`` "stopped" (with a ``reason`` such as "disk-full") says the recording
+        ended before its room did."""
         if self.participant is None:
             raise RecorderError("this session recorder was never started")
         if not self._finishing:
             participant = self.participant
-            self._finish(reason)
+            self._finish(reason, status)
             if not self.room.closed:
                 self.room.leave(participant)
         return await self.wait_finished()
@@ -280,7 +287,8 @@ class SessionRecorder:
                          self._roles.get(stream.participant_id, ""), producer.kind,
                          producer.codec_name)
         recorder = TrackRecorder(spec, self.path, self._timeline_event_on_worker,
-                                 self._keyframe_requester(producer), self._counters)
+                                 self._keyframe_requester(producer), self._counters,
+                                 self.failures)
         sink = _ProducerSink(self, producer, recorder, self._worker)
         self._sinks[producer.id] = sink
         self._worker.submit(self._add_track, recorder)
@@ -305,13 +313,13 @@ class SessionRecorder:
     def _timeline_event(self, event: dict[str, Any]) -> None:
         self._worker.submit(self._timeline_event_on_worker, event)
 
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str, status: str = "complete") -> None:
         if self._finishing:
             return
         self._finishing = True
         for track_id in list(self._sinks):
             self._track_ended(track_id)
-        self._worker.submit_last(self._write_manifest, reason, self._now_ms())
+        self._worker.submit_last(self._write_manifest, reason, self._now_ms(), status)
         loop = self._loop
         if self._on_finished is not None and loop is not None:
 
@@ -334,6 +342,12 @@ class SessionRecorder:
         return {"version": 1, "id": self.id, "room": self.room.name, "status": status,
                 "started_at": iso_utc(self.start_ms), "start_ms": self.start_ms,
                 "pid": os.getpid(), "host": socket.gethostname()}
+
+    def _out_of_space_on_worker(self) -> None:
+        loop = self._loop
+        if self._on_out_of_space is not None and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(self._on_out_of_space)
 
     def _open(self) -> None:
         (self.path / TRACKS_DIR).mkdir(parents=True, exist_ok=True)
@@ -366,25 +380,38 @@ class SessionRecorder:
             if self._timeline is not None:
                 self._timeline.sync()
 
-    def _write_manifest(self, reason: str, end_ms: int) -> None:
+    def _write_manifest(self, reason: str, end_ms: int, status: str = "complete") -> None:
         try:
             for track_id in list(self._tracks):
-                self._close_track(track_id)
+                try:
+                    self._close_track(track_id)
+                except Exception as exc:  # the other tracks and the manifest still matter
+                    self.failures.failed(f"closing track {track_id}", exc)
             if self._timeline is None:
                 raise RecorderError("the recording directory was never opened")
-            self._timeline.append({"kind": "recording-end", "t": end_ms, "reason": reason})
+            try:
+                self._timeline.append({"kind": "recording-end", "t": end_ms, "reason": reason})
+            except OSError as exc:  # a full disk: the events written so far are kept
+                self.failures.failed("ending the timeline", exc)
+            try:
+                self._timeline.close()
+            except OSError as exc:
+                self.failures.failed("closing the timeline", exc)
             events = self._timeline.events
-            self._timeline.close()
-            manifest = build_manifest(self.path, self.id, self.room.name, "complete", reason,
+            self.failures.summary()
+            manifest = build_manifest(self.path, self.id, self.room.name, status, reason,
                                       self.start_ms, end_ms, self._summaries, events)
             manifest.write(self.path)
-            write_json_atomic(self.path / STATE_FILE, self._state("complete"))
+            write_json_atomic(self.path / STATE_FILE, self._state(status))
         except BaseException as exc:
-            logger.exception("[%s] could not finish the recording", self.id)
+            logger.error("[%s] could not finish the recording: %s", self.id,
+                         exc.strerror if isinstance(exc, OSError) and exc.strerror
+                         else type(exc).__name__)
             self._result.set_exception(exc)
             return
         self.manifest = manifest
-        logger.info("[%s] recording complete: %d tracks", self.id, len(manifest.tracks))
+        logger.info("[%s] recording %s (%s): %d tracks", self.id, status, reason,
+                    len(manifest.tracks))
         self._result.set_result(manifest)
 
 

@@ -17,6 +17,7 @@ import av
 
 from recorder.clock import MediaClock
 from recorder.depacketizer import Depacketizer, EncodedFrame, depacketizer_for
+from recorder.failure_log import FailureLog
 from recorder.manifest import TRACKS_DIR
 from recorder.opus import CHANNELS
 from recorder.reorder import ReorderBuffer
@@ -44,10 +45,13 @@ class TrackSpec:
 
 @dataclass
 class WriteCounters:
-    """Frames and bytes muxed into recordings (summed over tracks; never reset)."""
+    """Frames and bytes muxed into recordings (summed over tracks; never reset), and the
+    recordings disk's last free-space sample (set by the service's disk guard)."""
 
     frames: int = 0
     bytes: int = 0
+    disk_free_bytes: int | None = None
+    stopped_for_space: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,11 @@ def safe_name(track_id: str) -> str:
 class TrackRecorder:
     def __init__(self, spec: TrackSpec, directory: Path, emit: Emit,
                  request_keyframe: Callable[[], None],
-                 counters: WriteCounters | None = None) -> None:
+                 counters: WriteCounters | None = None,
+                 failures: FailureLog | None = None) -> None:
         self.spec = spec
+        # Failed writes: logged once per kind, then counted (shared by the recording).
+        self._failures = failures or FailureLog(logger, spec.id)
         self._counters = counters if counters is not None else WriteCounters()
         self.container = container_for(spec.codec)
         self.file = f"{TRACKS_DIR}/{safe_name(spec.id)}{self.container.extension}"
@@ -163,8 +170,8 @@ class TrackRecorder:
             return None
         try:
             writer.close()
-        except (av.FFmpegError, OSError):
-            logger.exception("[%s] could not finish %s", self.spec.id, self.file)
+        except (av.FFmpegError, OSError) as exc:
+            self._failures.failed(f"finishing {self.file}", exc)
         duration = writer.end_pts / self.clock.clock_rate
         end_ms = self.start_ms + round(duration * 1000)
         self._emit({"kind": "track-end", "t": end_ms, "track": self.spec.id,
@@ -211,9 +218,9 @@ class TrackRecorder:
             self._size = frame.size
         try:
             self.writer.write(frame.data, pts, frame.keyframe, frame.duration)
-        except (av.FFmpegError, ValueError):
+        except (av.FFmpegError, OSError, ValueError) as exc:
             self.dropped_frames += 1
-            logger.warning("[%s] could not mux a frame at %d", self.spec.id, pts, exc_info=True)
+            self._failures.failed("muxing a frame", exc)
             return
         self._counters.frames += 1
         self._counters.bytes += len(frame.data)
@@ -238,8 +245,8 @@ class TrackRecorder:
         try:
             self.writer = TrackWriter(self._path, self.spec.codec, width=width, height=height,
                                       channels=CHANNELS)
-        except (av.FFmpegError, OSError, ValueError):
+        except (av.FFmpegError, OSError, ValueError) as exc:
             self.failed = True
-            logger.exception("[%s] cannot create %s", self.spec.id, self.file)
+            self._failures.failed(f"creating {self.file}", exc)
         logger.info("[%s] recording %s %s to %s", self.spec.id, self.spec.kind,
                     self.spec.codec, self.file)

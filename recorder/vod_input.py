@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 
 MANIFEST = "manifest.json"
-FINISHED = frozenset({"complete", "recovered"})
+FINISHED = frozenset({"complete", "stopped", "recovered"})
 """Manifest states of a recording whose media will not change any more."""
 RECORDING = "recording"
 """The state reported for a directory without a manifest: still being written (or crashed

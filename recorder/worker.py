@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from recorder.failure_log import FailureLog
+
 logger = logging.getLogger(__name__)
 
 _STOP = object()
@@ -21,8 +23,12 @@ _STOP = object()
 
 class RecordingWorker:
     def __init__(self, name: str, on_idle: Callable[[float], None],
-                 idle_interval: float = 0.1, max_queue: int = 20000) -> None:
+                 idle_interval: float = 0.1, max_queue: int = 20000,
+                 failures: FailureLog | None = None) -> None:
         self.name = name
+        # A failed step is logged once per kind and counted after that (a full disk
+        # fails every frame).
+        self.failures = failures or FailureLog(logger, name)
         self.max_queue = max_queue
         self.overflows = 0
         self._on_idle = on_idle
@@ -76,14 +82,14 @@ class RecordingWorker:
                     function, args = item
                     try:
                         function(*args)
-                    except Exception:
-                        logger.exception("[%s] recording step failed", self.name)
+                    except Exception as exc:
+                        self.failures.failed("a recording step", exc)
                 now = time.monotonic()
                 if now >= next_idle:
                     next_idle = now + self._idle_interval
                     try:
                         self._on_idle(time.time())
-                    except Exception:
-                        logger.exception("[%s] idle step failed", self.name)
+                    except Exception as exc:
+                        self.failures.failed("an idle step", exc)
         finally:
             self.done.set_result(None)

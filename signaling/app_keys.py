@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -45,3 +46,7 @@ CLIENT_STATS = web.AppKey("client_stats", ClientStatsBook)
 # Open signalling sockets, closed with 1001 on shutdown (aiohttp would otherwise wait
 # for every handler to end by itself).
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("signaling_sockets")
+# What other parts of the node say in /api/v1/health: each check returns None when all
+# is well, else {"component", "status": "warning"|"degraded", "reason", ...}.
+HealthCheck = Callable[[], Mapping[str, object] | None]
+HEALTH_CHECKS: web.AppKey[list[HealthCheck]] = web.AppKey("health_checks")

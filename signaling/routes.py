@@ -13,6 +13,7 @@ from mediaserver.stats import ProducerStats, RoomStats, TransportStats
 from signaling.app_keys import (
     AUTHORITY,
     CLIENT_STATS,
+    HEALTH_CHECKS,
     LATENCY_PROBE,
     MEDIA_SERVER,
     QUOTAS,
@@ -96,8 +97,17 @@ async def close_sockets(app: web.Application) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
+    """``ok``, or ``degraded`` while a part of the node does not work (e.g. recording
+    stopped by a full disk); warnings and problems are listed. Always 200: live rooms
+    still work."""
     media = request.app[MEDIA_SERVER]
-    return web.json_response({"status": "ok", "rooms": len(media.directory.local_names())})
+    body: dict[str, object] = {"status": "ok", "rooms": len(media.directory.local_names())}
+    reports = [r for check in request.app.get(HEALTH_CHECKS, ()) if (r := check()) is not None]
+    if any(r.get("status") == "degraded" for r in reports):
+        body["status"] = "degraded"
+    if reports:
+        body["checks"] = [dict(r) for r in reports]
+    return web.json_response(body)
 
 
 def _room_json(room: RoomStats) -> dict[str, object]:

@@ -1,0 +1,168 @@
+"""A full recordings disk, on a small tmpfs made by the test: the room keeps going, its
+participants are told, health is degraded, the logs stay short, the stopped recording is
+finished and handed off, and recording resumes (no restart) once space is freed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiortc import RTCPeerConnection
+
+from huizhen.testpattern import PatternVideoTrack, ToneAudioTrack
+from recorder.manifest import read_json
+from signaling.client import SignalingClient
+from tests.conftest import free_port, make_settings, serving
+from tests.peers import wait_for
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs, unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+class Receiver:
+    """The records service's hand-off endpoint: accepts every recording."""
+
+    def __init__(self) -> None:
+        self.keys: list[str | None] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.keys.append(request.headers.get("Idempotency-Key"))
+        return web.json_response({"accepted": True}, status=201)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    service = Receiver()
+    app = web.Application()
+    app.router.add_post("/recordings", service.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield service, f"http://127.0.0.1:{port}/recordings"
+    await runner.cleanup()
+
+
+def free_bytes(path: Path) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def fill(path: Path, leave: int) -> None:
+    """A filler file that leaves about ``leave`` bytes free."""
+    size = max(0, free_bytes(path.parent) - leave)
+    with open(path, "wb") as file:
+        while size > 0:
+            chunk = min(size, MIB)
+            file.write(b"\0" * chunk)
+            size -= chunk
+
+
+def recording_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
+        small_disk: Path, receiver: tuple[Receiver, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    received, url = receiver
+    settings = make_settings(
+        HUIZHEN_RECORDER_ENABLED="true", HUIZHEN_STORAGE_DATA_DIR=str(small_disk),
+        HUIZHEN_RECORDER_HANDOFF_URL=url,
+        HUIZHEN_RECORDER_DISK_WARN_MIB="12", HUIZHEN_RECORDER_DISK_WARN_PERCENT="0",
+        HUIZHEN_RECORDER_DISK_STOP_MIB="6", HUIZHEN_RECORDER_DISK_STOP_PERCENT="0",
+        HUIZHEN_RECORDER_DISK_RESUME_MIB="10", HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.2")
+    recordings = small_disk / "recordings"
+    filler = small_disk / "filler.bin"
+    caplog.set_level(logging.INFO)
+    async with serving(settings) as server:
+        ward = SignalingClient(server.ws_url)
+        await ward.connect()
+        await ward.join(server.token("ward", room="bed-9"))
+        expert = SignalingClient(server.ws_url)
+        await expert.connect()
+        await expert.join(server.token("expert", room="bed-9"))
+        pc = RTCPeerConnection()
+        pc.addTrack(PatternVideoTrack(320, 240, 30))
+        pc.addTrack(ToneAudioTrack())
+        http = aiohttp.ClientSession()
+        try:
+            await ward.publish(pc)
+            await wait_for(lambda: any(
+                f.stat().st_size > 20_000 for d in recording_dirs(recordings)
+                for f in (d / "tracks").glob("*")), timeout=30)
+            [first] = recording_dirs(recordings)
+
+            # The disk fills (something else writes to it): recording stops at the threshold.
+            caplog.clear()
+            fill(filler, leave=3 * MIB)
+            for client in (ward, expert):
+                event = await client.next_event("recording-state")
+                assert event == {"type": "recording-state", "state": "stopped",
+                                 "reason": "disk-full"}
+            async with http.get(server.base_url + "/api/v1/health") as response:
+                assert response.status == 200
+                health = await response.json()
+            assert health["status"] == "degraded"
+            assert [(c["component"], c["reason"]) for c in health["checks"]] == [
+                ("recording", "disk-full")]
+            # The stopped recording is finished with its reason and handed off.
+            await wait_for(lambda: (first / "handoff.json").is_file()
+                           and read_json(first / "handoff.json")["status"] == "delivered",
+                           timeout=30)
+            manifest = json.loads((first / "manifest.json").read_text())
+            assert (manifest["status"], manifest["reason"]) == ("stopped", "disk-full")
+            assert {t["kind"] for t in manifest["tracks"]} == {"video", "audio"}
+            assert all(t["bytes"] > 0 and t["frames"] > 0 for t in manifest["tracks"])
+            assert received.keys == [manifest["id"]]
+            # The room goes on (frames keep arriving), nothing new is written, the log is quiet.
+            await asyncio.sleep(3.0)
+            assert recording_dirs(recordings) == [first]
+            full_lines = [r for r in caplog.records if r.name.startswith("recorder")]
+            assert len(full_lines) < 10, [r.getMessage() for r in full_lines]
+            assert all(r.exc_info is None for r in full_lines)
+            assert any("disk full" in r.getMessage() for r in full_lines)
+
+            # Space is freed, no restart: the room is recorded again, under a new id.
+            filler.unlink()
+            for client in (ward, expert):
+                event = await client.next_event("recording-state")
+                assert event == {"type": "recording-state", "state": "recording"}
+            async with http.get(server.base_url + "/api/v1/health") as response:
+                health = await response.json()
+            assert health["status"] == "ok" and "checks" not in health
+            await wait_for(lambda: len(recording_dirs(recordings)) == 2, timeout=10)
+            second = next(d for d in recording_dirs(recordings) if d != first)
+            await wait_for(lambda: any(f.stat().st_size > 5_000
+                                       for f in (second / "tracks").glob("*")), timeout=30)
+        finally:
+            await http.close()
+            await expert.close()
+            await ward.close()
+            await pc.close()
+        await wait_for(lambda: (second / "manifest.json").is_file(), timeout=30)
+        manifest = json.loads((second / "manifest.json").read_text())
+        assert (manifest["status"], manifest["reason"]) == ("complete", "room-closed")
+        assert manifest["room"] == "bed-9"
+        await wait_for(lambda: len(received.keys) == 2, timeout=30)
+        assert received.keys[1] == manifest["id"]
