@@ -5,6 +5,7 @@
 import { CameraHelp, cameraProblem, insecureContext } from "./camera_help.js";
 import { t } from "./i18n.js";
 import { PtzModel, PtzPad } from "./ptz.js";
+import { RecordingNotice } from "./recording_state.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
 import {
@@ -37,6 +38,7 @@ if (token) {
   const pad = new PtzPad($("ptz"), ptz);
   const vitalsNode = $("vitals");
   const vitals = new VitalsPanel(vitalsNode, session);
+  const recording = new RecordingNotice($("recording-state"), session);
   let talk = null; // the talk-back publication, while active
   let busy = false;
 
@@ -124,6 +126,7 @@ if (token) {
   const exposed = { talk: () => talkButton.click(), ptz: ptz.expose(), pad };
   // vitals, vitalSamples, waveforms: live getters (copied as descriptors, not values).
   Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(vitals.expose()));
+  Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(recording.expose()));
   session.exposeForTests(exposed);
   session.start();
   render();

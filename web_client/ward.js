@@ -9,6 +9,7 @@
 import { CameraHelp, cameraProblem, insecureContext } from "./camera_help.js";
 import { has, t } from "./i18n.js";
 import { PtzModel, PtzTakeover } from "./ptz.js";
+import { RecordingNotice } from "./recording_state.js";
 import { RoomSession } from "./room.js";
 import { readFragment } from "./signaling.js";
 import {
@@ -43,6 +44,7 @@ if (token) {
   const ptz = new PtzModel(session);
   const takeover = new PtzTakeover($("ptz"), ptz);
   const vitals = new VitalsPanel($("vitals"), session);
+  const recording = new RecordingNotice($("recording-state"), session);
   let camera = null; // the camera publication, while active
   let busy = false;
   let ended = null; // {stream, reason} when the server ended our camera's stream
@@ -178,6 +180,7 @@ if (token) {
     get ended() { return ended; }, get cameraProblem() { return help.problem; },
     ptz: ptz.expose() };
   Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(vitals.expose()));
+  Object.defineProperties(exposed, Object.getOwnPropertyDescriptors(recording.expose()));
   session.exposeForTests(exposed);
   if (params.get("autostart") === "1") {
     // Publish as soon as the first join succeeds (later joins republish by themselves).
