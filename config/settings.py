@@ -141,6 +141,7 @@ class RecorderSettings:
     disk_stop_mib: int = 256
     disk_stop_percent: float = 1.0
     disk_resume_mib: int = 512
+    disk_reserve_mib: int = 8
     disk_check_interval: float = 5.0
 
     def directory_for(self, data_dir: Path) -> Path:
@@ -231,6 +232,7 @@ def _recorder_limits(section: dict[str, Any]) -> dict[str, Any]:
         "disk_stop_mib": int(section["disk_stop_mib"]),
         "disk_stop_percent": float(section["disk_stop_percent"]),
         "disk_resume_mib": int(section["disk_resume_mib"]),
+        "disk_reserve_mib": int(section["disk_reserve_mib"]),
         "disk_check_interval": float(section["disk_check_interval"]),
     }
     for key, value in out.items():
@@ -241,6 +243,10 @@ def _recorder_limits(section: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"recorder.{key} must be below 100")
     if out["disk_stop_mib"] > out["disk_warn_mib"]:
         raise ConfigError("recorder.disk_stop_mib must not exceed recorder.disk_warn_mib")
+    if out["disk_resume_mib"] < out["disk_stop_mib"] + out["disk_reserve_mib"]:
+        # Re-allocating the reserve on resume would fall below the stop threshold again.
+        raise ConfigError("recorder.disk_resume_mib must be at least disk_stop_mib + "
+                          "disk_reserve_mib")
     return out
 
 

@@ -150,7 +150,8 @@ def setup_recording(app: web.Application, settings: Settings,
     if rec.enabled:
         service = RecorderService(media.directory, directory, rec.handoff_url,
                                   handoff_token=rec.handoff_token, disk=disk_policy(settings),
-                                  disk_interval=rec.disk_check_interval or 5.0)
+                                  disk_interval=rec.disk_check_interval or 5.0,
+                                  reserve_bytes=rec.disk_reserve_mib * MIB)
         app.setdefault(HEALTH_CHECKS, []).append(service.health)
 
         async def recorder_lifecycle(app: web.Application) -> AsyncIterator[None]:

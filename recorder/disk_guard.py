@@ -92,7 +92,9 @@ class DiskGuard:
         return self._become(self._next_state(sample), now)
 
     def write_failed(self, now: float) -> DiskVerdict:
-        """A write failed for lack of space: ``full`` whatever the last sample said."""
+        """A write failed for lack of space: ``full`` (and nothing free) whatever the last
+        sample said, until a sample says otherwise."""
+        self.free = 0
         return self._become("full", now)
 
     def _next_state(self, sample: DiskSample) -> DiskState:

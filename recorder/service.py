@@ -12,7 +12,10 @@ With a ``DiskPolicy``, the free space of the recordings directory is sampled eve
 the stop threshold every recording stops cleanly (manifest status "stopped", reason
 "disk-full", handed off as usual) and each room is told (``recording-state``); when
 the space is back above the resume threshold, every room still open is recorded again
-under a new recording id.
+under a new recording id. A small reserve file (``.disk-reserve``) is kept in the
+recordings directory and deleted when recording stops, so the manifests can be written
+even when something else filled the disk to the last byte between two samples; the
+resume threshold must leave room for it again (resume >= stop + reserve).
 """
 
 from __future__ import annotations
@@ -40,6 +43,22 @@ logger = logging.getLogger(__name__)
 RECORDING_STATE = "recording-state"
 """The room event telling participants whether the room is being recorded."""
 DISK_FULL = "disk-full"
+RESERVE_FILE = ".disk-reserve"
+
+
+def make_reserve(directory: Path, size: int) -> bool:
+    """Allocate the reserve file (blocking); False when the disk has no room for it."""
+    path = directory / RESERVE_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    except OSError:
+        path.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def disk_sample(directory: Path) -> DiskSample:
@@ -56,7 +75,8 @@ class RecorderService:
                  handoff_url: str = "", *, sync_interval: float = 1.0,
                  retry: RetryPolicy | None = None, handoff_token: str = "",
                  disk: DiskPolicy | None = None, disk_interval: float = 5.0,
-                 sample: Callable[[Path], DiskSample] = disk_sample) -> None:
+                 sample: Callable[[Path], DiskSample] = disk_sample,
+                 reserve_bytes: int = 8 * MIB) -> None:
         self.directory = directory
         self.recordings_dir = Path(recordings_dir)
         self.handoff = HandoffQueue(handoff_url, retry, handoff_token)
@@ -70,6 +90,7 @@ class RecorderService:
         self.disk = DiskGuard(disk) if disk is not None else None
         self._disk_interval = disk_interval
         self._sample = sample
+        self._reserve_bytes = reserve_bytes if disk is not None else 0
         self._disk_task: asyncio.Task[None] | None = None
         self._sampling: asyncio.Task[None] | None = None
         # Rooms whose recording stopped (or never started) for lack of space.
@@ -88,6 +109,8 @@ class RecorderService:
         await self.handoff.resume(self.recordings_dir)
         if self.disk is not None:
             await self._check_disk()
+            if self._reserve_bytes and not self.recording_stopped:
+                await asyncio.to_thread(make_reserve, self.recordings_dir, self._reserve_bytes)
             self._disk_task = asyncio.create_task(self._watch_disk(), name="recorder-disk")
         self._unwatch = self.directory.watch(self._room_opened, replay=True)
 
@@ -191,10 +214,12 @@ class RecorderService:
             return
         if verdict.state == "full":
             self._stop_for_space()
-        elif self.stopped_rooms:
+        else:
             self._resume()
 
     def _stop_for_space(self) -> None:
+        if self._reserve_bytes:  # room for the manifests of the recordings now stopping
+            (self.recordings_dir / RESERVE_FILE).unlink(missing_ok=True)
         for recorder in list(self.recorders.values()):
             if recorder.finishing:
                 continue
@@ -205,6 +230,8 @@ class RecorderService:
             recorder.room.broadcast(RECORDING_STATE, {"state": "stopped", "reason": DISK_FULL})
 
     def _resume(self) -> None:
+        if self._reserve_bytes:
+            make_reserve(self.recordings_dir, self._reserve_bytes)  # a few ms: one fallocate
         rooms, self.stopped_rooms = self.stopped_rooms, set()
         for name in sorted(rooms):
             room = self.directory.local(name)

@@ -69,12 +69,15 @@ def free_bytes(path: Path) -> int:
 
 
 def fill(path: Path, leave: int) -> None:
-    """A filler file that leaves about ``leave`` bytes free."""
-    size = max(0, free_bytes(path.parent) - leave)
-    with open(path, "wb") as file:
+    """A filler file that leaves about ``leave`` bytes free (0: not a byte)."""
+    size = max(0, free_bytes(path.parent) - leave) if leave else 1 << 40
+    with open(path, "wb", buffering=0) as file:
         while size > 0:
             chunk = min(size, MIB)
-            file.write(b"\0" * chunk)
+            try:
+                file.write(b"\0" * chunk)
+            except OSError:  # ENOSPC: full to the last byte
+                break
             size -= chunk
 
 
@@ -82,16 +85,21 @@ def recording_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
+@pytest.mark.parametrize("leave", [3 * MIB, 0], ids=["below-the-stop-threshold",
+                                                    "to-the-last-byte"])
 async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
-        small_disk: Path, receiver: tuple[Receiver, str],
-        caplog: pytest.LogCaptureFixture) -> None:
+        small_disk: Path, receiver: tuple[Receiver, str], caplog: pytest.LogCaptureFixture,
+        leave: int) -> None:
+    """Filled below the stop threshold, or to the last byte (writes fail with ENOSPC: the
+    recordings' reserve file makes room for the manifests)."""
     received, url = receiver
     settings = make_settings(
         HUIZHEN_RECORDER_ENABLED="true", HUIZHEN_STORAGE_DATA_DIR=str(small_disk),
         HUIZHEN_RECORDER_HANDOFF_URL=url,
         HUIZHEN_RECORDER_DISK_WARN_MIB="12", HUIZHEN_RECORDER_DISK_WARN_PERCENT="0",
         HUIZHEN_RECORDER_DISK_STOP_MIB="6", HUIZHEN_RECORDER_DISK_STOP_PERCENT="0",
-        HUIZHEN_RECORDER_DISK_RESUME_MIB="10", HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.2")
+        HUIZHEN_RECORDER_DISK_RESUME_MIB="10", HUIZHEN_RECORDER_DISK_RESERVE_MIB="2",
+        HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.2")
     recordings = small_disk / "recordings"
     filler = small_disk / "filler.bin"
     caplog.set_level(logging.INFO)
@@ -115,7 +123,7 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
 
             # The disk fills (something else writes to it): recording stops at the threshold.
             caplog.clear()
-            fill(filler, leave=3 * MIB)
+            fill(filler, leave=leave)
             for client in (ward, expert):
                 event = await client.next_event("recording-state")
                 assert event == {"type": "recording-state", "state": "stopped",

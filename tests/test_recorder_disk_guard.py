@@ -51,7 +51,7 @@ def test_a_write_refused_for_space_means_full_until_the_resume_threshold() -> No
     guard = DiskGuard(POLICY)
     assert guard.observe(free(500), 0).state == "ok"
     verdict = guard.write_failed(1)
-    assert (verdict.state, verdict.changed, verdict.log) == ("full", True, True)
+    assert (verdict.state, verdict.changed, verdict.log, verdict.free) == ("full", True, True, 0)
     assert guard.observe(free(40), 2).state == "full"  # a quota, say: still below resume
     assert guard.observe(free(60), 3).changed
 
