@@ -14,6 +14,7 @@ from devices.binding import BindingError, parse_bindings
 from huizhen.device_hub import DeviceHub
 from huizhen.metrics import SnapshotCollector, setup_metrics
 from huizhen.recording_access import recording_authorizer
+from huizhen.recording_room_state import WithRecordingState
 from mediaserver import LocalRoomBus, MediaConfig, MediaServer, RoomBus, RoomLimits
 from recorder.disk_guard import MIB, DiskPolicy
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
@@ -30,6 +31,7 @@ from signaling import (
 )
 from signaling.app_keys import CLIENT_STATS, HEALTH_CHECKS
 from signaling.client_stats import ClientStatsBook
+from signaling.services import NoRoomServices
 from signaling.turn import TurnServer
 from signaling.whip import setup_whip_routes
 
@@ -118,6 +120,9 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
         # Registered after the media server, so it is cleaned up before it.
         app.cleanup_ctx.append(devices_lifecycle)
     recorder = setup_recording(app, settings, media)
+    if recorder is not None:  # `joined` says when the room's recording is stopped
+        app[ROOM_SERVICES] = WithRecordingState(app.get(ROOM_SERVICES) or NoRoomServices(),
+                                                recorder)
     client_stats = app[CLIENT_STATS] = ClientStatsBook()
     setup_metrics(app, settings.metrics, SnapshotCollector(
         media.stats, lambda: hub.listener.stats if hub and hub.listener else None,

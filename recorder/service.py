@@ -156,6 +156,13 @@ class RecorderService:
                 "reason": DISK_FULL if full else "disk-low", "freeBytes": self.disk.free,
                 "stoppedRooms": len(self.stopped_rooms)}
 
+    def room_recording_state(self, room_name: str) -> dict[str, str] | None:
+        """The ``recording-state`` body for someone joining ``room_name`` while its
+        recording is stopped for lack of space; None otherwise."""
+        if room_name in self.stopped_rooms:
+            return {"state": "stopped", "reason": DISK_FULL}
+        return None
+
     def _room_opened(self, room: Room) -> None:
         if room.closed or self.recorder_for(room.name) is not None:
             return

@@ -134,6 +134,12 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
             assert health["status"] == "degraded"
             assert [(c["component"], c["reason"]) for c in health["checks"]] == [
                 ("recording", "disk-full")]
+            # Who joins now is told in the join reply.
+            late = SignalingClient(server.ws_url)
+            await late.connect()
+            joined = await late.join(server.token("observer", room="bed-9"))
+            assert joined["recording"] == {"state": "stopped", "reason": "disk-full"}
+            await late.close()
             # The stopped recording is finished with its reason and handed off.
             await wait_for(lambda: (first / "handoff.json").is_file()
                            and read_json(first / "handoff.json")["status"] == "delivered",
@@ -159,6 +165,10 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
             async with http.get(server.base_url + "/api/v1/health") as response:
                 health = await response.json()
             assert health["status"] == "ok" and "checks" not in health
+            late = SignalingClient(server.ws_url)
+            await late.connect()
+            assert "recording" not in await late.join(server.token("observer", room="bed-9"))
+            await late.close()
             await wait_for(lambda: len(recording_dirs(recordings)) == 2, timeout=10)
             second = next(d for d in recording_dirs(recordings) if d != first)
             await wait_for(lambda: any(f.stat().st_size > 5_000

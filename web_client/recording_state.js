@@ -5,13 +5,18 @@
 
 import { has, t } from "./i18n.js";
 
-/** Shows `recording-state` events of `session` in `node` (a `role="status"` paragraph). */
+/** Shows `recording-state` events (and `joined.recording`) of `session` in `node`. */
 export class RecordingNotice {
   constructor(node, session) {
     this.node = node;
     this.state = "recording";
     this.reason = null;
     session.client.on("recording-state", (event) => this.update(event));
+    // Joining (or rejoining) while it is stopped: `joined.recording` says so.
+    session.client.on("joined", (reply) => {
+      if (reply.recording) this.update(reply.recording);
+      else if (this.state === "stopped") this.update({ state: "recording" });
+    });
   }
 
   update({ state, reason }) {
