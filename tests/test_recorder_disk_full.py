@@ -11,6 +11,7 @@ import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -184,3 +185,38 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
         assert manifest["room"] == "bed-9"
         await wait_for(lambda: len(received.keys) == 2, timeout=30)
         assert received.keys[1] == manifest["id"]
+
+
+async def test_low_space_is_a_warning_in_health_and_one_log_line(
+        small_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(
+        HUIZHEN_RECORDER_ENABLED="true", HUIZHEN_STORAGE_DATA_DIR=str(small_disk),
+        HUIZHEN_RECORDER_DISK_WARN_MIB="12", HUIZHEN_RECORDER_DISK_WARN_PERCENT="0",
+        HUIZHEN_RECORDER_DISK_STOP_MIB="4", HUIZHEN_RECORDER_DISK_STOP_PERCENT="0",
+        HUIZHEN_RECORDER_DISK_RESUME_MIB="6", HUIZHEN_RECORDER_DISK_RESERVE_MIB="1",
+        HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.1")
+    caplog.set_level(logging.INFO)
+    async with serving(settings) as server, aiohttp.ClientSession() as http:
+        fill(small_disk / "filler.bin", leave=8 * MIB)
+        health: dict[str, Any] = {}
+
+        async def read_health() -> None:
+            nonlocal health
+            async with http.get(server.base_url + "/api/v1/health") as response:
+                health = await response.json()
+
+        for _ in range(100):
+            await read_health()
+            if "checks" in health:
+                break
+            await asyncio.sleep(0.1)
+        assert health["status"] == "ok"  # recording goes on
+        checks: list[dict[str, Any]] = health["checks"]
+        assert len(checks) == 1
+        check = checks[0]
+        assert (check["component"], check["status"], check["reason"]) == (
+            "recording", "warning", "disk-low")
+        assert 4 * MIB < check["freeBytes"] < 12 * MIB
+        await asyncio.sleep(1.0)  # ten more checks: no more lines
+        lines = [r.getMessage() for r in caplog.records if r.name == "recorder.service"]
+        assert len(lines) == 1 and lines[0].startswith("recordings: disk space low"), lines
