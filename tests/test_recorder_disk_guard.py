@@ -8,8 +8,11 @@ import logging
 import av
 import pytest
 
+from config import ConfigError
+from huizhen.app import disk_policy
 from recorder.disk_guard import MIB, DiskGuard, DiskPolicy, DiskSample, is_out_of_space
 from recorder.failure_log import FailureLog, failure_kind
+from tests.conftest import make_settings
 
 TOTAL = 1000 * MIB
 POLICY = DiskPolicy(warn_bytes=100 * MIB, warn_percent=0, stop_bytes=20 * MIB, stop_percent=0,
@@ -91,3 +94,21 @@ def test_failures_are_logged_once_per_kind_then_counted(
     assert caplog.records[1].exc_info is not None  # an unexpected error keeps its traceback
     assert lines[2] == f"[rec-1] failures: OSError[{errno.ENOSPC}] x500"
     assert len(calls) == 500 and log.total == 501
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"HUIZHEN_RECORDER_DISK_STOP_MIB": "4096"}, "disk_stop_mib must not exceed"),
+    ({"HUIZHEN_RECORDER_DISK_RESUME_MIB": "260"}, "disk_resume_mib must be at least"),
+    ({"HUIZHEN_RECORDER_DISK_WARN_PERCENT": "100"}, "disk_warn_percent must be below 100"),
+    ({"HUIZHEN_RECORDER_RETENTION_MAX_MIB": "-1"}, "retention_max_mib must be >= 0"),
+])
+def test_inconsistent_disk_settings_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_settings(**env)
+
+
+def test_the_default_disk_settings_make_the_policy() -> None:
+    policy = disk_policy(make_settings())
+    assert policy == DiskPolicy(warn_bytes=2048 * MIB, warn_percent=5.0, stop_bytes=256 * MIB,
+                                stop_percent=1.0, resume_bytes=512 * MIB)
+    assert disk_policy(make_settings(HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0")) is None
