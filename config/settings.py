@@ -143,6 +143,7 @@ class RecorderSettings:
     disk_resume_mib: int = 512
     disk_reserve_mib: int = 8
     disk_check_interval: float = 5.0
+    disk_failure_hold: float = 60.0
 
     def directory_for(self, data_dir: Path) -> Path:
         return Path(self.directory) if self.directory else data_dir / "recordings"
@@ -234,6 +235,7 @@ def _recorder_limits(section: dict[str, Any]) -> dict[str, Any]:
         "disk_resume_mib": int(section["disk_resume_mib"]),
         "disk_reserve_mib": int(section["disk_reserve_mib"]),
         "disk_check_interval": float(section["disk_check_interval"]),
+        "disk_failure_hold": float(section["disk_failure_hold"]),
     }
     for key, value in out.items():
         if value < 0:

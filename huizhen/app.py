@@ -190,7 +190,7 @@ def disk_policy(settings: Settings) -> DiskPolicy | None:
         return None
     return DiskPolicy(warn_bytes=rec.disk_warn_mib * MIB, warn_percent=rec.disk_warn_percent,
                       stop_bytes=rec.disk_stop_mib * MIB, stop_percent=rec.disk_stop_percent,
-                      resume_bytes=rec.disk_resume_mib * MIB)
+                      resume_bytes=rec.disk_resume_mib * MIB, failure_hold=rec.disk_failure_hold)
 
 
 def device_hub(settings: Settings, bus: RoomBus) -> DeviceHub | None:

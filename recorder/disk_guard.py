@@ -8,7 +8,9 @@ Three states, from the free bytes of the file system that holds the recordings:
   stops while a reserve remains, so every manifest can still be written.
 
 ``full`` lasts until the free space reaches the resume threshold (above the stop one:
-the hysteresis that keeps a recording from starting and stopping around one value).
+the hysteresis that keeps a recording from starting and stopping around one value), and,
+after a refused write, at least ``failure_hold`` seconds: a quota (EDQUOT) is not seen in
+the file system's free space, so samples alone would resume into the same failure.
 A threshold is the larger of its bytes and its percentage of the file system's size.
 While the state is not ``ok``, the guard asks for a log line on each change and then at
 most once per ``log_interval`` seconds.
@@ -46,6 +48,8 @@ class DiskPolicy:
     resume_bytes: int = 512 * MIB
     """Free space needed to record again after a stop (at least the stop threshold)."""
     log_interval: float = 60.0
+    failure_hold: float = 60.0
+    """Seconds ``full`` lasts at least after a write refused for lack of space."""
 
     def __post_init__(self) -> None:
         for name in ("warn_bytes", "stop_bytes", "resume_bytes"):
@@ -56,6 +60,8 @@ class DiskPolicy:
                 raise ValueError(f"disk guard {name} must be in [0, 100)")
         if self.log_interval <= 0:
             raise ValueError("disk guard log_interval must be > 0")
+        if self.failure_hold < 0:
+            raise ValueError("disk guard failure_hold must be >= 0")
 
     def warn_at(self, total: int) -> int:
         return max(self.warn_bytes, round(total * self.warn_percent / 100))
@@ -86,15 +92,18 @@ class DiskGuard:
         self.free: int | None = None
         self.total: int | None = None
         self._last_log = float("-inf")
+        self._failed_at = float("-inf")
 
     def observe(self, sample: DiskSample, now: float) -> DiskVerdict:
         self.free, self.total = sample.free, sample.total
-        return self._become(self._next_state(sample), now)
+        held = now - self._failed_at < self.policy.failure_hold
+        return self._become("full" if held else self._next_state(sample), now)
 
     def write_failed(self, now: float) -> DiskVerdict:
         """A write failed for lack of space: ``full`` (and nothing free) whatever the last
         sample said, until a sample says otherwise."""
         self.free = 0
+        self._failed_at = now
         return self._become("full", now)
 
     def _next_state(self, sample: DiskSample) -> DiskState:

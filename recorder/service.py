@@ -154,7 +154,9 @@ class RecorderService:
         full = self.disk.state == "full"
         return {"component": "recording", "status": "degraded" if full else "warning",
                 "reason": DISK_FULL if full else "disk-low", "freeBytes": self.disk.free,
-                "stoppedRooms": len(self.stopped_rooms)}
+                "stoppedRooms": sum(1 for name in self.stopped_rooms
+                                    if (room := self.directory.local(name)) is not None
+                                    and not room.closed)}
 
     def room_recording_state(self, room_name: str) -> dict[str, str] | None:
         """The ``recording-state`` body for someone joining ``room_name`` while its

@@ -100,7 +100,7 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
         HUIZHEN_RECORDER_DISK_WARN_MIB="12", HUIZHEN_RECORDER_DISK_WARN_PERCENT="0",
         HUIZHEN_RECORDER_DISK_STOP_MIB="6", HUIZHEN_RECORDER_DISK_STOP_PERCENT="0",
         HUIZHEN_RECORDER_DISK_RESUME_MIB="10", HUIZHEN_RECORDER_DISK_RESERVE_MIB="2",
-        HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.2")
+        HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.2", HUIZHEN_RECORDER_DISK_FAILURE_HOLD="1")
     recordings = small_disk / "recordings"
     filler = small_disk / "filler.bin"
     caplog.set_level(logging.INFO)
@@ -133,8 +133,8 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
                 assert response.status == 200
                 health = await response.json()
             assert health["status"] == "degraded"
-            assert [(c["component"], c["reason"]) for c in health["checks"]] == [
-                ("recording", "disk-full")]
+            assert [(c["component"], c["reason"], c["stoppedRooms"])
+                    for c in health["checks"]] == [("recording", "disk-full", 1)]
             # Who joins now is told in the join reply.
             late = SignalingClient(server.ws_url)
             await late.connect()

@@ -50,17 +50,21 @@ def test_logs_on_change_then_at_most_once_per_interval() -> None:
     assert not guard.observe(free(500), now=300).log  # ok: nothing to repeat
 
 
-def test_a_write_refused_for_space_means_full_until_the_resume_threshold() -> None:
+def test_a_write_refused_for_space_means_full_for_the_hold_and_until_resume() -> None:
     guard = DiskGuard(POLICY)
     assert guard.observe(free(500), 0).state == "ok"
     verdict = guard.write_failed(1)
     assert (verdict.state, verdict.changed, verdict.log, verdict.free) == ("full", True, True, 0)
-    assert guard.observe(free(40), 2).state == "full"  # a quota, say: still below resume
-    assert guard.observe(free(60), 3).changed
+    # A quota (EDQUOT) leaves the file system's free space high: the hold keeps it full.
+    assert guard.observe(free(500), 2).state == "full"
+    assert guard.observe(free(500), 60).state == "full"
+    assert guard.observe(free(40), 61).state == "full"  # past the hold, below resume
+    verdict = guard.observe(free(60), 62)
+    assert verdict.changed and verdict.state == "low"
 
 
 @pytest.mark.parametrize("field,value", [("warn_bytes", -1), ("stop_percent", 100),
-                                         ("log_interval", 0)])
+                                         ("log_interval", 0), ("failure_hold", -1)])
 def test_bad_policies_are_refused(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         DiskPolicy(**{field: value})
