@@ -100,7 +100,8 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
         HUIZHEN_RECORDER_DISK_WARN_MIB="12", HUIZHEN_RECORDER_DISK_WARN_PERCENT="0",
         HUIZHEN_RECORDER_DISK_STOP_MIB="6", HUIZHEN_RECORDER_DISK_STOP_PERCENT="0",
         HUIZHEN_RECORDER_DISK_RESUME_MIB="10", HUIZHEN_RECORDER_DISK_RESERVE_MIB="2",
-        HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.2", HUIZHEN_RECORDER_DISK_FAILURE_HOLD="1")
+        HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.2", HUIZHEN_RECORDER_DISK_FAILURE_HOLD="1",
+        HUIZHEN_METRICS_ALLOW='["127.0.0.1/32"]')
     recordings = small_disk / "recordings"
     filler = small_disk / "filler.bin"
     caplog.set_level(logging.INFO)
@@ -135,6 +136,8 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
             assert health["status"] == "degraded"
             assert [(c["component"], c["reason"], c["stoppedRooms"])
                     for c in health["checks"]] == [("recording", "disk-full", 1)]
+            async with http.get(server.base_url + "/metrics") as response:
+                assert "huizhen_recorder_stopped_for_space 1.0" in await response.text()
             # Who joins now is told in the join reply.
             late = SignalingClient(server.ws_url)
             await late.connect()
@@ -194,7 +197,7 @@ async def test_low_space_is_a_warning_in_health_and_one_log_line(
         HUIZHEN_RECORDER_DISK_WARN_MIB="12", HUIZHEN_RECORDER_DISK_WARN_PERCENT="0",
         HUIZHEN_RECORDER_DISK_STOP_MIB="4", HUIZHEN_RECORDER_DISK_STOP_PERCENT="0",
         HUIZHEN_RECORDER_DISK_RESUME_MIB="6", HUIZHEN_RECORDER_DISK_RESERVE_MIB="1",
-        HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.1")
+        HUIZHEN_RECORDER_DISK_CHECK_INTERVAL="0.1", HUIZHEN_METRICS_ALLOW='["127.0.0.1/32"]')
     caplog.set_level(logging.INFO)
     async with serving(settings) as server, aiohttp.ClientSession() as http:
         fill(small_disk / "filler.bin", leave=8 * MIB)
@@ -217,6 +220,12 @@ async def test_low_space_is_a_warning_in_health_and_one_log_line(
         assert (check["component"], check["status"], check["reason"]) == (
             "recording", "warning", "disk-low")
         assert 4 * MIB < check["freeBytes"] < 12 * MIB
+        async with http.get(server.base_url + "/metrics") as response:
+            metrics = {line.split(" ")[0]: float(line.split(" ")[1])
+                       for line in (await response.text()).splitlines()
+                       if line.startswith("huizhen_recorder_")}
+        assert 4 * MIB < metrics["huizhen_recorder_disk_free_bytes"] < 12 * MIB
+        assert metrics["huizhen_recorder_stopped_for_space"] == 0
         await asyncio.sleep(1.0)  # ten more checks: no more lines
         lines = [r.getMessage() for r in caplog.records if r.name == "recorder.service"]
         assert len(lines) == 1 and lines[0].startswith("recordings: disk space low"), lines
