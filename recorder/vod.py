@@ -120,6 +120,9 @@ class RenderResult:
 # ----------------------------------------------------------------------------- layout
 
 
+MAX_SIDE_TILES = 8
+"""Tiles beside the bedside camera: one column up to 4, two columns up to 8; more
+cameras than that are left out of the picture (with a warning)."""
 REPUBLISH_GAP_MS = 1000.0
 """A video track that starts no earlier than this before another track of the same
 camera ended is that camera published again (a reconnect): it shares the tile."""
@@ -221,12 +224,19 @@ def plan_layout(recording: Recording, width: int, height: int) -> Layout:
 
     main_label = MAIN_ROLE if main_camera[0].role == MAIN_ROLE else "main"
     main_number = number(main_camera)
+    if len(rest) > MAX_SIDE_TILES:
+        logger.warning("vod: %d cameras beside the bedside camera, %d shown", len(rest),
+                       MAX_SIDE_TILES)
+        rest = rest[:MAX_SIDE_TILES]
     if rest:
-        main_w = _even(width * 3 // 4)
-        side_w = width - main_w
-        tile_h = _even(min(side_w * 3 // 4, height // len(rest)))
+        columns = 1 if len(rest) <= 4 else 2
+        main_w = _even(width * 3 // 4 if columns == 1 else width * 5 // 8)
+        side_w = _even((width - main_w) // columns)
+        rows = math.ceil(len(rest) / columns)
+        tile_h = _even(min(side_w * 3 // 4, height // rows))
         others = tuple(
-            Slot(camera[0].role or "participant", Rect(main_w, i * tile_h, side_w, tile_h),
+            Slot(camera[0].role or "participant",
+                 Rect(main_w + (i % columns) * side_w, (i // columns) * tile_h, side_w, tile_h),
                  camera, number(camera))
             for i, camera in enumerate(rest))
     else:

@@ -13,8 +13,10 @@ was observed at its ``observedAt`` (monitor clock) and the others follow at
 ``sampleRate``. The monitor's clock is mapped onto the server's by the smallest
 delay between a chunk's last sample and the event that brought it, over the events
 within OFFSET_WINDOW_S (the fastest delivery is taken as no delay; a sliding window
-follows a monitor clock that drifts). A chunk without a usable ``observedAt`` starts
-at the event's ``t``, or right after the previous chunk of the same event.
+follows a monitor clock that drifts; delays more than OUTLIER_MS off the window's
+median are not trusted). The chunks of an event without a usable ``observedAt``
+follow each other, the last ending at the event's ``t`` (as if delivered without
+delay); where they claim the same time as a timed chunk, the timed one is kept.
 
 Then the waveform is cleaned so that time strictly increases: chunks in order of
 start, samples less than half a period after the last kept one dropped (overlaps,
@@ -41,6 +43,10 @@ WAVE_WINDOW_S = 4.0
 JSON_VERSION = 1
 OFFSET_WINDOW_S = 60.0
 """Half-width of the window of events whose smallest delay maps a monitor's clock."""
+OUTLIER_MS = 5000.0
+"""A chunk whose delivery delay is further than this from the median of its window has
+a time that cannot be trusted (a monitor clock being set): it is placed as if untimed,
+and its delay is not used for its neighbours."""
 GAP_PERIODS = 1.5
 """More than this many sample periods between two samples is a gap in the waveform."""
 
@@ -113,21 +119,32 @@ def place_chunks(raw: list[RawChunk], rate: float, origin_ms: float) -> list[Chu
         lo_index = np.searchsorted(events, events - window, side="left")
         hi_index = np.searchsorted(events, events + window, side="right")
         for k, i in enumerate(indices):
-            offsets[i] = float(delays[lo_index[k]:hi_index[k]].min())
+            nearby = delays[lo_index[k]:hi_index[k]]
+            typical = float(np.median(nearby))
+            if abs(delays[k] - typical) > OUTLIER_MS:
+                continue  # a time far off its neighbours' (a clock set): placed untimed
+            offsets[i] = float(nearby[np.abs(nearby - typical) <= OUTLIER_MS].min())
     # Start of each chunk on the server clock.
-    placed: list[tuple[float, int, tuple[float | None, ...]]] = []
-    follow: dict[float, float] = {}  # event ms -> end of its last chunk without a time
+    # A chunk without a (trusted) time: the untimed chunks of one event follow each other
+    # and the last ends at the event, as a timed chunk delivered without delay would.
+    untimed = [i for i in range(len(raw)) if i not in offsets]
+    pending: dict[float, float] = {}  # event ms -> samples of its untimed chunks
+    for i in untimed:
+        pending[raw[i].event_ms] = pending.get(raw[i].event_ms, 0.0) + len(raw[i].values)
+    placed: list[tuple[float, bool, int, tuple[float | None, ...]]] = []
     for i, chunk in enumerate(raw):
-        if chunk.observed_ms is not None:
-            start_ms = chunk.observed_ms + offsets[i]
+        observed = chunk.observed_ms
+        if observed is not None and i in offsets:
+            start_ms = observed + offsets[i]
         else:
-            start_ms = follow.get(chunk.event_ms, chunk.event_ms)
-            follow[chunk.event_ms] = start_ms + len(chunk.values) * period_ms
-        placed.append((start_ms, i, chunk.values))
-    placed.sort(key=lambda p: (p[0], p[1]))
+            start_ms = chunk.event_ms - pending[chunk.event_ms] * period_ms
+            pending[chunk.event_ms] -= len(chunk.values)
+        placed.append((start_ms, i not in offsets, i, chunk.values))
+    # Where a timed and an untimed chunk claim the same time, the timed one is kept.
+    placed.sort(key=lambda p: (p[0], p[1], p[2]))
     out: list[Chunk] = []
     last_ms: float | None = None
-    for start_ms, _, values in placed:
+    for start_ms, _, _, values in placed:
         skip = 0
         if last_ms is not None:
             # Samples less than half a period after the last kept one are already there.

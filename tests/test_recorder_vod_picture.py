@@ -18,12 +18,13 @@ import pytest
 from contracts.catalogue import Catalogue
 from huizhen.testpattern import pattern_frame
 from recorder.vod import (
+    MAX_SIDE_TILES,
     RenderOptions,
     group_cameras,
     plan_layout,
     render,
 )
-from recorder.vod_input import Track, read_recording, read_timeline
+from recorder.vod_input import Recording, Track, read_recording, read_timeline
 from recorder.vod_overlay import Rect, wave_runs
 from recorder.vod_sample import SampleParty, write_sample_recording
 from recorder.vod_vitals import RawChunk, VitalsSeries, place_chunks
@@ -80,6 +81,19 @@ def test_layout_and_labels_of_several_cameras(tmp_path: Path) -> None:
     assert layout.main.caption(ZH) == "床旁摄像头 1"
 
 
+def test_many_cameras_take_two_columns_inside_the_picture() -> None:
+    tracks = (video("w-0", "p-ward", "ward", 0.0, 60.0),
+              *(video(f"e-{i}", f"p-e{i}", "expert", 1.0 + i, 50.0) for i in range(10)))
+    recording = Recording("r", "bed-1", "complete", None, None, tracks, None, Path("/r"), 0)
+    layout = plan_layout(recording, 1280, 720)
+    assert layout.main.rect == Rect(0, 0, 800, 720)
+    assert len(layout.others) == MAX_SIDE_TILES == 8
+    rects = [s.rect for s in layout.others]
+    assert rects[:3] == [Rect(800, 0, 240, 180), Rect(1040, 0, 240, 180), Rect(800, 180, 240, 180)]
+    assert all(r.x + r.w <= 1280 and r.y + r.h <= 720 for r in rects)
+    assert [s.caption(ZH) for s in layout.others[:2]] == ["会诊专家 1", "会诊专家 2"]
+
+
 # ----------------------------------------------------------------------------- waveforms
 
 
@@ -131,17 +145,30 @@ def test_overlaps_and_resent_chunks_are_dropped_and_gaps_stay_gaps() -> None:
         RawChunk(10_100, 9_000, tuple(float(i) for i in range(10))),  # sent again
         RawChunk(10_500, 9_500, tuple(float(100 + i) for i in range(10))),  # half overlaps
         RawChunk(13_000, 12_000, (1.0, 2.0, 3.0)),  # after a 1.5 s gap
-        RawChunk(13_400, None, (4.0, 5.0)),  # no time: at its event
-        RawChunk(13_400, None, (6.0,)),  # follows the previous one of its event
+        RawChunk(13_400, None, (4.0, 5.0)),  # no time: the event's untimed chunks end at it
+        RawChunk(13_400, None, (6.0,)),
     ]
     chunks = place_chunks(raw, rate, origin_ms=0.0)
     assert [(c.start, c.values, c.gap_before) for c in chunks] == [
         (9.0, tuple(float(i) for i in range(10)), True),
         (10.0, (105.0, 106.0, 107.0, 108.0, 109.0), False),
         (12.0, (1.0, 2.0, 3.0), True),
-        (13.4, (4.0, 5.0), True),
-        (13.6, (6.0,), False),
+        (13.1, (4.0, 5.0), True),
+        (13.3, (6.0,), False),
     ]
+
+
+def test_a_chunk_with_a_wild_observation_time_does_not_move_the_others() -> None:
+    events = [pleth_event(ORIGIN_MS + 1000 * k + 1000, [(ORIGIN_MS + 1000 * k, [1.0] * 100)])
+              for k in range(10)]
+    # The monitor's clock was set a day ahead for one message.
+    events[5] = pleth_event(ORIGIN_MS + 6000, [(ORIGIN_MS + 86_400_000 + 5000, [2.0] * 100)])
+    series = VitalsSeries.from_events(events, ORIGIN_MS)
+    wave = series.to_json(10.0)["waves"]["pleth"]
+    # Its time is not trusted: it is placed as delivered, ending at its event (6 s).
+    assert [(c["t"], c["values"][0], c["gap"]) for c in wave["chunks"]] == [
+        (float(k), 2.0 if k == 5 else 1.0, k == 0) for k in range(10)]
+    assert np.all(np.diff(chunk_times(wave)) > 0)
 
 
 def test_the_drawn_points_never_go_back_and_break_at_gaps() -> None:
