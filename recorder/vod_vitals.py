@@ -16,7 +16,7 @@ within OFFSET_WINDOW_S (the fastest delivery is taken as no delay; a sliding win
 follows a monitor clock that drifts; delays more than OUTLIER_MS off the window's
 median are not trusted). The chunks of an event without a usable ``observedAt``
 follow each other, the last ending at the event's ``t`` (as if delivered without
-delay); where they claim the same time as a timed chunk, the timed one is kept.
+delay), and fill only time that no timed chunk covers.
 
 Then the waveform is cleaned so that time strictly increases: chunks in order of
 start, samples less than half a period after the last kept one dropped (overlaps,
@@ -43,6 +43,9 @@ WAVE_WINDOW_S = 4.0
 JSON_VERSION = 1
 OFFSET_WINDOW_S = 60.0
 """Half-width of the window of events whose smallest delay maps a monitor's clock."""
+MAX_SAMPLE_RATE = 10_000.0
+"""A waveform claiming more samples per second than this (or an infinite rate) is not
+one: it is left out."""
 OUTLIER_MS = 5000.0
 """A chunk whose delivery delay is further than this from the median of its window has
 a time that cannot be trusted (a monitor clock being set): it is placed as if untimed,
@@ -131,31 +134,71 @@ def place_chunks(raw: list[RawChunk], rate: float, origin_ms: float) -> list[Chu
     pending: dict[float, float] = {}  # event ms -> samples of its untimed chunks
     for i in untimed:
         pending[raw[i].event_ms] = pending.get(raw[i].event_ms, 0.0) + len(raw[i].values)
-    placed: list[tuple[float, bool, int, tuple[float | None, ...]]] = []
+    timed: list[tuple[float, tuple[float | None, ...]]] = []
+    guessed: list[tuple[float, tuple[float | None, ...]]] = []
     for i, chunk in enumerate(raw):
         observed = chunk.observed_ms
         if observed is not None and i in offsets:
-            start_ms = observed + offsets[i]
+            timed.append((observed + offsets[i], chunk.values))
         else:
             start_ms = chunk.event_ms - pending[chunk.event_ms] * period_ms
             pending[chunk.event_ms] -= len(chunk.values)
-        placed.append((start_ms, i not in offsets, i, chunk.values))
-    # Where a timed and an untimed chunk claim the same time, the timed one is kept.
-    placed.sort(key=lambda p: (p[0], p[1], p[2]))
+            guessed.append((start_ms, chunk.values))
+    kept = _clean(timed, period_ms)
+    if guessed:
+        # An untimed chunk only fills time no timed chunk covers: its samples within half
+        # a period of a timed chunk's span are left out.
+        spans = [(s - period_ms / 2, s + (len(v) - 0.5) * period_ms) for s, v in kept]
+        kept = _clean(kept + _outside(guessed, spans, period_ms), period_ms)
     out: list[Chunk] = []
     last_ms: float | None = None
-    for start_ms, _, _, values in placed:
+    for first_ms, values in kept:
+        gap = last_ms is None or first_ms - last_ms > GAP_PERIODS * period_ms
+        out.append(Chunk((first_ms - origin_ms) / 1000.0, values, gap))
+        last_ms = first_ms + (len(values) - 1) * period_ms
+    return out
+
+
+Placed = list[tuple[float, tuple[float | None, ...]]]
+"""Chunks as (start ms, samples)."""
+
+
+def _clean(chunks: Placed, period_ms: float) -> Placed:
+    """In order of start; samples less than half a period after the last kept one left
+    out (so time strictly increases); empty chunks dropped."""
+    out: Placed = []
+    last_ms: float | None = None
+    for start_ms, values in sorted(chunks, key=lambda c: c[0]):
         skip = 0
         if last_ms is not None:
-            # Samples less than half a period after the last kept one are already there.
             skip = max(0, int(np.floor((last_ms + period_ms / 2 - start_ms) / period_ms)) + 1)
         kept = values[skip:]
         if not kept:
             continue
         first_ms = start_ms + skip * period_ms
-        gap = last_ms is None or first_ms - last_ms > GAP_PERIODS * period_ms
-        out.append(Chunk((first_ms - origin_ms) / 1000.0, tuple(kept), gap))
+        out.append((first_ms, tuple(kept)))
         last_ms = first_ms + (len(kept) - 1) * period_ms
+    return out
+
+
+def _outside(chunks: Placed, spans: list[tuple[float, float]], period_ms: float) -> Placed:
+    """The runs of ``chunks``' samples that fall in none of ``spans`` (sorted, disjoint)."""
+    lows = np.array([lo for lo, _ in spans])
+    highs = np.array([hi for _, hi in spans])
+    out: Placed = []
+    for start_ms, values in chunks:
+        times = start_ms + np.arange(len(values)) * period_ms
+        k = np.searchsorted(lows, times, side="right") - 1
+        inside = (k >= 0) & (times <= highs[np.maximum(k, 0)]) if len(spans) else \
+            np.zeros(len(times), dtype=bool)
+        run_start: int | None = None
+        for j in range(len(values) + 1):
+            free = j < len(values) and not inside[j]
+            if free and run_start is None:
+                run_start = j
+            elif not free and run_start is not None:
+                out.append((start_ms + run_start * period_ms, values[run_start:j]))
+                run_start = None
     return out
 
 
@@ -203,10 +246,11 @@ class VitalsSeries:
             unit = unit if isinstance(unit, str) else ""
             values = sample.get("values")
             if isinstance(values, list):
-                rate = sample.get("sampleRate")
-                if isinstance(rate, int | float) and rate > 0 and key:
-                    wave = self._waves.setdefault(key, _Wave(unit=unit, rate=float(rate)))
-                    if float(rate) != wave.rate:
+                raw_rate = sample.get("sampleRate")
+                rate = float(raw_rate) if _number(raw_rate) else 0.0  # type: ignore[arg-type]
+                if 0 < rate <= MAX_SAMPLE_RATE and key:
+                    wave = self._waves.setdefault(key, _Wave(unit=unit, rate=rate))
+                    if rate != wave.rate:
                         continue  # another rate under the same key: not one waveform
                     observed = parse_time(sample.get("observedAt"))
                     wave.raw.append(RawChunk(

@@ -263,3 +263,29 @@ def test_the_rendered_pleth_has_strictly_increasing_time(
             for run in wave_runs(Rect(6, 6, 320, 100), state.waves["pleth"], float(t),
                                  0.0, 100.0):
                 assert np.all(np.diff(run[:, 0]) > 0), t
+
+
+def test_hostile_waveform_samples_are_left_out() -> None:
+    good = {"vital": "pleth", "values": [1.0, 2.0], "sampleRate": 100,
+            "observedAt": iso(ORIGIN_MS)}
+    bad: list[object] = [
+        {"vital": "pleth", "values": [9.0], "sampleRate": float("inf")},
+        {"vital": "pleth", "values": [9.0], "sampleRate": float("nan")},
+        {"vital": "pleth", "values": [9.0], "sampleRate": "100"},
+        {"vital": "pleth", "values": [9.0], "sampleRate": -5},
+        {"vital": "pleth", "values": [9.0], "sampleRate": 1e12},
+        {"vital": "pleth", "values": [9.0], "sampleRate": 250},  # not the waveform's rate
+        {"vital": "pleth", "values": "9.0", "sampleRate": 100},
+        {"vital": "pleth", "values": [True, "x", None], "sampleRate": 100,
+         "observedAt": "yesterday"},
+        "not an object",
+    ]
+    event = {"t": ORIGIN_MS + 20, "kind": "vitals", "device": ["not", "a", "string"],
+             "samples": [good, *bad]}
+    wave = VitalsSeries.from_events([event], ORIGIN_MS).to_json(1.0)["waves"]["pleth"]
+    assert wave["sampleRate"] == 100
+    # The good chunk, and what the untimed one (no usable values) adds before it: it ends
+    # at its event (20 ms), where the good chunk's samples win.
+    assert [(c["t"], c["values"], c["gap"]) for c in wave["chunks"]] == [
+        (-0.01, [None], True), (0.0, [1.0, 2.0], False)]
+    assert np.all(np.diff(chunk_times(wave)) > 0)
