@@ -123,6 +123,9 @@ class RenderResult:
 MAX_SIDE_TILES = 8
 """Tiles beside the bedside camera: one column up to 4, two columns up to 8; more
 cameras than that are left out of the picture (with a warning)."""
+RECONNECT_MS = 60_000.0
+"""A camera of the same role starting this soon after another one ended is taken for
+its participant rejoining (a new participant id) and shares its tile."""
 REPUBLISH_GAP_MS = 1000.0
 """A video track that starts no earlier than this before another track of the same
 camera ended is that camera published again (a reconnect): it shares the tile."""
@@ -170,11 +173,10 @@ def group_cameras(videos: Sequence[Track]) -> list[tuple[Track, ...]]:
     """The video tracks grouped into cameras, in order of their first start (then of
     the manifest).
 
-    A track joins an earlier camera only when it re-publishes it: same participant (or,
-    for the bedside role, any bedside participant: a reconnect may bring a new id) and
-    it starts after that camera's last track ended (REPUBLISH_GAP_MS of slack). Tracks
-    live at the same time are different cameras: a second ward camera is a tile of its
-    own, never a replacement of the first.
+    A track joins an earlier camera only when it re-publishes it (``_republishes``:
+    it starts after that camera's last track ended, same participant or a rejoin of
+    the same role). Tracks live at the same time are different cameras: a second ward
+    camera is a tile of its own, never a replacement of the first.
     """
     cameras: list[list[Track]] = []
     # Ties in start time go by the manifest's order (the order the recorder attached).
@@ -192,10 +194,16 @@ def group_cameras(videos: Sequence[Track]) -> list[tuple[Track, ...]]:
 
 
 def _republishes(track: Track, last: Track) -> bool:
-    """Whether ``track`` re-publishes the camera whose last track is ``last``."""
-    same = (last.participant == track.participant
-            or (track.role == MAIN_ROLE and last.role == MAIN_ROLE))
-    return same and track.start_ms >= _end_ms(last) - REPUBLISH_GAP_MS
+    """Whether ``track`` re-publishes the camera whose last track is ``last``: it starts
+    after ``last`` ended, and is the same participant's, or of the same role (a rejoin
+    after a lost socket has a new participant id, see signaling/PROTOCOL.md
+    "Reconnecting"): any time for the bedside role, within RECONNECT_MS for others."""
+    end = _end_ms(last)
+    if track.start_ms < end - REPUBLISH_GAP_MS:
+        return False
+    if last.participant == track.participant or (track.role == MAIN_ROLE == last.role):
+        return True
+    return bool(track.role) and track.role == last.role and track.start_ms - end <= RECONNECT_MS
 
 
 def plan_layout(recording: Recording, width: int, height: int) -> Layout:

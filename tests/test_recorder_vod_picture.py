@@ -62,10 +62,13 @@ def test_a_republication_after_a_reconnect_shares_the_tile() -> None:
     again = video("w-1", "p-ward-2", "ward", 12.0, 20.0)  # reconnected under a new id
     expert = video("e-0", "p-expert", "expert", 0.0, 5.0)
     expert_again = video("e-1", "p-expert", "expert", 5.5, 20.0)
-    other_expert = video("e-2", "p-expert-2", "expert", 6.0, 20.0)
+    other_expert = video("e-2", "p-expert-2", "expert", 6.0, 20.0)  # live with e-1
+    rejoined = video("e-3", "p-expert-3", "expert", 29.0, 10.0)  # e-2's expert, a new id
+    late = video("e-4", "p-expert-4", "expert", 200.0, 10.0)  # minutes later: a tile
     # In order of first start (ties in the manifest's order).
-    assert group_cameras([before, again, expert, expert_again, other_expert]) == [
-        (before, again), (expert, expert_again), (other_expert,)]
+    assert group_cameras([before, again, expert, expert_again, other_expert, rejoined,
+                          late]) == [
+        (before, again), (expert, expert_again), (other_expert, rejoined), (late,)]
 
 
 def test_layout_and_labels_of_several_cameras(tmp_path: Path) -> None:
