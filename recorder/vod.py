@@ -1,7 +1,8 @@
 """Teaching video on demand: compose a finished recording into one H.264 + AAC video.
 
-The bedside camera (a video track of a "ward" participant; else the first video
-track) fills the large tile, every other participant gets a smaller tile beside it,
+The bedside camera (the first video track of a "ward" participant; else the first
+video track) fills the large tile, every other camera (a second ward camera, the
+experts' cameras) gets a smaller tile of its own beside it,
 the vitals of the timeline are drawn over the bedside picture, and the audio tracks
 are mixed. Every track is placed by its ``start_ms`` on one wall clock; the video
 starts at the earliest track and ends with the last one.
@@ -119,13 +120,39 @@ class RenderResult:
 # ----------------------------------------------------------------------------- layout
 
 
+MAX_SIDE_TILES = 8
+"""Tiles beside the bedside camera: one column up to 4, two columns up to 8; more
+cameras than that are left out of the picture (with a warning)."""
+RECONNECT_MS = 60_000.0
+"""A camera of the same role starting this soon after another one ended is taken for
+its participant rejoining (a new participant id) and shares its tile."""
+REPUBLISH_GAP_MS = 1000.0
+"""A video track that starts no earlier than this before another track of the same
+camera ended is that camera published again (a reconnect): it shares the tile."""
+
+
 @dataclass(frozen=True)
 class Slot:
-    """One tile of the picture and the tracks shown in it (one participant)."""
+    """One tile of the picture and the tracks shown in it: one camera, i.e. one video
+    track and the tracks that re-publish it after a reconnect (never two at once)."""
 
     label: str
+    """The camera's role ("ward", "expert", ...): the ``role.*`` label key."""
     rect: Rect
     tracks: tuple[Track, ...]
+    number: int = 0
+    """2, 3, ... for one of several cameras of the same role (1 for the first); 0 when
+    the role has one camera only."""
+
+    def caption(self, labels: Mapping[str, str]) -> str:
+        """The tile's words, e.g. "会诊专家" or "床旁摄像头 2" (labels: ``vod.*`` entries)."""
+        role = label_text(labels, f"role.{self.label}", self.label.capitalize())
+        if self.number == 0:
+            return role
+        template = (label_text(labels, f"camera.{self.label}", "")
+                    or label_text(labels, "camera.other", "{role} {n}"))
+        # replace(), not format(): a catalogue entry with other braces cannot raise.
+        return template.replace("{role}", role).replace("{n}", str(self.number))
 
 
 @dataclass(frozen=True)
@@ -136,34 +163,103 @@ class Layout:
 
     def to_json(self) -> dict[str, Any]:
         def slot(s: Slot) -> dict[str, Any]:
-            return {"label": s.label, "rect": s.rect.to_json(),
+            return {"label": s.label, "number": s.number, "rect": s.rect.to_json(),
                     "tracks": [t.id for t in s.tracks]}
         return {"main": slot(self.main), "others": [slot(s) for s in self.others],
                 "vitals": self.vitals.to_json()}
 
 
+def group_cameras(videos: Sequence[Track]) -> list[tuple[Track, ...]]:
+    """The video tracks grouped into cameras, in order of their first start (then of
+    the manifest).
+
+    A track joins an earlier camera only when it re-publishes it (``_republishes``:
+    it starts after that camera's last track ended, same participant or a rejoin of
+    the same role). Tracks live at the same time are different cameras: a second ward
+    camera is a tile of its own, never a replacement of the first.
+    """
+    cameras: list[list[Track]] = []
+    # Ties in start time go by the manifest's order (the order the recorder attached).
+    ordered = [t for _, t in sorted(enumerate(videos), key=lambda p: (p[1].start_ms, p[0]))]
+    for track in ordered:
+        candidates = [c for c in cameras if _republishes(track, c[-1])]
+        if candidates:
+            # The same participant's camera first, then the one that ended last.
+            best = max(candidates, key=lambda c: (c[-1].participant == track.participant,
+                                                  _end_ms(c[-1])))
+            best.append(track)
+        else:
+            cameras.append([track])
+    return [tuple(c) for c in cameras]
+
+
+def _republishes(track: Track, last: Track) -> bool:
+    """Whether ``track`` re-publishes the camera whose last track is ``last``: it starts
+    after ``last`` ended, and is the same participant's, or of the same role (a rejoin
+    after a lost socket has a new participant id, see signaling/PROTOCOL.md
+    "Reconnecting"): any time for the bedside role, within RECONNECT_MS for others."""
+    end = _end_ms(last)
+    if track.start_ms < end - REPUBLISH_GAP_MS:
+        return False
+    if last.participant == track.participant or (track.role == MAIN_ROLE == last.role):
+        return True
+    return bool(track.role) and track.role == last.role and track.start_ms - end <= RECONNECT_MS
+
+
 def plan_layout(recording: Recording, width: int, height: int) -> Layout:
-    """The bedside large on the left, the other participants stacked on the right."""
-    videos = recording.video_tracks
-    main_tracks = tuple(t for t in videos if t.role == MAIN_ROLE) or videos[:1]
-    by_participant: dict[str, list[Track]] = {}
-    for track in videos:
-        if track not in main_tracks:
-            by_participant.setdefault(track.participant or track.id, []).append(track)
-    if by_participant:
-        main_w = _even(width * 3 // 4)
-        side_w = width - main_w
-        tile_h = _even(min(side_w * 3 // 4, height // len(by_participant)))
+    """The bedside camera large on the left, every other camera in a tile beside it.
+
+    The bedside camera is the earliest-started camera of the bedside role (else the
+    earliest camera). The others are stacked on the right: further bedside cameras
+    first, then the rest, each group in order of start.
+    """
+    cameras = group_cameras(recording.video_tracks)
+    if not cameras:
+        return Layout(Slot("main", Rect(0, 0, width, height), ()), (),
+                      _vitals_strip(width, height))
+    main_camera = next((c for c in cameras if c[0].role == MAIN_ROLE), cameras[0])
+    rest = sorted((c for c in cameras if c is not main_camera),
+                  key=lambda c: c[0].role != MAIN_ROLE)  # stable: by start within
+    roles = [c[0].role or "participant" for c in cameras]
+    ordinal: dict[str, int] = {}
+
+    def number(camera: tuple[Track, ...]) -> int:
+        role = camera[0].role or "participant"
+        if roles.count(role) < 2:
+            return 0
+        ordinal[role] = ordinal.get(role, 0) + 1
+        return ordinal[role]
+
+    main_label = MAIN_ROLE if main_camera[0].role == MAIN_ROLE else "main"
+    main_number = number(main_camera)
+    if len(rest) > MAX_SIDE_TILES:
+        logger.warning("vod: %d cameras beside the bedside camera, %d shown", len(rest),
+                       MAX_SIDE_TILES)
+        rest = rest[:MAX_SIDE_TILES]
+    if rest:
+        columns = 1 if len(rest) <= 4 else 2
+        main_w = _even(width * 3 // 4 if columns == 1 else width * 5 // 8)
+        side_w = _even((width - main_w) // columns)
+        rows = math.ceil(len(rest) / columns)
+        tile_h = _even(min(side_w * 3 // 4, height // rows))
         others = tuple(
-            Slot(tracks[0].role or "participant", Rect(main_w, i * tile_h, side_w, tile_h),
-                 tuple(tracks))
-            for i, tracks in enumerate(by_participant.values()))
+            Slot(camera[0].role or "participant",
+                 Rect(main_w + (i % columns) * side_w, (i // columns) * tile_h, side_w, tile_h),
+                 camera, number(camera))
+            for i, camera in enumerate(rest))
     else:
         main_w, others = width, ()
-    main = Slot(MAIN_ROLE if main_tracks and main_tracks[0].role == MAIN_ROLE else "main",
-                Rect(0, 0, main_w, height), main_tracks)
+    main = Slot(main_label, Rect(0, 0, main_w, height), main_camera, main_number)
+    return Layout(main, others, _vitals_strip(main_w, height))
+
+
+def _vitals_strip(width: int, height: int) -> Rect:
     strip_h = max(48, height // 6)
-    return Layout(main, others, Rect(0, height - strip_h, main_w, strip_h))
+    return Rect(0, height - strip_h, width, strip_h)
+
+
+def _end_ms(track: Track) -> float:
+    return track.start_ms + _duration(track) * 1000.0
 
 
 def _even(value: int) -> int:
@@ -549,8 +645,7 @@ def compose(recording: Recording, out_dir: Path, options: RenderOptions,
             t_ms = origin_ms + index * 1000.0 / options.fps
             canvas.fill(BACKGROUND)
             for slot, cursors in slots:
-                label = (label_text(labels, f"role.{slot.label}", slot.label.capitalize())
-                         if slot is not layout.main else None)
+                label = slot.caption(labels) if slot is not layout.main else None
                 _draw_slot(canvas, slot, cursors, t_ms, painter, label)
             if not series.empty:
                 draw_vitals(canvas, layout.vitals, series.state_at((t_ms - origin_ms) / 1000.0),

@@ -60,10 +60,12 @@ DEFAULT_LABELS: Mapping[str, str] = {
     "wave.pleth": "Pleth", "wave.ecg": "ECG", "wave.resp": "Resp", "wave.co2": "CO2",
     "role.ward": "Bedside", "role.expert": "Specialist", "role.observer": "Observer",
     "role.participant": "Participant", "role.main": "Bedside",
+    "camera.ward": "Bedside camera {n}", "camera.other": "{role} {n}",
 }
 """The overlay's words when the caller passes none (English); keys as the catalogue's
-``vod.*`` entries without the prefix. SpO2 and CO2, not SpO₂: Noto Sans CJK has no
-subscript digits."""
+``vod.*`` entries without the prefix; ``camera.<role>`` (else ``camera.other``) names
+one of several cameras of a role, ``{n}`` its number, ``{role}`` the role's label.
+SpO2 and CO2, not SpO₂: Noto Sans CJK has no subscript digits."""
 
 
 def label_text(labels: Mapping[str, str], key: str, fallback: str) -> str:
@@ -295,14 +297,24 @@ def _draw_wave(frame: np.ndarray, area: Rect, key: str, samples: np.ndarray,
     hi = float(values[finite].max())
     if hi - lo < 1e-9:
         lo, hi = lo - 1.0, hi + 1.0
-    top = area.y + 18
-    height = area.h - 20
+    plot = Rect(area.x, area.y + 18, area.w, area.h - 20)
+    for run in wave_runs(plot, samples, now, lo, hi):
+        cv2.polylines(frame, [np.round(run).astype(np.int32)], False, colour, 2, cv2.LINE_AA)
+
+
+def wave_runs(area: Rect, samples: np.ndarray, now: float, lo: float,
+              hi: float) -> list[np.ndarray]:
+    """The polylines (pixel (x, y) as float, (n, 2)) that draw ``samples`` ((n, 2)
+    [t, value], t in s, ending at ``now``) over ``area``, values ``lo``..``hi`` bottom to
+    top. A NaN value (a gap in the waveform) ends a run: no line crosses a gap. x grows
+    with t, so with strictly increasing times no run loops back."""
+    values = samples[:, 1]
     xs = area.x + (samples[:, 0] - (now - WAVE_WINDOW_S)) / WAVE_WINDOW_S * area.w
-    ys = top + (1.0 - (values - lo) / (hi - lo)) * height
+    ys = area.y + (1.0 - (values - lo) / (hi - lo)) * area.h
     points = np.stack([xs, ys], axis=1)
-    # NaN (a gap in the waveform) breaks the line into runs.
-    breaks = np.flatnonzero(~finite)
-    for run in np.split(points, breaks):
+    runs = []
+    for run in np.split(points, np.flatnonzero(~np.isfinite(values))):
         run = run[np.isfinite(run).all(axis=1)]
         if len(run) >= 2:
-            cv2.polylines(frame, [np.round(run).astype(np.int32)], False, colour, 2, cv2.LINE_AA)
+            runs.append(run)
+    return runs

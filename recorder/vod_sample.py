@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fractions
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -44,6 +45,9 @@ class SampleParty:
     """When they end (None: at the recording's end)."""
     tone_hz: float | None = None
     """A sine tone as the party's audio, or no audio track."""
+    camera: str = "video"
+    """The video track's id is ``<participant>-<camera>``: two parties with the same
+    participant and different cameras are one participant publishing two cameras."""
 
 
 def sample_vitals(k: int) -> dict[str, float]:
@@ -79,8 +83,12 @@ def write_sample_recording(root: Path, recording_id: str, parties: list[SamplePa
                            duration: float = 8.0, width: int = 320, height: int = 240,
                            fps: int = 30, picture: Picture = _colour_bars,
                            origin_ms: int = 1_767_225_600_000, room: str = "bed-12",
-                           vitals: bool = True, status: str = "complete") -> Path:
-    """Write ``root/recording_id`` and return its path."""
+                           vitals: bool = True, status: str = "complete",
+                           pleth_chunks: int = 1) -> Path:
+    """Write ``root/recording_id`` and return its path. ``pleth_chunks``: each vitals
+    event carries its second of pleth as this many waveform samples, each with the
+    observation time of its own first sample (as a monitor sends several waveform OBX
+    in one message)."""
     directory = root / recording_id
     (directory / "tracks").mkdir(parents=True)
     tracks: list[dict[str, Any]] = []
@@ -91,7 +99,7 @@ def write_sample_recording(root: Path, recording_id: str, parties: list[SamplePa
         length = end_s - party.start_s
         events.append({"t": start_ms - 50, "kind": "join", "participant": party.participant,
                        "role": party.role})
-        video_id = f"{party.participant}-video"
+        video_id = f"{party.participant}-{party.camera}"
         path = directory / "tracks" / f"{video_id}.webm"
         _encode_video(path, round(length * fps), fps, width, height, picture, party.video_offset)
         tracks.append(_track(directory, path, video_id, "video", "VP8", length, start_ms, party))
@@ -108,7 +116,7 @@ def write_sample_recording(root: Path, recording_id: str, parties: list[SamplePa
         events.append({"t": start_ms + round(length * 1000) + 20, "kind": "leave",
                        "participant": party.participant})
     if vitals:
-        events += _vitals_events(origin_ms, duration)
+        events += _vitals_events(origin_ms, duration, pleth_chunks)
     events.sort(key=lambda e: e["t"])
     timeline = directory / "timeline.msgpack"
     with timeline.open("wb") as out:
@@ -125,7 +133,8 @@ def write_sample_recording(root: Path, recording_id: str, parties: list[SamplePa
     return directory
 
 
-def _vitals_events(origin_ms: int, duration: float) -> list[dict[str, Any]]:
+def _vitals_events(origin_ms: int, duration: float,
+                   pleth_chunks: int = 1) -> list[dict[str, Any]]:
     events = []
     for k in range(int(duration) + 1):
         t = origin_ms + VITALS_OFFSET_MS + k * 1000
@@ -137,8 +146,13 @@ def _vitals_events(origin_ms: int, duration: float) -> list[dict[str, Any]]:
             for key, value in sample_vitals(k).items()]
         phase = np.arange(PLETH_RATE) / PLETH_RATE
         pleth = 50 + 40 * np.sin(2 * np.pi * 1.2 * (k + phase)) ** 3
-        samples.append({"vital": "pleth", "values": [round(float(v), 2) for v in pleth],
-                        "sampleRate": PLETH_RATE, "unit": "", "observedAt": observed})
+        # The second of pleth before the event: it was observed from t - 1300 ms on.
+        bounds = np.linspace(0, PLETH_RATE, pleth_chunks + 1).round().astype(int)
+        for lo, hi in itertools.pairwise(bounds):
+            values = [round(float(v), 2) for v in pleth[lo:hi]]
+            samples.append({"vital": "pleth", "values": values,
+                            "sampleRate": PLETH_RATE, "unit": "",
+                            "observedAt": _iso(t - 1300 + lo * 1000 / PLETH_RATE)})
         events.append({"t": t, "kind": "vitals", "device": "sim-monitor", "samples": samples})
     return events
 

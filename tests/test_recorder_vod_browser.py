@@ -9,6 +9,7 @@ Debian's /usr/bin/chromium is required: without it the test FAILS (never skips).
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -46,7 +47,7 @@ def free_port() -> int:
 
 @pytest.fixture
 async def base_url(tmp_path: Path) -> AsyncIterator[str]:
-    make_recording(tmp_path, REC)
+    make_recording(tmp_path, REC, pleth_chunks=2)  # two pleth chunks in every vitals event
     app = web.Application()
     setup_recording_routes(app, tmp_path, bearer_authorize, SECRET)
     app.router.add_static("/", WEB_ROOT, show_index=False, follow_symlinks=False)
@@ -151,6 +152,34 @@ async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str,
                                        / "recordings.png"), full_page=True)
     vitals_at = await page.evaluate("window.huizhen.replay.vitalsAt(1.0)")
     assert vitals_at["hr"] == hr_at(1.0)
+    assert not log.lines or all("pageerror" not in line for line in log.lines), log
+
+
+async def test_the_replay_page_draws_the_pleth_forward_only(base_url: str,
+                                                           browser: Browser) -> None:
+    """Every vitals event carries its second of pleth as two chunks: the zh-CN replay page
+    draws them one after the other, x strictly increasing, never a loop back."""
+    log = PageLog()
+    context = await browser.new_context(locale="zh-CN", viewport={"width": 1400, "height": 900})
+    page = log.attach(await context.new_page(), "recordings")
+    await page.goto(f"{base_url}/recordings.html#token=token-bed-12&recording={REC}")
+    await page.wait_for_function(
+        "() => ['ready', 'failed', 'error'].includes(window.huizhen?.replay?.state)",
+        timeout=90_000)
+    assert await page.evaluate("window.huizhen.replay.state") == "ready", log
+    assert await page.evaluate("document.documentElement.lang") == "zh-CN"
+    assert await page.locator('[data-wave="pleth"]').is_visible()
+    for at in (1.2, 3.0, 4.6, 7.5):
+        await page.evaluate("t => window.huizhen.replay.seek(t)", at)
+        drawn = await page.evaluate("window.huizhen.replay.drawnWave()")
+        xs = [x for x, _, _ in drawn]
+        steps = [b - a for a, b in itertools.pairwise(xs)]
+        print(f"at {at} s: {len(drawn)} pleth points drawn, x {xs[0]:.1f}..{xs[-1]:.1f}, "
+              f"smallest step {min(steps):.3f} px, runs {len({r for _, _, r in drawn})}")
+        # 100 samples a second, the last 4 s (less near the start) drawn left to right.
+        assert len(drawn) >= min(at, 4.0) * 100 - 60, (at, len(drawn))
+        assert min(steps) > 0, (at, min(steps))
+        assert {r for _, _, r in drawn} == {0}  # the chunks meet: no gap, one line
     assert not log.lines or all("pageerror" not in line for line in log.lines), log
 
 

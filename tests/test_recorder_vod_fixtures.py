@@ -35,10 +35,11 @@ TOKENS = {"token-bed-12": ROOM, "token-bed-7": "bed-7"}
 
 def make_recording(root: Path, recording_id: str = "rec-20260101-bed-12", *,
                    room: str = ROOM, duration: float = DURATION,
-                   origin_ms: int = 1_767_225_600_000, status: str = "complete") -> Path:
+                   origin_ms: int = 1_767_225_600_000, status: str = "complete",
+                   pleth_chunks: int = 1) -> Path:
     return write_sample_recording(root, recording_id, PARTIES, duration=duration, fps=FPS,
                                   picture=pattern_frame, room=room, origin_ms=origin_ms,
-                                  status=status)
+                                  status=status, pleth_chunks=pleth_chunks)
 
 
 def bedside_index(t: float) -> int:

@@ -34,6 +34,7 @@ const TILES = [
 ];
 const DEFAULT_STALE_S = 30;
 const WAVE_WINDOW_S = 4;
+const GAP_PERIODS = 1.5; // as recorder/vod_vitals.py: more sample periods than this is a gap
 const POLL_MS = 1500;
 
 const state = {
@@ -141,17 +142,29 @@ class VitalsTimeline {
     return out;
   }
 
-  /** The samples of waveform `key` in (t - window, t], as [[time, value], …]. */
+  /**
+   * The samples of waveform `key` in (t - window, t], as [[time, value], …], time strictly
+   * increasing. A gap (a chunk marked `gap`, or more than GAP_PERIODS sample periods after
+   * the last sample) is a [time, null] point: the drawing lifts the pen there. A sample
+   * not after the last one (an older vitals.json with overlapping chunks) is left out.
+   */
   wave(key, t, window = WAVE_WINDOW_S) {
     const w = this.waves[key];
     if (!w || !(w.sampleRate > 0)) return [];
+    const period = 1 / w.sampleRate;
     const points = [];
+    let last = -Infinity;
     for (const chunk of w.chunks) {
-      const end = chunk.t + chunk.values.length / w.sampleRate;
+      const end = chunk.t + chunk.values.length * period;
       if (end < t - window || chunk.t > t) continue;
       chunk.values.forEach((v, i) => {
-        const at = chunk.t + i / w.sampleRate;
-        if (at > t - window && at <= t) points.push([at, v]);
+        const at = chunk.t + i * period;
+        if (!(at > t - window && at <= t) || at <= last + period / 2) return;
+        if (points.length && (at - last > GAP_PERIODS * period || (i === 0 && chunk.gap))) {
+          points.push([(last + at) / 2, null]);
+        }
+        points.push([at, v]);
+        last = at;
       });
     }
     return points;
@@ -246,6 +259,7 @@ class ReplayVitals {
     const ctx = this.canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, w, h);
+    this.drawn = [];
     const finite = points.filter((p) => Number.isFinite(p[1]));
     if (finite.length < 2) return;
     let lo = Math.min(...finite.map((p) => p[1]));
@@ -258,8 +272,10 @@ class ReplayVitals {
     ctx.lineWidth = 1.6;
     ctx.beginPath();
     let pen = false;
+    let run = 0;
     for (const [at, v] of points) {
       if (!Number.isFinite(v)) {
+        if (pen) run += 1;
         pen = false;
         continue;
       }
@@ -268,8 +284,14 @@ class ReplayVitals {
       if (pen) ctx.lineTo(x, y);
       else ctx.moveTo(x, y);
       pen = true;
+      this.drawn.push([x, y, run]);
     }
     ctx.stroke();
+  }
+
+  /** The pleth points last drawn, as [[x, y, run], …] in CSS px (a new run after a gap). */
+  drawnWave() {
+    return this.drawn || [];
   }
 
   /** What the tiles show, e.g. {hr: "72", nibp: "120/80"} (for tests). */
@@ -364,6 +386,7 @@ function main() {
         return out;
       },
       shownVitals: () => panel.shown(),
+      drawnWave: () => panel.drawnWave(),
       shownAt: () => panel.shownAt,
       select: (id) => select(id),
       seek: async (t) => {
