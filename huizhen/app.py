@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from mediaserver import LocalRoomBus, MediaConfig, MediaServer, RoomBus, RoomLim
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
 from recorder.library import RetentionPolicy, retention_context
 from recorder.service import RecorderService
+from recorder.vod_auto import AutoRenderPolicy, AutoRenders
 from signaling import (
     AUTHORITY,
     MEDIA_SERVER,
@@ -144,26 +146,34 @@ def setup_recording(app: web.Application, settings: Settings,
     """Record every room (when enabled), and serve recordings and teaching video; returns
     the recorder service (None when recording is off)."""
     directory = settings.recorder.directory_for(settings.storage.data_dir)
+    # The teaching video's labels in the product's default language, from the catalogue
+    # the pages use (the recorder itself does not read it).
+    labels = Catalogue.load().labels("vod", DEFAULT_LANGUAGE)
+    vod = settings.vod
+    renderer = VodRenderer(runner=subprocess_runner(labels, vod.nice),
+                           concurrency=vod.concurrency)
+    recordings = setup_recording_routes(
+        app, directory, recording_authorizer(app[AUTHORITY]), settings.auth.token_secret,
+        renderer=renderer, secure_cookies=settings.server.base_url.startswith("https:"))
+    # Rooms that close get their teaching video rendered in the background (same queue).
+    auto = AutoRenders(renderer, recordings.library, AutoRenderPolicy(
+        vod.auto, vod.max_auto_minutes * 60.0, vod.startup_hours))
     service: RecorderService | None = None
     if settings.recorder.enabled:
         service = RecorderService(media.directory, directory, settings.recorder.handoff_url,
-                                  handoff_token=settings.recorder.handoff_token)
+                                  handoff_token=settings.recorder.handoff_token,
+                                  on_finished=auto.finished)
 
         async def recorder_lifecycle(app: web.Application) -> AsyncIterator[None]:
             directory.mkdir(parents=True, exist_ok=True)
             await service.start()
+            await auto.start(datetime.now(UTC))
             yield
             # Cleaned up before the media server: every manifest is written first.
             await service.stop()
+            await auto.close()
 
         app.cleanup_ctx.append(recorder_lifecycle)
-    # The teaching video's labels in the product's default language, from the catalogue
-    # the pages use (the recorder itself does not read it).
-    labels = Catalogue.load().labels("vod", DEFAULT_LANGUAGE)
-    recordings = setup_recording_routes(
-        app, directory, recording_authorizer(app[AUTHORITY]), settings.auth.token_secret,
-        renderer=VodRenderer(runner=subprocess_runner(labels)),
-        secure_cookies=settings.server.base_url.startswith("https:"))
     if settings.recorder.retention_days > 0:
         app.cleanup_ctx.append(retention_context(
             recordings.library, RetentionPolicy(keep_days=settings.recorder.retention_days),

@@ -33,7 +33,8 @@ class RecorderService:
 
     def __init__(self, directory: RoomDirectory, recordings_dir: Path | str,
                  handoff_url: str = "", *, sync_interval: float = 1.0,
-                 retry: RetryPolicy | None = None, handoff_token: str = "") -> None:
+                 retry: RetryPolicy | None = None, handoff_token: str = "",
+                 on_finished: Callable[[Path], None] | None = None) -> None:
         self.directory = directory
         self.recordings_dir = Path(recordings_dir)
         self.handoff = HandoffQueue(handoff_url, retry, handoff_token)
@@ -44,6 +45,8 @@ class RecorderService:
         self.started = False
         self._handoffs: set[asyncio.Task[bool]] = set()
         self._unwatch: Callable[[], None] | None = None
+        self.on_finished = on_finished
+        """Told each finished recording's directory (the app queues its teaching video)."""
 
     async def start(self) -> None:
         """Recover interrupted recordings, resume pending hand-offs, record every room."""
@@ -92,6 +95,11 @@ class RecorderService:
 
     def _finished(self, recorder: SessionRecorder) -> None:
         self.recorders.pop(recorder.id, None)
+        if recorder.manifest is not None and self.on_finished is not None:
+            try:
+                self.on_finished(recorder.path)
+            except Exception:
+                logger.exception("[%s] finished-recording hook failed", recorder.id)
         if recorder.manifest is None or not self.handoff.enabled:
             return
         task = asyncio.get_running_loop().create_task(self.handoff.submit(recorder.path))
