@@ -6,13 +6,21 @@ decides whether the token grants the recording's room)::
     GET  /api/v1/recordings                  the recordings the token may see, newest first
     GET  /api/v1/recordings/{id}             one recording: summary, tracks, video state
     GET  /api/v1/recordings/{id}/vitals      vitals as a time series on the video's clock
-    POST /api/v1/recordings/{id}/render      start rendering the teaching video (202)
+    POST /api/v1/recordings/{id}/render      render the teaching video now (202)
     POST /api/v1/recordings/{id}/playback    a playback ticket as a cookie (and a render)
+
+The video block (``video`` in a recording, and the render/playback answers) has
+``state``: "queued" (with ``position``, 1 = next), "rendering" (with ``progress`` 0..1,
+``eta`` seconds or null, ``segments``: the HLS playlist lists segments, so a page can
+play while the render goes on), "ready", "failed", "none" or "unfinished". Renders
+share one queue (``VodRenderer``): rooms that close join its back, a page asking moves
+its recording to the front.
 
 Media (cookie ``hz_vod``, never a token in the URL: URLs end up in access logs)::
 
     GET  /recordings/{id}/teaching.mp4       fragmented MP4, HTTP Range (206)
     GET  /recordings/{id}/hls/index.m3u8     HLS playlist, its init.mp4 and segments
+                                             (while rendering: the EVENT playlist so far)
 
 A ``<video>`` element cannot send an Authorization header, so the page first POSTs
 ``playback`` with its Bearer token; the answer sets an HttpOnly, SameSite=Strict
