@@ -487,7 +487,18 @@ function main() {
       // While rendering: play the segments written so far (HLS over MSE), keep polling
       // for progress, and call the video ready once the last segment is in.
       const startStreaming = (info) => {
-        if (streamed || !HlsLoader.supported()) return;
+        if (streamed) return;
+        if (!HlsLoader.supported()) {
+          // No MSE (an iPhone before iOS 17.1): the browser's own HLS, if it has one.
+          if (!video.canPlayType("application/vnd.apple.mpegurl")) return;
+          streamed = Promise.resolve();
+          video.src = info.hls;
+          video.hidden = false;
+          state.phase = "streaming";
+          return;
+        }
+        // MSE even where canPlayType says "maybe" for HLS (Chromium 156 does): the same
+        // loader everywhere, and its end (#EXT-X-ENDLIST) is known to the page.
         const loader = new HlsLoader(video, info.hls);
         state.loader = loader;
         const metadata = waitFor(video, "loadedmetadata");
