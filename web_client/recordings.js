@@ -531,6 +531,10 @@ function main() {
         }
         if (ready === "ready" && streamed) {
           await streamed; // the loader ends the stream at #EXT-X-ENDLIST
+          if (generation === state.generation && !state.loader) {
+            hideProgress(); // the browser's own HLS: the playlist has its end now
+            playing();
+          }
           return;
         }
       }
