@@ -2,8 +2,9 @@
 // being rendered: the server's EVENT playlist (recorder/vod.py) grows by one fMP4 segment
 // at a time and ends with #EXT-X-ENDLIST. The page uses it wherever MSE exists (Chromium
 // 156 answers "maybe" for native HLS, but MSE behaves the same in every browser and
-// tells the page when the last segment is in): it fetches the init segment and then each media segment in order, appends them to one
-// SourceBuffer, polls the playlist for new ones, and ends the stream at #EXT-X-ENDLIST.
+// tells the page when the last segment is in): it fetches the init segment and then
+// each media segment in order, appends them to one SourceBuffer, polls the playlist for
+// new ones, and ends the stream at #EXT-X-ENDLIST.
 // Only what this server writes is handled (one rendition, #EXT-X-MAP, no encryption).
 // Requests carry the playback cookie (same origin); nothing is cached.
 
