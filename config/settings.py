@@ -150,6 +150,17 @@ class RecorderSettings:
 
 
 @dataclass(frozen=True)
+class VodSettings:
+    """Background rendering of teaching videos ([vod])."""
+
+    auto: bool = True
+    concurrency: int = 1
+    nice: int = 10
+    max_auto_minutes: float = 240.0
+    startup_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class RecordsSettings:
     host: str
     port: int
@@ -221,6 +232,7 @@ class Settings:
     ice_transport_policy: str = "all"
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    vod: VodSettings = field(default_factory=VodSettings)
 
 
 def _recorder_limits(section: dict[str, Any]) -> dict[str, Any]:
@@ -471,6 +483,16 @@ def _not_negative(section: Mapping[str, Any], name: str, key: str, kind: type[An
     return value
 
 
+def _vod(raw: Mapping[str, Any]) -> VodSettings:
+    nice = int(raw["nice"])
+    if not 0 <= nice <= 19:
+        raise ConfigError("vod.nice must be between 0 and 19")
+    return VodSettings(auto=bool(raw["auto"]),
+                       concurrency=_positive(raw, "vod", "concurrency", int), nice=nice,
+                       max_auto_minutes=_not_negative(raw, "vod", "max_auto_minutes", float),
+                       startup_hours=_not_negative(raw, "vod", "startup_hours", float))
+
+
 def _signaling(raw: Mapping[str, Any]) -> SignalingSettings:
     quotas = {key: int(raw[key]) for key in
               ("sockets_per_token", "peer_connections_per_token", "sockets_per_address")}
@@ -565,6 +587,7 @@ def load_settings(
             metrics=_metrics(merged["metrics"]),
             logging=LoggingSettings(format=_choice(merged["logging"], "logging", "format",
                                                    LOG_FORMATS)),
+            vod=_vod(merged["vod"]),
         )
     except ConfigError:
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from recorder.disk_guard import MIB, DiskPolicy
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
 from recorder.library import RetentionPolicy, retention_context
 from recorder.service import RecorderService
+from recorder.vod_auto import AutoRenderPolicy, AutoRenders
 from signaling import (
     AUTHORITY,
     MEDIA_SERVER,
@@ -151,29 +153,37 @@ def setup_recording(app: web.Application, settings: Settings,
     the recorder service (None when recording is off)."""
     rec = settings.recorder
     directory = rec.directory_for(settings.storage.data_dir)
+    # The teaching video's labels in the product's default language, from the catalogue
+    # the pages use (the recorder itself does not read it).
+    labels = Catalogue.load().labels("vod", DEFAULT_LANGUAGE)
+    vod = settings.vod
+    renderer = VodRenderer(runner=subprocess_runner(labels, vod.nice),
+                           concurrency=vod.concurrency)
+    recordings = setup_recording_routes(
+        app, directory, recording_authorizer(app[AUTHORITY]), settings.auth.token_secret,
+        renderer=renderer, secure_cookies=settings.server.base_url.startswith("https:"))
+    # Rooms that close get their teaching video rendered in the background (same queue).
+    auto = AutoRenders(renderer, recordings.library, AutoRenderPolicy(
+        vod.auto, vod.max_auto_minutes * 60.0, vod.startup_hours))
     service: RecorderService | None = None
     if rec.enabled:
         service = RecorderService(media.directory, directory, rec.handoff_url,
                                   handoff_token=rec.handoff_token, disk=disk_policy(settings),
                                   disk_interval=rec.disk_check_interval or 5.0,
-                                  reserve_bytes=rec.disk_reserve_mib * MIB)
+                                  reserve_bytes=rec.disk_reserve_mib * MIB,
+                                  on_finished=auto.finished)
         app.setdefault(HEALTH_CHECKS, []).append(service.health)
 
         async def recorder_lifecycle(app: web.Application) -> AsyncIterator[None]:
             directory.mkdir(parents=True, exist_ok=True)
             await service.start()
+            await auto.start(datetime.now(UTC))
             yield
             # Cleaned up before the media server: every manifest is written first.
             await service.stop()
+            await auto.close()
 
         app.cleanup_ctx.append(recorder_lifecycle)
-    # The teaching video's labels in the product's default language, from the catalogue
-    # the pages use (the recorder itself does not read it).
-    labels = Catalogue.load().labels("vod", DEFAULT_LANGUAGE)
-    recordings = setup_recording_routes(
-        app, directory, recording_authorizer(app[AUTHORITY]), settings.auth.token_secret,
-        renderer=VodRenderer(runner=subprocess_runner(labels)),
-        secure_cookies=settings.server.base_url.startswith("https:"))
     if rec.retention_days > 0 or rec.retention_max_mib > 0:
         policy = RetentionPolicy(
             keep_days=rec.retention_days or None, max_total_bytes=rec.retention_max_mib * MIB,

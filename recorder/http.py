@@ -6,13 +6,21 @@ decides whether the token grants the recording's room)::
     GET  /api/v1/recordings                  the recordings the token may see, newest first
     GET  /api/v1/recordings/{id}             one recording: summary, tracks, video state
     GET  /api/v1/recordings/{id}/vitals      vitals as a time series on the video's clock
-    POST /api/v1/recordings/{id}/render      start rendering the teaching video (202)
+    POST /api/v1/recordings/{id}/render      render the teaching video now (202)
     POST /api/v1/recordings/{id}/playback    a playback ticket as a cookie (and a render)
+
+The video block (``video`` in a recording, and the render/playback answers) has
+``state``: "queued" (with ``position``, 1 = next), "rendering" (with ``progress`` 0..1,
+``eta`` seconds or null, ``segments``: the HLS playlist lists segments, so a page can
+play while the render goes on), "ready", "failed", "none" or "unfinished". Renders
+share one queue (``VodRenderer``): rooms that close join its back, a page asking moves
+its recording to the front.
 
 Media (cookie ``hz_vod``, never a token in the URL: URLs end up in access logs)::
 
     GET  /recordings/{id}/teaching.mp4       fragmented MP4, HTTP Range (206)
     GET  /recordings/{id}/hls/index.m3u8     HLS playlist, its init.mp4 and segments
+                                             (while rendering: the EVENT playlist so far)
 
 A ``<video>`` element cannot send an Authorization header, so the page first POSTs
 ``playback`` with its Bearer token; the answer sets an HttpOnly, SameSite=Strict
@@ -47,8 +55,17 @@ from aiohttp import hdrs, web
 
 from recorder.library import RecordingLibrary, RecordingSummary
 from recorder.playback_tickets import TICKET_TTL, PlaybackTickets
-from recorder.vod import HLS_DIR, MP4, RENDER_JSON, VITALS_JSON, VOD_DIR, vitals_document
+from recorder.vod import (
+    HLS_DIR,
+    HLS_PLAYLIST,
+    MP4,
+    RENDER_JSON,
+    VITALS_JSON,
+    VOD_DIR,
+    vitals_document,
+)
 from recorder.vod_input import Recording
+from recorder.vod_progress import PROGRESS_JSON, RenderProgress, read_progress
 
 logger = logging.getLogger(__name__)
 
@@ -73,17 +90,18 @@ NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer"}
 
 
-async def render_in_subprocess(directory: Path,
-                               labels: Mapping[str, str] | None = None) -> None:
-    """``python -m recorder.vod DIR`` at a lower CPU priority: rendering never competes
-    with the media server's event loop for the GIL. ``labels``: the overlay's words
+async def render_in_subprocess(directory: Path, labels: Mapping[str, str] | None = None,
+                               nice: int = 10) -> None:
+    """``python -m recorder.vod DIR`` at a lower CPU priority (``nice``): rendering never
+    competes with the media server's event loop for the GIL, and the kernel gives live
+    rooms the CPU first. ``labels``: the overlay's words
     (recorder.vod_overlay.DEFAULT_LABELS when None)."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     extra = ["--labels", json.dumps(dict(labels), ensure_ascii=False)] if labels else []
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "recorder.vod", str(directory), "--nice", "10", *extra,
+        sys.executable, "-m", "recorder.vod", str(directory), "--nice", str(nice), *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     try:
         stdout, stderr = await process.communicate()
@@ -105,68 +123,121 @@ class SubprocessRunner:
     video's language."""
 
     labels: Mapping[str, str]
+    nice: int = 10
 
     async def __call__(self, directory: Path) -> None:
-        await render_in_subprocess(directory, self.labels)
+        await render_in_subprocess(directory, self.labels, self.nice)
 
 
-def subprocess_runner(labels: Mapping[str, str]) -> SubprocessRunner:
-    return SubprocessRunner(dict(labels))
+def subprocess_runner(labels: Mapping[str, str], nice: int = 10) -> SubprocessRunner:
+    return SubprocessRunner(dict(labels), nice)
 
 
 @dataclass
 class VodRenderer:
-    """Renders teaching videos on demand, one at a time, never twice at once."""
+    """One queue of teaching-video renders, ``concurrency`` at a time, never the same
+    recording twice at once. Renders started when a room closes (``background``) join
+    the back of the queue; a page asking (``ensure``) joins a render already running,
+    or moves its recording to the front."""
 
     runner: RenderRunner = render_in_subprocess
     concurrency: int = 1
-    _tasks: dict[Path, asyncio.Task[None]] = field(default_factory=dict)
+    _running: dict[Path, asyncio.Task[None]] = field(default_factory=dict)
+    _queued: list[Recording] = field(default_factory=list)
+    _finished: dict[Path, asyncio.Event] = field(default_factory=dict)
     _failed: set[Path] = field(default_factory=set)
-    _slots: asyncio.Semaphore | None = None
+    _closed: bool = False
 
     def state(self, recording: Recording) -> str:
-        """"ready", "rendering", "failed", "none" (not rendered) or "unfinished"."""
+        """"ready", "rendering", "queued", "failed", "none" (not rendered) or
+        "unfinished"."""
         directory = recording.directory
-        task = self._tasks.get(directory)
-        if task is not None and not task.done():
+        if directory in self._running:
             return "rendering"
+        if any(r.directory == directory for r in self._queued):
+            return "queued"
         if (directory / VOD_DIR / RENDER_JSON).is_file():
             return "ready"
         if directory in self._failed:
             return "failed"
         return "none" if recording.finished else "unfinished"
 
+    def progress(self, recording: Recording) -> RenderProgress | None:
+        """How far a running render has come (its ``vod/progress.json``)."""
+        if recording.directory not in self._running:
+            return None
+        return read_progress(recording.directory / VOD_DIR / PROGRESS_JSON)
+
     def ensure(self, recording: Recording, retry: bool = False) -> str:
-        """Start rendering unless it is ready, running, unfinished (or failed and not
-        ``retry``); returns the state afterwards."""
+        """Asked for by a page: render now, before the background queue, unless it is
+        ready, running, unfinished (or failed and not ``retry``); returns the state."""
         state = self.state(recording)
-        if state == "none" or (state == "failed" and retry):
-            self._failed.discard(recording.directory)
-            self._tasks[recording.directory] = asyncio.create_task(
-                self._render(recording), name=f"vod-render-{recording.id}")
-            return "rendering"
-        return state
+        if state == "queued":
+            self._queued = [r for r in self._queued if r.directory != recording.directory]
+            self._queued.insert(0, recording)
+        elif state == "none" or (state == "failed" and retry):
+            self._enqueue(recording, front=True)
+        else:
+            return state
+        self._pump()
+        return self.state(recording)
+
+    def background(self, recording: Recording) -> str:
+        """Queue a render behind the others (a room closed); returns the state."""
+        state = self.state(recording)
+        if state == "none":
+            self._enqueue(recording, front=False)
+            self._pump()
+        return self.state(recording)
+
+    def queued(self) -> list[str]:
+        """Ids waiting for a slot, next first."""
+        return [r.id for r in self._queued]
 
     async def wait(self, recording: Recording) -> None:
-        task = self._tasks.get(recording.directory)
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+        event = self._finished.get(recording.directory)
+        if event is not None:
+            await event.wait()
+
+    def _enqueue(self, recording: Recording, front: bool) -> None:
+        if self._closed:
+            return
+        self._failed.discard(recording.directory)
+        self._finished[recording.directory] = asyncio.Event()
+        self._queued.insert(0 if front else len(self._queued), recording)
+
+    def _pump(self) -> None:
+        while self._queued and len(self._running) < max(1, self.concurrency):
+            recording = self._queued.pop(0)
+            task = asyncio.get_running_loop().create_task(
+                self._render(recording), name=f"vod-render-{recording.id}")
+            self._running[recording.directory] = task
 
     async def _render(self, recording: Recording) -> None:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
-        async with self._slots:
-            started = time.monotonic()
-            try:
-                await self.runner(recording.directory)
-            except Exception as exc:
-                self._failed.add(recording.directory)
-                logger.warning("vod %s: render failed: %s", recording.id, exc)
-                return
+        started = time.monotonic()
+        try:
+            await self.runner(recording.directory)
+        except Exception as exc:
+            self._failed.add(recording.directory)
+            logger.warning("vod %s: render failed: %s", recording.id, exc)
+        else:
             logger.info("vod %s: ready after %.1f s", recording.id, time.monotonic() - started)
+        finally:
+            self._running.pop(recording.directory, None)
+            event = self._finished.pop(recording.directory, None)
+            if event is not None:
+                event.set()
+            if not self._closed:
+                self._pump()
 
     async def close(self) -> None:
-        tasks = [t for t in self._tasks.values() if not t.done()]
+        self._closed = True
+        for recording in self._queued:
+            event = self._finished.pop(recording.directory, None)
+            if event is not None:
+                event.set()
+        self._queued.clear()
+        tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -270,6 +341,34 @@ def _urls(recording_id: str) -> dict[str, str]:
             "vitals": f"/api/v1/recordings/{recording_id}/vitals"}
 
 
+def _video(renderer: VodRenderer, recording: Recording) -> dict[str, Any]:
+    """The video block: state, URLs, and while rendering ``progress`` (0..1), ``eta``
+    (seconds, null until known) and ``segments`` (whether the HLS playlist already
+    lists segments: the page can start playing); while queued, ``position`` (1: next)."""
+    state = renderer.state(recording)
+    video: dict[str, Any] = {"state": state, **_urls(recording.id)}
+    if state == "rendering":
+        progress = renderer.progress(recording)
+        video["progress"] = progress.fraction if progress is not None else 0.0
+        video["eta"] = None if progress is None or progress.eta is None else round(progress.eta)
+        video["segments"] = _playlist_has_segments(
+            recording.directory / VOD_DIR / HLS_DIR / HLS_PLAYLIST)
+    elif state == "queued":
+        queued = renderer.queued()
+        video["position"] = queued.index(recording.id) + 1 if recording.id in queued else 1
+    elif state == "ready":
+        video["progress"] = 1.0
+    return video
+
+
+def _playlist_has_segments(playlist: Path) -> bool:
+    try:
+        with playlist.open("rb") as file:
+            return b"#EXTINF" in file.read(4096)
+    except OSError:
+        return False
+
+
 async def list_recordings(request: web.Request) -> web.Response:
     _require_credentials(request)
     service = request.app[RECORDINGS]
@@ -294,7 +393,7 @@ async def get_recording(request: web.Request) -> web.Response:
     body["tracks"] = [{"id": t.id, "kind": t.kind, "codec": t.codec, "duration": t.duration,
                        "startMs": t.start_ms, "participant": t.participant, "role": t.role}
                       for t in recording.tracks]
-    body["video"] = {"state": service.renderer.state(recording), **_urls(recording.id)}
+    body["video"] = _video(service.renderer, recording)
     return _json(body)
 
 
@@ -313,18 +412,20 @@ async def start_render(request: web.Request) -> web.Response:
     recording = await _authorized_recording(request)
     if not recording.finished:
         raise _error(web.HTTPConflict, "the recording is not finished")
-    state = request.app[RECORDINGS].renderer.ensure(recording, retry=True)
-    return _json({"state": state, **_urls(recording.id)}, status=200 if state == "ready" else 202)
+    renderer = request.app[RECORDINGS].renderer
+    renderer.ensure(recording, retry=True)
+    video = _video(renderer, recording)
+    return _json(video, status=200 if video["state"] == "ready" else 202)
 
 
 async def start_playback(request: web.Request) -> web.Response:
     recording = await _authorized_recording(request)
     service = request.app[RECORDINGS]
-    state = service.renderer.ensure(recording)
+    service.renderer.ensure(recording)
     now = service.clock()
     ticket = service.tickets.issue(recording.id, now)
-    response = _json({"state": state, "ticketExpiresIn": service.tickets.ttl,
-                      **_urls(recording.id)})
+    response = _json({**_video(service.renderer, recording),
+                      "ticketExpiresIn": service.tickets.ttl})
     response.set_cookie(COOKIE, ticket, path=f"/recordings/{recording.id}/",
                         max_age=int(service.tickets.ttl), httponly=True, samesite="Strict",
                         secure=service.secure_cookies or request.secure)

@@ -76,7 +76,8 @@ class RecorderService:
                  retry: RetryPolicy | None = None, handoff_token: str = "",
                  disk: DiskPolicy | None = None, disk_interval: float = 5.0,
                  sample: Callable[[Path], DiskSample] = disk_sample,
-                 reserve_bytes: int = 8 * MIB) -> None:
+                 reserve_bytes: int = 8 * MIB,
+                 on_finished: Callable[[Path], None] | None = None) -> None:
         self.directory = directory
         self.recordings_dir = Path(recordings_dir)
         self.handoff = HandoffQueue(handoff_url, retry, handoff_token)
@@ -97,6 +98,8 @@ class RecorderService:
         self.stopped_rooms: set[str] = set()
         # Recordings whose manifest could not be written: recovered once space is back.
         self._unfinished: list[SessionRecorder] = []
+        self.on_finished = on_finished
+        """Told each finished recording's directory (the app queues its teaching video)."""
 
     async def start(self) -> None:
         """Recover interrupted recordings, resume pending hand-offs, record every room."""
@@ -259,6 +262,11 @@ class RecorderService:
     async def _recover(self, directory: Path) -> bool:
         """Finish a recording whose manifest the full disk refused, then hand it off."""
         await asyncio.to_thread(recover_recording, directory)
+        if self.on_finished is not None:
+            try:
+                self.on_finished(directory)
+            except Exception:
+                logger.exception("[%s] finished-recording hook failed", directory.name)
         return await self.handoff.submit(directory) if self.handoff.enabled else False
 
     def _finished(self, recorder: SessionRecorder) -> None:
@@ -267,6 +275,11 @@ class RecorderService:
             if self.disk is not None:  # perhaps the disk was full: retried when space is back
                 self._unfinished.append(recorder)
             return
+        if self.on_finished is not None:
+            try:
+                self.on_finished(recorder.path)
+            except Exception:
+                logger.exception("[%s] finished-recording hook failed", recorder.id)
         if not self.handoff.enabled:
             return
         task = asyncio.get_running_loop().create_task(self.handoff.submit(recorder.path))

@@ -7,14 +7,20 @@ the vitals of the timeline are drawn over the bedside picture, and the audio tra
 are mixed. Every track is placed by its ``start_ms`` on one wall clock; the video
 starts at the earliest track and ends with the last one.
 
-Outputs, in ``<recording>/vod/`` (written to a temporary directory, then renamed, so
-a reader sees either nothing or a complete set):
+Outputs, in ``<recording>/vod/``:
 
-- ``teaching.mp4``: fragmented MP4 (H.264 High + AAC-LC), a keyframe every 2 s;
-- ``hls/index.m3u8`` + ``hls/init.mp4`` + ``hls/seg*.m4s``: the same packets as HLS
-  with fMP4 segments (remuxed from teaching.mp4, not encoded twice);
+- ``hls/index.m3u8`` + ``hls/init.mp4`` + ``hls/seg*.m4s``: the encoder writes straight
+  into HLS with fMP4 segments, an EVENT playlist that grows as each segment is complete
+  (segment and playlist are written to a temporary name and renamed), with
+  ``#EXT-X-ENDLIST`` at the end: a page can play the video while it is being rendered;
+- ``progress.json`` while rendering: frames done of the total, elapsed, speed, ETA
+  (``recorder.vod_progress``), a few times a second;
+- ``teaching.mp4``: fragmented MP4 (H.264 High + AAC-LC), a keyframe every 2 s, remuxed
+  from the segments afterwards (the same packets, not encoded twice);
 - ``vitals.json``: the vitals as a time series in seconds from the video's start;
-- ``render.json``: layout, timing and render speed.
+- ``render.json``: layout, timing and render speed; written last, it marks the render
+  complete (``is_rendered``). Each file is renamed into place, so a reader sees a file
+  whole or not at all.
 
 Decoding is fine here: this is offline rendering, never the live path. Run it out of
 the server's process (``python -m recorder.vod DIR``): ``recorder.http`` does.
@@ -33,10 +39,9 @@ import os
 import queue
 import shutil
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,12 @@ from recorder.vod_input import (
     read_timeline,
 )
 from recorder.vod_overlay import DEFAULT_LABELS, Rect, TextPainter, draw_vitals, label_text
+from recorder.vod_progress import (
+    PROGRESS_JSON,
+    ProgressThrottle,
+    RenderProgress,
+    write_progress,
+)
 from recorder.vod_vitals import VitalsSeries
 
 logger = logging.getLogger(__name__)
@@ -75,6 +86,11 @@ BACKGROUND = 18
 HOLD_MS = 500.0
 """A track's last frame stays on screen this long after it; then the tile goes dark."""
 FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
+HLS_INIT = "init.mp4"
+HLS_SEGMENTS = "seg%05d.m4s"
+
+Progress = Callable[[int, int], None]
+"""``progress(frames_done, frames_total)``, called by ``compose`` after each picture."""
 
 
 class RenderError(RecorderError):
@@ -492,7 +508,8 @@ class AudioCursor:
 
 @dataclass
 class Mp4Encoder:
-    """H.264 + AAC into a fragmented MP4."""
+    """H.264 + AAC into a fragmented MP4, or, when ``path`` ends in ``.m3u8``, into HLS
+    fMP4 segments beside it with an EVENT playlist that grows segment by segment."""
 
     path: Path
     options: RenderOptions
@@ -503,8 +520,12 @@ class Mp4Encoder:
 
     def __post_init__(self) -> None:
         o = self.options
-        self.container = av.open(str(self.path), "w", format="mp4",
-                                 options={"movflags": FRAGMENTED_MP4})
+        self.container = (av.open(str(self.path), "w", format="hls",
+                                  options=hls_options(self.path.parent, o.segment_seconds,
+                                                      "event"))
+                          if self.path.suffix == ".m3u8" else
+                          av.open(str(self.path), "w", format="mp4",
+                                  options={"movflags": FRAGMENTED_MP4}))
         keyint = max(1, round(o.fps * o.keyframe_seconds))
         # No B-frames: presentation time == decode time, so frame i is shown at exactly
         # i / fps (with B-frames the mp4 muxer shifts every frame by the reorder delay,
@@ -619,10 +640,11 @@ def _write_json(path: Path, document: object) -> None:
     tmp.replace(path)
 
 
-def compose(recording: Recording, out_dir: Path, options: RenderOptions,
-            labels: Mapping[str, str] = DEFAULT_LABELS) -> int:
-    """Compose and encode ``teaching.mp4`` into ``out_dir``; returns frames written.
-    ``labels``: the overlay's words (see recorder.vod_overlay.DEFAULT_LABELS)."""
+def compose(recording: Recording, output: Path, options: RenderOptions,
+            labels: Mapping[str, str] = DEFAULT_LABELS, progress: Progress | None = None) -> int:
+    """Compose and encode into ``output`` (an HLS playlist path, or an MP4's: see
+    ``Mp4Encoder``); returns frames written. ``labels``: the overlay's words (see
+    recorder.vod_overlay.DEFAULT_LABELS); ``progress``: told after each picture."""
     origin_ms, end_ms = media_span(recording)
     duration = (end_ms - origin_ms) / 1000.0
     frames = max(1, math.ceil(duration * options.fps - 1e-6))
@@ -633,7 +655,7 @@ def compose(recording: Recording, out_dir: Path, options: RenderOptions,
              for slot in (layout.main, *layout.others)]
     audio = [AudioCursor(t, origin_ms, clocks.get(t.id)) for t in recording.audio_tracks]
     total_samples = round(duration * AUDIO_RATE)
-    encoder = BackgroundEncoder(Mp4Encoder(out_dir / MP4, options, has_audio=bool(audio)))
+    encoder = BackgroundEncoder(Mp4Encoder(output, options, has_audio=bool(audio)))
     canvas = np.empty((options.height, options.width, 3), dtype=np.uint8)
     painter = TextPainter()
     # The AAC encoder's first packet is priming (1024 samples before its input). Starting
@@ -657,6 +679,8 @@ def compose(recording: Recording, out_dir: Path, options: RenderOptions,
                 count = min(AAC_FRAME, total_samples - written)
                 encoder.sound(written, _mix(audio, written, count))
                 written += count
+            if progress is not None:
+                progress(index + 1, frames)
     except BaseException:
         encoder.abort()
         raise
@@ -699,15 +723,21 @@ def _mix(cursors: Sequence[AudioCursor], start: int, count: int) -> np.ndarray:
     return np.clip(mixed, -1.0, 1.0, out=mixed)
 
 
-def segment_hls(mp4: Path, out_dir: Path, segment_seconds: float) -> Path:
-    """Remux ``mp4`` (no re-encoding) into an HLS VOD playlist with fMP4 segments."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    playlist = out_dir / HLS_PLAYLIST
-    with av.open(str(mp4)) as source, av.open(str(playlist), "w", format="hls", options={
-            "hls_time": f"{segment_seconds:g}", "hls_playlist_type": "vod",
-            "hls_segment_type": "fmp4", "hls_fmp4_init_filename": "init.mp4",
-            "hls_segment_filename": str(out_dir / "seg%05d.m4s"),
-            "hls_flags": "independent_segments"}) as target:
+def hls_options(out_dir: Path, segment_seconds: float, playlist_type: str) -> dict[str, str]:
+    """FFmpeg's hls muxer: fMP4 segments in ``out_dir``, every segment listed (no
+    sliding window); ``temp_file``: a segment and the playlist are written under a
+    temporary name and renamed, so a reader never sees half of either."""
+    return {"hls_time": f"{segment_seconds:g}", "hls_playlist_type": playlist_type,
+            "hls_list_size": "0", "hls_segment_type": "fmp4",
+            "hls_fmp4_init_filename": HLS_INIT,
+            "hls_segment_filename": str(out_dir / HLS_SEGMENTS),
+            "hls_flags": "independent_segments+temp_file"}
+
+
+def _remux(source_path: Path, target_path: Path, fmt: str,
+           options: dict[str, str]) -> None:
+    with av.open(str(source_path)) as source, \
+            av.open(str(target_path), "w", format=fmt, options=options) as target:
         mapping = {s.index: target.add_stream_from_template(s) for s in source.streams
                    if s.type in ("video", "audio")}
         for packet in source.demux(*[source.streams[i] for i in mapping]):
@@ -715,7 +745,27 @@ def segment_hls(mp4: Path, out_dir: Path, segment_seconds: float) -> Path:
                 continue
             packet.stream = mapping[packet.stream.index]
             target.mux(packet)
+
+
+def segment_hls(mp4: Path, out_dir: Path, segment_seconds: float) -> Path:
+    """Remux ``mp4`` (no re-encoding) into an HLS VOD playlist with fMP4 segments."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    playlist = out_dir / HLS_PLAYLIST
+    _remux(mp4, playlist, "hls", hls_options(out_dir, segment_seconds, "vod"))
     return playlist
+
+
+def hls_to_mp4(playlist: Path, mp4: Path) -> Path:
+    """The segments of a finished playlist as one fragmented MP4 (a remux: cheap).
+    Written under a temporary name and renamed."""
+    tmp = mp4.with_name(f".{mp4.name}.{os.getpid()}.tmp")
+    try:
+        _remux(playlist, tmp, "mp4", {"movflags": FRAGMENTED_MP4})
+        tmp.replace(mp4)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return mp4
 
 
 def render(recording_dir: Path, options: RenderOptions | None = None,
@@ -731,40 +781,46 @@ def render(recording_dir: Path, options: RenderOptions | None = None,
     if not recording.tracks:
         raise RenderError(f"recording {recording.id} has no tracks")
     started = clock()
-    work = Path(tempfile.mkdtemp(prefix=".vod-", dir=recording_dir))
+    final = recording_dir / VOD_DIR
+    (final / RENDER_JSON).unlink(missing_ok=True)  # from here on: not ready
+    shutil.rmtree(final, ignore_errors=True)  # an older render goes entirely
+    hls = final / HLS_DIR
+    hls.mkdir(parents=True)
+    os.chmod(final, 0o755)
+    progress_path = final / PROGRESS_JSON
+    throttle = ProgressThrottle()
+
+    def progress(done: int, total: int) -> None:
+        now = clock()
+        if throttle.due(now) or done == total:
+            write_progress(progress_path, RenderProgress(done, total, now - started,
+                                                         options.fps))
+
     try:
-        frames = compose(recording, work, options, labels)
-        segment_hls(work / MP4, work / HLS_DIR, options.segment_seconds)
-        write_vitals_json(recording, work / VITALS_JSON)
+        progress(0, 1)
+        frames = compose(recording, hls / HLS_PLAYLIST, options, labels, progress)
+        hls_to_mp4(hls / HLS_PLAYLIST, final / MP4)
+        write_vitals_json(recording, final / VITALS_JSON)
         elapsed = clock() - started
         origin_ms, _ = media_span(recording)
         duration = frames / options.fps
-        _write_json(work / RENDER_JSON, {
+        _write_json(final / RENDER_JSON, {
             "version": 1, "recording": recording.id, "fps": options.fps,
             "width": options.width, "height": options.height, "frames": frames,
             "duration": duration, "originMs": origin_ms,
             "layout": plan_layout(recording, options.width, options.height).to_json(),
             "renderSeconds": round(elapsed, 3), "speed": round(duration / elapsed, 2),
             "labels": dict(labels)})
-        final = recording_dir / VOD_DIR
-        _replace_dir(work, final)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        # A half-written playlist would stall a player: a failed render leaves nothing.
+        shutil.rmtree(hls, ignore_errors=True)
+        (final / MP4).unlink(missing_ok=True)
         raise
+    finally:
+        progress_path.unlink(missing_ok=True)
     logger.info("vod %s: %d frames (%.1f s) in %.1f s, %.1fx real time", recording.id,
                 frames, duration, elapsed, duration / elapsed)
     return RenderResult(final, duration, frames, elapsed)
-
-
-def _replace_dir(new: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = final.with_name(f".vod-old-{os.getpid()}-{time.monotonic_ns()}")
-        final.rename(old)
-    os.chmod(new, 0o755)
-    new.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def is_rendered(recording_dir: Path) -> bool:

@@ -54,11 +54,13 @@ class Session:
     captured: dict[int, float]  # frame number -> wall-clock capture time at the publisher
     vitals_sent: int
     video: list[tuple[float, int, float]]
+    finished: list[Path]  # what the service's finish hook was told (queues the render)
 
 
 async def record_session(recordings: Path) -> Session:
     server = MediaServer(MediaConfig(ice_addresses=("127.0.0.1",)))
-    service = RecorderService(server.directory, recordings)
+    finished: list[Path] = []
+    service = RecorderService(server.directory, recordings, on_finished=finished.append)
     await service.start()
     room = server.room("bed-7")
     recorder = service.recorder_for("bed-7")
@@ -101,7 +103,7 @@ async def record_session(recordings: Path) -> Session:
     await server.close()
     path = recorder.path / next(t.file for t in manifest.tracks if t.kind == "video")
     decoded = await asyncio.to_thread(decode_video, path)
-    return Session(recorder.path, manifest, dict(tracks[0].captured), sent, decoded)
+    return Session(recorder.path, manifest, dict(tracks[0].captured), sent, decoded, finished)
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +264,9 @@ async def test_late_recorder_late_joiner_and_removed_track(tmp_path):
     assert ends[0] == a_video.id and len(ends) == 3
     assert manifest.reason == "stopped" and recorder.participant is not None
     assert recorder.participant.id not in room.participants
+
+
+def test_a_closed_rooms_recording_is_handed_to_the_finish_hook(session: Session) -> None:
+    """The app factory queues the teaching video's render from this hook."""
+    assert session.finished == [session.directory]
+    assert (session.directory / "manifest.json").is_file()

@@ -7,6 +7,7 @@
 // SameSite=Strict cookie scoped to /recordings/<id>/, and the page renews it while open.
 // Optional: #token=…&recording=<id> opens that recording directly.
 
+import { HlsLoader } from "./hls_loader.js";
 import { formatTime, has, t } from "./i18n.js";
 import { readFragment } from "./signaling.js";
 import { el, preparePage } from "./ui.js";
@@ -21,6 +22,7 @@ const video = $("video");
 const title = $("title");
 const playerState = $("player-state");
 const vitalsNode = $("vitals");
+const progressBar = $("render-progress");
 
 // The live panel's tiles, labels (`live.vital.<key>`) and colours (vitals.js), looked up
 // at the video's time.
@@ -38,7 +40,8 @@ const GAP_PERIODS = 1.5; // as recorder/vod_vitals.py: more sample periods than 
 const POLL_MS = 1500;
 
 const state = {
-  phase: "idle", // idle | loading | rendering | ready | failed | error
+  phase: "idle", // idle | loading | rendering | streaming | ready | failed | error
+  // streaming: playing the HLS segments written so far while the render goes on
   recordings: [],
   selected: null,
   timeline: null,
@@ -46,6 +49,9 @@ const state = {
   renewTimer: null,
   pollTimer: null,
   generation: 0,
+  loader: null,
+  progress: null, // {state, progress (0..1), eta (s)} of the last poll while rendering
+  progressReadings: [],
 };
 
 function setStatus(text, kind = "info") {
@@ -374,6 +380,12 @@ function main() {
   window.huizhen = {
     replay: {
       get state() { return state.phase; },
+      get progress() { return state.progress; },
+      get progressReadings() { return state.progressReadings; },
+      progressText: () => playerState.textContent,
+      get streaming() { return Boolean(state.loader); },
+      appendedSegments: () => state.loader?.appended ?? 0,
+      decodedFrames: () => video.getVideoPlaybackQuality?.().totalVideoFrames ?? 0,
       get recordings() { return state.recordings; },
       get selected() { return state.selected; },
       get errors() { return state.errors; },
@@ -410,18 +422,54 @@ function main() {
   function stopPlayer() {
     clearInterval(state.renewTimer);
     clearTimeout(state.pollTimer);
+    state.loader?.stop();
+    state.loader = null;
+    state.progress = null;
+    state.progressReadings = [];
+    hideProgress();
     video.pause();
     video.removeAttribute("src");
     video.load();
     video.hidden = true;
   }
 
-  async function waitRendered(id, generation) {
+  function showProgress(video) {
+    state.progress = { state: video.state, progress: video.progress ?? 0, eta: video.eta ?? null };
+    state.progressReadings.push(state.progress.progress);
+    progressBar.hidden = false;
+    if (video.state === "queued") {
+      progressBar.removeAttribute("value");
+      playerState.textContent = t("recordings.player.queued", { position: video.position ?? 1 });
+      return;
+    }
+    const percent = Math.floor((video.progress ?? 0) * 100);
+    progressBar.value = percent;
+    const eta = Number.isFinite(video.eta) ? video.eta : null;
+    const left = eta === null ? ""
+      : eta >= 60 ? t("recordings.player.eta-minutes", { minutes: Math.ceil(eta / 60) })
+        : t("recordings.player.eta-seconds", { seconds: Math.max(1, Math.ceil(eta)) });
+    const text = t("recordings.player.progress", { percent });
+    playerState.textContent = left ? `${text}${t("recordings.player.eta-separator")}${left}` : text;
+  }
+
+  function hideProgress() {
+    progressBar.hidden = true;
+  }
+
+  /** Polls the render; starts streaming (``startStreaming``) once segments exist.
+      Returns the final state ("ready", "failed", "unfinished"), or null if superseded. */
+  async function waitRendered(id, generation, startStreaming) {
     for (;;) {
       const info = await api(token, `/api/v1/recordings/${encodeURIComponent(id)}`);
       if (generation !== state.generation) return null;
       if (["ready", "failed", "unfinished"].includes(info.video.state)) return info.video.state;
-      playerState.textContent = t("recordings.player.rendering");
+      if (info.video.state === "none") {
+        // Not queued (e.g. the server restarted): ask again.
+        await api(token, `/api/v1/recordings/${encodeURIComponent(id)}/render`, { method: "POST" });
+      } else {
+        showProgress(info.video);
+        if (info.video.state === "rendering" && info.video.segments) startStreaming(info.video);
+      }
       await new Promise((resolve) => {
         state.pollTimer = setTimeout(resolve, POLL_MS);
       });
@@ -451,12 +499,69 @@ function main() {
       state.renewTimer = setInterval(() => {
         api(token, `${base}/playback`, { method: "POST" }).catch((e) => fail(describe(e)));
       }, renewMs);
+      const playing = () => {
+        state.phase = "ready";
+        playerState.textContent = t("recordings.player.duration",
+          { duration: formatDuration(video.duration) });
+        setStatus(t("recordings.status-line.playing", { when: entry ? formatDate(entry.startedAt) : id }), "ok");
+        follow();
+      };
+      let streamed = null;
+      // While rendering: play the segments written so far (HLS over MSE), keep polling
+      // for progress, and call the video ready once the last segment is in.
+      const startStreaming = (info) => {
+        if (streamed) return;
+        if (!HlsLoader.supported()) {
+          // No MSE (an iPhone before iOS 17.1): the browser's own HLS, if it has one.
+          if (!video.canPlayType("application/vnd.apple.mpegurl")) return;
+          streamed = Promise.resolve();
+          video.src = info.hls;
+          video.hidden = false;
+          state.phase = "streaming";
+          return;
+        }
+        // MSE even where canPlayType says "maybe" for HLS (Chromium 156 does): the same
+        // loader everywhere, and its end (#EXT-X-ENDLIST) is known to the page.
+        const loader = new HlsLoader(video, info.hls);
+        state.loader = loader;
+        const metadata = waitFor(video, "loadedmetadata");
+        streamed = loader.start().then(() => {
+          if (generation !== state.generation || loader.stopped) return;
+          hideProgress();
+          playing();
+        }).catch((error) => {
+          if (generation !== state.generation) return;
+          state.phase = "error";
+          fail(t("recordings.error.stream", { reason: String(error?.message ?? error) }));
+        });
+        video.hidden = false;
+        metadata.then(() => {
+          if (generation === state.generation && state.phase === "rendering") {
+            state.phase = "streaming";
+            follow();
+          }
+        }, () => {});
+      };
       let ready = playback.state;
       if (ready !== "ready" && ready !== "unfinished") {
         state.phase = "rendering";
-        ready = await waitRendered(id, generation);
+        if (ready === "rendering" && playback.segments) startStreaming(playback);
+        ready = await waitRendered(id, generation, startStreaming);
         if (ready === null) return;
+        if (ready === "ready") {
+          progressBar.value = 100;
+          playerState.textContent = t("recordings.player.progress", { percent: 100 });
+        }
+        if (ready === "ready" && streamed) {
+          await streamed; // the loader ends the stream at #EXT-X-ENDLIST
+          if (generation === state.generation && !state.loader) {
+            hideProgress(); // the browser's own HLS: the playlist has its end now
+            playing();
+          }
+          return;
+        }
       }
+      hideProgress();
       if (ready === "unfinished") {
         state.phase = "failed";
         playerState.textContent = t("recordings.player.unfinished");
@@ -473,11 +578,7 @@ function main() {
       video.hidden = false;
       await loaded;
       if (generation !== state.generation) return;
-      state.phase = "ready";
-      playerState.textContent = t("recordings.player.duration",
-        { duration: formatDuration(video.duration) });
-      setStatus(t("recordings.status-line.playing", { when: entry ? formatDate(entry.startedAt) : id }), "ok");
-      follow();
+      playing();
     } catch (error) {
       if (generation !== state.generation) return;
       state.phase = "error";
