@@ -401,7 +401,9 @@ def track_entry(directory: Path, summary: TrackSummary) -> TrackEntry:
         frames=summary.frames, width=summary.width, height=summary.height,
         sample_rate=summary.container.clock_rate if audio else None,
         channels=CHANNELS if audio else None, dropped_frames=summary.dropped_frames,
-        lost_packets=summary.lost_packets)
+        lost_packets=summary.lost_packets,
+        resolutions=[{"atMs": r.at_ms, "width": r.width, "height": r.height}
+                     for r in summary.resolutions] if not audio else None)
 
 
 def build_manifest(directory: Path, recording_id: str, room: str, status: str, reason: str,

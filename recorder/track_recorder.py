@@ -33,6 +33,15 @@ Packet = tuple[int, int, bool, bytes, float]  # seq, timestamp, marker, payload,
 
 
 @dataclass(frozen=True)
+class Resolution:
+    """The picture size from a media time on (ms from the file's start), read from a keyframe."""
+
+    at_ms: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class TrackSpec:
     id: str
     stream: str
@@ -64,6 +73,7 @@ class TrackSummary:
     height: int | None
     dropped_frames: int
     lost_packets: int
+    resolutions: tuple[Resolution, ...] = ()
 
 
 def safe_name(track_id: str) -> str:
@@ -96,6 +106,7 @@ class TrackRecorder:
         self._synced = False
         self._next_sync_media = 0.0
         self._size: tuple[int, int] | None = None
+        self.resolutions: list[Resolution] = []  # the first size, then every change
         self.dropped_frames = 0
         self.failed = False
         self.closed = False
@@ -176,7 +187,7 @@ class TrackRecorder:
         return TrackSummary(self.spec, self.container, self.file, self.start_ms, end_ms,
                             self.clock_source, duration, writer.frames, width, height,
                             self.dropped_frames + self._depacketizer.dropped_frames,
-                            self._reorder.lost)
+                            self._reorder.lost, tuple(self.resolutions))
 
     # ----------------------------------------------------------------- internals
 
@@ -207,8 +218,9 @@ class TrackRecorder:
         if pts < 0:
             self.dropped_frames += 1  # older than the file's first frame
             return
-        if frame.size:
+        if frame.size and frame.size != self._size:
             self._size = frame.size
+            self.resolutions.append(Resolution(pts * 1000 // self.clock.clock_rate, *frame.size))
         try:
             self.writer.write(frame.data, pts, frame.keyframe, frame.duration)
         except (av.FFmpegError, ValueError):
