@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 KEYFRAME_RETRY = 1.0  # seconds between keyframe requests while waiting for one
 SYNC_EVENT_INTERVAL = 10.0  # seconds of media between track-sync (drift) events
 
+# Packets reach the worker in batches: at most this many, spanning at most this long.
+BATCH_PACKETS = 64
+BATCH_SECONDS = 0.05
+
 Emit = Callable[[dict[str, Any]], None]
 Packet = tuple[int, int, bool, bytes, float]  # seq, timestamp, marker, payload, arrival
 
@@ -121,6 +125,11 @@ class TrackRecorder:
         for item in self._reorder.push(seq, (seq, timestamp, marker, payload, arrival), arrival):
             self._depacketize(item)
         self._maybe_request_keyframe(arrival)
+
+    def packets(self, batch: list[Packet]) -> None:
+        """``packet`` for each of a batch, in order (one worker step for many packets)."""
+        for seq, timestamp, marker, payload, arrival in batch:
+            self.packet(seq, timestamp, marker, payload, arrival)
 
     def sender_report(self, ntp: int, rtp_timestamp: int) -> None:
         self.clock.observe_sender_report(ntp, rtp_timestamp)
