@@ -56,6 +56,7 @@ from recorder.timeline import TIMELINE_FILE, TimelineWriter, wall_ms
 from recorder.track_recorder import (
     BATCH_PACKETS,
     BATCH_SECONDS,
+    MAX_QUEUED_BATCHES,
     TrackRecorder,
     TrackSpec,
     TrackSummary,
@@ -198,7 +199,7 @@ class SessionRecorder:
         self._finishing = False
         # Application events left out of the timeline because their body did not parse.
         self.skipped_events = 0
-        self._worker = RecordingWorker(self.id, self._idle)
+        self._worker = RecordingWorker(self.id, self._idle, max_queue=MAX_QUEUED_BATCHES)
         self._result: concurrent.futures.Future[Manifest] = concurrent.futures.Future()
         # Worker-thread state.
         self._timeline: TimelineWriter | None = None

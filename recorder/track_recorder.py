@@ -31,6 +31,9 @@ SYNC_EVENT_INTERVAL = 10.0  # seconds of media between track-sync (drift) events
 # Packets reach the worker in batches: at most this many, spanning at most this long.
 BATCH_PACKETS = 64
 BATCH_SECONDS = 0.05
+# Batches a recording's worker may hold before new ones are dropped (a slow disk): at
+# most 64k packets, or about 50 s of one track's media at 50 ms a batch.
+MAX_QUEUED_BATCHES = 1000
 
 Emit = Callable[[dict[str, Any]], None]
 Packet = tuple[int, int, bool, bytes, float]  # seq, timestamp, marker, payload, arrival
