@@ -84,6 +84,7 @@ TARGET_MIN_FPS = 28.5  # "~30 fps at every subscriber": within 5% of the source'
 TARGET_CPU_PER_SUBSCRIBER = 0.5  # % of one core per subscriber stream
 TARGET_CPU_RATIO = 10.0  # MediaRelay CPU per subscriber / huizhen CPU per subscriber
 TARGET_P99_MS = 10.0
+TARGET_RECORDING_RATIO = 2.0  # recording CPU per recorded stream / forwarding CPU per viewer
 
 _started = time.monotonic()
 
@@ -734,6 +735,24 @@ def print_against(report: dict[str, Any]) -> None:
         print(f"ERROR {error}")
 
 
+def recording_vs_viewer(report: dict[str, Any]) -> dict[str, float] | None:
+    """Recording CPU per recorded stream against forwarding CPU per viewer, both above the
+    same 0-subscriber baseline of this run (pure; None when a scenario is missing)."""
+    scenarios = report["scenarios"]
+    recording = scenarios.get("recording")
+    huizhen = scenarios.get("huizhen", {})
+    base, forwarding = huizhen.get("baseline"), huizhen.get("forwarding")
+    if not recording or not base or not forwarding or not forwarding["subscribers"]:
+        return None
+    per_stream = ((recording["serverCpuPercent"] - base["serverCpuPercent"])
+                  / max(1, recording["recordedStreams"]))
+    per_viewer = ((forwarding["serverCpuPercent"] - base["serverCpuPercent"])
+                  / forwarding["subscribers"])
+    return {"recordingCpuPerStreamPercent": per_stream,
+            "viewerCpuPerViewerPercent": per_viewer,
+            "ratio": per_stream / per_viewer if per_viewer > 0 else math.inf}
+
+
 def print_recording(report: dict[str, Any]) -> None:
     scenarios = report["scenarios"]
     recording = scenarios.get("recording")
@@ -747,6 +766,14 @@ def print_recording(report: dict[str, Any]) -> None:
           f"{extra / streams:.2f}% of one core per recorded stream "
           f"({recording['recordedStreams']} stream(s), "
           f"{recording['recordedBytes'] / 1e6:.1f} MB written in the window's run)")
+    versus = recording_vs_viewer(report)
+    if versus is not None:
+        passed = versus["ratio"] <= TARGET_RECORDING_RATIO
+        print(f"{'PASS' if passed else 'FAIL'}  recording CPU per stream <= "
+              f"{TARGET_RECORDING_RATIO:g}x a viewer's (same run): "
+              f"{versus['recordingCpuPerStreamPercent']:.2f}% per recorded stream / "
+              f"{versus['viewerCpuPerViewerPercent']:.2f}% per viewer = "
+              f"{versus['ratio']:.2f}x")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -923,6 +950,7 @@ def main(argv: list[str] | None = None) -> None:
                                   report["scenarios"].get("relay"))
     report["comparison"] = comparison
     report["checks"] = checks
+    report["recordingVsViewer"] = recording_vs_viewer(report)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     print_report(report)

@@ -107,6 +107,11 @@ class TrackEntry:
     channels: int | None = None
     dropped_frames: int | None = None  # incomplete or undecodable frames left out (None: unknown)
     lost_packets: int | None = None  # RTP packets that never arrived (None: unknown)
+    # Video: the picture size from the start and at every change, read from keyframe
+    # headers (VP8 frame tag, H.264 SPS), e.g. [{"atMs": 0, "width": 640, "height": 480},
+    # {"atMs": 5200, "width": 320, "height": 240}]; atMs is media time in the file.
+    # None for audio and for manifests written before resolutions were listed.
+    resolutions: list[dict[str, int]] | None = None
 
 
 @dataclass

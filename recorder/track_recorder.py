@@ -29,8 +29,24 @@ logger = logging.getLogger(__name__)
 KEYFRAME_RETRY = 1.0  # seconds between keyframe requests while waiting for one
 SYNC_EVENT_INTERVAL = 10.0  # seconds of media between track-sync (drift) events
 
+# Packets reach the worker in batches: at most this many, spanning at most this long.
+BATCH_PACKETS = 64
+BATCH_SECONDS = 0.05
+# Batches a recording's worker may hold before new ones are dropped (a slow disk): at
+# most 64k packets, or about 50 s of one track's media at 50 ms a batch.
+MAX_QUEUED_BATCHES = 1000
+
 Emit = Callable[[dict[str, Any]], None]
 Packet = tuple[int, int, bool, bytes, float]  # seq, timestamp, marker, payload, arrival
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The picture size from a media time on (ms from the file's start), read from a keyframe."""
+
+    at_ms: int
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,7 @@ class TrackSummary:
     height: int | None
     dropped_frames: int
     lost_packets: int
+    resolutions: tuple[Resolution, ...] = ()
 
 
 def safe_name(track_id: str) -> str:
@@ -103,6 +120,7 @@ class TrackRecorder:
         self._synced = False
         self._next_sync_media = 0.0
         self._size: tuple[int, int] | None = None
+        self.resolutions: list[Resolution] = []  # the first size, then every change
         self.dropped_frames = 0
         self.failed = False
         self.closed = False
@@ -117,6 +135,11 @@ class TrackRecorder:
         for item in self._reorder.push(seq, (seq, timestamp, marker, payload, arrival), arrival):
             self._depacketize(item)
         self._maybe_request_keyframe(arrival)
+
+    def packets(self, batch: list[Packet]) -> None:
+        """``packet`` for each of a batch, in order (one worker step for many packets)."""
+        for seq, timestamp, marker, payload, arrival in batch:
+            self.packet(seq, timestamp, marker, payload, arrival)
 
     def sender_report(self, ntp: int, rtp_timestamp: int) -> None:
         self.clock.observe_sender_report(ntp, rtp_timestamp)
@@ -183,7 +206,7 @@ class TrackRecorder:
         return TrackSummary(self.spec, self.container, self.file, self.start_ms, end_ms,
                             self.clock_source, duration, writer.frames, width, height,
                             self.dropped_frames + self._depacketizer.dropped_frames,
-                            self._reorder.lost)
+                            self._reorder.lost, tuple(self.resolutions))
 
     # ----------------------------------------------------------------- internals
 
@@ -214,8 +237,9 @@ class TrackRecorder:
         if pts < 0:
             self.dropped_frames += 1  # older than the file's first frame
             return
-        if frame.size:
+        if frame.size and frame.size != self._size:
             self._size = frame.size
+            self.resolutions.append(Resolution(pts * 1000 // self.clock.clock_rate, *frame.size))
         try:
             self.writer.write(frame.data, pts, frame.keyframe, frame.duration)
         except (av.FFmpegError, OSError, ValueError) as exc:
