@@ -470,9 +470,10 @@ class BackgroundEncoder:
     holds it in Python code and gives it up only every ``sys.getswitchinterval()`` (5 ms
     by default): a few such waits per frame made the render twice slower than the encoder
     alone (measured: 300 frames encoded in 1.3 s alone, 5.3 s beside a busy thread, 1.7 s
-    at 0.2 ms). While it runs, the interval is ``switch_interval``; the old one is put
-    back at ``close``/``abort``. The render runs in a process of its own
-    (``python -m recorder.vod``), so this touches no server thread.
+    at 0.2 ms). While it runs, the interval is ``switch_interval``, and OpenCV draws
+    single-threaded (its idle workers spin: 0.6-1.6 s of CPU per 30 s rendered, on cores
+    x264 needs); both are put back at ``close``/``abort``. The render runs in a process
+    of its own (``python -m recorder.vod``), so this touches no server thread.
     """
 
     SWITCH_INTERVAL = 0.0002
@@ -483,6 +484,8 @@ class BackgroundEncoder:
         self._old_interval = sys.getswitchinterval()
         if switch_interval is not None:
             sys.setswitchinterval(min(self._old_interval, switch_interval))
+        self._old_cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
         self._queue: queue.Queue[tuple[str, int, np.ndarray] | None] = queue.Queue(depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vod-encoder", daemon=True)
@@ -511,6 +514,7 @@ class BackgroundEncoder:
         self._queue.put(None)
         self._thread.join()
         sys.setswitchinterval(self._old_interval)
+        cv2.setNumThreads(self._old_cv_threads)
 
     def _put(self, item: tuple[str, int, np.ndarray]) -> None:
         if self._error is not None:
