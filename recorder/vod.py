@@ -740,6 +740,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=RenderOptions.height)
     parser.add_argument("--fps", type=int, default=RenderOptions.fps, choices=(25, 30))
     parser.add_argument("--preset", default=RenderOptions.preset)
+    parser.add_argument("--threads", type=int, default=RenderOptions.threads,
+                        help="x264 threads (0: x264 chooses)")
     parser.add_argument("--nice", type=int, default=0, help="lower the CPU priority by this")
     parser.add_argument("--labels", type=_labels_argument, default=None,
                         help='the overlay\'s words as JSON, e.g. \'{"hr": "心率"}\'')
@@ -750,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.nice(args.nice)
     try:
         result = render(args.recording, RenderOptions(args.width, args.height, args.fps,
-                                                      args.preset),
+                                                      args.preset, threads=args.threads),
                         labels=args.labels if args.labels is not None else DEFAULT_LABELS)
     except (RenderError, ValueError, FileNotFoundError) as exc:
         print(f"cannot render: {exc}", file=sys.stderr)
