@@ -442,7 +442,10 @@ class Mp4Encoder:
         self.picture_i420(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
 
     def picture_i420(self, index: int, yuv: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        self.picture_frame(index, av.VideoFrame.from_ndarray(yuv, format="yuv420p"))
+
+    def picture_frame(self, index: int, frame: av.VideoFrame) -> None:
+        """Encode ``frame`` (yuv420p, the output's size) as picture ``index``."""
         frame.pts = index
         frame.time_base = fractions.Fraction(1, self.options.fps)
         self.container.mux(self.video.encode(frame))
@@ -486,7 +489,8 @@ class BackgroundEncoder:
             sys.setswitchinterval(min(self._old_interval, switch_interval))
         self._old_cv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
-        self._queue: queue.Queue[tuple[str, int, np.ndarray] | None] = queue.Queue(depth)
+        self._queue: queue.Queue[tuple[str, int, np.ndarray | av.VideoFrame] | None] = (
+            queue.Queue(depth))
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vod-encoder", daemon=True)
         self._thread.start()
@@ -497,6 +501,10 @@ class BackgroundEncoder:
     def picture_i420(self, index: int, yuv: np.ndarray) -> None:
         """Queue an I420 picture (copied: the caller may reuse its buffer)."""
         self._put(("video", index, yuv.copy()))
+
+    def picture_frame(self, index: int, frame: av.VideoFrame) -> None:
+        """Queue a yuv420p frame as it is: the caller must not draw on it again."""
+        self._put(("frame", index, frame))
 
     def sound(self, start: int, samples: np.ndarray) -> None:
         self._put(("audio", start, samples.copy()))
@@ -516,7 +524,7 @@ class BackgroundEncoder:
         sys.setswitchinterval(self._old_interval)
         cv2.setNumThreads(self._old_cv_threads)
 
-    def _put(self, item: tuple[str, int, np.ndarray]) -> None:
+    def _put(self, item: tuple[str, int, np.ndarray | av.VideoFrame]) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(item)
@@ -527,9 +535,14 @@ class BackgroundEncoder:
                 continue  # failed: drain until the end marker
             kind, position, data = item
             try:
-                if kind == "video":
+                if kind == "frame":
+                    assert isinstance(data, av.VideoFrame)
+                    self.encoder.picture_frame(position, data)
+                elif kind == "video":
+                    assert isinstance(data, np.ndarray)
                     self.encoder.picture_i420(position, data)
                 else:
+                    assert isinstance(data, np.ndarray)
                     self.encoder.sound(position, data)
             except BaseException as exc:  # handed to the composing thread
                 self._error = exc
@@ -585,6 +598,7 @@ def compose(recording: Recording, out_dir: Path, options: RenderOptions,
     try:
         for index in range(frames):
             t_ms = origin_ms + index * 1000.0 / options.fps
+            picture = canvas.next_frame()
             canvas.fill((BACKGROUND,) * 3)
             for slot, cursors in slots:
                 label = (label_text(labels, f"role.{slot.label}", slot.label.capitalize())
@@ -595,7 +609,7 @@ def compose(recording: Recording, out_dir: Path, options: RenderOptions,
                     draw_vitals(strip, area,
                                 series.state_at((t_ms - origin_ms) / 1000.0),
                                 (t_ms - origin_ms) / 1000.0, painter, labels)
-            encoder.picture_i420(index, canvas.buffer)
+            encoder.picture_frame(index, picture)
             target = min(total_samples, round((index + 1) * AUDIO_RATE / options.fps))
             while audio and written < target and (target - written >= AAC_FRAME
                                                   or index == frames - 1):

@@ -53,19 +53,25 @@ def plane_arrays(frame: av.VideoFrame) -> Planes:
 
 
 class I420Canvas:
-    """A ``width`` x ``height`` picture as one I420 buffer (Y plane, then U, then V)."""
+    """A ``width`` x ``height`` picture in I420 planes.
+
+    ``next_frame()`` starts a new picture in a new ``av.VideoFrame`` and composes
+    straight into its planes: the encoder takes that frame as it is (no copy of the
+    picture to hand it over, none to make a frame of it)."""
 
     def __init__(self, width: int, height: int) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"I420 needs an even size, not {width}x{height}")
         self.width, self.height = width, height
-        self.buffer = np.zeros((height * 3 // 2, width), dtype=np.uint8)
-        flat = self.buffer.reshape(-1)
-        luma, chroma = width * height, width * height // 4
-        self.y = flat[:luma].reshape(height, width)
-        self.u = flat[luma:luma + chroma].reshape(height // 2, width // 2)
-        self.v = flat[luma + chroma:].reshape(height // 2, width // 2)
         self._colours: dict[BGR, tuple[int, int, int]] = {}
+        self.frame = self.next_frame()
+
+    def next_frame(self) -> av.VideoFrame:
+        """A new, uninitialised picture to draw on (fill it first); returned, and kept
+        as ``frame``."""
+        self.frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        self.y, self.u, self.v = plane_arrays(self.frame)
+        return self.frame
 
     def _yuv(self, colour: BGR) -> tuple[int, int, int]:
         found = self._colours.get(colour)
@@ -121,4 +127,4 @@ class I420Canvas:
         self.v[cy0:cy1, cx0:cx1] = back[luma + chroma:].reshape(h // 2, w // 2)
 
     def to_bgr(self) -> np.ndarray:
-        return cv2.cvtColor(self.buffer, cv2.COLOR_YUV2BGR_I420)
+        return self.frame.to_ndarray(format="bgr24")
