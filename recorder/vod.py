@@ -465,6 +465,10 @@ class Mp4Encoder:
         self.container.close()
 
 
+Payload = np.ndarray | av.VideoFrame | list[tuple[int, np.ndarray]]
+"""What the encoder thread is handed: an I420 array, a frame, or sounds with their times."""
+
+
 class BackgroundEncoder:
     """An ``Mp4Encoder`` in a thread of its own: the next picture is composed while the
     last one is encoded (PyAV releases the GIL while FFmpeg works).
@@ -489,8 +493,8 @@ class BackgroundEncoder:
             sys.setswitchinterval(min(self._old_interval, switch_interval))
         self._old_cv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
-        self._queue: queue.Queue[tuple[str, int, np.ndarray | av.VideoFrame] | None] = (
-            queue.Queue(depth))
+        self._queue: queue.Queue[tuple[str, int, Payload] | None] = queue.Queue(depth)
+        self._sounds: list[tuple[int, np.ndarray]] = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vod-encoder", daemon=True)
         self._thread.start()
@@ -507,7 +511,9 @@ class BackgroundEncoder:
         self._put(("frame", index, frame))
 
     def sound(self, start: int, samples: np.ndarray) -> None:
-        self._put(("audio", start, samples.copy()))
+        """Queued with the next picture (or at ``close``): one hand-over per picture,
+        not one more per 1024 samples. Each carries its time: the order is free."""
+        self._sounds.append((start, samples.copy()))
 
     def close(self) -> None:
         """Flush and close the file; raises what the encoder raised, if anything."""
@@ -519,14 +525,20 @@ class BackgroundEncoder:
         self._stop()
 
     def _stop(self) -> None:
+        if self._sounds and self._error is None:
+            self._queue.put(("audio", 0, self._sounds))
+        self._sounds = []
         self._queue.put(None)
         self._thread.join()
         sys.setswitchinterval(self._old_interval)
         cv2.setNumThreads(self._old_cv_threads)
 
-    def _put(self, item: tuple[str, int, np.ndarray | av.VideoFrame]) -> None:
+    def _put(self, item: tuple[str, int, Payload]) -> None:
         if self._error is not None:
             raise self._error
+        if self._sounds:
+            self._queue.put(("audio", 0, self._sounds))
+            self._sounds = []
         self._queue.put(item)
 
     def _run(self) -> None:
@@ -542,8 +554,9 @@ class BackgroundEncoder:
                     assert isinstance(data, np.ndarray)
                     self.encoder.picture_i420(position, data)
                 else:
-                    assert isinstance(data, np.ndarray)
-                    self.encoder.sound(position, data)
+                    assert isinstance(data, list)
+                    for start, samples in data:
+                        self.encoder.sound(start, samples)
             except BaseException as exc:  # handed to the composing thread
                 self._error = exc
         try:
