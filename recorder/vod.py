@@ -50,9 +50,11 @@ import av
 import av.container
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from contracts.roles import BEDSIDE_ROLE
 from recorder.errors import RecorderError
+from recorder.vod_canvas import I420Canvas, Planes, even_box, plane_arrays
 from recorder.vod_input import (
     MediaClock,
     Recording,
@@ -83,6 +85,10 @@ AAC_FRAME = 1024
 MAIN_ROLE = BEDSIDE_ROLE
 """Whose video is the large tile: the bedside's camera."""
 BACKGROUND = 18
+DARK = 40
+"""A tile whose participant shows no picture."""
+LABEL_PX, LABEL_OUTLINE = 18, 2
+"""The tiles' labels: size and outline in pixels."""
 HOLD_MS = 500.0
 """A track's last frame stays on screen this long after it; then the tile goes dark."""
 FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
@@ -324,7 +330,8 @@ class VideoCursor:
         self._current: tuple[float, av.VideoFrame] | None = None
         self._next: tuple[float, av.VideoFrame] | None = None
         self._done = False
-        self._image: tuple[int, Rect, np.ndarray] | None = None
+        self._image: tuple[int, Rect, Planes] | None = None
+        self._scaler = VideoReformatter()
         self._serial = 0
         self.decoded = 0
 
@@ -351,13 +358,18 @@ class VideoCursor:
             return None
         return self._serial, self._current[1]
 
-    def image(self, serial: int, frame: av.VideoFrame, area: Rect) -> tuple[Rect, np.ndarray]:
-        """The frame scaled into ``area`` (kept aspect), as BGR; cached per frame."""
-        box = fit(frame.width, frame.height, area)
+    def image(self, serial: int, frame: av.VideoFrame, area: Rect,
+              bounds: tuple[int, int]) -> tuple[Rect, Planes]:
+        """The frame scaled into ``area`` (kept aspect, even-aligned inside ``bounds``,
+        the picture's size) as yuv420p planes; cached per frame."""
+        box = even_box(fit(frame.width, frame.height, area), *bounds)
         if self._image is None or self._image[0] != serial or self._image[1] != box:
-            pixels = frame.reformat(width=box.w, height=box.h, format="bgr24",
-                                    interpolation="BILINEAR").to_ndarray()
-            self._image = (serial, box, pixels)
+            # One scaler per track, kept (a frame's own reformat() builds a new one each
+            # call), single-threaded: several tracks and the encoder share the cores.
+            scaled = self._scaler.reformat(frame, width=box.w, height=box.h,
+                                           format="yuv420p", interpolation="BILINEAR",
+                                           threads=1)
+            self._image = (serial, box, plane_arrays(scaled))
         return box, self._image[2]
 
     def _open(self) -> None:
@@ -547,7 +559,10 @@ class Mp4Encoder:
         self.picture_i420(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
 
     def picture_i420(self, index: int, yuv: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        self.picture_frame(index, av.VideoFrame.from_ndarray(yuv, format="yuv420p"))
+
+    def picture_frame(self, index: int, frame: av.VideoFrame) -> None:
+        """Encode ``frame`` (yuv420p, the output's size) as picture ``index``."""
         frame.pts = index
         frame.time_base = fractions.Fraction(1, self.options.fps)
         self.container.mux(self.video.encode(frame))
@@ -567,13 +582,36 @@ class Mp4Encoder:
         self.container.close()
 
 
+Payload = np.ndarray | av.VideoFrame | list[tuple[int, np.ndarray]]
+"""What the encoder thread is handed: an I420 array, a frame, or sounds with their times."""
+
+
 class BackgroundEncoder:
     """An ``Mp4Encoder`` in a thread of its own: the next picture is composed while the
-    last one is encoded (PyAV releases the GIL while FFmpeg works)."""
+    last one is encoded (PyAV releases the GIL while FFmpeg works).
 
-    def __init__(self, encoder: Mp4Encoder, depth: int = 8) -> None:
+    Each time FFmpeg returns, the encoder thread needs the GIL back; the composing thread
+    holds it in Python code and gives it up only every ``sys.getswitchinterval()`` (5 ms
+    by default): a few such waits per frame made the render twice slower than the encoder
+    alone (measured: 300 frames encoded in 1.3 s alone, 5.3 s beside a busy thread, 1.7 s
+    at 0.2 ms). While it runs, the interval is ``switch_interval``, and OpenCV draws
+    single-threaded (its idle workers spin: 0.6-1.6 s of CPU per 30 s rendered, on cores
+    x264 needs); both are put back at ``close``/``abort``. The render runs in a process
+    of its own (``python -m recorder.vod``), so this touches no server thread.
+    """
+
+    SWITCH_INTERVAL = 0.0002
+
+    def __init__(self, encoder: Mp4Encoder, depth: int = 8,
+                 switch_interval: float | None = SWITCH_INTERVAL) -> None:
         self.encoder = encoder
-        self._queue: queue.Queue[tuple[str, int, np.ndarray] | None] = queue.Queue(depth)
+        self._old_interval = sys.getswitchinterval()
+        if switch_interval is not None:
+            sys.setswitchinterval(min(self._old_interval, switch_interval))
+        self._old_cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        self._queue: queue.Queue[tuple[str, int, Payload] | None] = queue.Queue(depth)
+        self._sounds: list[tuple[int, np.ndarray]] = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vod-encoder", daemon=True)
         self._thread.start()
@@ -581,23 +619,43 @@ class BackgroundEncoder:
     def picture(self, index: int, bgr: np.ndarray) -> None:
         self._put(("video", index, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)))
 
+    def picture_i420(self, index: int, yuv: np.ndarray) -> None:
+        """Queue an I420 picture (copied: the caller may reuse its buffer)."""
+        self._put(("video", index, yuv.copy()))
+
+    def picture_frame(self, index: int, frame: av.VideoFrame) -> None:
+        """Queue a yuv420p frame as it is: the caller must not draw on it again."""
+        self._put(("frame", index, frame))
+
     def sound(self, start: int, samples: np.ndarray) -> None:
-        self._put(("audio", start, samples.copy()))
+        """Queued with the next picture (or at ``close``): one hand-over per picture,
+        not one more per 1024 samples. Each carries its time: the order is free."""
+        self._sounds.append((start, samples.copy()))
 
     def close(self) -> None:
         """Flush and close the file; raises what the encoder raised, if anything."""
-        self._queue.put(None)
-        self._thread.join()
+        self._stop()
         if self._error is not None:
             raise self._error
 
     def abort(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._sounds and self._error is None:
+            self._queue.put(("audio", 0, self._sounds))
+        self._sounds = []
         self._queue.put(None)
         self._thread.join()
+        sys.setswitchinterval(self._old_interval)
+        cv2.setNumThreads(self._old_cv_threads)
 
-    def _put(self, item: tuple[str, int, np.ndarray]) -> None:
+    def _put(self, item: tuple[str, int, Payload]) -> None:
         if self._error is not None:
             raise self._error
+        if self._sounds:
+            self._queue.put(("audio", 0, self._sounds))
+            self._sounds = []
         self._queue.put(item)
 
     def _run(self) -> None:
@@ -606,10 +664,16 @@ class BackgroundEncoder:
                 continue  # failed: drain until the end marker
             kind, position, data = item
             try:
-                if kind == "video":
+                if kind == "frame":
+                    assert isinstance(data, av.VideoFrame)
+                    self.encoder.picture_frame(position, data)
+                elif kind == "video":
+                    assert isinstance(data, np.ndarray)
                     self.encoder.picture_i420(position, data)
                 else:
-                    self.encoder.sound(position, data)
+                    assert isinstance(data, list)
+                    for start, samples in data:
+                        self.encoder.sound(start, samples)
             except BaseException as exc:  # handed to the composing thread
                 self._error = exc
         try:
@@ -656,7 +720,7 @@ def compose(recording: Recording, output: Path, options: RenderOptions,
     audio = [AudioCursor(t, origin_ms, clocks.get(t.id)) for t in recording.audio_tracks]
     total_samples = round(duration * AUDIO_RATE)
     encoder = BackgroundEncoder(Mp4Encoder(output, options, has_audio=bool(audio)))
-    canvas = np.empty((options.height, options.width, 3), dtype=np.uint8)
+    canvas = I420Canvas(options.width, options.height)
     painter = TextPainter()
     # The AAC encoder's first packet is priming (1024 samples before its input). Starting
     # the input at 1024 puts that packet at time 0: no negative timestamps, so the muxer
@@ -665,14 +729,17 @@ def compose(recording: Recording, output: Path, options: RenderOptions,
     try:
         for index in range(frames):
             t_ms = origin_ms + index * 1000.0 / options.fps
-            canvas.fill(BACKGROUND)
+            picture = canvas.next_frame()
+            canvas.fill((BACKGROUND,) * 3)
             for slot, cursors in slots:
                 label = slot.caption(labels) if slot is not layout.main else None
                 _draw_slot(canvas, slot, cursors, t_ms, painter, label)
             if not series.empty:
-                draw_vitals(canvas, layout.vitals, series.state_at((t_ms - origin_ms) / 1000.0),
-                            (t_ms - origin_ms) / 1000.0, painter, labels)
-            encoder.picture(index, canvas)
+                with canvas.bgr(layout.vitals) as (strip, area):
+                    draw_vitals(strip, area,
+                                series.state_at((t_ms - origin_ms) / 1000.0),
+                                (t_ms - origin_ms) / 1000.0, painter, labels)
+            encoder.picture_frame(index, picture)
             target = min(total_samples, round((index + 1) * AUDIO_RATE / options.fps))
             while audio and written < target and (target - written >= AAC_FRAME
                                                   or index == frames - 1):
@@ -695,7 +762,7 @@ def compose(recording: Recording, output: Path, options: RenderOptions,
     return frames
 
 
-def _draw_slot(canvas: np.ndarray, slot: Slot, cursors: Sequence[VideoCursor], t_ms: float,
+def _draw_slot(canvas: I420Canvas, slot: Slot, cursors: Sequence[VideoCursor], t_ms: float,
                painter: TextPainter, label: str | None) -> None:
     shown = None
     for cursor in cursors:  # every cursor advances; the latest-started live one is shown
@@ -704,14 +771,19 @@ def _draw_slot(canvas: np.ndarray, slot: Slot, cursors: Sequence[VideoCursor], t
             shown = (cursor, found)
     area = slot.rect
     if shown is None:
-        canvas[area.y:area.y + area.h, area.x:area.x + area.w] = 40
+        canvas.fill((DARK,) * 3, area)
     else:
         cursor, (serial, frame) = shown
-        box, pixels = cursor.image(serial, frame, area)
-        canvas[box.y:box.y + box.h, box.x:box.x + box.w] = pixels
+        box, planes = cursor.image(serial, frame, area, (canvas.width, canvas.height))
+        canvas.blit(box, planes)
     if label:
-        painter.draw(canvas, label, (area.x + 8, area.y + area.h - 10), 18, (255, 255, 255),
-                     outline=2)
+        origin = (area.x + 8, area.y + area.h - 10)
+        patch = painter.patch(label, LABEL_PX, LABEL_OUTLINE)
+        mask = patch.outline if patch.outline is not None else patch.fill
+        around = Rect(origin[0] + patch.dx, origin[1] + patch.dy, mask.shape[1], mask.shape[0])
+        with canvas.bgr(around) as (image, local):
+            painter.draw(image, label, (local.x - patch.dx, local.y - patch.dy), LABEL_PX,
+                         (255, 255, 255), outline=LABEL_OUTLINE)
 
 
 def _mix(cursors: Sequence[AudioCursor], start: int, count: int) -> np.ndarray:
@@ -846,6 +918,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=RenderOptions.height)
     parser.add_argument("--fps", type=int, default=RenderOptions.fps, choices=(25, 30))
     parser.add_argument("--preset", default=RenderOptions.preset)
+    parser.add_argument("--threads", type=int, default=RenderOptions.threads,
+                        help="x264 threads (0: x264 chooses)")
     parser.add_argument("--nice", type=int, default=0, help="lower the CPU priority by this")
     parser.add_argument("--labels", type=_labels_argument, default=None,
                         help='the overlay\'s words as JSON, e.g. \'{"hr": "心率"}\'')
@@ -856,7 +930,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.nice(args.nice)
     try:
         result = render(args.recording, RenderOptions(args.width, args.height, args.fps,
-                                                      args.preset),
+                                                      args.preset, threads=args.threads),
                         labels=args.labels if args.labels is not None else DEFAULT_LABELS)
     except (RenderError, ValueError, FileNotFoundError) as exc:
         print(f"cannot render: {exc}", file=sys.stderr)

@@ -135,6 +135,8 @@ class TextPainter:
         self._face = _simplified_chinese_face(font_path) if font_path is not None else 0
         self._fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
         self._patches: OrderedDict[tuple[str, int, int], TextPatch] = OrderedDict()
+        self._inks: OrderedDict[tuple[str, int, int, BGR, BGR], tuple[Ink, ...]] = (
+            OrderedDict())
         self._cache_size = cache_size
 
     def font(self, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -185,11 +187,61 @@ class TextPainter:
         ``origin``; clipped at the frame's edges."""
         if not text:
             return
+        x, y = origin
+        for ink in self._ink(text, size, outline, colour, outline_colour):
+            ink.apply(frame, x + ink.dx, y + ink.dy)
+
+    def _ink(self, text: str, size: int, outline: int, colour: BGR,
+             outline_colour: BGR) -> tuple[Ink, ...]:
+        """The blends that draw ``text`` in these colours (cached like the patches:
+        the numbers change once a second, the picture 25 times)."""
+        key = (text, size, outline, colour, outline_colour)
+        found = self._inks.get(key)
+        if found is not None:
+            self._inks.move_to_end(key)
+            return found
         patch = self.patch(text, size, outline)
-        x, y = origin[0] + patch.dx, origin[1] + patch.dy
-        if patch.outline is not None:
-            _blend(frame, patch.outline, x, y, outline_colour)
-        _blend(frame, patch.fill, x, y, colour)
+        if patch.outline is None:
+            made: tuple[Ink, ...] = (Ink.of(patch.fill, colour, patch.dx, patch.dy),)
+        elif outline_colour == colour:  # a stroke in the text's own colour: one blend
+            both = 1.0 - (1.0 - patch.outline) * (1.0 - patch.fill)
+            made = (Ink.of(both, colour, patch.dx, patch.dy),)
+        else:
+            made = (Ink.of(patch.outline, outline_colour, patch.dx, patch.dy),
+                    Ink.of(patch.fill, colour, patch.dx, patch.dy))
+        self._inks[key] = made
+        if len(self._inks) > self._cache_size:
+            self._inks.popitem(last=False)
+        return made
+
+
+@dataclass(frozen=True)
+class Ink:
+    """One alpha mask in one colour, ready to blend: ``frame * keep + add``."""
+
+    keep: np.ndarray
+    """1 - alpha, (h, w, 1) float32."""
+    add: np.ndarray
+    """colour * alpha + 0.5 (the 0.5 rounds when the sum is truncated), (h, w, 3)."""
+    dx: int
+    dy: int
+
+    @classmethod
+    def of(cls, alpha: np.ndarray, colour: BGR, dx: int, dy: int) -> Ink:
+        add = alpha * np.asarray(colour, dtype=np.float32) + np.float32(0.5)
+        return cls((1.0 - alpha).astype(np.float32), add.astype(np.float32), dx, dy)
+
+    def apply(self, frame: np.ndarray, x: int, y: int) -> None:
+        """Blend onto ``frame`` (BGR, in place) at ``x``, ``y``; clipped at its edges."""
+        height, width = self.keep.shape[:2]
+        x0, y0 = max(0, x), max(0, y)
+        x1, y1 = min(frame.shape[1], x + width), min(frame.shape[0], y + height)
+        if x0 >= x1 or y0 >= y1:
+            return
+        roi = frame[y0:y1, x0:x1]
+        mixed = roi * self.keep[y0 - y:y1 - y, x0 - x:x1 - x]
+        mixed += self.add[y0 - y:y1 - y, x0 - x:x1 - x]
+        np.copyto(roi, mixed, casting="unsafe")
 
 
 def _simplified_chinese_face(path: Path) -> int:
@@ -204,18 +256,6 @@ def _simplified_chinese_face(path: Path) -> int:
         if family == CJK_FAMILY:
             return index
     return 0
-
-
-def _blend(frame: np.ndarray, alpha: np.ndarray, x: int, y: int, colour: BGR) -> None:
-    height, width = alpha.shape[:2]
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(frame.shape[1], x + width), min(frame.shape[0], y + height)
-    if x0 >= x1 or y0 >= y1:
-        return
-    a = alpha[y0 - y:y1 - y, x0 - x:x1 - x]
-    roi = frame[y0:y1, x0:x1]
-    blended = roi * (1.0 - a) + np.asarray(colour, dtype=np.float32) * a
-    roi[:] = np.rint(blended).astype(np.uint8)
 
 
 @dataclass(frozen=True)
