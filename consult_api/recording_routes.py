@@ -16,7 +16,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from consult_api import recording_store, recordings
 from consult_api.auth import service_token_matches
@@ -44,6 +45,17 @@ CHUNK = 256 * 1024
 MAX_RECORDING_FILE = web.AppKey("max_recording_file", int)
 FILE_LOCKS: web.AppKey[defaultdict[tuple[str, str], asyncio.Lock]] = web.AppKey("file_locks")
 DEFAULT_MAX_RECORDING_FILE = 16 * 1024**3
+
+
+def _salvage(content: Any) -> bytes:
+    """The body bytes aiohttp received before the connection dropped but no longer hands
+    out (its reads raise the connection's error first); without them a resumed upload would
+    send up to its buffer's worth again."""
+    read = getattr(content, "_read_nowait", None)
+    try:
+        return bytes(read(-1)) if read is not None else b""
+    except Exception:
+        return b""
 
 
 def _recorder(request: web.Request) -> None:
@@ -104,11 +116,23 @@ async def put_file(request: web.Request) -> web.Response:
                     {"error": f"this file is held up to byte {offset}",
                      "code": OFFSET_MISMATCH_CODE, "offset": offset}, status=409)
             written = offset
-            async for chunk in request.content.iter_chunked(CHUNK):
-                if written + len(chunk) > end:
-                    raise TooLarge("more bytes than the Content-Range says")
-                await asyncio.to_thread(handle.write, chunk)
-                written += len(chunk)
+            try:
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    if written + len(chunk) > end:
+                        raise TooLarge("more bytes than the Content-Range says")
+                    await asyncio.to_thread(handle.write, chunk)
+                    written += len(chunk)
+            except (ClientPayloadError, HttpProcessingError, ConnectionError) as exc:
+                # The bytes received so far stay: the next upload resumes from them.
+                rest = _salvage(request.content)[:end - written]
+                if rest:
+                    await asyncio.to_thread(handle.write, rest)
+                    written += len(rest)
+                logger.warning("recording %s: upload of %s interrupted at byte %d (%s)",
+                               recording, name, written, type(exc).__name__)
+                return web.json_response({"error": "the upload was interrupted",
+                                          "code": "upload-interrupted", "offset": written},
+                                         status=400)
         finally:
             await asyncio.to_thread(handle.close)
         if written < size:

@@ -198,7 +198,8 @@ def _overlap(c: Consultation, start: datetime | None, end: datetime | None
     if c.slot_start is None or c.slot_end is None or start is None or end is None:
         return None
     lo, hi = max(_utc(c.slot_start), start), min(_utc(c.slot_end), end)
-    return (lo, hi) if lo < hi else None
+    # A recording of no length (a room opened and closed at once) counts inside the slot.
+    return (lo, hi) if lo < hi or (lo == hi and start == end) else None
 
 
 def _utc(value: datetime) -> datetime:
