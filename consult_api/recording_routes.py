@@ -1,7 +1,8 @@
 """HTTP routes of recordings received as bytes (protocol: ``contracts.handoff``).
 
 The recorder's (``Authorization: Bearer <recorder token>``): ``POST /api/v1/recordings``,
-``PUT /api/v1/recordings/{id}/files?name=``, ``POST /api/v1/recordings/{id}/commit``. The
+``PUT /api/v1/recordings/{recording}/files?name=``, ``POST
+/api/v1/recordings/{recording}/commit``. The
 workspace's (signed in): ``GET /api/v1/consultations/{id}/recordings``, ``GET
 /api/v1/recording-files/{id}?name=`` (HTTP Range, for ``<video>``), and the admin's
 ``GET /api/v1/recordings?status=unclaimed``, ``POST /api/v1/recording-files/{id}/attach``
@@ -93,7 +94,7 @@ async def announce(request: web.Request) -> web.Response:
 
 async def put_file(request: web.Request) -> web.Response:
     _recorder(request)
-    recording = recordings.check_recording_id(request.match_info["id"])
+    recording = recordings.check_recording_id(request.match_info["recording"])
     name = _name(request)
     entry = await in_db(request, lambda s: recordings.declared(s, recording, name))
     size, sha256 = int(entry["bytes"]), str(entry["sha256"])
@@ -151,7 +152,7 @@ async def put_file(request: web.Request) -> web.Response:
 
 async def commit(request: web.Request) -> web.Response:
     _recorder(request)
-    recording = recordings.check_recording_id(request.match_info["id"])
+    recording = recordings.check_recording_id(request.match_info["recording"])
     now = request.app[CLOCK]()
     answer = await in_db(request, lambda s: recordings.recording_json(
         recordings.commit(s, recording, now)))
@@ -219,8 +220,8 @@ def add_routes(app: web.Application, max_file: int = DEFAULT_MAX_RECORDING_FILE)
     app[FILE_LOCKS] = defaultdict(asyncio.Lock)
     app.router.add_post("/api/v1/recordings", announce)
     app.router.add_get("/api/v1/recordings", unclaimed)
-    app.router.add_put("/api/v1/recordings/{id}/files", put_file)
-    app.router.add_post("/api/v1/recordings/{id}/commit", commit)
+    app.router.add_put("/api/v1/recordings/{recording}/files", put_file)
+    app.router.add_post("/api/v1/recordings/{recording}/commit", commit)
     app.router.add_get("/api/v1/consultations/{id}/recordings", consultation_recordings)
     app.router.add_get("/api/v1/recording-files/{id}", recording_file)
     app.router.add_post("/api/v1/recording-files/{id}/attach", attach)
