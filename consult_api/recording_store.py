@@ -1,9 +1,10 @@
 """The received recordings' files on the records service's disk (blocking calls, run in
 worker threads by ``recording_routes``).
 
-``<data_dir>/recordings/<id>/<file>`` once verified; ``<data_dir>/recordings/<id>/.partial/
-<file>`` while bytes arrive (the names the protocol allows never start with a dot, so a
-partial file never collides with a received one). A partial file's size is the offset an
+``<data_dir>/received-recordings/<id>/<file>`` once verified;
+``<data_dir>/received-recordings/<id>/.partial/<file>`` while bytes arrive (the names the
+protocol allows never start with a dot, so a partial file never collides with a received
+one). A partial file's size is the offset an
 upload resumes from; a whole one is hashed in 1 MiB reads (never read into memory at once).
 """
 

@@ -4,9 +4,10 @@ what the workspace does with them: a consultation's recordings, the admin's uncl
 Database work only (sessions in, rows out); the files are the HTTP shell's
 (``recording_routes``). A recording is one ``Artefact`` row (``files``: each declared file
 with its size, SHA-256 and ``verified``) whose bytes lie under the records service's data
-directory at ``recordings/<id>/``. At commit it is attached to the consultation whose live
-room it is (whole), and to every consultation scheduled on that bed's room whose slot overlaps
-it (that window); with none it stays ``unclaimed`` for an admin to attach or discard.
+directory at ``received-recordings/<id>/``. At commit it is attached to the consultation
+whose live room it is (whole), and to every consultation scheduled on that bed's room whose
+slot overlaps it (that window); with none it stays ``unclaimed`` for an admin to attach or
+discard.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from contracts.handoff import (
 logger = logging.getLogger(__name__)
 
 KIND = "recording"
-RECORDINGS_DIR = "recordings"
+# Not "recordings": on one machine with one data directory that is the recorder's own.
+RECORDINGS_DIR = "received-recordings"
 MAX_FILES = 200
 TEACHING_VIDEO = "vod/teaching.mp4"
 SHA256_HEX = frozenset("0123456789abcdef")

@@ -118,7 +118,7 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
     names = {f["file"] for f in (json.loads(files) if isinstance(files, str) else files)}
     assert any(name.startswith("tracks/") for name in names)
     # The bytes themselves reached the records service's own data directory, verified.
-    received = tmp_path / "records" / "recordings" / str(manifest_id)
+    received = tmp_path / "records" / "received-recordings" / str(manifest_id)
     for name in names:
         assert (received / name).read_bytes() == (
             tmp_path / "media" / "recordings" / str(manifest_id) / name).read_bytes()

@@ -187,7 +187,7 @@ async def test_the_bytes_reach_another_data_directory_and_the_page_plays_the_vid
     # The corrupted file was refused and sent again, whole: the wire carried it twice.
     assert queue.bytes_sent == file_sizes(path) + len(original)
     assert read_json(path / HANDOFF_STATE_FILE)["status"] == "delivered"
-    received = tmp_path / "records" / "recordings" / manifest.id
+    received = tmp_path / "records" / "received-recordings" / manifest.id
     assert (received / TEACHING).read_bytes() == original
     assert (received / "manifest.json").read_bytes() == (path / "manifest.json").read_bytes()
     assert not (received / ".partial" / TEACHING).exists()
@@ -275,7 +275,7 @@ async def test_an_interrupted_upload_resumes_from_the_offset(
     assert relay.cuts == 1
     # unclaimed: bed-3 belongs to no consultation; its files are kept, whole and verified.
     assert queue.ended == {"unclaimed": 1}
-    received = tmp_path / "records" / "recordings" / manifest.id
+    received = tmp_path / "records" / "received-recordings" / manifest.id
     assert (received / TEACHING).read_bytes() == (path / TEACHING).read_bytes()
     starts = [int(m) for m in re.findall(
         rb"PUT /api/v1/recordings/[^ ]*teaching\.mp4 HTTP/1\.1\r\n(?:[^\r]*\r\n)*?"
