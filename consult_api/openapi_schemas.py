@@ -145,7 +145,11 @@ def request_bodies() -> dict[str, Schema]:
             "properties": {"to": enum(State), "note": {"type": "string", "maxLength": 5000}}},
         "ScheduleIn": {
             "type": "object", "required": ["start", "end", "expert_id"],
-            "properties": {"start": time(), "end": time(), "expert_id": identifier()}},
+            "properties": {"start": time(), "end": time(), "expert_id": identifier(),
+                           "bed_room": {"type": "string", "maxLength": 100,
+                                        "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$",
+                                        "description": "the bed's media room it is held at: "
+                                                       "its recordings in the slot attach"}}},
         "HospitalIn": {
             "type": "object", "required": ["name", "level"],
             "properties": {"name": text(200),

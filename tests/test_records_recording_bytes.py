@@ -151,13 +151,6 @@ async def new_consultation(world: World) -> int:
     return int((await response.json())["id"])
 
 
-def at_bed(world: World, consultation: int, room: str, start: datetime, end: datetime) -> None:
-    def work(s: Any) -> None:
-        c = s.get(Consultation, consultation)
-        c.bed_room, c.slot_start, c.slot_end = room, start, end
-    world.query(work)
-
-
 def file_sizes(path: Path) -> int:
     return sum(p.stat().st_size for p in [path / "manifest.json", path / "timeline.msgpack",
                                           path / TEACHING, path / "vod" / "render.json"])
@@ -175,8 +168,13 @@ async def test_the_bytes_reach_another_data_directory_and_the_page_plays_the_vid
     # The consultation is held at bed 3 around the recording: the bed room's recording
     # becomes part of its record for that window.
     begin = datetime.fromtimestamp(manifest.start_ms / 1000, UTC)
-    at_bed(world, consultation, manifest.room, begin - timedelta(minutes=30),
-           begin + timedelta(minutes=30))
+    response = await client.post(
+        f"/api/v1/consultations/{consultation}/schedule", headers=world.auth("coordinator"),
+        json={"start": (begin - timedelta(minutes=30)).isoformat(),
+              "end": (begin + timedelta(minutes=30)).isoformat(),
+              "expert_id": world.people["expert"].user_id, "bed_room": manifest.room})
+    assert response.status == 200, await response.text()
+    assert world.query(lambda s: s.get(Consultation, consultation).bed_room) == "bed-3"
     original = (path / TEACHING).read_bytes()
     assert len(original) > 200_000
 
