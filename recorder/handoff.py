@@ -215,7 +215,8 @@ class HandoffQueue:
         if not self.enabled:
             return False
         key = await asyncio.to_thread(self._prepare, directory, refresh)
-        if key is not None and key not in self._tasks and not self._closed:
+        running = key in self._tasks and not self._tasks[key].done()
+        if key is not None and not running and not self._closed:
             if self._session is None:
                 await self.start()
             self._tasks[key] = asyncio.create_task(self._deliver(directory, key))

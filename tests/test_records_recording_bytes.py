@@ -342,7 +342,10 @@ async def test_a_bed_room_no_consultation_owns_is_unclaimed_for_the_admin(
 
     # The teaching video rendered later is handed off too: only it travels.
     teaching_video(path / TEACHING, seconds=1.0)
-    again = HandoffQueue(url, FAST, token=TOKEN)
+    again = queue  # the same queue, its first hand-off of this recording ended
+    await again.start()
+    again.ended.clear()
+    again.bytes_sent = 0
     assert await again.submit(path, refresh=True)
     await asyncio.wait_for(again.wait(manifest.id), 60)
     await again.close()
