@@ -187,6 +187,7 @@ class HandoffQueue:
         self.bytes_sent = 0  # file bytes PUT to the records service
         self._session: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._refreshed: set[str] = set()  # refreshed while their hand-off was running
         self._closed = False
 
     @property
@@ -216,6 +217,8 @@ class HandoffQueue:
             return False
         key = await asyncio.to_thread(self._prepare, directory, refresh)
         running = key in self._tasks and not self._tasks[key].done()
+        if key is not None and running and refresh:
+            self._refreshed.add(key)
         if key is not None and not running and not self._closed:
             if self._session is None:
                 await self.start()
@@ -297,7 +300,6 @@ class HandoffQueue:
     # ----------------------------------------------------------------- delivery
 
     async def _deliver(self, directory: Path, key: str) -> None:
-        body = await asyncio.to_thread((directory / HANDOFF_REQUEST_FILE).read_bytes)
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -306,9 +308,15 @@ class HandoffQueue:
             read_json, directory / HANDOFF_STATE_FILE)).get("attempts", 0))
         while True:
             attempts += 1
+            # Read each round: a refresh while this runs (a teaching video rendered since)
+            # rewrites the announcement, and the next round sends it.
+            self._refreshed.discard(key)
+            body = await asyncio.to_thread((directory / HANDOFF_REQUEST_FILE).read_bytes)
             answer = await self._exchange(directory, key, body, headers)
             status, error, code = answer.status, answer.error, answer.code
             ended = outcome(status, code)
+            if ended in ("delivered", "unclaimed") and key in self._refreshed:
+                continue  # refreshed meanwhile: announce the new files too
             if ended != "retry":
                 await asyncio.to_thread(self._update, directory, status=ended,
                                         attempts=attempts, last_status=status,

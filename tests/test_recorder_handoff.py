@@ -320,3 +320,22 @@ async def test_a_wrong_token_ends_rejected_once_and_a_restart_tries_again(tmp_pa
     assert service.requests[0][1] == service.requests[1][1]
     state = read_json(path / HANDOFF_STATE_FILE)
     assert (state["status"], state["attempts"]) == ("delivered", 2)
+
+
+async def test_a_teaching_video_rendered_during_the_hand_off_is_sent_too(tmp_path, records):
+    service, url = records
+    service.failures = 3  # the records service is down for a while
+    path, manifest = await finished_recording(tmp_path)
+    queue = HandoffQueue(url, FAST)
+    await queue.submit(path)
+    await wait_for(lambda: len(service.requests) >= 1, 10)
+    (path / "vod").mkdir()
+    (path / "vod" / "render.json").write_text('{"speed": 1.2}')
+    await queue.submit(path, refresh=True)  # rendered meanwhile: announced again
+    await asyncio.wait_for(queue.wait(manifest.id), 10)
+    await queue.close()
+    assert queue.ended == {"delivered": 1}
+    assert service.verified == {"manifest.json", "timeline.msgpack", "vod/render.json"}
+    assert bytes(service.held["vod/render.json"]) == b'{"speed": 1.2}'
+    body = json.loads(service.requests[-1][1])
+    assert {f["file"] for f in body["files"]} == service.verified
