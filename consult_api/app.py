@@ -28,6 +28,7 @@ from consult_api import (
     icd10_routes,
     live_pages,
     materials,
+    recording_routes,
     records,
     reports,
     session_routes,
@@ -410,6 +411,7 @@ def create_app(database_url: str, token_secret: str, *, clock: Clock = utc_now,
     domain_routes.add_routes(app, webhooks, webhook_retry)
     icd10_routes.add_routes(app)
     dicom_routes.add_routes(app)
+    recording_routes.add_routes(app)
     add_security_headers(app)
     audit_routes.add_routes(app)
     web_routes.add_routes(app)

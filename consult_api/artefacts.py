@@ -1,5 +1,7 @@
-"""Recordings handed off by the recorder (``recorder.handoff.handoff_body``), attached to the
-consultation whose live room the manifest names. Idempotent by manifest id.
+"""The former hand-off by path (``POST /api/v1/artefacts``): a manifest and where its files
+lie on the recorder's disk, attached to the consultation whose live room the manifest names.
+Idempotent by manifest id. Kept for recorders not yet upgraded; the recorder now sends the
+bytes (``consult_api.recordings``, protocol in ``contracts.handoff``).
 
 Body: ``{"recording": id, "manifest": {...Manifest.to_json()...}, "artefacts":
 {"transfer": "local-path", "host", "directory", "files": [{"file", "path", "mime_type",
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from consult_api.errors import InvalidRequest, NotFound
-from consult_api.models import Artefact, Consultation
+from consult_api.models import Artefact, ArtefactLink, Consultation
 from consult_api.schemas import iso
 from contracts.handoff import UNCLAIMED_ROOM_CODE
 
@@ -89,6 +91,8 @@ def receive(session: Session, data: HandoffIn, now: datetime) -> tuple[Artefact,
         checksums={f["file"]: f["sha256"] for f in data.files})
     session.add(artefact)
     session.flush()
+    session.add(ArtefactLink(artefact_id=artefact.id, consultation_id=consultation_id,
+                             attached_at=now))
     logger.info("consultation %s: recording %s attached (%d files)", consultation_id,
                 data.manifest_id, len(data.files))
     return artefact, True

@@ -173,6 +173,9 @@ class Consultation(Base):
     slot_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     slot_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     room_name: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # The bed's own media room the consultation is held at (its recordings in the slot's
+    # window become part of this consultation's record); None: not at a bed.
+    bed_room: Mapped[str | None] = mapped_column(String(100), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -270,19 +273,49 @@ class Material(Base):
 
 
 class Artefact(Base):
-    """A recording handed off by the recorder, attached to a consultation (one per manifest)."""
+    """A recording handed off by the recorder (one per manifest). Its files are stored under
+    the records service's data directory at ``stored_dir/<file>`` (relative); ``files``
+    holds each one's name, mime type, bytes, SHA-256 and whether the received bytes were
+    verified. ``status``: receiving, attached (to the consultations of its
+    ``ArtefactLink`` rows), unclaimed (no consultation owns its room: for an admin to
+    attach or discard) or discarded (files deleted, the row kept for the audit trail)."""
 
     __tablename__ = "artefacts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), index=True)
+    consultation_id: Mapped[int | None] = mapped_column(ForeignKey("consultations.id"),
+                                                        index=True)
     manifest_id: Mapped[str] = mapped_column(String(100), unique=True)
     kind: Mapped[str] = mapped_column(String(20))
-    room: Mapped[str] = mapped_column(String(100))
+    room: Mapped[str] = mapped_column(String(100), index=True)
     files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     checksums: Mapped[dict[str, str]] = mapped_column(JSON)
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), default="attached", index=True)
+    stored_dir: Mapped[str | None] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ArtefactLink(Base):
+    """A recording attached to a consultation: the whole recording (no window) for the
+    consultation whose live room it is, or the consultation's appointment window
+    [window_start, window_end] of a bed room's recording; by the hand-off or an admin."""
+
+    __tablename__ = "artefact_links"
+    __table_args__ = (UniqueConstraint("artefact_id", "consultation_id",
+                                       name="uq_artefact_links_artefact_consultation"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    artefact_id: Mapped[int] = mapped_column(ForeignKey("artefacts.id"), index=True)
+    consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), index=True)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attached_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attached_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 REPORT_STATUSES = ("draft", "published")

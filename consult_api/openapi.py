@@ -38,6 +38,8 @@ from consult_api.workflow import Role, State
 OPENAPI_PATH = "/api/v1/openapi.json"
 # The request body of a material upload: the raw file, its name in a header.
 UPLOAD = "upload"
+# The request body of a recording file's upload: raw bytes, described by Content-Range.
+BYTES = "bytes"
 
 # Who may call an operation: an API token or a browser session (the default), a browser
 # session only, the recorder's service token, or anybody.
@@ -72,7 +74,7 @@ class Operation:
     method: str
     path: str
     summary: str
-    body: str | None  # a request schema name, UPLOAD, or None
+    body: str | None  # a request schema name, UPLOAD, BYTES or None
     ok: int  # the success status
     returns: tuple[Content, ...]  # the success body (none: 204)
     errors: tuple[int, ...] = ()  # beyond those the route's shape implies
@@ -97,6 +99,16 @@ _FRAME = (
        "window center in modality units (default: the material's window)"),
     _q("width", {"type": "number", "exclusiveMinimum": True, "minimum": 0},
        "window width in modality units, above 0 (default: the material's)"))
+
+_RECORDING = {"name": "recording", "in": "path", "required": True,
+              "description": "the recording's id (its manifest id)",
+              "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$"}}
+_FILE = _q("name", {"type": "string", "minLength": 1, "maxLength": 200},
+           "the file's relative name, e.g. vod/teaching.mp4 (no '..', no leading '/')")
+_CONTENT_RANGE = {"name": "Content-Range", "in": "header", "required": False,
+                  "description": "bytes first-last/size (bytes */0 for an empty file); "
+                                 "absent: the whole file",
+                  "schema": {"type": "string"}}
 
 ROUTES: tuple[Operation, ...] = (
     # --- directory ---
@@ -150,6 +162,33 @@ ROUTES: tuple[Operation, ...] = (
     Operation("post", "/api/v1/artefacts",
               "Recorder hand-off (201 new; 200 the same manifest again)", "HandoffIn", 201,
               as_json("Artefact"), (404, 409, 503), access="recorder", also_ok=(200,)),
+    Operation("post", "/api/v1/recordings",
+              "Announce a recording's files (201 new; 200 again): which bytes are needed",
+              "RecordingIn", 201, as_json("RecordingNeed"), (409, 413, 503), access="recorder",
+              also_ok=(200,)),
+    Operation("put", "/api/v1/recordings/{recording}/files",
+              "Upload a recording file's bytes from the offset held (Content-Range)", BYTES,
+              200, as_json("RecordingFileState"), (404, 409, 413, 422, 503),
+              query=(_RECORDING, _FILE, _CONTENT_RANGE), access="recorder"),
+    Operation("post", "/api/v1/recordings/{recording}/commit",
+              "Attach a received recording (404 room-unclaimed: kept for an admin)", None,
+              200, as_json("Recording"), (404, 409, 503), query=(_RECORDING,),
+              access="recorder"),
+    Operation("get", "/api/v1/recordings", "Unclaimed recordings (admin)", None, 200,
+              as_json("Recordings"), query=(_q("status", {"type": "string",
+                                                          "enum": ["unclaimed"]}),)),
+    Operation("get", "/api/v1/consultations/{id}/recordings", "A consultation's recordings",
+              None, 200, as_json("Recordings")),
+    Operation("get", "/api/v1/recording-files/{id}",
+              "A received recording file (HTTP Range: 206 partial)", None, 200,
+              binary("video/mp4", "video/webm", "audio/webm", "video/x-matroska",
+                     "application/vnd.msgpack", "application/octet-stream"),
+              query=(_FILE,), also_ok=(206,)),
+    Operation("post", "/api/v1/recording-files/{id}/attach",
+              "Attach an unclaimed recording to a consultation (admin)", "RecordingAttachIn",
+              200, as_json("Recording")),
+    Operation("post", "/api/v1/recording-files/{id}/discard",
+              "Discard an unclaimed recording and its files (admin)", None, 204, NO_CONTENT),
     # --- reports ---
     Operation("post", "/api/v1/consultations/{id}/reports", "Start a report draft",
               "DraftIn", 201, as_json("Report"), (409,)),
@@ -304,7 +343,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         responses[str(status)] = {"description": DESCRIPTIONS[status], "content": error}
     found: dict[str, Any] = {"operationId": operation_id(op.method, op.path),
                              "summary": op.summary, "responses": responses}
-    if op.body == UPLOAD:
+    if op.body in (UPLOAD, BYTES):
         found["requestBody"] = {"required": True, "content": {"application/octet-stream": {
             "schema": {"type": "string", "format": "binary"}}}}
     elif op.body is not None:

@@ -145,7 +145,11 @@ def request_bodies() -> dict[str, Schema]:
             "properties": {"to": enum(State), "note": {"type": "string", "maxLength": 5000}}},
         "ScheduleIn": {
             "type": "object", "required": ["start", "end", "expert_id"],
-            "properties": {"start": time(), "end": time(), "expert_id": identifier()}},
+            "properties": {"start": time(), "end": time(), "expert_id": identifier(),
+                           "bed_room": {"type": "string", "maxLength": 100,
+                                        "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$",
+                                        "description": "the bed's media room it is held at: "
+                                                       "its recordings in the slot attach"}}},
         "HospitalIn": {
             "type": "object", "required": ["name", "level"],
             "properties": {"name": text(200),
@@ -182,6 +186,21 @@ def request_bodies() -> dict[str, Schema]:
                         "type": "object", "required": list(artefacts.FILE_FIELDS),
                         "properties": {name: integer() if kind is int else string()
                                        for name, kind in artefacts.FILE_FIELDS.items()}}}}}}},
+        "RecordingIn": {
+            "type": "object", "required": ["manifest", "files"],
+            "properties": {
+                "recording": string(),
+                "manifest": {"type": "object", "required": ["id", "room"],
+                             "properties": {"id": text(100), "room": text(100),
+                                            "start_ms": integer(), "end_ms": integer()}},
+                "files": {"type": "array", "minItems": 1, "maxItems": 200, "items": {
+                    "type": "object", "required": ["file", "mime_type", "bytes", "sha256"],
+                    "properties": {"file": text(200), "mime_type": text(100),
+                                   "bytes": {"type": "integer", "minimum": 0},
+                                   "sha256": {"type": "string",
+                                              "pattern": "^[0-9a-f]{64}$"}}}}}},
+        "RecordingAttachIn": {"type": "object", "required": ["consultation_id"],
+                              "properties": {"consultation_id": identifier()}},
         "SlotIn": {"type": "object", "required": ["start", "end"],
                    "properties": {"start": time(), "end": time()}},
         "AppointmentIn": {"type": "object", "required": ["slot_id"],
@@ -251,6 +270,16 @@ def _material() -> Schema:
         "kind": {"type": "string", "enum": list(MATERIAL_KINDS)},
         "media_type": string(), "filename": string(), "size": count(), "sha256": string(),
         "created_at": time(), "preview": boolean()}, {"dicom": dicom})
+
+
+def _recording() -> Schema:
+    return obj({"id": integer(), "recording": string(), "room": string(), "status": string(),
+                "started_at": nullable(time()), "ended_at": nullable(time()),
+                "duration": nullable({"type": "number"}), "bytes": integer(),
+                "verified": boolean(), "received_at": time(), "teaching_video": boolean(),
+                "window_start": nullable(time()), "window_end": nullable(time()),
+                "files": array(obj({"file": string(), "bytes": integer(),
+                                    "verified": boolean()}))})
 
 
 def _report() -> Schema:
@@ -414,6 +443,12 @@ def response_bodies() -> dict[str, Schema]:
                                 for name, kind in artefacts.FILE_FIELDS.items()})),
             "checksums": {"type": "object", "additionalProperties": string()},
             "received_at": time()}),
+        "RecordingNeed": obj({"recording": string(), "status": string(),
+                              "need": array(obj({"file": string(), "offset": integer()}))}),
+        "RecordingFileState": obj({"file": string(), "offset": integer(),
+                                   "verified": boolean()}),
+        "Recording": _recording(),
+        "Recordings": listing("recordings", ref("Recording")),
         "Report": _report(),
         "Reports": listing("reports", ref("Report")),
         "ReportTemplates": listing("templates", obj({

@@ -255,6 +255,8 @@ def schedule(session: Session, actor: Actor, consultation_id: int, data: Schedul
     _expert(session, data.expert_id)
     slot = slots.book_time(session, c.id, data.expert_id, data.start, data.end,
                            actor.user_id, now)
+    if data.bed_room is not None:
+        c.bed_room = data.bed_room  # the bed room's recordings in the slot attach to it
     return enter_slot(session, actor, c, slot, now)
 
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from consult_api.errors import InvalidRequest
 from consult_api.models import HOSPITAL_LEVELS, Consultation, ConsultationTransition
 from consult_api.workflow import ConsultationType, Role, State, Urgency
+from contracts.handoff import valid_recording_id
 
 E = TypeVar("E", Urgency, ConsultationType, State, Role)
 
@@ -54,6 +55,7 @@ class ScheduleIn:
     start: datetime
     end: datetime
     expert_id: int
+    bed_room: str | None = None  # the bed's media room it is held at (its recordings attach)
 
 
 def _object(body: Any, where: str) -> dict[str, Any]:
@@ -165,7 +167,10 @@ def parse_schedule(body: Any) -> ScheduleIn:
     expert_id = _optional_id(data, "expert_id")
     if expert_id is None:
         raise InvalidRequest("expert_id is required")
-    return ScheduleIn(start=start, end=end, expert_id=expert_id)
+    bed_room = _text(data, "bed_room", max_len=100, required=False) or None
+    if bed_room is not None and not valid_recording_id(bed_room):
+        raise InvalidRequest("bed_room must be a media room name (letters, digits, _ - .)")
+    return ScheduleIn(start=start, end=end, expert_id=expert_id, bed_room=bed_room)
 
 
 def parse_flag(query: Mapping[str, str], name: str) -> bool:

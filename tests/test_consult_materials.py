@@ -217,7 +217,15 @@ def recording(directory: Path, room: str, recording_id: str = "rec-0001") -> byt
         timeline=FileEntry(file="timeline.msgpack", bytes=timeline_size,
                            sha256=timeline_digest, events=0))
     manifest.write(directory)
-    return handoff_body(directory, manifest)
+    return legacy_body(directory, handoff_body(directory, manifest))
+
+
+def legacy_body(directory: Path, announcement: bytes) -> bytes:
+    """The former hand-off by path (``POST /api/v1/artefacts``) of a recorder announcement."""
+    document = json.loads(announcement)
+    files = [{**f, "path": str(directory / f["file"])} for f in document["files"]]
+    return json.dumps({"recording": document["recording"], "manifest": document["manifest"],
+                       "artefacts": {"transfer": "local-path", "files": files}}).encode()
 
 
 async def hand_off(site: Site, body: bytes, key: str = "rec-0001",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from contracts.handoff import UNCLAIMED_ROOM_CODE
+from contracts.handoff import UNCLAIMED_ROOM_CODE, parse_content_range
 from mediaserver import MediaConfig, MediaServer
 from recorder import manifest as manifest_module
 from recorder.handoff import (
@@ -37,28 +37,58 @@ FAST = RetryPolicy(initial=0.05, maximum=0.2, timeout=5)
 
 
 class RecordsService:
-    """A stand-in for the consultation records service: fails the first ``failures`` POSTs."""
+    """A stand-in for the consultation records service speaking the upload protocol
+    (``contracts.handoff``): fails the first ``failures`` announcements."""
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
-        self.requests: list[tuple[str | None, bytes]] = []
-        # Set by a test: the (status, JSON body) every POST gets instead.
+        self.requests: list[tuple[str | None, bytes]] = []  # the announcements
+        # Set by a test: the (status, JSON body) every announcement gets instead.
         self.answer: tuple[int, dict[str, str]] | None = None
+        self.declared: dict[str, dict[str, object]] = {}
+        self.held: dict[str, bytearray] = {}
+        self.verified: set[str] = set()
+        self.commits = 0
 
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((request.headers.get("Idempotency-Key"), await request.read()))
+    async def announce(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append((request.headers.get("Idempotency-Key"), body))
         if self.answer is not None:
             return web.json_response(self.answer[1], status=self.answer[0])
         if len(self.requests) <= self.failures:
             return web.Response(status=500)
-        return web.json_response({"accepted": True}, status=201)
+        self.declared = {f["file"]: f for f in json.loads(body)["files"]}
+        need = [{"file": name, "offset": len(self.held.get(name, b""))}
+                for name in self.declared if name not in self.verified]
+        return web.json_response({"need": need}, status=201)
+
+    async def put(self, request: web.Request) -> web.Response:
+        name = request.query["name"]
+        first, _, size = parse_content_range(request.headers["Content-Range"]) or (0, 0, 0)
+        held = self.held.setdefault(name, bytearray())
+        assert first == len(held)
+        held += await request.read()
+        entry = self.declared[name]
+        if len(held) == size:
+            if hashlib.sha256(held).hexdigest() != entry["sha256"]:
+                del self.held[name]
+                return web.json_response({"code": "checksum-mismatch"}, status=422)
+            self.verified.add(name)
+        return web.json_response({"file": name, "offset": len(held),
+                                  "verified": name in self.verified})
+
+    async def commit(self, request: web.Request) -> web.Response:
+        self.commits += 1
+        return web.json_response({"status": "attached"})
 
 
 @pytest.fixture
 async def records() -> AsyncIterator[tuple[RecordsService, str]]:
     service = RecordsService(failures=2)
     app = web.Application()
-    app.router.add_post("/recordings", service.handle)
+    app.router.add_post("/recordings", service.announce)
+    app.router.add_put("/recordings/{id}/files", service.put)
+    app.router.add_post("/recordings/{id}/commit", service.commit)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -91,11 +121,12 @@ async def test_retries_until_accepted_with_the_same_key_and_body(tmp_path, recor
     assert len({body for _, body in service.requests}) == 1
     body = json.loads(service.requests[0][1])
     assert body["recording"] == manifest.id and body["manifest"] == manifest.to_json()
-    artefacts = body["artefacts"]
-    assert artefacts["transfer"] == "local-path"
-    files = {a["file"]: a for a in artefacts["files"]}
+    files = {a["file"]: a for a in body["files"]}
     assert set(files) == {"manifest.json", "timeline.msgpack"}
-    assert Path(files["timeline.msgpack"]["path"]).read_bytes()
+    assert "path" not in files["timeline.msgpack"]  # bytes travel, not paths
+    # The service received the very bytes, verified.
+    assert service.verified == set(files) and service.commits == 1
+    assert bytes(service.held["timeline.msgpack"]) == (path / "timeline.msgpack").read_bytes()
     state = read_json(path / HANDOFF_STATE_FILE)
     assert state["status"] == "delivered" and state["attempts"] == 3
     # Submitting a delivered recording again sends nothing.
@@ -195,14 +226,16 @@ async def test_each_file_is_hashed_once_from_recording_to_hand_off(tmp_path, rec
     assert {p.relative_to(root).as_posix(): n for p, n in hashed.items()} == {
         **dict.fromkeys(tracks, 1), "timeline.msgpack": 1, "manifest.json": 1}
     body = json.loads(service.requests[0][1])
-    files = {f["file"]: f for f in body["artefacts"]["files"]}
+    files = {f["file"]: f for f in body["files"]}
     for track in manifest.tracks:
         assert (files[track.file]["bytes"], files[track.file]["sha256"]) == (
             track.bytes, track.sha256)
         assert track.sha256 == hashlib.sha256((root / track.file).read_bytes()).hexdigest()
     assert files["manifest.json"]["sha256"] == hashlib.sha256(
         (root / "manifest.json").read_bytes()).hexdigest()
-    assert "changed" not in body["artefacts"]
+    assert "changed" not in body
+    for track in manifest.tracks:  # and the tracks' bytes arrived, each read once to hash
+        assert bytes(service.held[track.file]) == (root / track.file).read_bytes()
 
 
 async def test_a_file_changed_after_the_manifest_is_reported(tmp_path, caplog):
@@ -212,8 +245,8 @@ async def test_a_file_changed_after_the_manifest_is_reported(tmp_path, caplog):
         file.write(b"\x00" * 7)  # rewritten after the recording ended
     with caplog.at_level(logging.WARNING, logger="recorder.handoff"):
         body = json.loads(handoff_body(path, manifest))
-    assert body["artefacts"]["changed"] == ["timeline.msgpack"]
-    entry = next(f for f in body["artefacts"]["files"] if f["file"] == "timeline.msgpack")
+    assert body["changed"] == ["timeline.msgpack"]
+    entry = next(f for f in body["files"] if f["file"] == "timeline.msgpack")
     now_on_disk = timeline.read_bytes()
     assert entry["bytes"] == manifest.timeline.bytes + 7 == len(now_on_disk)
     assert entry["sha256"] == hashlib.sha256(now_on_disk).hexdigest()
@@ -287,3 +320,22 @@ async def test_a_wrong_token_ends_rejected_once_and_a_restart_tries_again(tmp_pa
     assert service.requests[0][1] == service.requests[1][1]
     state = read_json(path / HANDOFF_STATE_FILE)
     assert (state["status"], state["attempts"]) == ("delivered", 2)
+
+
+async def test_a_teaching_video_rendered_during_the_hand_off_is_sent_too(tmp_path, records):
+    service, url = records
+    service.failures = 3  # the records service is down for a while
+    path, manifest = await finished_recording(tmp_path)
+    queue = HandoffQueue(url, FAST)
+    await queue.submit(path)
+    await wait_for(lambda: len(service.requests) >= 1, 10)
+    (path / "vod").mkdir()
+    (path / "vod" / "render.json").write_text('{"speed": 1.2}')
+    await queue.submit(path, refresh=True)  # rendered meanwhile: announced again
+    await asyncio.wait_for(queue.wait(manifest.id), 10)
+    await queue.close()
+    assert queue.ended == {"delivered": 1}
+    assert service.verified == {"manifest.json", "timeline.msgpack", "vod/render.json"}
+    assert bytes(service.held["vod/render.json"]) == b'{"speed": 1.2}'
+    body = json.loads(service.requests[-1][1])
+    assert {f["file"] for f in body["files"]} == service.verified

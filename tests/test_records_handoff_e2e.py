@@ -77,7 +77,7 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
             minted = await r.json()
     assert room, "scheduling opens a live room"
 
-    media = create_app(dataclass_replace_recorder(settings, f"{api}/artefacts"))
+    media = create_app(dataclass_replace_recorder(settings, f"{api}/recordings"))
     media_runner = await start(media, settings.server.port)
     try:
         token = minted.get("token") or token_authority(settings).mint(
@@ -87,7 +87,8 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
         for _ in range(150):
             with engine.connect() as connection:
                 rows = list(connection.execute(sa.text(
-                    "SELECT consultation_id, manifest_id, room, files FROM artefacts")))
+                    "SELECT consultation_id, manifest_id, room, files FROM artefacts "
+                    "WHERE status = 'attached'")))
             if rows:
                 break
             await asyncio.sleep(0.1)
@@ -116,6 +117,11 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
     assert manifest["room"] == room
     names = {f["file"] for f in (json.loads(files) if isinstance(files, str) else files)}
     assert any(name.startswith("tracks/") for name in names)
+    # The bytes themselves reached the records service's own data directory, verified.
+    received = tmp_path / "records" / "received-recordings" / str(manifest_id)
+    for name in names:
+        assert (received / name).read_bytes() == (
+            tmp_path / "media" / "recordings" / str(manifest_id) / name).read_bytes()
     assert len(unclaimed) == 1, "the bed room's hand-off did not end unclaimed"
     assert (unclaimed[0]["attempts"], unclaimed[0]["last_status"]) == (1, 404)
 

@@ -15,6 +15,7 @@ import * as referrals from "/workspace/referrals.js";
 import * as admin from "/workspace/admin.js";
 import * as stats from "/workspace/stats.js";
 import * as audit from "/workspace/audit.js";
+import * as recordings from "/workspace/recordings.js";
 import * as notifications from "/workspace/notifications.js";
 
 const POLL_MS = 30_000;
@@ -42,6 +43,7 @@ const ROUTES = [
   [/^#\/admin\/tokens$/, ["admin"], () => admin.tokens()],
   [/^#\/admin\/stats$/, ["admin", "coordinator"], () => stats.page()],
   [/^#\/admin\/audit$/, ["admin"], () => audit.page()],
+  [/^#\/admin\/recordings$/, ["admin"], () => recordings.unclaimedPage()],
 ];
 
 const NAV = {
@@ -54,7 +56,8 @@ const NAV = {
     ["#/referrals", "ws.nav.referrals"], ["#/admin/stats", "ws.nav.stats"]],
   admin: [["#/admin/users", "ws.nav.users"], ["#/admin/hospitals", "ws.nav.hospitals"],
     ["#/admin/tokens", "ws.nav.tokens"], ["#/admin/stats", "ws.nav.stats"],
-    ["#/admin/audit", "ws.nav.audit"], ["#/queue", "ws.nav.queue"],
+    ["#/admin/audit", "ws.nav.audit"], ["#/admin/recordings", "ws.nav.recordings"],
+    ["#/queue", "ws.nav.queue"],
     ["#/requests", "ws.nav.all"], ["#/referrals", "ws.nav.referrals"]],
 };
 

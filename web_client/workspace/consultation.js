@@ -1,4 +1,4 @@
-// One consultation: details, timeline, state actions, live room, materials, reports.
+// One consultation: details, timeline, state actions, live room, materials, recordings, reports.
 
 import { t, ZONE_NAME } from "/i18n.js";
 import { get, post } from "/workspace/api.js";
@@ -6,6 +6,7 @@ import { badge, busy, errorBox, field, flash, h, page as renderPage, time } from
 import { me } from "/workspace/state.js";
 import { expertNames } from "/workspace/consultations.js";
 import { materialsSection } from "/workspace/materials.js";
+import { recordingsSection } from "/workspace/recordings.js";
 import { printView, reportsSection } from "/workspace/report.js";
 import { assignPanel, clock } from "/workspace/coordinator.js";
 
@@ -127,7 +128,7 @@ export async function page(id) {
   if ((user.role === "coordinator" || user.role === "admin") && ["requested", "accepted"].includes(c.state)) {
     parts.push(await assignPanel(c, reload));
   }
-  parts.push(materialsSection(c), await reportsSection(c, reload), timeline(c));
+  parts.push(materialsSection(c), recordingsSection(c), await reportsSection(c, reload), timeline(c));
   const view = renderPage("ws.consultation.title", ...parts.filter(Boolean));
   view.dataset.consultation = String(id);
 }
