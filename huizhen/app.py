@@ -173,6 +173,8 @@ def setup_recording(app: web.Application, settings: Settings,
                                   reserve_bytes=rec.disk_reserve_mib * MIB,
                                   on_finished=auto.finished)
         app.setdefault(HEALTH_CHECKS, []).append(service.health)
+        # A teaching video rendered after the hand-off reaches the records service too.
+        renderer.on_ready = service.refresh_handoff
 
         async def recorder_lifecycle(app: web.Application) -> AsyncIterator[None]:
             directory.mkdir(parents=True, exist_ok=True)

@@ -142,6 +142,9 @@ class VodRenderer:
 
     runner: RenderRunner = render_in_subprocess
     concurrency: int = 1
+    on_ready: Callable[[Path], None] | None = None
+    """Told each recording directory whose teaching video is now ready (the app hands
+    the new files off to the records service)."""
     _running: dict[Path, asyncio.Task[None]] = field(default_factory=dict)
     _queued: list[Recording] = field(default_factory=list)
     _finished: dict[Path, asyncio.Event] = field(default_factory=dict)
@@ -222,6 +225,11 @@ class VodRenderer:
             logger.warning("vod %s: render failed: %s", recording.id, exc)
         else:
             logger.info("vod %s: ready after %.1f s", recording.id, time.monotonic() - started)
+            if self.on_ready is not None:
+                try:
+                    self.on_ready(recording.directory)
+                except Exception:
+                    logger.exception("vod %s: ready hook failed", recording.id)
         finally:
             self._running.pop(recording.directory, None)
             event = self._finished.pop(recording.directory, None)

@@ -286,6 +286,16 @@ class RecorderService:
         self._handoffs.add(task)
         task.add_done_callback(self._handoff_submitted)
 
+    def refresh_handoff(self, directory: Path) -> None:
+        """Announce a handed-off recording's files again (its teaching video was rendered
+        since): the records service asks only for what it lacks."""
+        if not self.handoff.enabled or not self.started:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.handoff.submit(directory, refresh=True))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoff_submitted)
+
     def _handoff_submitted(self, task: asyncio.Task[bool]) -> None:
         self._handoffs.discard(task)
         if not task.cancelled() and task.exception() is not None:

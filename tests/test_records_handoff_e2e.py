@@ -92,6 +92,15 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
             if rows:
                 break
             await asyncio.sleep(0.1)
+        # The room's teaching video is rendered in the background after the hand-off; once
+        # ready, its files follow the recording to the records service.
+        teaching = (tmp_path / "records" / "received-recordings" / str(rows[0][1] if rows else "")
+                    / "vod" / "teaching.mp4")
+        for _ in range(600):
+            if teaching.is_file() and teaching.stat().st_size > 0:
+                break
+            await asyncio.sleep(0.1)
+        delivered_video = teaching.is_file()
 
         # A bed's own room, which no consultation owns: its hand-off ends "unclaimed" (the
         # records service's answer), once, and the recording stays for an admin.
@@ -122,6 +131,9 @@ async def test_the_recording_of_a_scheduled_session_reaches_its_consultation(tmp
     for name in names:
         assert (received / name).read_bytes() == (
             tmp_path / "media" / "recordings" / str(manifest_id) / name).read_bytes()
+    assert delivered_video, "the teaching video rendered after the hand-off did not follow it"
+    rendered = tmp_path / "media" / "recordings" / str(manifest_id) / "vod" / "teaching.mp4"
+    assert teaching.read_bytes() == rendered.read_bytes()
     assert len(unclaimed) == 1, "the bed room's hand-off did not end unclaimed"
     assert (unclaimed[0]["attempts"], unclaimed[0]["last_status"]) == (1, 404)
 
