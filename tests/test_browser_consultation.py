@@ -203,6 +203,9 @@ async def test_a_whole_consultation_through_the_workspace_in_chinese(
     await expect(desk2.get_by_test_id("patient-name-value")).to_have_text("张伟")
     await desk2.get_by_test_id("assign-expert").select_option(str(expert_id))
     day = tomorrow.strftime("%Y-%m-%d")
+    # The week is drawn once the expert's slots have loaded: decide only then whether
+    # tomorrow is in the next week (it is when today is Sunday in Beijing).
+    await expect(desk2.get_by_test_id("week-day")).to_have_count(7)
     if await desk2.locator(f"[data-testid=week-day][data-day='{day}']").count() == 0:
         await desk2.get_by_test_id("week-next").click()
     slots = desk2.locator(f"[data-testid=week-day][data-day='{day}'] [data-testid=slot]")
