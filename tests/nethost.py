@@ -278,11 +278,10 @@ class NetLab:
 
     def shape(self, host: Host, *, direction: Direction, loss_percent: float = 0,
               rate_kbit: int | None = None, delay_ms: float = 0,
-              jitter_ms: float = 0, queue_ms: int = 100) -> None:
+              jitter_ms: float = 0) -> None:
         """Set what ``direction`` of ``host``'s link does ("up": packets leaving the host,
         "down": packets arriving at it), replacing the earlier shape of that direction.
-        ``queue_ms``: how long the rate cap's queue is, in time at the rate (a small
-        access router's 100 ms by default). Can be called while traffic flows."""
+        Can be called while traffic flows."""
         if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
         if not 0 <= loss_percent <= 100:
@@ -291,11 +290,9 @@ class NetLab:
             raise ValueError("rate_kbit must be positive")
         if jitter_ms > delay_ms:
             raise ValueError("jitter_ms must not exceed delay_ms")
-        if queue_ms <= 0:
-            raise ValueError("queue_ms must be positive")
         shape = Shape(loss_percent, rate_kbit, delay_ms, jitter_ms)
         self.bridges[host.name].command(f"delay {direction} {delay_ms} {jitter_ms}")
-        self._set_rate(host, direction, rate_kbit, queue_ms)
+        self._set_rate(host, direction, rate_kbit)
         self.shapes[(host.name, direction)] = shape
         self._write_filter(host, direction)
 
@@ -345,18 +342,17 @@ class NetLab:
                          f"numgen random mod 10000 < {threshold} drop")
         self._nft("\n".join(rules))
 
-    def _set_rate(self, host: Host, direction: Direction, rate_kbit: int | None,
-                  queue_ms: int = 100) -> None:
+    def _set_rate(self, host: Host, direction: Direction, rate_kbit: int | None) -> None:
         device = f"{'b' if direction == 'up' else 'c'}{host.index}"
         if rate_kbit is None:
             with contextlib.suppress(LabError):  # none set: nothing to delete
                 self._in_core([TC, "qdisc", "del", "dev", device, "root"])
             return
-        # A burst of ~20 ms at the rate (at least two full frames) and ``queue_ms`` of
-        # queue (100 ms: a small access router).
+        # A burst of ~20 ms at the rate (at least two full frames) and up to 100 ms of
+        # queue, as in a small access router.
         burst = max(3200, rate_kbit * 1000 // 8 // 50)
         self._in_core([TC, "qdisc", "replace", "dev", device, "root", "tbf",
-                       "rate", f"{rate_kbit}kbit", "burst", str(burst), "latency", f"{queue_ms}ms"])
+                       "rate", f"{rate_kbit}kbit", "burst", str(burst), "latency", "100ms"])
 
     def _in_core(self, argv: list[str]) -> str:
         return run([IP, "netns", "exec", self.core, *argv])
