@@ -98,6 +98,7 @@ class RecorderService:
         self.stopped_rooms: set[str] = set()
         # Recordings whose manifest could not be written: recovered once space is back.
         self._unfinished: list[SessionRecorder] = []
+        self._finished_later: list[Path] = []  # finished while stopped for space
         self.on_finished = on_finished
         """Told each finished recording's directory (the app queues its teaching video)."""
 
@@ -253,6 +254,9 @@ class RecorderService:
             if self.recorder_for(name) is not None:
                 room.broadcast(RECORDING_STATE, {"state": "recording"})
                 logger.info("[%s] recording again after a full disk", name)
+        later, self._finished_later = self._finished_later, []
+        for directory in later:
+            self._announce_finished(directory)
         unfinished, self._unfinished = self._unfinished, []
         for recorder in unfinished:
             task = asyncio.get_running_loop().create_task(self._recover(recorder.path))
@@ -262,11 +266,7 @@ class RecorderService:
     async def _recover(self, directory: Path) -> bool:
         """Finish a recording whose manifest the full disk refused, then hand it off."""
         await asyncio.to_thread(recover_recording, directory)
-        if self.on_finished is not None:
-            try:
-                self.on_finished(directory)
-            except Exception:
-                logger.exception("[%s] finished-recording hook failed", directory.name)
+        self._announce_finished(directory)
         return await self.handoff.submit(directory) if self.handoff.enabled else False
 
     def _finished(self, recorder: SessionRecorder) -> None:
@@ -275,16 +275,26 @@ class RecorderService:
             if self.disk is not None:  # perhaps the disk was full: retried when space is back
                 self._unfinished.append(recorder)
             return
-        if self.on_finished is not None:
-            try:
-                self.on_finished(recorder.path)
-            except Exception:
-                logger.exception("[%s] finished-recording hook failed", recorder.id)
+        self._announce_finished(recorder.path)
         if not self.handoff.enabled:
             return
         task = asyncio.get_running_loop().create_task(self.handoff.submit(recorder.path))
         self._handoffs.add(task)
         task.add_done_callback(self._handoff_submitted)
+
+    def _announce_finished(self, directory: Path) -> None:
+        """Call the finished-recording hook (the teaching video's render), or, while
+        recording is stopped for space, once space is back: a render would write into
+        what is left for the manifests of the recordings stopping."""
+        if self.on_finished is None:
+            return
+        if self.written.stopped_for_space:
+            self._finished_later.append(directory)
+            return
+        try:
+            self.on_finished(directory)
+        except Exception:
+            logger.exception("[%s] finished-recording hook failed", directory.name)
 
     def refresh_handoff(self, directory: Path) -> None:
         """Announce a handed-off recording's files again (its teaching video was rendered

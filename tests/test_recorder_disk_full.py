@@ -15,14 +15,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiortc import RTCPeerConnection
 
 from huizhen.testpattern import PatternVideoTrack, ToneAudioTrack
 from recorder.manifest import read_json
 from signaling.client import SignalingClient
-from tests.conftest import free_port, make_settings, serving
+from tests.conftest import make_settings, serving
 from tests.peers import wait_for
+from tests.test_recorder_handoff import RecordsService, serving_records
 
 MIB = 1024 * 1024
 
@@ -39,29 +39,19 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
-class Receiver:
-    """The records service's hand-off endpoint: accepts every recording."""
-
-    def __init__(self) -> None:
-        self.keys: list[str | None] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.keys.append(request.headers.get("Idempotency-Key"))
-        return web.json_response({"accepted": True}, status=201)
-
-
 @pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    service = Receiver()
-    app = web.Application()
-    app.router.add_post("/recordings", service.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield service, f"http://127.0.0.1:{port}/recordings"
-    await runner.cleanup()
+async def receiver() -> AsyncIterator[tuple[RecordsService, str]]:
+    """The records service's hand-off endpoint (the upload protocol): accepts every
+    recording."""
+    service = RecordsService(failures=0)
+    async with serving_records(service) as url:
+        yield service, url
+
+
+def handed_off(service: RecordsService) -> set[str | None]:
+    """The recordings announced to ``service`` (a recording is announced again once its
+    teaching video is rendered)."""
+    return {key for key, _ in service.requests}
 
 
 def free_bytes(path: Path) -> int:
@@ -89,7 +79,7 @@ def recording_dirs(root: Path) -> list[Path]:
 @pytest.mark.parametrize("leave", [3 * MIB, 0], ids=["below-the-stop-threshold",
                                                     "to-the-last-byte"])
 async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
-        small_disk: Path, receiver: tuple[Receiver, str], caplog: pytest.LogCaptureFixture,
+        small_disk: Path, receiver: tuple[RecordsService, str], caplog: pytest.LogCaptureFixture,
         leave: int) -> None:
     """Filled below the stop threshold, or to the last byte (writes fail with ENOSPC: the
     recordings' reserve file makes room for the manifests)."""
@@ -153,7 +143,7 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
             assert {t["kind"] for t in manifest["tracks"]} == {"video", "audio"}
             assert all(t["bytes"] > 0 and t["frames"] > 0 for t in manifest["tracks"])
             # (Announced again once its teaching video is rendered: the same key.)
-            assert set(received.keys) == {manifest["id"]}
+            assert handed_off(received) == {manifest["id"]}
             first_id = manifest["id"]
             # The room goes on (frames keep arriving), nothing new is written, the log is quiet.
             await asyncio.sleep(3.0)
@@ -162,6 +152,8 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
             assert len(full_lines) < 10, [r.getMessage() for r in full_lines]
             assert all(r.exc_info is None for r in full_lines)
             assert any("disk full" in r.getMessage() for r in full_lines)
+            # No teaching video is rendered into what is left of the disk meanwhile.
+            assert not (first / "vod").exists()
 
             # Space is freed, no restart: the room is recorded again, under a new id.
             filler.unlink()
@@ -188,8 +180,10 @@ async def test_a_full_disk_stops_recording_cleanly_and_it_resumes(
         manifest = json.loads((second / "manifest.json").read_text())
         assert (manifest["status"], manifest["reason"]) == ("complete", "room-closed")
         assert manifest["room"] == "bed-9"
-        await wait_for(lambda: manifest["id"] in received.keys, timeout=30)
-        assert set(received.keys) == {first_id, manifest["id"]}
+        await wait_for(lambda: manifest["id"] in handed_off(received), timeout=30)
+        assert handed_off(received) == {first_id, manifest["id"]}
+        # The stopped recording's teaching video was rendered once space came back.
+        await wait_for(lambda: (first / "vod" / "render.json").is_file(), timeout=60)
 
 
 async def test_low_space_is_a_warning_in_health_and_one_log_line(

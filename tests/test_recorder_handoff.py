@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -82,9 +83,9 @@ class RecordsService:
         return web.json_response({"status": "attached"})
 
 
-@pytest.fixture
-async def records() -> AsyncIterator[tuple[RecordsService, str]]:
-    service = RecordsService(failures=2)
+@contextlib.asynccontextmanager
+async def serving_records(service: RecordsService) -> AsyncIterator[str]:
+    """``service`` on a loopback port; yields its hand-off URL."""
     app = web.Application()
     app.router.add_post("/recordings", service.announce)
     app.router.add_put("/recordings/{id}/files", service.put)
@@ -93,8 +94,17 @@ async def records() -> AsyncIterator[tuple[RecordsService, str]]:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield service, f"http://127.0.0.1:{port}/recordings"
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}/recordings"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def records() -> AsyncIterator[tuple[RecordsService, str]]:
+    service = RecordsService(failures=2)
+    async with serving_records(service) as url:
+        yield service, url
 
 
 async def finished_recording(directory: Path) -> tuple[Path, Manifest]:
