@@ -105,9 +105,12 @@ class DownlinkEstimate:
         self.loss = self.loss * (1 - weight) + fraction_lost * weight
         if self.loss > settings.loss_high or fraction_lost > settings.loss_collapse:
             # Without a target, from the REMB once it has caught up with the rate sent
-            # (before that it is only ramping up and says nothing about the link).
+            # or start-up is over (before that it is only ramping up and says nothing
+            # about the link; after it, a viewer losing this much is not just ramping).
+            started = self._first_remb is not None and (
+                now - self._first_remb >= settings.startup)
             base = self._target if self._target is not None else (
-                self.remb if self._ramped else None)
+                self.remb if self._ramped or started else None)
             if base is not None:
                 self._fall(base * (1 - max(self.loss, fraction_lost) / 2), now)
                 self.loss = 0.0  # judged: the next fall needs new loss

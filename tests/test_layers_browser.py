@@ -26,6 +26,7 @@ pytestmark = pytest.mark.browser
 __all__ = ["chromium"]  # a fixture
 
 THIN_REMB = 100_000.0
+ROOMY_REMB = 5_000_000.0  # above anything the fake camera is sent at
 OUTBOUND = """async () => {
   const out = [];
   for (const p of window.huizhen.publications) {
@@ -52,7 +53,17 @@ def video_consumer(media: MediaServer, expert_name: str) -> Consumer:
 
 
 async def report_thin_link(consumer: Consumer, stop: asyncio.Event) -> None:
-    """What the thin viewer's REMB would say, every 300 ms, beside its own real reports."""
+    """What the REMB of a viewer whose link gets thin would say, every 300 ms, beside its
+    own real reports: first an estimate above the rate sent (the link had room), then
+    100 kbit/s.
+
+    Without the first part the thin REMB would read as a receiver's estimate still ramping
+    up (``downlink_estimate``: until the REMB has once reached the rate sent, for 10 s
+    after the first one, a low REMB is no congestion); whether Chromium's own estimate had
+    caught up by then depended on the machine's load (it failed the test in CI)."""
+    for _ in range(3):
+        consumer.remb_received(ROOMY_REMB, time.monotonic())
+        await asyncio.sleep(0.3)
     while not stop.is_set():
         consumer.remb_received(THIN_REMB, time.monotonic())
         await asyncio.sleep(0.3)

@@ -96,6 +96,18 @@ def test_loss_without_a_target_counts_once_the_remb_caught_up():
     assert estimate.target(1.5) == pytest.approx(900_000 * 0.75)
 
 
+def test_loss_without_a_target_counts_once_start_up_is_over():
+    """A viewer behind a thin link from the start: its REMB never catches up with the
+    rate sent; after start-up its loss counts from its REMB."""
+    estimate = DownlinkEstimate()
+    for t in range(11):
+        estimate.on_remb(300_000, float(t), sending=800_000)  # not falling: no REMB fall
+        estimate.on_loss(0.3, t + 0.5)
+        if t < 10:
+            assert estimate.target(t + 0.5) is None, t
+    assert estimate.target(10.5) == pytest.approx(300_000 * 0.85)
+
+
 def test_the_target_never_falls_below_the_floor():
     estimate = DownlinkEstimate()
     estimate.on_remb(1_000_000, 0.0, sending=900_000)
