@@ -10,6 +10,8 @@ estimate settles (its warm-up freezes are printed beside the result).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,9 @@ def describe(label: str, a: VideoStats, b: VideoStats, seconds: float) -> str:
             f"{b.frame_width}x{b.frame_height}, {b.freeze_count - a.freeze_count} freezes, "
             f"{frozen:.2f} s frozen ({frozen * 60 / seconds:.2f} s/min), "
             f"{(b.bytes_received - a.bytes_received) * 8 / seconds / 1000:.0f} kbit/s, "
-            f"packetsLost {b.packets_lost - a.packets_lost}")
+            f"packetsLost {b.packets_lost - a.packets_lost}, "
+            f"NACKs {b.nack_count - a.nack_count}, PLIs {b.pli_count - a.pli_count}, "
+            f"keyframes {b.key_frames_decoded - a.key_frames_decoded}")
 
 
 @pytest.mark.timeout(300)
@@ -82,6 +86,7 @@ async def test_a_thin_viewer_gets_a_lower_layer_and_the_other_keeps_the_full_one
             thin_b = await viewer_video_stats(thin_page)
             wide_b = await viewer_video_stats(wide_page)
             layer_rates, consumers = await video_consumers(wide_page, operator)
+            producer = await video_producer(wide_page, operator)
     assert thin_a and thin_b and wide_a and wide_b, call.log
 
     print(f"\nthin expert ({THIN_KBIT} kbit/s down) warm-up: "
@@ -92,8 +97,16 @@ async def test_a_thin_viewer_gets_a_lower_layer_and_the_other_keeps_the_full_one
     print(f"server: layer bit rates {layer_rates}; consumers "
           + "; ".join(f"stream {c.get('spatialLayer')} temporal layer {c.get('temporalLayer')} "
                       f"target {c.get('targetBitrate')} switches {c.get('layerSwitches')} "
-                      f"copies {c.get('copiesSent')}"
-                      for c in consumers))
+                      f"copies {c.get('copiesSent')} keyframe requests {c.get('keyframeRequests')} "
+                      f"retransmissions {c.get('retransmissions')}"
+                      for c in consumers)
+          + f"; keyframe requests sent to the ward {producer.get('keyframeRequestsSent')}")
+
+    # What else ran meanwhile (a loaded machine starves the pages' decoders and encoders).
+    busiest = subprocess.run(["ps", "-eo", "pcpu,etimes,args", "--sort=-pcpu"],
+                             capture_output=True, text=True).stdout.splitlines()[:6]
+    print(f"load average {os.getloadavg()}; busiest processes:\n  "
+          + "\n  ".join(line[:160] for line in busiest))
 
     thin_frozen = thin_b.total_freezes_duration - thin_a.total_freezes_duration
     wide_fps = (wide_b.frames_decoded - wide_a.frames_decoded) / MEASURE_SECONDS
