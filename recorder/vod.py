@@ -819,14 +819,6 @@ def _remux(source_path: Path, target_path: Path, fmt: str,
             target.mux(packet)
 
 
-def segment_hls(mp4: Path, out_dir: Path, segment_seconds: float) -> Path:
-    """Remux ``mp4`` (no re-encoding) into an HLS VOD playlist with fMP4 segments."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    playlist = out_dir / HLS_PLAYLIST
-    _remux(mp4, playlist, "hls", hls_options(out_dir, segment_seconds, "vod"))
-    return playlist
-
-
 def hls_to_mp4(playlist: Path, mp4: Path) -> Path:
     """The segments of a finished playlist as one fragmented MP4 (a remux: cheap).
     Written under a temporary name and renamed."""

@@ -93,6 +93,15 @@ async def main_picture(page: Page) -> np.ndarray:
     return picture
 
 
+async def play_muted(page: Page) -> None:
+    """Start the replay page's video, muted (no autoplay policy gets in the way)."""
+    await page.evaluate("""async () => {
+        const video = document.getElementById("video");
+        video.muted = true;
+        await video.play();
+    }""")
+
+
 async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str,
                                                            browser: Browser) -> None:
     log = PageLog()
@@ -113,11 +122,7 @@ async def test_chromium_plays_seeks_and_follows_the_vitals(base_url: str,
     duration = await page.evaluate("window.huizhen.replay.duration()")
     assert abs(duration - DURATION) <= 0.05 * DURATION, duration
     # Play for a moment (muted, so no autoplay policy gets in the way).
-    await page.evaluate("""async () => {
-        const video = document.getElementById("video");
-        video.muted = true;
-        await video.play();
-    }""")
+    await play_muted(page)
     await page.wait_for_function(
         "() => window.huizhen.replay.currentTime() > 0.5", timeout=20_000)
     played = await page.evaluate("window.huizhen.replay.currentTime()")

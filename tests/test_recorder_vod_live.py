@@ -26,7 +26,7 @@ from recorder.vod_auto import AutoRenderPolicy, AutoRenders
 from recorder.vod_overlay import DEFAULT_LABELS
 from recorder.vod_sample import SampleParty, write_sample_recording
 from tests.test_browser import PageLog
-from tests.test_recorder_vod_browser import browser, free_port
+from tests.test_recorder_vod_browser import browser, free_port, play_muted
 from tests.test_recorder_vod_fixtures import bearer_authorize
 
 pytestmark = pytest.mark.browser
@@ -91,11 +91,7 @@ async def wait_playing(page: Page, log: PageLog, since: float) -> tuple[float, f
         state = await page.evaluate("window.huizhen.replay.state")
         assert state in ("streaming", "ready"), (
             f"{state}: {await page.evaluate('window.huizhen.replay.errors')}\n{log}")
-        await page.evaluate("""async () => {
-            const video = document.getElementById("video");
-            video.muted = true;
-            await video.play();
-        }""")
+        await play_muted(page)
         await page.wait_for_function(
             "() => window.huizhen.replay.currentTime() > 1.0"
             " && window.huizhen.replay.decodedFrames() > 10", timeout=120_000)

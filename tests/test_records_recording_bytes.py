@@ -156,6 +156,18 @@ def file_sizes(path: Path) -> int:
                                           path / TEACHING, path / "vod" / "render.json"])
 
 
+
+async def signed_in_page(workspace: Workspace, browser: Any, playwright: Any,
+                         person: tuple[str, str, str], route: str) -> Any:
+    """A Chromium page of the workspace, signed in as a new ``person`` (username,
+    display name, role), at ``route``."""
+    username = await workspace.person(*person)
+    page = await browser.open(playwright, workspace.base)
+    await sign_in(page, username)
+    await expect(page.get_by_test_id("user-name")).to_have_text(person[1])
+    await page.goto(f"{workspace.base}{route}")
+    return page
+
 @pytest.mark.browser
 async def test_the_bytes_reach_another_data_directory_and_the_page_plays_the_video(
         world: World, aiohttp_client: Any, tmp_path: Path,
@@ -200,11 +212,8 @@ async def test_the_bytes_reach_another_data_directory_and_the_page_plays_the_vid
 
     playwright, browser = chromium
     workspace = Workspace(world=world, client=client, base=str(client.make_url("/")))
-    username = await workspace.person("wang.doctor", "王医生", "doctor")
-    page = await browser.open(playwright, workspace.base)
-    await sign_in(page, username)
-    await expect(page.get_by_test_id("user-name")).to_have_text("王医生")
-    await page.goto(f"{workspace.base}#/consultations/{consultation}")
+    page = await signed_in_page(workspace, browser, playwright, ("wang.doctor", "王医生", "doctor"),
+                                f"#/consultations/{consultation}")
     await expect(page.get_by_test_id("recording-item")).to_have_count(1)
     facts = page.get_by_test_id("recording-facts")
     await expect(facts).to_contain_text(zh("ws.rec.verified"))
@@ -238,11 +247,8 @@ async def test_the_admin_attaches_an_unclaimed_recording_on_the_chinese_page(
 
     playwright, browser = chromium
     workspace = Workspace(world=world, client=client, base=str(client.make_url("/")))
-    admin = await workspace.person("zhao.admin", "赵管理员", "admin")
-    page = await browser.open(playwright, workspace.base)
-    await sign_in(page, admin)
-    await expect(page.get_by_test_id("user-name")).to_have_text("赵管理员")
-    await page.goto(f"{workspace.base}#/admin/recordings")
+    page = await signed_in_page(workspace, browser, playwright, ("zhao.admin", "赵管理员", "admin"),
+                                "#/admin/recordings")
     item = page.get_by_test_id("unclaimed-item")
     await expect(item).to_have_count(1)
     await expect(item).to_contain_text("bed-3")
