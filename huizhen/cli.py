@@ -8,7 +8,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 from config import ConfigError, Settings, load_settings
 from config.listen_check import Service, startup_problem
@@ -19,13 +19,23 @@ from huizhen.running import StartupError, bind, serving, serving_on, wait_for_st
 
 # Exit code of a refusal to start with unsafe settings (demo or short secrets).
 EXIT_UNSAFE = 2
+# Exit code of a configuration mistake (sysexits' EX_CONFIG). Like EXIT_UNSAFE, a service
+# manager should not restart on it (config/deploy/*.service: RestartPreventExitStatus);
+# other start-up failures (a port still in use, a database not up yet) exit 1 and may
+# pass on a restart.
+EXIT_CONFIG = 78
+
+
+def _config_mistake(exc: ConfigError) -> NoReturn:
+    print(f"huizhen: {exc}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_CONFIG)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        sys.exit(f"huizhen: {exc}")
+        _config_mistake(exc)
     use_log_format(settings.logging.format)
     return settings
 
@@ -44,7 +54,9 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run a service; a start-up mistake ends it with one line on stderr, not a traceback."""
     try:
         asyncio.run(main)
-    except (StartupError, ConfigError) as exc:
+    except ConfigError as exc:
+        _config_mistake(exc)
+    except StartupError as exc:
         sys.exit(f"huizhen: {exc}")
 
 

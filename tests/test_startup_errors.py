@@ -226,22 +226,24 @@ def test_unsafe_secrets_are_refused(tmp_path: Path, command: str, env: dict[str,
 ])
 def test_configuration_mistakes(tmp_path: Path, command: str, env: dict[str, str],
                                  expected: str) -> None:
-    assert_one_line(run_cli(command, tmp_path, **env), expected)
+    # EX_CONFIG: the systemd units do not restart on it (config/deploy/*.service).
+    assert_one_line(run_cli(command, tmp_path, **env), expected, code=78)
 
 
 def test_port_in_a_file(tmp_path: Path) -> None:
     path = tmp_path / "site.toml"
     path.write_text('[server]\nport = "abc"\n')
     assert_one_line(run_cli("serve", tmp_path, HUIZHEN_CONFIG=str(path)),
-                    "server.port must be an integer")
+                    "server.port must be an integer", code=78)
 
 
 @pytest.mark.parametrize("command", ["serve", "records"])
 def test_port_in_use(tmp_path: Path, busy_port: int, command: str) -> None:
     variable = "HUIZHEN_SERVER_PORT" if command == "serve" else "HUIZHEN_RECORDS_PORT"
     result = run_cli(command, tmp_path, **{variable: str(busy_port)})
+    # Not a configuration mistake: the port may be free on the service manager's restart.
     assert_one_line(result, f"huizhen: cannot listen on 127.0.0.1:{busy_port}: "
-                            "address already in use")
+                            "address already in use", code=1)
     assert not (tmp_path / "records.sqlite3").exists()  # nothing migrated
 
 
