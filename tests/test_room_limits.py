@@ -269,3 +269,21 @@ async def test_the_chinese_page_says_the_room_is_full_for_viewers(
         await expect(status).to_have_attribute("data-state", "failed")
         await expect(status).to_contain_text("观看人数已满")
         print(f"\nzh-CN page: {await status.inner_text()}")
+
+
+async def test_an_offer_never_answered_gives_its_slot_back_at_the_answer_timeout() -> None:
+    transports = FakeTransports()
+    queue = SetupQueue(1)
+    room = Room("r", MediaConfig(transports=transports), RoomLimits(answer_timeout=0.05),
+                setup=queue)
+    ward = room.join("ward", "ward", Member(), seat=Seat.PUBLISHER)
+    publication, _ = await room.publish(ward, OFFER)
+    silent = room.join("silent", "observer", Member())
+    await room.subscribe(silent, publication.id)  # never answered
+    other = room.join("other", "observer", Member())
+    subscription, _ = await asyncio.wait_for(room.subscribe(other, publication.id), 2)
+    assert not silent.subscriptions and queue.stats().queued_total == 1
+    assert list(other.subscriptions) == [subscription.id]
+    assert queue.stats().active == 1
+    room.close()
+    assert queue.stats().active == 0
