@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.vitals_latency
 	$(PY) -m benchmarks.hl7_waveform_latency
 	$(PY) -m benchmarks.media_port_guard
+	$(PY) -m benchmarks.join_herd
 	$(PY) -m benchmarks.records_read --rate 50
 
 # Debian's Chromium (browser tests) and Noto Sans CJK (Chinese labels in the teaching video).

@@ -30,6 +30,13 @@ NON_SETTING_VARIABLES = frozenset({
     "HUIZHEN_BENCH_SECRET",     # benchmarks: the token secret of the server under test
 })
 TEST_VARIABLE_PREFIX = "HUIZHEN_TEST_"
+# Keys that existed once, with what replaced them: refused with this hint, in a file or
+# the environment (a site's old value must be re-decided, not silently reinterpreted).
+RETIRED_KEYS = {
+    ("media", "room_participants"): "media.room_publishers and media.room_viewers (one "
+                                    "room's people who may publish, and who only receive; "
+                                    "the recorder counts in neither)",
+}
 PORT_RANGE = (1, 65535)
 
 
@@ -101,7 +108,9 @@ class MediaSettings:
     ice_addresses: tuple[str, ...]
     keyframe_interval: float
     retransmission_buffer: int
-    room_participants: int = 64
+    room_publishers: int = 16
+    room_viewers: int = 1000
+    setup_concurrency: int = 16  # 0: no bound
     publications_per_participant: int = 4
     subscriptions_per_participant: int = 32
     pending_per_participant: int = 4
@@ -313,6 +322,9 @@ def _merge(base: dict[str, dict[str, Any]], overlay: Mapping[str, Any], origin: 
         if section not in base or not isinstance(values, Mapping):
             raise ConfigError(f"{origin}: unknown section [{section}]")
         for key, value in values.items():
+            if (section, key) in RETIRED_KEYS:
+                raise ConfigError(f"{origin}: {section}.{key} was replaced by "
+                                  f"{RETIRED_KEYS[section, key]}")
             if key not in base[section]:
                 raise ConfigError(f"{origin}: unknown key {section}.{key}")
             expected = _kind(base[section][key])
@@ -346,6 +358,10 @@ def _check_environment(env: Mapping[str, str], known: set[str]) -> None:
             continue
         if name in NON_SETTING_VARIABLES or name.startswith(TEST_VARIABLE_PREFIX):
             continue
+        for (section, key), replacement in RETIRED_KEYS.items():
+            if upper == env_name(section, key):
+                raise ConfigError(f"environment variable {name}: {section}.{key} was "
+                                  f"replaced by {replacement}")
         close = difflib.get_close_matches(upper, sorted(known | NON_SETTING_VARIABLES), n=1,
                                           cutoff=0.8)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -547,7 +563,9 @@ def load_settings(
                 ice_addresses=tuple(str(x) for x in m["ice_addresses"]),
                 keyframe_interval=float(m["keyframe_interval"]),
                 retransmission_buffer=int(m["retransmission_buffer"]),
-                room_participants=_positive(m, "media", "room_participants", int),
+                room_publishers=_positive(m, "media", "room_publishers", int),
+                room_viewers=_positive(m, "media", "room_viewers", int),
+                setup_concurrency=_not_negative(m, "media", "setup_concurrency", int),
                 publications_per_participant=_positive(
                     m, "media", "publications_per_participant", int),
                 subscriptions_per_participant=_positive(

@@ -16,7 +16,7 @@ from huizhen.device_hub import DeviceHub
 from huizhen.metrics import SnapshotCollector, setup_metrics
 from huizhen.recording_access import recording_authorizer
 from huizhen.recording_room_state import WithRecordingState
-from mediaserver import LocalRoomBus, MediaConfig, MediaServer, RoomBus, RoomLimits
+from mediaserver import LocalRoomBus, MediaConfig, MediaServer, RoomBus, RoomLimits, SeatLimits
 from recorder.disk_guard import MIB, DiskPolicy
 from recorder.http import VodRenderer, setup_recording_routes, subprocess_runner
 from recorder.library import RetentionPolicy, retention_context
@@ -58,13 +58,14 @@ def media_config(settings: Settings) -> MediaConfig:
         connect_timeout=settings.media.connect_timeout,
         empty_room_grace=settings.media.empty_room_grace,
         simulcast=settings.media.simulcast,
+        setup_concurrency=settings.media.setup_concurrency,
     )
 
 
 def room_limits(settings: Settings) -> RoomLimits:
     media = settings.media
     return RoomLimits(
-        participants=media.room_participants,
+        seats=SeatLimits(publishers=media.room_publishers, viewers=media.room_viewers),
         publications_per_participant=media.publications_per_participant,
         subscriptions_per_participant=media.subscriptions_per_participant,
         pending_per_participant=media.pending_per_participant,

@@ -35,6 +35,7 @@ from config import MetricsSettings
 from contracts.roles import STATS
 from devices.hl7.listener import ListenerStats
 from mediaserver.downstream import DownstreamStats
+from mediaserver.setup_queue import SetupQueueStats
 from mediaserver.stats import ProducerStats, RoomStats, ServerStats
 from recorder.track_recorder import WriteCounters
 from signaling import AUTHORITY, TokenError
@@ -57,6 +58,10 @@ class Field(Generic[T]):
 ROOM_FIELDS: tuple[Field[RoomStats], ...] = (
     Field("huizhen_room_participants", "Participants in the room (services included)",
           lambda r: r.participants, counter=False),
+    Field("huizhen_room_publishers", "People in publisher seats", lambda r: r.publishers,
+          counter=False),
+    Field("huizhen_room_viewers", "People in viewer seats", lambda r: r.viewers,
+          counter=False),
     Field("huizhen_room_transports", "Peer connections (publications and subscriptions)",
           lambda r: len(r.transports), counter=False),
     Field("huizhen_media_datagrams_dropped_unvalidated",
@@ -146,6 +151,14 @@ HL7_FIELDS: tuple[Field[ListenerStats], ...] = (
     Field("huizhen_hl7_connections_refused", "MLLP connections refused by the limits",
           lambda s: s.connections_refused),
 )
+SETUP_FIELDS: tuple[Field[SetupQueueStats], ...] = (
+    Field("huizhen_setup_active", "Peer connections being set up now (ICE and DTLS)",
+          lambda q: q.active, counter=False),
+    Field("huizhen_setup_waiting", "Peer connection set-ups waiting for a slot now",
+          lambda q: q.waiting, counter=False),
+    Field("huizhen_setup_queued", "Peer connection set-ups that had to wait for a slot",
+          lambda q: q.queued_total),
+)
 RECORDER_FIELDS: tuple[Field[WriteCounters], ...] = (
     Field("huizhen_recorder_frames_written", "Frames muxed into recordings",
           lambda w: w.frames),
@@ -226,6 +239,7 @@ class SnapshotCollector(Collector):
         yield from downstreams
         yield from clients
         yield from self._transports(snapshot)
+        yield from _unlabelled(SETUP_FIELDS, snapshot.setup)
         yield from _unlabelled(HL7_FIELDS, self._hl7())
         yield from _unlabelled(RECORDER_FIELDS, self._recorder())
 

@@ -14,6 +14,7 @@ from mediaserver.errors import (
     MediaServerError,
     NegotiationError,
     NotFoundError,
+    RoomFullError,
 )
 from mediaserver.latency_probe import LatencyProbe, LatencySummary
 from mediaserver.media_config import MediaConfig
@@ -21,8 +22,10 @@ from mediaserver.member import RoomMember
 from mediaserver.participant import Participant
 from mediaserver.producer import PacketSource, Producer
 from mediaserver.room import ReaderFactory, Room, RoomLimits
+from mediaserver.seats import Seat, SeatLimits
 from mediaserver.send_port import SendParameters, SendPort, SendPortListener
 from mediaserver.server import MediaServer
+from mediaserver.setup_queue import SetupQueue, SetupQueueStats
 from mediaserver.stats import ProducerStats, RoomStats, ServerStats, TransportStats
 from mediaserver.transport import AiortcTransports, Publication, Subscription, Transport
 from mediaserver.transport_factory import (
@@ -59,14 +62,19 @@ __all__ = [
     "Room",
     "RoomBus",
     "RoomDirectory",
+    "RoomFullError",
     "RoomLimits",
     "RoomMember",
     "RoomPlacement",
     "RoomStats",
+    "Seat",
+    "SeatLimits",
     "SendParameters",
     "SendPort",
     "SendPortListener",
     "ServerStats",
+    "SetupQueue",
+    "SetupQueueStats",
     "Subscription",
     "SubscriptionTransport",
     "Transport",

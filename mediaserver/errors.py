@@ -8,6 +8,10 @@ class MediaServerError(Exception):
 
     code = "media-error"
 
+    def details(self) -> dict[str, str]:
+        """Fields a client may read beside the code (none by default)."""
+        return {}
+
 
 class ClosedError(MediaServerError):
     """An operation was attempted on a room, transport, producer or consumer after close()."""
@@ -29,6 +33,19 @@ class LimitError(MediaServerError):
     """A per-room or per-participant limit was reached."""
 
     code = "limit-reached"
+
+
+class RoomFullError(LimitError):
+    """Every seat of one kind is taken; ``limit`` says which (``publishers``, ``viewers``)."""
+
+    code = "room-full"
+
+    def __init__(self, limit: str, seats: int) -> None:
+        super().__init__(f"the room is full: it admits {seats} {limit}")
+        self.limit = limit
+
+    def details(self) -> dict[str, str]:
+        return {"limit": self.limit}
 
 
 class BadSdpError(NegotiationError):

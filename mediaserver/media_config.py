@@ -27,6 +27,10 @@ class MediaConfig:
     # Answer a publisher's simulcast offer (rids): it then sends up to three streams.
     # layer_selection chooses one per viewer; False: the publisher sends one stream.
     simulcast: bool = False
+    # Subscriptions of one node being set up at once (from their creation until they are
+    # connected, have failed or are closed); later ones wait in arrival order
+    # (``setup_queue``). 0: no bound. `[media] setup_concurrency`.
+    setup_concurrency: int = 16
     # How rooms get their transports; None: aiortc peer connections
     # (``transport.AiortcTransports`` over this configuration).
     transports: TransportFactory | None = field(default=None, compare=False)

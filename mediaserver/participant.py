@@ -7,6 +7,7 @@ import logging
 from mediaserver.downstream import Downstream
 from mediaserver.events import ParticipantInfo, RoomEvent
 from mediaserver.member import RoomMember
+from mediaserver.seats import Seat
 from mediaserver.transport_factory import (
     MediaTransport,
     PublicationTransport,
@@ -22,14 +23,17 @@ class Participant:
     The media server knows only an opaque id, a display name and a role string;
     what a role may do is decided by the signalling layer's grants. The participant
     owns its publications, subscriptions and readers (downstreams it attached with
-    ``Room.attach``); its room decides when they open and close.
+    ``Room.attach``); its room decides when they open and close. ``seat`` is the kind
+    of seat it takes in its room; None for a service, which takes none.
     """
 
-    def __init__(self, participant_id: str, name: str, role: str, member: RoomMember) -> None:
+    def __init__(self, participant_id: str, name: str, role: str, member: RoomMember,
+                 seat: Seat = Seat.VIEWER) -> None:
         self.id = participant_id
         self.name = name
         self.role = role
         self.member = member
+        self.seat: Seat | None = None if member.service else seat
         self.closed = False
         self.publications: dict[str, PublicationTransport] = {}
         self.subscriptions: dict[str, SubscriptionTransport] = {}

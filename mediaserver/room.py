@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mediaserver.downstream import Downstream
@@ -22,6 +22,7 @@ from mediaserver.errors import (
     LimitError,
     NegotiationError,
     NotFoundError,
+    RoomFullError,
     TooManyPendingError,
     TooManyPublicationsError,
     TooManySubscriptionsError,
@@ -44,6 +45,8 @@ from mediaserver.media_config import MediaConfig
 from mediaserver.member import RoomMember
 from mediaserver.participant import Participant
 from mediaserver.sdp_check import check_sdp
+from mediaserver.seats import Seat, SeatLimits, full_seat
+from mediaserver.setup_queue import SetupQueue, SetupSlot
 from mediaserver.transport import AiortcTransports
 from mediaserver.transport_factory import (
     MediaTransport,
@@ -53,7 +56,6 @@ from mediaserver.transport_factory import (
 )
 
 logger = logging.getLogger(__name__)
-
 
 
 class AttachedTrack(Protocol):
@@ -84,9 +86,12 @@ ReaderFactory = Callable[[AttachedTrack], Downstream | None]
 
 @dataclass(frozen=True)
 class RoomLimits:
-    """What one room and one participant may hold (see PROTOCOL.md, "Limits")."""
+    """What one room and one participant may hold (see PROTOCOL.md, "Limits").
 
-    participants: int = 64
+    ``seats``: people who may publish, and people who only receive, in one room;
+    services (the recorder) take no seat."""
+
+    seats: SeatLimits = field(default_factory=SeatLimits)
     publications_per_participant: int = 4
     subscriptions_per_participant: int = 32
     # Subscriptions offered but not answered yet, per participant, and how long an
@@ -108,7 +113,8 @@ class Room:
     """
 
     def __init__(self, name: str, config: MediaConfig, limits: RoomLimits | None = None,
-                 on_closed: Callable[[Room], None] | None = None) -> None:
+                 on_closed: Callable[[Room], None] | None = None,
+                 setup: SetupQueue | None = None) -> None:
         self.name = name
         self.config = config
         self.limits = limits or RoomLimits()
@@ -122,6 +128,12 @@ class Room:
         self._pending: dict[str, asyncio.TimerHandle] = {}
         # Runs while the room is empty (services aside): it closes the room when it fires.
         self._grace: asyncio.TimerHandle | None = None
+        # The node's bound on peer connections being set up at once (its MediaServer's);
+        # each subscription holds a slot until it is connected, has failed or is closed.
+        self._setup = setup or SetupQueue(config.setup_concurrency)
+        self._slots: dict[str, SetupSlot] = {}
+        # Subscriptions waiting for a set-up slot, per participant id.
+        self._queued: dict[str, int] = {}
 
     # ----------------------------------------------------------------- membership
 
@@ -130,11 +142,15 @@ class Room:
             raise ClosedError(f"room {self.name} is closed")
 
     def join(self, name: str, role: str, member: RoomMember,
-             participant_id: str | None = None) -> Participant:
+             participant_id: str | None = None, *, seat: Seat = Seat.VIEWER,
+             replacing: str | None = None) -> Participant:
+        """Admit a member in a ``seat`` (a service takes none). ``replacing``: the id of a
+        participant this one replaces at once (the same person rejoining), whose seat
+        is counted free. RoomFullError when every seat of the kind is taken."""
         self._check_open()
-        if len(self.participants) >= self.limits.participants:
-            raise LimitError(f"the room is full ({self.limits.participants} participants)")
-        participant = Participant(participant_id or new_id("p-"), name, role, member)
+        if not member.service:
+            self._check_seat(seat, replacing)
+        participant = Participant(participant_id or new_id("p-"), name, role, member, seat)
         if participant.id in self.participants:
             raise LimitError("a participant with this id is already in the room")
         self._broadcast(ParticipantJoined(participant.info()))
@@ -145,6 +161,14 @@ class Room:
             logger.info("[%s] occupied again; the room stays open", self.name)
         logger.info("[%s] participant %s joined as %s", self.name, participant.id, role)
         return participant
+
+    def _check_seat(self, seat: Seat, replacing: str | None) -> None:
+        taken = (p.seat for p in self.participants.values() if p.id != replacing)
+        if full_seat(self.limits.seats, seat, taken):
+            seats = self.limits.seats.of(seat)
+            logger.info("[%s] join refused: all %d %s seats are taken", self.name, seats,
+                        seat.value)
+            raise RoomFullError(seat.limit_name, seats)
 
     def leave(self, participant: Participant) -> None:
         """Remove a participant; its streams end and the others are told. Idempotent.
@@ -246,24 +270,19 @@ class Room:
 
     async def subscribe(self, participant: Participant, stream_id: str
                         ) -> tuple[SubscriptionTransport, str]:
-        self._check_member(participant)
-        if len(participant.subscriptions) >= self.limits.subscriptions_per_participant:
-            raise TooManySubscriptionsError(
-                f"at most {self.limits.subscriptions_per_participant} subscriptions "
-                "per participant")
+        """Offer ``stream_id`` to ``participant``. Waits for a set-up slot of the node
+        first (in arrival order); the subscription holds it until it is connected."""
+        self._check_subscription_limits(participant)
         if self.pending_count(participant) >= self.limits.pending_per_participant:
             raise TooManyPendingError(
                 f"at most {self.limits.pending_per_participant} subscriptions may wait for "
                 "their answer; answer or unsubscribe first")
-        publication = self.find_publication(stream_id)
-        subscription = self._transports.subscription(new_id("d-"), participant.id, stream_id,
-                                                     self._transport_state)
-        participant.subscriptions[subscription.id] = subscription
+        self.find_publication(stream_id)  # fail fast, before waiting in the queue
+        subscription, publication = await self._open_subscription(participant, stream_id)
         try:
             offer = await subscription.create_offer(publication.producers)
         except BaseException:
-            if participant.subscriptions.pop(subscription.id, None) is not None:
-                self._close_transport(subscription)
+            self._abandon(participant, subscription)
             raise
         if subscription.closed or participant.subscriptions.get(subscription.id) is None:
             raise ClosedError("the subscription was closed during negotiation")
@@ -275,31 +294,76 @@ class Room:
                               offer_sdp: object) -> tuple[SubscriptionTransport, str]:
         """Subscribe with the subscriber's own offer (WHEP); returns the answer SDP.
 
-        The same limits as ``subscribe``; nothing waits for an answer afterwards.
+        The same limits and set-up queue as ``subscribe``; nothing waits for an answer
+        afterwards.
         """
-        self._check_member(participant)
-        if len(participant.subscriptions) >= self.limits.subscriptions_per_participant:
-            raise TooManySubscriptionsError(
-                f"at most {self.limits.subscriptions_per_participant} subscriptions "
-                "per participant")
-        publication = self.find_publication(stream_id)
+        self._check_subscription_limits(participant)
+        self.find_publication(stream_id)
         offer = check_sdp(offer_sdp, "offer")  # before any peer connection exists
-        subscription = self._transports.subscription(new_id("d-"), participant.id, stream_id,
-                                                     self._transport_state)
-        participant.subscriptions[subscription.id] = subscription
+        subscription, publication = await self._open_subscription(participant, stream_id)
         try:
             answer = await subscription.answer_offer(publication.producers, offer)
         except BaseException:
-            if participant.subscriptions.pop(subscription.id, None) is not None:
-                self._close_transport(subscription)
+            self._abandon(participant, subscription)
             raise
         if subscription.closed or participant.subscriptions.get(subscription.id) is None:
             raise ClosedError("the subscription was closed during negotiation")
         return subscription, answer
 
     def pending_count(self, participant: Participant) -> int:
-        """How many of ``participant``'s subscriptions wait for their answer."""
-        return sum(1 for sid in participant.subscriptions if sid in self._pending)
+        """How many of ``participant``'s subscriptions wait for their answer or for a
+        set-up slot."""
+        answers = sum(1 for sid in participant.subscriptions if sid in self._pending)
+        return answers + self.queued_count(participant)
+
+    def queued_count(self, participant: Participant) -> int:
+        """How many of ``participant``'s subscriptions wait for a set-up slot."""
+        return self._queued.get(participant.id, 0)
+
+    def _check_subscription_limits(self, participant: Participant) -> None:
+        self._check_member(participant)
+        held = len(participant.subscriptions) + self.queued_count(participant)
+        if held >= self.limits.subscriptions_per_participant:
+            raise TooManySubscriptionsError(
+                f"at most {self.limits.subscriptions_per_participant} subscriptions "
+                "per participant")
+
+    async def _wait_for_slot(self, participant: Participant) -> SetupSlot:
+        self._queued[participant.id] = self.queued_count(participant) + 1
+        try:
+            return await self._setup.acquire()
+        finally:
+            left = self._queued.pop(participant.id) - 1
+            if left:
+                self._queued[participant.id] = left
+
+    async def _open_subscription(self, participant: Participant, stream_id: str
+                                 ) -> tuple[SubscriptionTransport, PublicationTransport]:
+        """Wait for a set-up slot, then make ``participant``'s subscription to ``stream_id``
+        (still a member, the stream still there); the subscription holds the slot."""
+        slot = await self._wait_for_slot(participant)
+        try:
+            self._check_member(participant)
+            publication = self.find_publication(stream_id)
+            subscription = self._transports.subscription(new_id("d-"), participant.id,
+                                                         stream_id, self._transport_state)
+        except BaseException:
+            slot.release()
+            raise
+        self._slots[subscription.id] = slot
+        participant.subscriptions[subscription.id] = subscription
+        return subscription, publication
+
+    def _abandon(self, participant: Participant, subscription: SubscriptionTransport) -> None:
+        """A subscription whose negotiation failed: closed, its slot given back."""
+        if participant.subscriptions.pop(subscription.id, None) is not None:
+            self._close_transport(subscription)
+        self._release_slot(subscription.id)
+
+    def _release_slot(self, transport_id: str) -> None:
+        slot = self._slots.pop(transport_id, None)
+        if slot is not None:
+            slot.release()
 
     async def answer(self, participant: Participant, subscription_id: str,
                      answer_sdp: object) -> None:
@@ -392,6 +456,7 @@ class Room:
     def _close_transport(self, transport: MediaTransport) -> None:
         """Close a transport the room took from its participant, and announce it closed."""
         self._stop_pending(transport.id)
+        self._release_slot(transport.id)
         was_open = not transport.closed
         transport.close()
         self._release_later([transport])
@@ -428,6 +493,8 @@ class Room:
 
     def _transport_state(self, transport: MediaTransport, state: str) -> None:
         """A transport reports its connection's state (its own news, never a close we asked)."""
+        if state in ("connected", "failed", "closed"):
+            self._release_slot(transport.id)  # its set-up is over
         if self.closed:
             return
         participant = self.participants.get(transport.participant_id)
@@ -462,6 +529,8 @@ class Room:
         for timer in self._pending.values():
             timer.cancel()
         self._pending.clear()
+        for transport_id in list(self._slots):
+            self._release_slot(transport_id)
         participants = list(self.participants.values())
         self.participants.clear()
         for participant in participants:

@@ -8,6 +8,7 @@ import logging
 from mediaserver.directory import LocalRoomDirectory, RoomDirectory
 from mediaserver.errors import ClosedError
 from mediaserver.room import Room, RoomLimits
+from mediaserver.setup_queue import SetupQueue
 from mediaserver.stats import ServerStats, server_stats
 from mediaserver.transport import MediaConfig
 
@@ -31,6 +32,8 @@ class MediaServer:
         self.limits = limits or RoomLimits()
         self.directory: RoomDirectory = directory or LocalRoomDirectory(node_id)
         self.closed = False
+        # One bound for the whole node: every room's subscriptions queue here.
+        self.setup = SetupQueue(config.setup_concurrency)
         # Closed rooms whose peer connections are still closing. Each task ends by itself
         # and drops its room then: nothing keeps a closed room alive after that.
         self._closing: set[asyncio.Task[None]] = set()
@@ -45,7 +48,8 @@ class MediaServer:
             raise ClosedError("the media server is shutting down")
         room = self.directory.local(name)
         if room is None:
-            room = Room(name, self.config, self.limits, on_closed=self._room_closed)
+            room = Room(name, self.config, self.limits, on_closed=self._room_closed,
+                        setup=self.setup)
             self.directory.room_opened(room)
         return room
 
@@ -61,7 +65,7 @@ class MediaServer:
 
     def stats(self) -> ServerStats:
         """A frozen snapshot of this node's rooms, transports, producers and downstreams."""
-        return server_stats(self.node_id, self._rooms())
+        return server_stats(self.node_id, self._rooms(), self.setup.stats())
 
     def transports(self) -> int:
         """Publications and subscriptions (one peer connection each) in live rooms."""

@@ -8,11 +8,13 @@ patient data: room names, ids, kinds and counters only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from mediaserver.datagrams import PortCounters
 from mediaserver.downstream import DownstreamStats
+from mediaserver.seats import Seat
+from mediaserver.setup_queue import SetupQueueStats
 
 if TYPE_CHECKING:
     from mediaserver.producer import Producer
@@ -60,16 +62,20 @@ class ProducerStats:
 @dataclass(frozen=True, slots=True)
 class RoomStats:
     name: str
-    participants: int
+    participants: int  # services included
     producers: tuple[ProducerStats, ...]
     transports: tuple[TransportStats, ...]
     dropped: PortCounters  # the sum over the room's transports
+    publishers: int = 0  # people in publisher seats
+    viewers: int = 0  # people in viewer seats
 
 
 @dataclass(frozen=True, slots=True)
 class ServerStats:
     node_id: str
     rooms: tuple[RoomStats, ...]
+    # Peer connections being set up, and queued for a slot.
+    setup: SetupQueueStats = field(default_factory=SetupQueueStats)
 
     @property
     def transports(self) -> int:
@@ -77,8 +83,10 @@ class ServerStats:
         return sum(len(room.transports) for room in self.rooms)
 
 
-def server_stats(node_id: str, rooms: Iterable[Room]) -> ServerStats:
-    return ServerStats(node_id, tuple(room_stats(room) for room in rooms))
+def server_stats(node_id: str, rooms: Iterable[Room],
+                 setup: SetupQueueStats | None = None) -> ServerStats:
+    return ServerStats(node_id, tuple(room_stats(room) for room in rooms),
+                       setup or SetupQueueStats())
 
 
 def room_stats(room: Room) -> RoomStats:
@@ -97,7 +105,9 @@ def room_stats(room: Room) -> RoomStats:
     dropped = PortCounters()
     for transport in transports:
         dropped.add(transport.dropped)
-    return RoomStats(room.name, len(participants), producers, transports, dropped)
+    seats = [participant.seat for participant in participants]
+    return RoomStats(room.name, len(participants), producers, transports, dropped,
+                     publishers=seats.count(Seat.PUBLISHER), viewers=seats.count(Seat.VIEWER))
 
 
 def transport_stats(transport: MediaTransport) -> TransportStats:

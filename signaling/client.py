@@ -15,10 +15,13 @@ from signaling.messages import PROTOCOL_VERSION
 
 
 class SignalingError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """An error reply; ``details``: its other fields (e.g. `room-full`'s ``limit``)."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.details = details or {}
 
 
 class SignalingClient:
@@ -78,7 +81,9 @@ class SignalingClient:
         await self._ws.send_str(json.dumps({**message, "id": request_id}))
         reply = await asyncio.wait_for(future, timeout)
         if reply.get("type") == "error":
-            raise SignalingError(reply.get("code", "?"), reply.get("message", ""))
+            details = {k: v for k, v in reply.items() if k not in ("type", "id", "code",
+                                                                    "message")}
+            raise SignalingError(reply.get("code", "?"), reply.get("message", ""), details)
         return reply
 
     async def join(self, token: str) -> dict[str, Any]:
@@ -124,7 +129,8 @@ class SignalingClient:
 
     async def subscribe(self, stream_id: str, pc: RTCPeerConnection) -> str:
         """Receive a stream on ``pc``; returns the subscription id."""
-        offer = await self.request({"type": "subscribe", "stream": stream_id})
+        # It may wait its turn in the server's set-up queue (PROTOCOL.md, `subscribe`).
+        offer = await self.request({"type": "subscribe", "stream": stream_id}, timeout=60.0)
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         await self.request({"type": "answer", "subscription": offer["subscription"],

@@ -211,8 +211,11 @@ def stream_json(info: StreamInfo) -> dict[str, Any]:
     }
 
 
-def error_json(code: str, message: str, request_id: str | int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "error", "code": code, "message": message}
+def error_json(code: str, message: str, request_id: str | int | None = None,
+               details: dict[str, str] | None = None) -> dict[str, Any]:
+    """An error reply; ``details``: fields beside the code (e.g. `room-full`'s `limit`)."""
+    out: dict[str, Any] = {**(details or {}), "type": "error", "code": code,
+                           "message": message}
     if request_id is not None:
         out["id"] = request_id
     return out

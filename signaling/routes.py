@@ -114,6 +114,7 @@ def _room_json(room: RoomStats) -> dict[str, object]:
     """A room's counters; media ports' drops (strangers, malformed, forged) per transport
     and summed over the room."""
     return {"name": room.name, "participants": room.participants,
+            "publishers": room.publishers, "viewers": room.viewers,
             "producers": [_producer_json(p) for p in room.producers],
             "transports": [_transport_json(t) for t in room.transports],
             **room.dropped.as_json()}
@@ -158,7 +159,10 @@ async def stats(request: web.Request) -> web.Response:
     _operator(request)
     snapshot = request.app[MEDIA_SERVER].stats()
     rooms = [_room_json(room) for room in snapshot.rooms]
-    body: dict[str, object] = {"rooms": rooms}
+    setup = snapshot.setup
+    body: dict[str, object] = {"rooms": rooms, "setup": {
+        "limit": setup.limit, "active": setup.active, "waiting": setup.waiting,
+        "queuedTotal": setup.queued_total, "longestQueue": setup.longest_queue}}
     probe = request.app.get(LATENCY_PROBE)
     if probe is not None:
         summary = probe.summary()

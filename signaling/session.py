@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from contracts.roles import PTZ, PUBLISH, SUBSCRIBE
-from mediaserver import MediaServer, MediaServerError, Participant, Room
+from mediaserver import MediaServer, MediaServerError, Participant, Room, Seat
 from mediaserver.events import RoomClosed, RoomEvent
 from signaling.app_keys import SignalingConfig
 from signaling.client_stats import ClientStatsBook
@@ -79,6 +79,9 @@ class SignalingSession:
         self._log_prefix = "-"
         self._left = False
         self._ptz_tasks: set[asyncio.Task[None]] = set()
+        # Subscribe requests in flight: they may wait for a set-up slot of the node, and
+        # this socket keeps answering (pings, answers) meanwhile.
+        self._subscribe_tasks: set[asyncio.Task[None]] = set()
         self.quotas = quotas or Quotas(QuotaLimits(0, 0, 0))
         self._expiry: asyncio.TimerHandle | None = None
         self._muted = False  # while joining: room events are in the `joined` reply
@@ -87,10 +90,11 @@ class SignalingSession:
 
     def peer_connections(self) -> int:
         """Publications and subscriptions of this socket (one peer connection each)."""
-        participant = self.participant
-        if participant is None:
+        participant, room = self.participant, self.room
+        if participant is None or room is None:
             return 0
-        return len(participant.publications) + len(participant.subscriptions)
+        return (len(participant.publications) + len(participant.subscriptions)
+                + room.queued_count(participant))
 
     # ----------------------------------------------------------------- I/O loop
 
@@ -200,22 +204,39 @@ class SignalingSession:
             self.send(error_json("message-too-large",
                                  f"messages are limited to {self.config.max_message_bytes} bytes"))
             return
-        request_id = None
         try:
             request = parse_request(raw)
-            request_id = request.id
             if not self._bucket.allow(self._loop.time()):
-                raise ProtocolError("rate-limited", "too many messages; slow down", request_id)
-            if self._expired() and not isinstance(request, Refresh):
-                self._token_expired()
-                return
+                raise ProtocolError("rate-limited", "too many messages; slow down", request.id)
+        except ProtocolError as exc:
+            self.send(error_json(exc.code, exc.message, exc.request_id))
+            return
+        except Exception:
+            logger.exception("[%s] internal error reading a request", self._log_prefix)
+            self.send(error_json("internal-error", "the server could not handle this request"))
+            return
+        if self._expired() and not isinstance(request, Refresh):
+            self._token_expired()
+            return
+        if isinstance(request, Subscribe):
+            # Never awaited inline: it may wait in the node's set-up queue.
+            task = self._loop.create_task(self._handle(request))
+            self._subscribe_tasks.add(task)
+            task.add_done_callback(self._subscribe_tasks.discard)
+            return
+        await self._handle(request)
+
+    async def _handle(self, request: Request) -> None:
+        """Dispatch one request; every failure becomes an error reply to it."""
+        request_id = request.id
+        try:
             await self._dispatch(request)
         except ProtocolError as exc:
             self.send(error_json(exc.code, exc.message, exc.request_id or request_id))
         except TokenError as exc:
             self.send(error_json("unauthorized", exc.message, request_id))
         except MediaServerError as exc:
-            self.send(error_json(exc.code, str(exc), request_id))
+            self.send(error_json(exc.code, str(exc), request_id, exc.details()))
         except ServiceError as exc:
             self.send(error_json(exc.code, exc.message, request_id))
         except Exception:
@@ -343,12 +364,15 @@ class SignalingSession:
         try:
             room = self.media.room(grant.room)
             self._muted = True
-            participant = room.join(grant.name, grant.role, self)
+            old = self._replaceable(grant, request.previous)
+            seat = Seat.PUBLISHER if grant.allows(PUBLISH) else Seat.VIEWER
+            participant = room.join(grant.name, grant.role, self, seat=seat,
+                                    replacing=request.previous if old is not None else None)
             # In before the previous one leaves: the room never empties (nor closes, nor
             # ends its recording) on a rejoin. What the old one's leave announces is
             # already in the `joined` below, so this session does not hear it.
-            if request.previous is not None:
-                self._replace(grant, request.previous)
+            if old is not None:
+                old.replaced()
         except BaseException:
             self.quotas.release_token(grant.subject, self)
             raise
@@ -372,20 +396,23 @@ class SignalingSession:
             **self.services.room_state(room.name),
         })
 
-    def _replace(self, grant: Grant, previous: str) -> None:
-        """End ``previous``, this person's participant on a socket they lost, at once.
+    def _replaceable(self, grant: Grant, previous: str | None) -> SignalingSession | None:
+        """The session of ``previous``, this person's participant on a socket they lost,
+        which the join ends at once (its seat is free for the rejoin).
 
         Only a participant of the same room and subject is ended (anything else is
         ignored: it may be gone already); its streams end as on any leave, so the new
         publication is the only one the viewers see.
         """
+        if previous is None:
+            return None
         room = self.media.directory.local(grant.room)
         old = room.participants.get(previous) if room is not None else None
         member = old.member if old is not None else None
         if (not isinstance(member, SignalingSession) or member is self or member.grant is None
                 or member.grant.subject != grant.subject):
-            return
-        member.replaced()
+            return None
+        return member
 
     def replaced(self) -> None:
         """This socket's person joined again on a new socket: leave, and close this one."""
@@ -414,6 +441,6 @@ class SignalingSession:
             self.client_stats.forget(room.name, participant.id)
             # Devices first: a camera the participant was steering stops before anything else.
             self.services.participant_left(room.name, participant.id)
-            for task in list(self._ptz_tasks):
+            for task in [*self._ptz_tasks, *self._subscribe_tasks]:
                 task.cancel()  # their replies have nowhere to go; what was sent still runs
             room.leave(participant)  # the room closes itself when nobody but services is left

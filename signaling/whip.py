@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from aiohttp import web
 
 from contracts.roles import PUBLISH, SUBSCRIBE
-from mediaserver import MediaServer, Participant, Room
+from mediaserver import MediaServer, Participant, Room, Seat
 from mediaserver.errors import (
     BadSdpError,
     ClosedError,
@@ -249,7 +249,9 @@ class HttpSessions:
         try:
             room = self.media.room(grant.room)
             session.room = room
-            session.participant = room.join(grant.name, grant.role, session)
+            # A WHIP session publishes, a WHEP session only receives: that is its seat.
+            seat = Seat.PUBLISHER if kind == "whip" else Seat.VIEWER
+            session.participant = room.join(grant.name, grant.role, session, seat=seat)
             if kind == "whip":
                 publication, answer = await room.publish(session.participant, offer)
                 session.transport_id = publication.id

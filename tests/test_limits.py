@@ -268,7 +268,7 @@ def test_limits_come_from_the_configuration():
     assert (defaults.media.subscriptions_per_participant,
             defaults.media.pending_per_participant, defaults.media.answer_timeout) == (32, 4, 15.0)
     for bad in ({"HUIZHEN_SIGNALING_SOCKETS_PER_TOKEN": "-1"},
-                {"HUIZHEN_MEDIA_ANSWER_TIMEOUT": "0"}, {"HUIZHEN_MEDIA_ROOM_PARTICIPANTS": "x"}):
+                {"HUIZHEN_MEDIA_ANSWER_TIMEOUT": "0"}, {"HUIZHEN_MEDIA_ROOM_VIEWERS": "x"}):
         with pytest.raises(ConfigError):
             make_settings(**bad)
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from contracts.catalogue import LANGUAGES, Catalogue
+from mediaserver.seats import Seat
 from signaling.tokens import ROLE_GRANTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +68,8 @@ def test_every_key_the_live_scripts_build_exists() -> None:
     keys |= {f"live.vital.{v}" for v in ("hr", "pr", "spo2", "rr", "temp", "nibp")}
     keys |= {f"live.wave.{w}" for w in ("pleth", "ecg", "resp", "co2")}
     keys |= {f"language.{language}" for language in LANGUAGES}
+    # `room-full` errors name the limit (ui.js liveErrorText): one text per kind of seat.
+    keys |= {f"live.error.room-full.{seat.limit_name}" for seat in Seat}
     assert missing(keys) == []
 
 

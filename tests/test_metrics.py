@@ -18,7 +18,9 @@ from devices.hl7.listener import ListenerStats
 from huizhen.app import create_app, token_authority
 from huizhen.metrics import SnapshotCollector
 from mediaserver import MediaServer
-from mediaserver.stats import ServerStats
+from mediaserver.datagrams import PortCounters
+from mediaserver.setup_queue import SetupQueueStats
+from mediaserver.stats import RoomStats, ServerStats
 from signaling import MEDIA_SERVER
 from tests.conftest import RunningServer, make_settings
 from tests.fakes import Member
@@ -207,3 +209,16 @@ async def test_recorder_frames_and_bytes_written_rise(tmp_path):
     recorder_packets = values(second, "huizhen_downstream_packets_sent_total", room="bed-3",
                               participant=ward.id, type="recorder")
     assert len(recorder_packets) == 2 and all(v > 0 for v in recorder_packets)
+
+
+def test_the_set_up_queue_and_seats_are_exported():
+    registry = CollectorRegistry(auto_describe=False)
+    room = RoomStats("bed-3", 5, (), (), PortCounters(), publishers=1, viewers=3)
+    setup = SetupQueueStats(limit=16, active=3, waiting=5, queued_total=9, longest_queue=7)
+    registry.register(SnapshotCollector(lambda: ServerStats("node", (room,), setup)))
+    samples = parse(generate_latest(registry).decode())
+    assert values(samples, "huizhen_setup_active") == [3.0]
+    assert values(samples, "huizhen_setup_waiting") == [5.0]
+    assert values(samples, "huizhen_setup_queued_total") == [9.0]
+    assert values(samples, "huizhen_room_publishers", room="bed-3") == [1.0]
+    assert values(samples, "huizhen_room_viewers", room="bed-3") == [3.0]

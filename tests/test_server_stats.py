@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiortc import RTCSessionDescription
 
-from mediaserver import MediaServer, Room
+from mediaserver import MediaServer, Room, Seat
 from signaling import MEDIA_SERVER
 from tests.fakes import Member
 from tests.peers import Subscriber, make_publisher_offer, wait_for
@@ -50,7 +50,10 @@ def live_json(media: MediaServer) -> list[dict[str, Any]]:
                             "layerSwitches": c.layer_switches, "copiesSent": c.copies_sent,
                         } for c in (d.stats() for d in producer.downstreams) if c.kind == "rtp"],
                     })
+        seats = [participant.seat for participant in room.participants.values()]
         rooms.append({"name": room.name, "participants": len(room.participants),
+                      "publishers": seats.count(Seat.PUBLISHER),
+                      "viewers": seats.count(Seat.VIEWER),
                       "producers": producers, "transports": transports, **dropped})
     return rooms
 
@@ -142,7 +145,10 @@ async def test_the_stats_route_writes_the_same_json_as_before(running_server):
             body = await reply.json()
         async with http.get(running_server.base_url + "/api/v1/health") as reply:
             health = await reply.json()
-    assert body == {"rooms": live_json(media)}
+    setup = media.setup.stats()
+    assert body == {"rooms": live_json(media), "setup": {
+        "limit": 16, "active": 0, "waiting": 0, "queuedTotal": setup.queued_total,
+        "longestQueue": setup.longest_queue}}
     assert [len(p["consumers"]) for p in body["rooms"][0]["producers"]] == [2, 2]
     assert health == {"status": "ok", "rooms": 2}
     await asyncio.gather(*(s.close() for s in subs))

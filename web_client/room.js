@@ -105,7 +105,7 @@ export class RoomSession {
     c.on("state", () => this._changed());
     c.on("joined", (reply) => this._onJoined(reply));
     c.on("disconnected", () => this._onDisconnected());
-    c.on("error", (error) => this.reportError(error.code, error.message));
+    c.on("error", (error) => this.reportError(error.code, error.message, error.limit));
     c.on("participant-joined", ({ participant }) => {
       this.participants[participant.id] = { ...participant, self: false, transports: {} };
       this._changed();
@@ -174,8 +174,8 @@ export class RoomSession {
   }
 
   /** Record an error (from the server, or a local one such as a missing camera) for display. */
-  reportError(code, message) {
-    this.errors.push({ code, message, at: Date.now() });
+  reportError(code, message, limit = undefined) {
+    this.errors.push({ code, message, limit, at: Date.now() });
     if (this.errors.length > 20) this.errors.shift();
     this._changed();
   }

@@ -8,13 +8,18 @@ export const PROTOCOL_VERSION = 1;
 
 // Join errors that a retry cannot fix: the page stops and shows them.
 const FATAL_JOIN_ERRORS = new Set(["unauthorized", "unsupported-version", "forbidden"]);
+// ...and those that stop a page that has not joined yet (a full room: the person is told
+// at once, and opens the link again later); once joined, a rejoin keeps trying.
+const FATAL_FIRST_JOIN_ERRORS = new Set(["room-full"]);
 
 export class SignalingError extends Error {
-  constructor(code, message) {
+  /** `limit`: which of the room's limits a `room-full` error is about. */
+  constructor(code, message, { limit } = {}) {
     super(`${code}: ${message}`);
     this.name = "SignalingError";
     this.code = code;
     this.detail = message;
+    this.limit = limit;
   }
 }
 
@@ -88,6 +93,9 @@ export class SignalingClient {
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 2000;
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 4000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 20000;
+    // A `subscribe` may wait its turn in the server's set-up queue (hundreds joining at
+    // once): giving up earlier would only queue it again at the back.
+    this.subscribeTimeoutMs = options.subscribeTimeoutMs ?? 60000;
     this.iceGatheringTimeoutMs = options.iceGatheringTimeoutMs ?? 3000;
     this.state = "idle";
     this.joined = null;
@@ -265,7 +273,8 @@ export class SignalingClient {
       this._emit("joined", reply);
     } catch (err) {
       if (ws !== this.ws) return;
-      if (FATAL_JOIN_ERRORS.has(err.code)) {
+      if (FATAL_JOIN_ERRORS.has(err.code)
+          || (FATAL_FIRST_JOIN_ERRORS.has(err.code) && !this._everJoined)) {
         // Retrying with the same token cannot succeed.
         this.fatal = err;
         this._stopped = true;
@@ -298,7 +307,7 @@ export class SignalingClient {
     if (pending) {
       this._pending.delete(key);
       clearTimeout(pending.timer);
-      if (data.type === "error") pending.reject(new SignalingError(data.code, data.message));
+      if (data.type === "error") pending.reject(new SignalingError(data.code, data.message, data));
       else pending.resolve(data);
       return;
     }
@@ -386,7 +395,8 @@ export class SignalingClient {
    * offer names the subscription. Returns the subscription id.
    */
   async subscribe(streamId, pc, { onSubscription } = {}) {
-    const offer = await this.request({ type: "subscribe", stream: streamId });
+    const offer = await this.request({ type: "subscribe", stream: streamId },
+      Math.max(this.requestTimeoutMs, this.subscribeTimeoutMs));
     onSubscription?.(offer.subscription);
     try {
       await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });

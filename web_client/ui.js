@@ -81,9 +81,11 @@ export function roleLabel(role) {
 /**
  * The localised text of a signalling error code (signaling/PROTOCOL.md, plus the page's
  * own: disconnected, timeout, device); the server's (English) message only for a code
- * the catalogue does not know.
+ * the catalogue does not know. `limit` (a `room-full` error's) chooses a more precise
+ * text when the catalogue has one (`live.error.room-full.viewers`).
  */
-export function liveErrorText(code, fallback = "") {
+export function liveErrorText(code, fallback = "", limit = undefined) {
+  if (limit && has(`live.error.${code}.${limit}`)) return t(`live.error.${code}.${limit}`);
   if (has(`live.error.${code}`)) return t(`live.error.${code}`);
   return fallback || t("live.error.unknown");
 }
@@ -224,7 +226,7 @@ export function renderStatus(node, session, health = null) {
       if (code === "token-expired") {
         text = t("live.status.session-expired");
       } else {
-        const reason = liveErrorText(code, c.fatal?.detail ?? c.fatal?.message);
+        const reason = liveErrorText(code, c.fatal?.detail ?? c.fatal?.message, c.fatal?.limit);
         text = t(code === "unauthorized" ? "live.status.not-admitted" : "live.status.stopped",
           { reason });
       }
@@ -239,7 +241,8 @@ export function renderStatus(node, session, health = null) {
   }
   const latest = session.errors[session.errors.length - 1];
   if (latest && Date.now() - latest.at < 15000 && session.state !== "failed") {
-    text += t("live.status.error-suffix", { reason: liveErrorText(latest.code, latest.message) });
+    text += t("live.status.error-suffix",
+      { reason: liveErrorText(latest.code, latest.message, latest.limit) });
     kind = "error";
     code = latest.code;
   }
