@@ -18,8 +18,8 @@ from config import Settings, load_settings
 from huizhen.app import create_app, token_authority
 from signaling import TokenAuthority
 
-# The records-service fixtures (migrated databases, the seeded app).
-pytest_plugins = ["tests.consult_fixtures"]
+# The records-service fixtures (migrated databases, the seeded app); the cluster tests' Redis.
+pytest_plugins = ["tests.consult_fixtures", "tests.redis_fixtures"]
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 15) -> int:
