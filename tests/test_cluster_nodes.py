@@ -108,6 +108,24 @@ async def test_a_join_at_any_node_reaches_the_room_on_its_origin_and_its_media(
             await close_all(viewer, pc, expert, ward)
 
 
+async def test_a_whip_post_at_another_node_is_redirected_to_the_rooms_node(
+        redis_prefix: tuple[Redis, str]) -> None:
+    _, prefix = redis_prefix
+    async with cluster(SHARED_REDIS, prefix, 2) as (a, b):
+        ward = await joined_client(a, "ward")
+        headers = {"Authorization": "Bearer " + b.token("ward"),
+                   "Content-Type": "application/sdp"}
+        try:
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"{b.base_url}/whip/{ROOM}?x=1", data="v=0\r\n", headers=headers,
+                    allow_redirects=False) as response:
+                assert response.status == 307
+                assert response.headers["Location"] == f"{a.base_url}/whip/{ROOM}?x=1"
+            assert local_rooms(b) == ()
+        finally:
+            await close_all(ward)
+
+
 async def test_a_node_that_stops_heartbeating_has_its_rooms_placed_again_on_the_next_join(
         redis_prefix: tuple[Redis, str]) -> None:
     redis, prefix = redis_prefix
