@@ -156,8 +156,7 @@ class RedisRoomDirectory:
     async def after_beat(self) -> None:
         """After each heartbeat: claim this node's rooms again (a restarted Redis has
         forgotten them), and sweep dead nodes and the placements they left."""
-        for name in self._local.local_names():
-            await self._assert(name)
+        await self._assert_all()
         registered = await self.registry.registered_ids()
         records = await self.registry.read(registered)
         now = self.registry.now()
@@ -168,10 +167,26 @@ class RedisRoomDirectory:
             if placements[name] != self.node_id:
                 await self._cas(keys=[self.keys.rooms], args=[name, placements[name], ""])
 
+    async def _assert_all(self) -> None:
+        """Claim every room of this node in one round trip (a pipeline)."""
+        names = self._local.local_names()
+        if not names:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                await self._claim(keys=[self.keys.rooms], args=[name, self.node_id],
+                                  client=pipe)
+            held = await pipe.execute()
+        for name, holder in zip(names, held, strict=True):
+            self._note_holder(name, as_text(holder))
+
     async def _assert(self, name: str) -> None:
         if self._local.local(name) is None:
             return
         held = as_text(await self._claim(keys=[self.keys.rooms], args=[name, self.node_id]))
+        self._note_holder(name, held)
+
+    def _note_holder(self, name: str, held: str) -> None:
         if held == self.node_id:
             self._conflicts.discard(name)
         elif name not in self._conflicts:

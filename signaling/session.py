@@ -383,8 +383,11 @@ class SignalingSession:
         if not placement.url:
             raise DirectoryUnavailableError("the room's node has no address; try again")
         logger.info("[%s] join redirected to node %s", placement.name, placement.node_id)
-        self.send({"type": "redirect", "id": request_id, "room": placement.name,
-                   "url": placement.url})
+        reply: dict[str, Any] = {"type": "redirect", "room": placement.name,
+                                 "url": placement.url}
+        if request_id is not None:
+            reply["id"] = request_id
+        self.send(reply)
         self._left = True
 
     def _replace(self, grant: Grant, previous: str) -> None:

@@ -97,6 +97,24 @@ async def test_the_node_asked_keeps_a_new_room_when_loads_tie_and_its_room_stays
     assert await redis.hget(f"{prefix}rooms", "bed-1") is None
 
 
+async def test_a_node_claims_its_open_rooms_again_when_redis_forgot_them(
+        nodes: list[RedisRoomDirectory], redis_prefix: tuple[Redis, str]) -> None:
+    redis, prefix = redis_prefix
+    a = nodes[0]
+    for name in ("bed-1", "bed-2", "bed-3"):
+        await a.placement(name)
+        open_room(a, name)
+    await redis.delete(f"{prefix}rooms", f"{prefix}node:a")  # as after a Redis restart
+    await wait_for_set(redis, f"{prefix}nodes", {b"a", b"b", b"c"})
+    for _ in range(100):
+        if len(await redis.hgetall(f"{prefix}rooms")) == 3:
+            break
+        await asyncio.sleep(HEARTBEAT)
+    assert await redis.hgetall(f"{prefix}rooms") == {
+        b"bed-1": b"a", b"bed-2": b"a", b"bed-3": b"a"}
+    assert await redis.exists(f"{prefix}node:a") == 1
+
+
 async def test_a_draining_node_gets_no_new_room_but_keeps_its_own(
         nodes: list[RedisRoomDirectory]) -> None:
     a, b, c = nodes
