@@ -62,7 +62,12 @@ class SignalingClient:
 
     async def connect(self) -> None:
         self._session = aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(self.url, heartbeat=20.0)
+        try:
+            self._ws = await self._session.ws_connect(self.url, heartbeat=20.0)
+        except BaseException:  # e.g. the node is down: nothing is left open
+            await self._session.close()
+            self._session = None
+            raise
         self._reader = asyncio.ensure_future(self._read(self._ws))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:

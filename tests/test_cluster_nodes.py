@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
+from subprocess import PIPE, Popen
 from typing import Any
 
 import aiohttp
@@ -22,24 +25,50 @@ from huizhen.cluster import CLUSTER
 from huizhen.testpattern import PatternVideoTrack
 from signaling import MEDIA_SERVER
 from signaling.client import SignalingClient, SignalingError
-from tests.conftest import RunningServer, make_settings, serving
+from tests.conftest import RunningServer, free_port, make_settings, server_environment, serving
 from tests.peers import Subscriber, wait_for
 from tests.redis_fixtures import SHARED_REDIS, PrivateRedis
 
 ROOM = "bed-1"
 
 
+def cluster_variables(redis_url: str, prefix: str, heartbeat: str = "0.2",
+                      ttl: str = "1.0") -> dict[str, str]:
+    """A node's [cluster] settings. The test nodes share this machine's CPU (most in one
+    process), so the busy tier of the placement is left out."""
+    return {"HUIZHEN_CLUSTER_REDIS_URL": redis_url, "HUIZHEN_CLUSTER_KEY_PREFIX": prefix,
+            "HUIZHEN_CLUSTER_HEARTBEAT": heartbeat, "HUIZHEN_CLUSTER_NODE_TTL": ttl,
+            "HUIZHEN_CLUSTER_BUSY_CPU": "1000"}
+
+
 @contextlib.asynccontextmanager
 async def cluster(redis_url: str, prefix: str, count: int, *, heartbeat: str = "0.2",
                   ttl: str = "1.0") -> AsyncIterator[list[RunningServer]]:
-    """``count`` nodes on ``redis_url``; all of them in this process share one CPU
-    share, so the busy tier of the placement is left out."""
+    """``count`` nodes in this process on ``redis_url``."""
+    variables = cluster_variables(redis_url, prefix, heartbeat, ttl)
     async with contextlib.AsyncExitStack() as stack:
-        nodes = [await stack.enter_async_context(serving(make_settings(
-            HUIZHEN_CLUSTER_REDIS_URL=redis_url, HUIZHEN_CLUSTER_KEY_PREFIX=prefix,
-            HUIZHEN_CLUSTER_HEARTBEAT=heartbeat, HUIZHEN_CLUSTER_NODE_TTL=ttl,
-            HUIZHEN_CLUSTER_BUSY_CPU="1000"))) for _ in range(count)]
+        nodes = [await stack.enter_async_context(serving(make_settings(**variables)))
+                 for _ in range(count)]
         yield nodes
+
+
+@contextlib.asynccontextmanager
+async def killable_node(variables: dict[str, str]) -> AsyncIterator[tuple[str, Popen[bytes]]]:
+    """A node in a child process (tests/cluster_child.py); yields its base URL and the
+    process, killed afterwards if the test has not killed it."""
+    port = free_port()
+    env = {**os.environ, **server_environment(**variables), "HUIZHEN_SERVER_PORT": str(port)}
+    child = Popen([sys.executable, "-m", "tests.cluster_child", str(port)], stdout=PIPE,
+                  env=env)
+    try:
+        assert child.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
+        assert line.strip() == b"ready"
+        yield f"http://127.0.0.1:{port}", child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
 
 
 def node_id(node: RunningServer) -> str:
@@ -106,6 +135,58 @@ async def test_a_join_at_any_node_reaches_the_room_on_its_origin_and_its_media(
                   f"difference {viewer.received.mean_difference:.1f}")
         finally:
             await close_all(viewer, pc, expert, ward)
+
+
+async def test_when_the_rooms_node_is_killed_its_people_come_back_through_another_node(
+        redis_prefix: tuple[Redis, str]) -> None:
+    redis, prefix = redis_prefix
+    variables = cluster_variables(SHARED_REDIS, prefix)
+    async with cluster(SHARED_REDIS, prefix, 1) as (b,), killable_node(variables) as (a, child):
+        a_socket = a.replace("http", "ws", 1) + "/ws"
+        ward = SignalingClient(a_socket)
+        await ward.connect()
+        await ward.join(b.token("ward"))  # the join at a places the room on a
+        pc, stream = await publish_pattern(ward)
+        expert = SignalingClient(b.ws_url)
+        await expert.connect()
+        await expert.join(b.token("expert"))
+        viewer = await watch(expert, stream)
+        things: list[Subscriber | RTCPeerConnection | SignalingClient] = [viewer, pc]
+        try:
+            assert expert.redirects == [a_socket] and local_rooms(b) == ()
+            await wait_for(lambda: viewer.received.video_frames >= 10)
+            child.kill()  # no goodbye: its record expires, its sockets drop
+            killed = time.monotonic()
+            # Both come back through b, the node they know besides the dead one.
+            await rejoin_through(ward, b.ws_url, b.token("ward"))
+            pc_again, stream_again = await publish_pattern(ward)
+            joined = await rejoin_through(expert, b.ws_url, b.token("expert"))
+            assert [s["id"] for s in joined["streams"]] == [stream_again]
+            viewer_again = await watch(expert, stream_again)
+            things += [viewer_again, pc_again]
+            await wait_for(lambda: viewer_again.received.video_frames >= 10)
+            elapsed = time.monotonic() - killed
+            assert local_rooms(b) == (ROOM,)
+            assert await redis.hget(f"{prefix}rooms", ROOM) == node_id(b).encode()
+            print(f"node a killed; the bedside published again and the expert decoded 10 "
+                  f"frames through node b {elapsed:.2f} s later")
+        finally:
+            await close_all(*things, expert, ward)
+
+
+async def rejoin_through(client: SignalingClient, entry: str, token: str) -> dict[str, Any]:
+    """Reconnect at ``entry`` and join, again while the join is redirected to the dead
+    node (until its record expires and the room is placed anew)."""
+    deadline = time.monotonic() + 15
+    while True:
+        client.url = entry
+        try:
+            await client.reconnect()
+            return await client.join(token)
+        except (OSError, aiohttp.ClientError, ConnectionError, SignalingError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def test_a_whip_post_at_another_node_is_redirected_to_the_rooms_node(
