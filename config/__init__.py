@@ -2,6 +2,7 @@
 
 from config.settings import (
     AuthSettings,
+    ClusterSettings,
     ConfigError,
     DeviceSettings,
     IceServer,
@@ -19,6 +20,7 @@ from config.settings import (
 
 __all__ = [
     "AuthSettings",
+    "ClusterSettings",
     "ConfigError",
     "DeviceSettings",
     "IceServer",

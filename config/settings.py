@@ -132,6 +132,22 @@ class SignalingSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """Several nodes on Redis ([cluster]); an empty ``redis_url`` means one node."""
+
+    redis_url: str = ""
+    node_url: str = ""
+    key_prefix: str = "huizhen:"
+    heartbeat: float = 1.0
+    node_ttl: float = 3.0
+    busy_cpu: float = 0.85
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis_url)
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     data_dir: Path
 
@@ -242,6 +258,12 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     vod: VodSettings = field(default_factory=VodSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+
+    @property
+    def node_url(self) -> str:
+        """This node's public signalling base URL (``[cluster] node_url`` or the server's)."""
+        return self.cluster.node_url.rstrip("/") or self.server.base_url
 
 
 def _recorder_limits(section: dict[str, Any]) -> dict[str, Any]:
@@ -509,6 +531,28 @@ def _vod(raw: Mapping[str, Any]) -> VodSettings:
                        startup_hours=_not_negative(raw, "vod", "startup_hours", float))
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+NODE_URL_SCHEMES = ("http://", "https://")
+
+
+def _cluster(raw: Mapping[str, Any]) -> ClusterSettings:
+    redis_url, node_url = str(raw["redis_url"]), str(raw["node_url"])
+    if redis_url and not redis_url.startswith(REDIS_SCHEMES):
+        raise ConfigError("cluster.redis_url must start with redis://, rediss:// or unix://")
+    if node_url and not node_url.startswith(NODE_URL_SCHEMES):
+        raise ConfigError("cluster.node_url must be an http:// or https:// URL")
+    heartbeat = _positive(raw, "cluster", "heartbeat", float)
+    node_ttl = _positive(raw, "cluster", "node_ttl", float)
+    if node_ttl <= heartbeat:
+        raise ConfigError("cluster.node_ttl must be longer than cluster.heartbeat")
+    prefix = str(raw["key_prefix"])
+    if not prefix:
+        raise ConfigError("cluster.key_prefix must not be empty")
+    return ClusterSettings(redis_url=redis_url, node_url=node_url, key_prefix=prefix,
+                           heartbeat=heartbeat, node_ttl=node_ttl,
+                           busy_cpu=_positive(raw, "cluster", "busy_cpu", float))
+
+
 def _signaling(raw: Mapping[str, Any]) -> SignalingSettings:
     quotas = {key: int(raw[key]) for key in
               ("sockets_per_token", "peer_connections_per_token", "sockets_per_address")}
@@ -606,6 +650,7 @@ def load_settings(
             logging=LoggingSettings(format=_choice(merged["logging"], "logging", "format",
                                                    LOG_FORMATS)),
             vod=_vod(merged["vod"]),
+            cluster=_cluster(merged["cluster"]),
         )
     except ConfigError:
         raise

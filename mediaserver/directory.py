@@ -2,11 +2,12 @@
 
 Everything outside the media server that needs a room by name (the device hub, the
 recorder, the operators' routes) asks the directory instead of walking the server's
-rooms, so that several nodes can later share one directory (a networked
-implementation, wired by the composition root, keeps placements in a shared store; on
-one node, or when none is configured, ``LocalRoomDirectory`` is the whole answer).
+rooms, so that several nodes can share one directory. On one node, or when no shared
+store is configured, ``LocalRoomDirectory`` is the whole answer; with Redis configured
+the composition root wires ``redis_directory.RedisRoomDirectory``, which keeps the
+placements (room -> node) in Redis.
 
-Which methods are async is decided by that future: a question about *any* room
+Which methods are async follows from that: a question about *any* room
 (``placement``, ``names``) may need a round trip to the shared store, so it is async
 now; a question about *this node's* rooms (``local``, ``local_names``, ``watch``)
 never does, so it stays synchronous and may be asked on the forwarding path.
@@ -39,11 +40,13 @@ def default_node_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class RoomPlacement:
-    """Where a room lives: the node hosting it, and whether that node is this one."""
+    """Where a room lives: the node hosting it, whether that node is this one, and that
+    node's public signalling base URL (empty from the single-node directory)."""
 
     name: str
     node_id: str
     local: bool
+    url: str = ""
 
 
 class RoomDirectory(Protocol):
@@ -58,7 +61,9 @@ class RoomDirectory(Protocol):
     def node_id(self) -> str: ...
 
     async def placement(self, name: str) -> RoomPlacement:
-        """The node hosting ``name``, or the node that would host it if it opened now."""
+        """The node hosting ``name``; when no live node does, the room is placed now (a
+        networked directory writes that atomically, so every node gets the same answer).
+        Raises ``DirectoryUnavailableError`` when that cannot be decided now."""
 
     async def names(self) -> tuple[str, ...]:
         """The open rooms, wherever they live."""

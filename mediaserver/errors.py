@@ -66,3 +66,10 @@ class TooManyPendingError(LimitError):
     """Too many subscriptions of one participant are waiting for their answer."""
 
     code = "too-many-pending"
+
+
+class DirectoryUnavailableError(MediaServerError):
+    """The shared room directory cannot be reached, or no node can take a new room: a
+    join of a room this node does not host cannot be placed now (try again)."""
+
+    code = "unavailable"

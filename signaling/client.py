@@ -7,11 +7,23 @@ import contextlib
 import itertools
 import json
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from signaling.messages import PROTOCOL_VERSION
+
+MAX_REDIRECTS = 3
+
+
+def socket_url(base_url: str) -> str:
+    """The signalling socket of a node's base URL (``http://h:p`` -> ``ws://h:p/ws``)."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SignalingError("bad-redirect", "the redirect does not name an http(s) URL")
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
 
 
 class SignalingError(Exception):
@@ -48,10 +60,17 @@ class SignalingClient:
         # Sockets given up by ``reconnect``, closed once the next join has replaced them.
         self._stale: list[tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse,
                                 asyncio.Task[None]]] = []
+        # The sockets `redirect` replies sent this client to, in order.
+        self.redirects: list[str] = []
 
     async def connect(self) -> None:
         self._session = aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(self.url, heartbeat=20.0)
+        try:
+            self._ws = await self._session.ws_connect(self.url, heartbeat=20.0)
+        except BaseException:  # e.g. the node is down: nothing is left open
+            await self._session.close()
+            self._session = None
+            raise
         self._reader = asyncio.ensure_future(self._read(self._ws))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -87,11 +106,24 @@ class SignalingClient:
         return reply
 
     async def join(self, token: str) -> dict[str, Any]:
-        """Join (naming ``previous`` after a first join); returns the `joined` reply."""
+        """Join (naming ``previous`` after a first join); returns the `joined` reply.
+
+        A `redirect` reply (the room lives on another node) is followed: this client
+        moves to that node's socket (``url`` changes for good) and joins there; after
+        ``MAX_REDIRECTS`` in a row it gives up with SignalingError("redirect-loop").
+        """
         message: dict[str, Any] = {"type": "join", "version": PROTOCOL_VERSION, "token": token}
         if self.previous is not None:
             message["previous"] = self.previous
-        self.joined = await self.request(message)
+        reply = await self.request(message)
+        for _ in range(MAX_REDIRECTS):
+            if reply.get("type") != "redirect":
+                break
+            await self._move(socket_url(str(reply.get("url", ""))))
+            reply = await self.request(message)
+        if reply.get("type") == "redirect":
+            raise SignalingError("redirect-loop", "too many redirects")
+        self.joined = reply
         participant = self.joined.get("participant")
         if isinstance(participant, dict) and isinstance(participant.get("id"), str):
             self.previous = participant["id"]
@@ -112,6 +144,15 @@ class SignalingClient:
         self._session, self._ws, self._reader = None, None, None
         self.joined = None
         self._fail_pending()
+        await self.connect()
+
+    async def _move(self, url: str) -> None:
+        """Close this socket and open one at ``url`` (a redirect: nothing was joined)."""
+        session, ws, reader = self._session, self._ws, self._reader
+        self._session, self._ws, self._reader = None, None, None
+        await self._close_connection(session, ws, reader)
+        self.url = url
+        self.redirects.append(url)
         await self.connect()
 
     async def _close_stale(self) -> None:

@@ -143,7 +143,8 @@ def _producer_json(producer: ProducerStats) -> dict[str, object]:
     }
 
 
-def _operator(request: web.Request) -> None:
+def require_operator(request: web.Request) -> None:
+    """Refuse (401/403) a request without an operator token (the ``stats`` grant)."""
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else ""
     try:
@@ -156,7 +157,7 @@ def _operator(request: web.Request) -> None:
 
 async def stats(request: web.Request) -> web.Response:
     """Counters per room, producer and consumer (no names, no patient data)."""
-    _operator(request)
+    require_operator(request)
     snapshot = request.app[MEDIA_SERVER].stats()
     rooms = [_room_json(room) for room in snapshot.rooms]
     setup = snapshot.setup

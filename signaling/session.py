@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from contracts.roles import PTZ, PUBLISH, SUBSCRIBE
-from mediaserver import MediaServer, MediaServerError, Participant, Room, Seat
+from mediaserver import MediaServer, MediaServerError, Participant, Room, RoomPlacement, Seat
+from mediaserver.errors import DirectoryUnavailableError
 from mediaserver.events import RoomClosed, RoomEvent
 from signaling.app_keys import SignalingConfig
 from signaling.client_stats import ClientStatsBook
@@ -249,7 +250,7 @@ class SignalingSession:
             self.send({"type": "pong", "id": request.id})
             return
         if isinstance(request, Join):
-            self._join(request)
+            await self._join(request)
             return
         participant, room = self._joined(request.id)
         if isinstance(request, Publish):
@@ -342,7 +343,7 @@ class SignalingSession:
         self._arm_expiry()
         self.send({"type": "refreshed", "id": request.id, "expiresAt": grant.expires_at})
 
-    def _join(self, request: Join) -> None:
+    async def _join(self, request: Join) -> None:
         if self.participant is not None:
             raise ProtocolError("already-joined", "this connection has already joined",
                                 request.id)
@@ -353,6 +354,10 @@ class SignalingSession:
         grant = self.authority.verify(request.token)
         if grant.room == ALL_ROOMS or not grant.grants & {PUBLISH, SUBSCRIBE}:
             raise ProtocolError("forbidden", "this token does not admit to a room", request.id)
+        placement = await self.media.directory.placement(grant.room)
+        if not placement.local:
+            self._redirect(placement, request.id)
+            return
         # A socket whose room closed under it may join again: drop its previous claim.
         self._end_grant()
         if not self.quotas.claim_token(grant.subject, self):
@@ -395,6 +400,19 @@ class SignalingSession:
             "expiresAt": grant.expires_at,
             **self.services.room_state(room.name),
         })
+
+    def _redirect(self, placement: RoomPlacement, request_id: str | int | None) -> None:
+        """The room lives on another node: say where, then close this socket (the
+        client joins there; PROTOCOL.md, "Several nodes")."""
+        if not placement.url:
+            raise DirectoryUnavailableError("the room's node has no address; try again")
+        logger.info("[%s] join redirected to node %s", placement.name, placement.node_id)
+        reply: dict[str, Any] = {"type": "redirect", "room": placement.name,
+                                 "url": placement.url}
+        if request_id is not None:
+            reply["id"] = request_id
+        self.send(reply)
+        self._left = True
 
     def _replaceable(self, grant: Grant, previous: str | None) -> SignalingSession | None:
         """The session of ``previous``, this person's participant on a socket they lost,

@@ -115,7 +115,7 @@ def _status_of(exc: MediaServerError) -> int:
         return 429
     if isinstance(exc, NotFoundError):
         return 409
-    return 503  # ClosedError: the room or the server is closing
+    return 503  # ClosedError (the room or the server is closing), DirectoryUnavailableError
 
 
 # ------------------------------------------------------------------ sessions
@@ -324,6 +324,10 @@ def _handler(kind: str, grant_name: str) -> Handler:
         try:
             grant = sessions.authorize(request.headers.get("Authorization"),
                                        request.match_info["room"], grant_name)
+            placement = await sessions.media.directory.placement(grant.room)
+            if not placement.local:  # several nodes: the room lives on another one
+                return web.Response(status=307,
+                                    headers={"Location": placement.url + request.path_qs})
             offer = await _body(request, SDP, MAX_SDP_BYTES)
             stream = request.query.get("stream") if kind == "whep" else None
             session, answer = await sessions.start(kind, grant, request.remote or "-", offer,

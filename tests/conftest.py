@@ -18,8 +18,8 @@ from config import Settings, load_settings
 from huizhen.app import create_app, token_authority
 from signaling import TokenAuthority
 
-# The records-service fixtures (migrated databases, the seeded app).
-pytest_plugins = ["tests.consult_fixtures"]
+# The records-service fixtures (migrated databases, the seeded app); the cluster tests' Redis.
+pytest_plugins = ["tests.consult_fixtures", "tests.redis_fixtures"]
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 15) -> int:
@@ -69,7 +69,8 @@ class RunningServer:
         return self.authority.mint(room=room, role=role, name=name or role, ttl=ttl)
 
 
-def make_settings(**overrides: str) -> Settings:
+def server_environment(**overrides: str) -> dict[str, str]:
+    """The HUIZHEN_* variables of a test server (for a child process too)."""
     env = {"HUIZHEN_SERVER_HOST": "127.0.0.1", "HUIZHEN_SERVER_PORT": str(free_port()),
            "HUIZHEN_AUTH_TOKEN_SECRET": "test-secret-0123456789abcdef-0123456789",
            # Recording is on by default in production; tests that record say so.
@@ -77,7 +78,11 @@ def make_settings(**overrides: str) -> Settings:
            # An empty room waits 60 s for a rejoin in production; tests that need it say so.
            "HUIZHEN_MEDIA_EMPTY_ROOM_GRACE": "0"}
     env.update(overrides)
-    return load_settings(environ=env)
+    return env
+
+
+def make_settings(**overrides: str) -> Settings:
+    return load_settings(environ=server_environment(**overrides))
 
 
 @pytest.fixture

@@ -84,6 +84,24 @@ def test_recorder_section():
     assert off.recorder.enabled is False
 
 
+def test_cluster_section_is_off_by_default_and_checked() -> None:
+    alone = load_settings(environ={})
+    assert not alone.cluster.enabled and alone.node_url == "http://127.0.0.1:8080"
+    settings = load_settings(environ={"HUIZHEN_CLUSTER_REDIS_URL": "redis://10.0.0.9:6379/0",
+                                      "HUIZHEN_CLUSTER_NODE_URL": "https://media-2.example/",
+                                      "HUIZHEN_CLUSTER_HEARTBEAT": "0.5"})
+    assert settings.cluster.enabled and settings.node_url == "https://media-2.example"
+    assert (settings.cluster.heartbeat, settings.cluster.node_ttl) == (0.5, 3.0)
+    for env, message in [
+            ({"HUIZHEN_CLUSTER_REDIS_URL": "10.0.0.9:6379"}, "cluster.redis_url must start"),
+            ({"HUIZHEN_CLUSTER_NODE_URL": "media-2:8080"}, "cluster.node_url must be"),
+            ({"HUIZHEN_CLUSTER_NODE_TTL": "1.0"}, "cluster.node_ttl must be longer"),
+            ({"HUIZHEN_CLUSTER_KEY_PREFIX": ""}, "cluster.key_prefix must not be empty"),
+            ({"HUIZHEN_CLUSTER_BUSY_CPU": "0"}, "cluster.busy_cpu must be greater than 0")]:
+        with pytest.raises(ConfigError, match=message):
+            load_settings(environ=env)
+
+
 def test_records_section():
     settings = load_settings(environ={"HUIZHEN_RECORDS_PORT": "9091"})
     assert settings.records.port == 9091

@@ -30,8 +30,9 @@ def test_every_signalling_error_code_has_a_localised_text() -> None:
     codes = protocol_table_codes("Errors")
     assert {"unauthorized", "too-many-connections", "ptz-denied", "internal-error"} <= codes
     # ... and the page's own: the session ended by the server, the socket gone, no reply,
-    # no camera or microphone, anything else.
-    codes |= {"token-expired", "disconnected", "timeout", "device", "unknown"}
+    # no camera or microphone, a redirect it cannot follow, anything else.
+    codes |= {"token-expired", "disconnected", "timeout", "device", "redirect-failed",
+              "unknown"}
     assert missing({f"live.error.{code}" for code in codes}) == []
 
 

@@ -28,6 +28,31 @@ export function readFragment(hash = location.hash) {
   return new URLSearchParams(hash.startsWith("#") ? hash.slice(1) : hash);
 }
 
+// A page sent on by `redirect` more often than this in a row gives up (a misconfigured
+// `[cluster] node_url` would otherwise bounce it between nodes for ever).
+export const MAX_REDIRECTS = 3;
+
+/**
+ * Where a `redirect` join reply sends this page: the same page, query and fragment (the
+ * token stays in the fragment, never sent to a server) on the room's node, with the
+ * fragment's `hops` counting the redirects. Null when `url` is not an http(s) URL, or
+ * after MAX_REDIRECTS hops.
+ */
+export function redirectedPage(url, loc = location) {
+  let base;
+  try {
+    base = new URL(url);
+  } catch {
+    return null;
+  }
+  if (base.protocol !== "http:" && base.protocol !== "https:") return null;
+  const fragment = readFragment(loc.hash);
+  const hops = Number.parseInt(fragment.get("hops") ?? "0", 10) || 0;
+  if (hops >= MAX_REDIRECTS) return null;
+  fragment.set("hops", String(hops + 1));
+  return new URL(`${loc.pathname}${loc.search}#${fragment}`, base).href;
+}
+
 export function signalingUrl(loc = location) {
   return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
 }
@@ -70,7 +95,9 @@ export function waitForIceGathering(pc, timeoutMs = 3000) {
  *
  * States: idle, connecting, joining, joined, disconnected (the link was lost
  * after a join; reconnection attempts run until the next join), failed (join
- * refused, or gave up after `maxRetries`: see `fatal`), closed.
+ * refused, or gave up after `maxRetries`: see `fatal`), redirecting (the room lives
+ * on another node: "redirect" is emitted with {url, room, target} and `onRedirect(target)`
+ * moves the page there, by default with `location.replace`), closed.
  *
  * Heartbeat (PROTOCOL.md, "Heartbeat"): from the moment the socket opens, a `ping`
  * goes out every `heartbeatIntervalMs`; when nothing at all has arrived for
@@ -97,6 +124,7 @@ export class SignalingClient {
     // once): giving up earlier would only queue it again at the back.
     this.subscribeTimeoutMs = options.subscribeTimeoutMs ?? 60000;
     this.iceGatheringTimeoutMs = options.iceGatheringTimeoutMs ?? 3000;
+    this.onRedirect = options.onRedirect ?? ((target) => location.replace(target));
     this.state = "idle";
     this.joined = null;
     this.fatal = null;
@@ -264,6 +292,10 @@ export class SignalingClient {
     try {
       const reply = await this.request(join);
       if (ws !== this.ws) return;
+      if (reply.type === "redirect") {
+        this._redirect(ws, reply);
+        return;
+      }
       this.joined = reply;
       this._attempt = 0;
       this._everJoined = true;
@@ -282,6 +314,22 @@ export class SignalingClient {
       }
       ws.close(1000, "join failed");
     }
+  }
+
+  /** The room lives on another node (PROTOCOL.md, "Several nodes"): the page moves there. */
+  _redirect(ws, reply) {
+    this._stopped = true;
+    const target = redirectedPage(reply.url);
+    if (target) {
+      this._setState("redirecting", { url: target });
+      this._emit("redirect", { ...reply, target });
+      this.onRedirect(target);
+    } else {
+      this.fatal = new SignalingError("redirect-failed",
+        "the room lives on another media node that this page cannot reach");
+      this._setState("failed", { error: this.fatal });
+    }
+    ws.close(1000, "redirect");
   }
 
   _onMessage(ws, message) {
@@ -329,7 +377,7 @@ export class SignalingClient {
     this._setSignalling("lost");
     this._emit("disconnected", { code: event.code, reason: event.reason, wasJoined });
     if (this._stopped) {
-      if (this.state !== "failed") this._setState("closed");
+      if (this.state !== "failed" && this.state !== "redirecting") this._setState("closed");
       return;
     }
     this._scheduleRetry(`connection closed (code ${event.code})`);

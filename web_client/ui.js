@@ -232,6 +232,9 @@ export function renderStatus(node, session, health = null) {
       }
       kind = "error";
       break;
+    case "redirecting":
+      text = t("live.status.redirecting");
+      break;
     case "closed":
       text = t("live.status.closed");
       kind = "warn";

@@ -1,0 +1,41 @@
+"""The expert page opened at a node that does not host the room: the join's `redirect`
+moves the page to the room's node by itself (same page and token), where it joins and
+decodes the bedside's video published on that node."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.redis_fixtures import SHARED_REDIS
+from tests.test_browser import Chromium, chromium, frames_decoded, wait_joined
+from tests.test_cluster_nodes import (
+    ROOM,
+    close_all,
+    cluster,
+    joined_client,
+    local_rooms,
+    publish_pattern,
+)
+
+pytestmark = pytest.mark.browser
+__all__ = ["chromium"]  # fixtures used by name below
+
+
+async def test_the_expert_page_follows_the_redirect_to_the_rooms_node_and_plays(
+        chromium: Chromium, redis_prefix: tuple[Redis, str]) -> None:
+    _, prefix = redis_prefix
+    async with cluster(SHARED_REDIS, prefix, 2) as (a, b):
+        ward = await joined_client(a, "ward")
+        pc, _ = await publish_pattern(ward)
+        try:
+            token = b.token("expert", name="Dr. Li")
+            page = await chromium.open(
+                "expert", f"{b.base_url}/expert.html#token={token}&lang=en")
+            await wait_joined(page, timeout=20)
+            assert page.url == f"{a.base_url}/expert.html#token={token}&lang=en&hops=1"
+            frames = await frames_decoded(page, 30, 30, chromium.log)
+            assert local_rooms(b) == () and local_rooms(a) == (ROOM,)
+            print(f"expert page opened at node b, moved to node a, decoded {frames} frames")
+        finally:
+            await close_all(pc, ward)
