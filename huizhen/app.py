@@ -12,7 +12,6 @@ from aiortc import RTCIceServer
 from config import ConfigError, Settings
 from contracts.catalogue import DEFAULT_LANGUAGE, Catalogue
 from devices.binding import BindingError, parse_bindings
-from huizhen.cluster import cluster_directory, setup_cluster
 from huizhen.device_hub import DeviceHub
 from huizhen.metrics import SnapshotCollector, setup_metrics
 from huizhen.recording_access import recording_authorizer
@@ -102,9 +101,14 @@ def turn_server(settings: Settings) -> TurnServer | None:
 def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Application:
     """Build the aiohttp application; nothing is started until it runs."""
     app = web.Application(client_max_size=1024 * 1024)
-    cluster = cluster_directory(settings)
-    if cluster is not None:  # registered first, so the node leaves after its rooms closed
-        setup_cluster(app, cluster)
+    cluster = None
+    if settings.cluster.enabled:
+        # Imported only with Redis configured: one node (the demo) never loads the client.
+        from huizhen.cluster import cluster_directory, setup_cluster
+
+        cluster = cluster_directory(settings)
+        if cluster is not None:  # registered first, so the node leaves after its rooms closed
+            setup_cluster(app, cluster)
     media = MediaServer(media_config(settings), room_limits(settings), directory=cluster)
     app[MEDIA_SERVER] = media
     app[AUTHORITY] = token_authority(settings)
