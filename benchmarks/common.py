@@ -28,6 +28,7 @@ ROOM = "bench"
 SECRET_ENV = "HUIZHEN_BENCH_SECRET"
 DEFAULT_SECRET = "huizhen-benchmark-secret-not-for-production"
 TARGET_BITRATE = 1_500_000
+ROOM_PARTICIPANTS = 1024  # the benchmark server's limit (the default is 64)
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -48,6 +49,9 @@ def bench_settings(port: int, record_dir: str | None = None) -> Settings:
         "HUIZHEN_RECORDER_DIRECTORY": record_dir or "",
         "HUIZHEN_STORAGE_DATA_DIR": record_dir or os.path.join(tempfile.gettempdir(),
                                                                "huizhen-bench"),
+        # Rooms of hundreds of viewers (the sweep), all of them from 127.0.0.1.
+        "HUIZHEN_MEDIA_ROOM_PARTICIPANTS": str(ROOM_PARTICIPANTS),
+        "HUIZHEN_SIGNALING_SOCKETS_PER_ADDRESS": "0",
     })
 
 
