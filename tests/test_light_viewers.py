@@ -7,6 +7,7 @@ light viewers against the real server with a real aiortc publisher.
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from dataclasses import replace
 from typing import Any
@@ -15,7 +16,14 @@ import pylibsrtp
 import pytest
 from aiortc import RTCPeerConnection
 
-from benchmarks.light_viewers import LightViewer, SrtpKeys, srtp_receive_keys, video_ssrc
+from benchmarks.light_viewers import (
+    LightViewer,
+    SocketPoller,
+    SrtpKeys,
+    drain,
+    srtp_receive_keys,
+    video_ssrc,
+)
 from benchmarks.stream_tally import SampleCheck, StreamTally, is_rtcp, rtp_header_length
 from huizhen.testpattern import PatternVideoTrack
 from signaling.client import SignalingClient
@@ -181,6 +189,36 @@ def test_rtp_header_length_reads_csrcs_and_extensions() -> None:
     assert rtp_header_length(with_csrc) == 20
     with pytest.raises(ValueError):
         rtp_header_length(rtp(1, extension=b"\x10\x01\x00\x00")[:18])
+
+
+# --------------------------------------------------------------------------- the socket
+
+
+async def test_poller_drains_srtp_to_the_tally_and_the_rest_to_ice() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    sender.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    tally = StreamTally(SSRC, sample_every=3)
+    to_ice: list[tuple[bytes, Any]] = []
+    sampled: list[bytes] = []
+    stun = b"\x00\x01\x00\x00" + b"\x21\x12\xa4\x42" + b"\x00" * 12
+    poller = SocketPoller(0.005)
+    try:
+        poller.add(receiver, lambda: drain(receiver.recvfrom, lambda d, a: to_ice.append((d, a)),
+                                           tally.feed, sampled.append))
+        for sequence in range(5):
+            sender.sendto(rtp(sequence, marker=sequence == 4) + TAG, receiver.getsockname())
+        sender.sendto(stun, receiver.getsockname())
+        await wait_for(lambda: tally.packets == 5 and len(to_ice) == 1, 5)
+        assert to_ice[0] == (stun, sender.getsockname())
+        assert (tally.frames, tally.lost) == (1, 0)
+        assert sampled == [rtp(0) + TAG, rtp(3) + TAG]
+    finally:
+        await poller.close()
+        receiver.close()
+        sender.close()
 
 
 # --------------------------------------------------------------------------- against the server

@@ -41,6 +41,15 @@ def test_rows_compare_each_size_with_the_32_viewer_figure() -> None:
     assert rows({"steps": []}) == []
 
 
+def test_a_room_that_stopped_forwarding_has_no_cpu_per_viewer() -> None:
+    stopped = {**step(500, 1.4, [0.0] * 500, 7.5), "latency": {"copies": 0}}
+    result = {"baseline": {"serverCpuPercent": 2.4},
+              "steps": [step(32, 15.5, [30.0] * 32, 6.3), stopped]}
+    row = rows(result)[1]
+    assert row["aboveBaselinePerViewer"] is None and row["ratioToReference"] is None
+    assert (row["viewersAtMinFps"], row["p99Ms"]) == (0, None)
+
+
 def test_validation_sums_the_viewers_checks() -> None:
     good = {"samples": 20, "sampleFailures": 0, "keyframesVerified": 2, "foreign": 0,
             "duplicates": 0, "reordered": 1, "late": 0, "stray": 0, "error": None,
