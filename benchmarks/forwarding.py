@@ -77,6 +77,9 @@ from benchmarks.common import HOST, SECRET_ENV, TARGET_BITRATE, bench_settings
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SUBSCRIBERS_PER_PROCESS = 16
+# Light viewers negotiating at once: each join sends every participant of the room a few
+# events, and faster joins into a room of hundreds congested the server's event loop.
+LIGHT_JOIN_CONCURRENCY = 4
 EXPECTED_FPS = 30.0
 
 # Targets (reported, never asserted).
@@ -297,19 +300,23 @@ def summarise(values: list[float]) -> dict[str, float]:
 
 
 def start_subscribers(group: ProcessGroup, mode: str, port: int, count: int,
-                      processes: int, stream: str | None) -> list[Child]:
+                      processes: int, stream: str | None, first: int = 0,
+                      light: bool = False, name: str = "subscribers") -> list[Child]:
+    """Subscriber processes (``light``: ``benchmarks.light_viewers``, huizhen only),
+    numbered from ``first``, once every one has connected or failed."""
     children = []
-    first = 0
     for i, n in enumerate(split(count, processes)):
-        args = ["--mode", mode, "--port", str(port), "--count", str(n), "--first", str(first)]
+        args = ["--port", str(port), "--count", str(n), "--first", str(first)]
+        args += ["--concurrency", str(LIGHT_JOIN_CONCURRENCY)] if light else ["--mode", mode]
         if stream is not None:
             args += ["--stream", stream]
-        children.append(group.start(f"subscribers{i}", "subscribers", *args))
+        children.append(group.start(f"{name}{i}", "light_viewers" if light else "subscribers",
+                                     *args))
         first += n
     failed: list[str] = []
     connected = 0
     for child in children:
-        ready = child.expect("ready", 120)
+        ready = child.expect("ready", 120 + count / 2)
         connected += int(ready["connected"])
         failed += ready["failed"]
     for line in failed:
@@ -415,6 +422,22 @@ def wait_for_ingest(stats: StatsClient, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def start_room(group: ProcessGroup, port: int, grain_bits: int,
+               server_args: tuple[str, ...] = (), checkout: Checkout | None = None
+               ) -> tuple[Child, StatsClient, Child, str]:
+    """The huizhen server (``checkout``'s when given) and the publisher, once the server
+    receives its media: (server, stats client, publisher, stream id)."""
+    server = group.start("server", "server", "--port", str(port), *server_args,
+                         checkout=checkout)
+    server.expect("ready", 30)
+    stats = StatsClient(port)
+    publisher = group.start("publisher", "publisher", "--mode", "huizhen",
+                            "--port", str(port), "--grain-bits", str(grain_bits))
+    stream = str(publisher.expect("ready", 60)["stream"])
+    wait_for_ingest(stats, 20)
+    return server, stats, publisher, stream
+
+
 def subscriber_processes(count: int, limit: int) -> int:
     return max(1, min(limit, math.ceil(count / SUBSCRIBERS_PER_PROCESS)))
 
@@ -430,14 +453,8 @@ def run_huizhen(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
         where = f" of {checkout.root}" if checkout is not None else ""
         log(f"{prefix}: starting the server{where} on {HOST}:{port}")
         extra = ("--layer-selection", layer_selection) if layer_selection else ()
-        server = group.start("server", "server", "--port", str(port), *extra,
-                             checkout=checkout)
-        server.expect("ready", 30)
-        stats = StatsClient(port)
-        publisher = group.start("publisher", "publisher", "--mode", "huizhen",
-                                "--port", str(port), "--grain-bits", str(args.grain_bits))
-        stream = str(publisher.expect("ready", 60)["stream"])
-        wait_for_ingest(stats, 20)
+        server, stats, publisher, stream = start_room(group, port, args.grain_bits, extra,
+                                                      checkout)
         log(f"{prefix}: publisher streaming ({stream}); baseline with 0 subscribers: "
             f"{args.baseline_warmup:g} s warm-up, {args.baseline_seconds:g} s window")
         time.sleep(args.baseline_warmup)
@@ -445,9 +462,10 @@ def run_huizhen(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
         log(f"{prefix}: baseline server CPU {result['baseline']['serverCpuPercent']:.1f}%")
         if args.subscribers > 0:
             log(f"{prefix}: starting {args.subscribers} subscribers")
-            subs = start_subscribers(
-                group, "huizhen", port, args.subscribers,
-                subscriber_processes(args.subscribers, args.subscriber_processes), stream)
+            processes = (1 if args.light else
+                         subscriber_processes(args.subscribers, args.subscriber_processes))
+            subs = start_subscribers(group, "huizhen", port, args.subscribers, processes,
+                                     stream, light=args.light)
             wait_for_media(subs, 30)
             log(f"{prefix}: {args.warmup:g} s warm-up, {args.seconds:g} s window")
             time.sleep(args.warmup)
@@ -816,7 +834,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the server's per-viewer temporal layer selection (default on); "
                              "both: only the huizhen scenario, off and on in alternating "
                              "rounds, and their CPU per subscriber compared")
+    parser.add_argument("--light", action="store_true",
+                        help="light viewers (benchmarks.light_viewers: real ICE and DTLS, then "
+                             "SRTP counted from its headers, 1 %% decrypted and checked), in "
+                             "one process per step")
+    parser.add_argument("--sizes", default=None, metavar="N,N,...",
+                        help="sweep: one server and publisher, viewers added up to 32 and "
+                             "then each size, a window per size (only this scenario runs)")
     args = parser.parse_args(argv)
+    if args.sizes is not None:
+        from benchmarks.viewer_sweep import parse_sizes
+
+        try:
+            args.sizes = parse_sizes(args.sizes)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"--sizes: {exc}")
+        if args.against is not None or args.layer_selection == "both":
+            parser.error("--sizes runs alone (not with --against or --layer-selection both)")
     if args.against is not None and (args.rounds < 1 or args.subscribers < 1):
         parser.error("--against needs --rounds >= 1 and --subscribers >= 1")
     if args.layer_selection == "both" and (args.rounds < 1 or args.subscribers < 1):
@@ -874,6 +908,33 @@ def run_layers(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
     print(f"process logs: {log_dir}")
 
 
+def run_sizes(args: argparse.Namespace, env: dict[str, str], log_dir: Path,
+              report: dict[str, Any], output: Path) -> None:
+    """``--sizes``: the sweep (benchmarks.viewer_sweep), its JSON and its printout."""
+    from benchmarks import viewer_sweep
+
+    report["config"]["sizes"] = args.sizes
+    sweep: dict[str, Any] = {}
+    report["scenarios"]["sweep"] = sweep
+    try:
+        viewer_sweep.run_sweep(args, env, log_dir, sweep)
+    except KeyboardInterrupt:
+        log("interrupted: every process has been stopped")
+        raise SystemExit(130) from None
+    except RuntimeError as exc:  # ChildError, as the sweep module imported it
+        report["errors"].append(f"sweep: {exc}")
+        log(f"sweep failed: {exc}")
+    sweep["rows"] = viewer_sweep.rows(sweep)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    if sweep["rows"]:
+        viewer_sweep.print_sweep(report)
+    for error in report["errors"]:
+        print(f"ERROR {error}")
+    print(f"\nresults: {output}")
+    print(f"process logs: {log_dir}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
@@ -907,6 +968,7 @@ def main(argv: list[str] | None = None) -> None:
                    "subscriberProcesses": args.subscriber_processes,
                    "video": "640x480 30 fps", "bitrate": TARGET_BITRATE,
                    "grainBits": args.grain_bits, "layerSelection": args.layer_selection,
+                   "light": args.light,
                    **({"rounds": args.rounds}
                       if base is not None or args.layer_selection == "both" else {})},
         "machine": {"cores": psutil.cpu_count(), "python": platform.python_version(),
@@ -923,6 +985,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.layer_selection == "both":
         run_layers(args, env, log_dir, report, output)
+        return
+    if args.sizes is not None:
+        run_sizes(args, env, log_dir, report, output)
         return
     try:
         try:

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -76,12 +77,16 @@ class RtpCounter:
         return [self.packets, self.bytes, self.frames, self.keyframes, self.expected]
 
 
-def count_instead_of_decoding(pc: RTCPeerConnection, counter: RtpCounter) -> None:
+PacketHandler = Callable[[RtpPacket, int], Awaitable[None]]
+
+
+def count_instead_of_decoding(pc: RTCPeerConnection, handle: PacketHandler) -> None:
+    """Each receiver's ``_handle_rtp_packet`` becomes ``handle`` (e.g. RtpCounter.handle)."""
     for transceiver in pc.getTransceivers():
         receiver: Any = transceiver.receiver  # a private method, replaced on the instance
         if not hasattr(receiver, "_handle_rtp_packet"):
             raise RuntimeError("aiortc's RTCRtpReceiver has no _handle_rtp_packet any more")
-        receiver._handle_rtp_packet = counter.handle
+        receiver._handle_rtp_packet = handle
 
 
 def prefer_vp8(transceiver: Any) -> None:
@@ -105,19 +110,30 @@ class BenchSubscriber:
             if not streams:
                 raise RuntimeError("nothing is published in the room")
             stream_id = str(streams[0]["id"])
-        # As SignalingClient.subscribe, but the receiver is replaced before media can flow.
+        # As SignalingClient.subscribe, but ``prepare`` runs before media can flow.
         offer = await client.request({"type": "subscribe", "stream": stream_id})
         await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        count_instead_of_decoding(self.pc, self.counter)
+        self.prepare(offer["sdp"])
         restrict_to_loopback(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await client.request({"type": "answer", "subscription": offer["subscription"],
                               "sdp": self.pc.localDescription.sdp})
 
+    def prepare(self, offer_sdp: str) -> None:
+        """The server's offer is applied, the answer not yet made: the receivers count."""
+        count_instead_of_decoding(self.pc, self.counter.handle)
+
+    def counters(self) -> list[int]:
+        return self.counter.counters()
+
+    def checks(self) -> dict[str, Any] | None:
+        """What this kind of subscriber checks beyond its counters (None: nothing)."""
+        return None
+
     async def start_relay(self, port: int, session: aiohttp.ClientSession) -> None:
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
         prefer_vp8(transceiver)
-        count_instead_of_decoding(self.pc, self.counter)
+        count_instead_of_decoding(self.pc, self.counter.handle)
         restrict_to_loopback(self.pc)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         async with session.post(f"http://{HOST}:{port}/subscribe",
@@ -144,9 +160,12 @@ class BenchSubscriber:
                 await self.client.close()
 
 
+Factory = Callable[[int], BenchSubscriber]
+
+
 async def run(mode: str, port: int, count: int, first: int, stream_id: str | None,
-              concurrency: int) -> None:
-    subscribers = [BenchSubscriber(first + i) for i in range(count)]
+              concurrency: int, factory: Factory = BenchSubscriber) -> None:
+    subscribers = [factory(first + i) for i in range(count)]
     limit = asyncio.Semaphore(concurrency)
     session = aiohttp.ClientSession()
     authority = token_authority(bench_settings(port)) if mode == "huizhen" else None
@@ -171,8 +190,12 @@ async def run(mode: str, port: int, count: int, first: int, stream_id: str | Non
              failed=failed, pid=os.getpid())
 
         async def snapshot(command: dict[str, Any]) -> dict[str, Any]:
-            return {"subscribers": {str(s.index): s.counter.counters() for s in subscribers},
-                    "states": [s.pc.connectionState for s in subscribers]}
+            reply = {"subscribers": {str(s.index): s.counters() for s in subscribers},
+                     "states": [s.pc.connectionState for s in subscribers]}
+            checks = {str(s.index): s.checks() for s in subscribers}
+            if any(value is not None for value in checks.values()):
+                reply["checks"] = checks
+            return reply
 
         await serve_control(snapshot)
     finally:
@@ -182,15 +205,21 @@ async def run(mode: str, port: int, count: int, first: int, stream_id: str | Non
         await session.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mode", choices=["huizhen", "relay"], required=True)
+def arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options of a subscriber process (``--mode`` aside)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--first", type=int, default=0, help="index of the first subscriber")
     parser.add_argument("--stream", help="huizhen stream id (default: the room's first)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="subscriptions negotiated at the same time")
+    return parser
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("--mode", choices=["huizhen", "relay"], required=True)
     args = parser.parse_args()
     quiet_logging()
     asyncio.run(run(args.mode, args.port, args.count, args.first, args.stream,
