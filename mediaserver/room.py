@@ -100,6 +100,18 @@ class RoomLimits:
     answer_timeout: float = 15.0
 
 
+def sees(viewer: Participant, subject: Participant) -> bool:
+    """Whether ``viewer`` is told of ``subject`` joining, leaving and its connections.
+
+    Viewers are not told of other viewers: in a teaching broadcast watched by hundreds,
+    every join told to every viewer made joins cost the square of the room (a room of
+    250 queued ~1,000 events per socket, and closed even the publisher's socket); and a
+    county doctor watching need not see who else watches. Publishers (ward, experts)
+    and services (the recorder's timeline) see everyone."""
+    return (viewer is subject or subject.seat is not Seat.VIEWER
+            or viewer.seat is not Seat.VIEWER)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(6)}"
 
@@ -153,7 +165,7 @@ class Room:
         participant = Participant(participant_id or new_id("p-"), name, role, member, seat)
         if participant.id in self.participants:
             raise LimitError("a participant with this id is already in the room")
-        self._broadcast(ParticipantJoined(participant.info()))
+        self._announce(participant, ParticipantJoined(participant.info()))
         self.participants[participant.id] = participant
         if not participant.service and self._grace is not None:
             self._grace.cancel()  # someone is back within the grace: the same room goes on
@@ -187,7 +199,7 @@ class Room:
             self._close_transport(subscription)
         self._release_later(participant.close())
         del self.participants[participant.id]
-        self._broadcast(ParticipantLeft(participant.id))
+        self._announce(participant, ParticipantLeft(participant.id))
         logger.info("[%s] participant %s left", self.name, participant.id)
         if not participant.service and self.only_services_left:
             self._emptied()
@@ -436,6 +448,21 @@ class Room:
             if participant.id != exclude:
                 participant.notify(event)
 
+    def _announce(self, subject: Participant | str, event: RoomEvent,
+                  exclude: str | None = None) -> None:
+        """Tell the room about participant ``subject`` (joined, left, a connection's
+        state): everyone but ``exclude``, except that news of a viewer reaches the viewer
+        itself, the publishers and the services, not the other viewers (``sees``)."""
+        about = self.participants.get(subject) if isinstance(subject, str) else subject
+        for participant in list(self.participants.values()):
+            if participant.id != exclude and (about is None or sees(participant, about)):
+                participant.notify(event)
+
+    def visible_to(self, participant: Participant) -> list[Participant]:
+        """The others ``participant`` is told about (its `joined` list)."""
+        return [other for other in self.participants.values()
+                if other is not participant and sees(participant, other)]
+
     def _end_publication(self, participant: Participant, publication: PublicationTransport,
                          reason: str) -> None:
         """End a stream: its subscriptions, then its producers (their downstreams are
@@ -461,8 +488,8 @@ class Room:
         transport.close()
         self._release_later([transport])
         if was_open:
-            self._broadcast(TransportStateChanged(transport.participant_id, transport.id,
-                                                  transport.direction, "closed"))
+            self._announce(transport.participant_id, TransportStateChanged(
+                transport.participant_id, transport.id, transport.direction, "closed"))
 
     def _release_later(self, transports: list[MediaTransport]) -> None:
         # Each task holds its transport only until the transport is released.
@@ -500,8 +527,8 @@ class Room:
         participant = self.participants.get(transport.participant_id)
         if participant is None:
             return
-        self._broadcast(TransportStateChanged(participant.id, transport.id,
-                                              transport.direction, state))
+        self._announce(participant.id, TransportStateChanged(participant.id, transport.id,
+                                                             transport.direction, state))
         if state not in ("failed", "closed"):
             return
         publication = participant.publications.get(transport.id)

@@ -386,8 +386,7 @@ class SignalingSession:
         self.grant, self.room, self.participant = grant, room, participant
         self._arm_expiry()
         self._log_prefix = f"{room.name}/{participant.id}"
-        others = [participant_json(p.info()) for p in room.participants.values()
-                  if p is not participant]
+        others = [participant_json(p.info()) for p in room.visible_to(participant)]
         self.send({
             "type": "joined", "id": request.id, "version": PROTOCOL_VERSION,
             "room": room.name, "participant": participant_json(participant.info()),

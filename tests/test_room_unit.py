@@ -7,9 +7,11 @@ import asyncio
 import pytest
 from aiortc.rtp import RtpPacket
 
-from mediaserver import MediaConfig, MediaServer, Room
+from mediaserver import MediaConfig, MediaServer, Room, Seat
 from mediaserver.errors import ClosedError, NotFoundError
 from mediaserver.events import (
+    ParticipantJoined,
+    ParticipantLeft,
     RoomClosed,
     StreamEnded,
     StreamRemoved,
@@ -46,7 +48,7 @@ def new_room(name: str = "bed-1") -> tuple[Room, FakeTransports]:
 
 async def published(room: Room, transports: FakeTransports):  # type: ignore[no-untyped-def]
     ward_member = Member()
-    ward = room.join("ward", "ward", ward_member)
+    ward = room.join("ward", "ward", ward_member, seat=Seat.PUBLISHER)
     publication, answer = await room.publish(ward, OFFER)
     assert answer.startswith("v=0")
     return ward, ward_member, publication, transports.publications[-1]
@@ -251,3 +253,36 @@ async def test_an_unanswered_subscription_times_out():
                                                    "answer-timeout")
     assert isinstance(subscription, FakeSubscription) and subscription.closed
     assert not expert.subscriptions
+
+
+async def test_viewers_are_not_told_of_each_other_so_joins_cost_the_room_linearly():
+    """A teaching broadcast: the bedside publishes, the recorder records, 50 county doctors
+    watch. Each watcher's join and leave reach the publishers and the recorder only (50
+    joins: 100 events, not 1,225 plus those); publishers are announced to everyone."""
+    room, _ = new_room()
+    ward_member, recorder_member = Member(), Member(service=True)
+    ward = room.join("ward", "ward", ward_member, seat=Seat.PUBLISHER)
+    room.join("recorder", "recorder", recorder_member)
+    watchers = [(Member(), f"doctor {i}") for i in range(50)]
+    joined = [room.join(name, "observer", member) for member, name in watchers]
+
+    ids = {p.id for p in joined}
+    told = sum(isinstance(e, ParticipantJoined) and e.participant.id in ids
+               for m in (ward_member, recorder_member, *(m for m, _ in watchers))
+               for e in m.events)
+    assert told == 100
+    assert [e.participant.id for e in ward_member.events
+            if isinstance(e, ParticipantJoined)][-50:] == [p.id for p in joined]
+    assert not any(m.events for m, _ in watchers[1:])  # no watcher heard of another
+    # What each one's `joined` reply lists.
+    assert {p.id for p in room.visible_to(joined[0])} == {ward.id, *(
+        p.id for p in room.participants.values() if p.service)}
+    assert len(room.visible_to(ward)) == 51
+    # An expert who may speak and steer the camera is announced to every watcher.
+    expert = room.join("expert", "expert", Member(), seat=Seat.PUBLISHER)
+    assert all(m.events == [ParticipantJoined(expert.info())] for m, _ in watchers)
+    # A watcher leaving: the publishers and the recorder are told, the others not.
+    room.leave(joined[0])
+    assert ParticipantLeft(joined[0].id) in ward_member.events
+    assert ParticipantLeft(joined[0].id) in recorder_member.events
+    assert all(ParticipantLeft(joined[0].id) not in m.events for m, _ in watchers[1:])
