@@ -675,7 +675,7 @@ class SenderPort:
 
     def _nack(self, sequence_number: int) -> None:
         if self._listener is not None and not self._closed:
-            self._listener.retransmit(sequence_number)
+            self._listener.retransmit(sequence_number, time.monotonic())
 
     def _keyframe_request(self) -> None:
         if self._listener is not None and not self._closed:

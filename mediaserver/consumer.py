@@ -26,6 +26,7 @@ from mediaserver.layer_policy import (
 from mediaserver.ntp import ntp_now
 from mediaserver.receiver_loss import LossMeter, ReceiverLoss
 from mediaserver.retransmission_buffer import RetransmissionBuffer
+from mediaserver.retransmit_gate import RetransmitGate
 from mediaserver.rtp_rewriter import (
     PADDING_BIT,
     ExtensionIds,
@@ -153,6 +154,7 @@ class Consumer:
         self._rate_mark: tuple[float | None, int] = (None, 0)
         self._last_rate: float | None = None
         self._history = RetransmissionBuffer(buffer_size)
+        self._rtx_gate = RetransmitGate()
         self._rewriter: RtpRewriter | None = None
         self._template: ExtensionTemplate | None = None
         self._negotiated: SendParameters | None = None
@@ -222,7 +224,7 @@ class Consumer:
             self.waiting_for_keyframe = True
             self._upstream.request_keyframe()
 
-    def retransmit(self, sequence_number: int) -> None:
+    def retransmit(self, sequence_number: int, now: float) -> None:
         """Answer a subscriber NACK from the retransmission buffer.
 
         A packet not in the buffer is usually one the server is itself still asking
@@ -239,6 +241,8 @@ class Consumer:
             self.nacks_unanswerable += 1
             self._history.awaited(sequence_number)
             return
+        if not self._rtx_gate.allow(sequence_number, len(data), now, self._repair_rate()):
+            return
         original = data
         if negotiated.rtx_payload_type is not None:
             data = wrap_rtx(data, negotiated.rtx_payload_type, self._rtx_seq, negotiated.rtx_ssrc)
@@ -250,6 +254,17 @@ class Consumer:
             # freeze: on a link losing this much, a second copy (its own RTX sequence
             # number, a few ms later, past a short burst) is cheaper than the wait.
             self._send_copy_later(original)
+
+    @property
+    def retransmissions_held(self) -> int:
+        """NACKs not answered: asked again too soon, or over the repair budget."""
+        return self._rtx_gate.repeats_held + self._rtx_gate.budget_held
+
+    def _repair_rate(self) -> float | None:
+        """The bit rate the retransmission budget is a share of: what the viewer has been
+        sent lately (its lowest layer may exceed a collapsed downlink target), else the
+        target (None: neither known yet)."""
+        return self._last_rate if self._last_rate is not None else self._target_bitrate
 
     def _lossy_with_room(self) -> bool:
         """Send second copies (of retransmissions and of base-layer packets): the viewer

@@ -37,7 +37,7 @@ class SendPortListener(Protocol):
     def negotiated(self, parameters: SendParameters) -> None:
         """The subscriber's transport is connected with ``parameters``: sending may start."""
 
-    def retransmit(self, sequence_number: int) -> None:
+    def retransmit(self, sequence_number: int, now: float) -> None:
         """The subscriber lost the packet sent with ``sequence_number`` (a NACK)."""
 
     def keyframe_requested(self) -> None:

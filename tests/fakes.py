@@ -10,6 +10,7 @@ it. Nothing here opens a socket or creates an RTCPeerConnection.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 from aiortc.rtp import RtpPacket
@@ -180,7 +181,7 @@ class FakeSendPort:
 
     def nack(self, sequence_number: int) -> None:
         assert self.listener is not None
-        self.listener.retransmit(sequence_number)
+        self.listener.retransmit(sequence_number, time.monotonic())
 
     def pli(self) -> None:
         assert self.listener is not None
