@@ -290,21 +290,24 @@ def tile_text(tile: Tile, state: VitalsState) -> tuple[str, bool]:
 
 
 def draw_vitals(frame: np.ndarray, area: Rect, state: VitalsState, now: float,
-                painter: TextPainter, labels: Mapping[str, str] = DEFAULT_LABELS) -> None:
-    """Draw the strip into ``frame`` (BGR, modified in place) over ``area``; ``now`` in s."""
+                painter: TextPainter, labels: Mapping[str, str] = DEFAULT_LABELS, *,
+                traces: bool = True) -> None:
+    """Draw the strip into ``frame`` (BGR, modified in place) over ``area``; ``now`` in s.
+
+    ``traces=False`` draws everything but the waveform's line: what depends on the
+    picture under the strip and on the numbers only (``vitals_look``), which the render
+    keeps from one picture to the next (see ``recorder.vod_canvas.Overlay``); the line,
+    which moves every picture, is ``vitals_traces``."""
     x, y, w, h = area.x, area.y, area.w, area.h
     roi = frame[y:y + h, x:x + w]
     roi[:] = cv2.convertScaleAbs(roi, alpha=0.25)
-    wave_key = next((k for k in WAVE_PREFERENCE if k in state.waves), None)
-    if wave_key is None and state.waves:
-        wave_key = next(iter(state.waves))
-    tiles_x = x
-    if wave_key is not None:
-        wave_w = w * 26 // 100
-        _draw_wave(frame, Rect(x + 6, y + 6, wave_w - 12, h - 12), wave_key,
-                   state.waves[wave_key], now, painter,
-                   label_text(labels, f"wave.{wave_key}", wave_key.upper()))
-        tiles_x = x + wave_w
+    wave_key, wave_area, tiles_x = _strip_parts(area, state)
+    if wave_key is not None and wave_area is not None:
+        painter.draw(frame, label_text(labels, f"wave.{wave_key}", wave_key.upper()),
+                     (wave_area.x, wave_area.y + 14), 14, LABEL)
+        if traces:
+            for points, colour in vitals_traces(area, state, now):
+                cv2.polylines(frame, [points], False, colour, 2, cv2.LINE_AA)
     tile_w = (x + w - tiles_x) // len(TILES)
     label_px = max(12, round(h * 0.15))
     value_px = max(18, round(h * 0.40))
@@ -325,21 +328,48 @@ def draw_vitals(frame: np.ndarray, area: Rect, state: VitalsState, now: float,
                      outline=max(1, size // 30), outline_colour=colour)
 
 
-def _draw_wave(frame: np.ndarray, area: Rect, key: str, samples: np.ndarray,
-               now: float, painter: TextPainter, label: str) -> None:
-    colour = WAVE_COLOURS.get(key, (255, 182, 201))
-    painter.draw(frame, label, (area.x, area.y + 14), 14, LABEL)
+def vitals_look(state: VitalsState) -> tuple[object, ...]:
+    """What the strip shows apart from the waveform's line (``draw_vitals`` with
+    ``traces=False``, for given labels and area): equal looks draw equal pixels."""
+    wave_key = _wave_key(state)
+    return (wave_key, *(tile_text(tile, state) for tile in TILES))
+
+
+def vitals_traces(area: Rect, state: VitalsState, now: float) -> list[tuple[np.ndarray, BGR]]:
+    """The waveform's polylines at ``now`` (pixel points as int32 (n, 2), in the
+    coordinates ``area`` is given in) with their colour; empty without a waveform."""
+    wave_key, wave_area, _ = _strip_parts(area, state)
+    if wave_key is None or wave_area is None:
+        return []
+    samples = state.waves[wave_key]
+    colour = WAVE_COLOURS.get(wave_key, (255, 182, 201))
     values = samples[:, 1]
     finite = np.isfinite(values)
     if finite.sum() < 2:
-        return
+        return []
     lo = float(values[finite].min())
     hi = float(values[finite].max())
     if hi - lo < 1e-9:
         lo, hi = lo - 1.0, hi + 1.0
-    plot = Rect(area.x, area.y + 18, area.w, area.h - 20)
-    for run in wave_runs(plot, samples, now, lo, hi):
-        cv2.polylines(frame, [np.round(run).astype(np.int32)], False, colour, 2, cv2.LINE_AA)
+    plot = Rect(wave_area.x, wave_area.y + 18, wave_area.w, wave_area.h - 20)
+    return [(np.round(run).astype(np.int32), colour)
+            for run in wave_runs(plot, samples, now, lo, hi)]
+
+
+def _wave_key(state: VitalsState) -> str | None:
+    wave_key = next((k for k in WAVE_PREFERENCE if k in state.waves), None)
+    if wave_key is None and state.waves:
+        wave_key = next(iter(state.waves))
+    return wave_key
+
+
+def _strip_parts(area: Rect, state: VitalsState) -> tuple[str | None, Rect | None, int]:
+    """(the waveform shown, its area, the left edge of the number tiles)."""
+    wave_key = _wave_key(state)
+    if wave_key is None:
+        return None, None, area.x
+    wave_w = area.w * 26 // 100
+    return wave_key, Rect(area.x + 6, area.y + 6, wave_w - 12, area.h - 12), area.x + wave_w
 
 
 def wave_runs(area: Rect, samples: np.ndarray, now: float, lo: float,
