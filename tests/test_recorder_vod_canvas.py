@@ -132,7 +132,9 @@ def test_tiles_are_scaled_into_the_planes_and_the_rest_of_the_picture_is_left_al
     big = Rect(0, 0, WIDTH, HEIGHT)
     scale_into(canvas.box_planes(big), source)  # the same size: copied
     assert np.array_equal(canvas.y, source[0]) and np.array_equal(canvas.v, source[2])
-    small = tuple(cv2.resize(p, (p.shape[1] // 4, p.shape[0] // 4)) for p in source)
+    y, u, v = (np.asarray(cv2.resize(p, (p.shape[1] // 4, p.shape[0] // 4)), dtype=np.uint8)
+               for p in source)
+    small = (y, u, v)
     scale_into(canvas.box_planes(big), small)  # enlarged: bilinear
     assert np.array_equal(canvas.y, cv2.resize(small[0], (WIDTH, HEIGHT),
                                                interpolation=cv2.INTER_LINEAR))
