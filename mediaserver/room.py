@@ -138,6 +138,8 @@ class Room:
         self._closing: set[asyncio.Task[None]] = set()
         # Subscriptions whose offer waits for an answer: id -> the answer-timeout timer.
         self._pending: dict[str, asyncio.TimerHandle] = {}
+        self._offering: set[str] = set()
+        """Subscriptions whose offer is being made (then pending, or abandoned)."""
         # Runs while the room is empty (services aside): it closes the room when it fires.
         self._grace: asyncio.TimerHandle | None = None
         # The node's bound on peer connections being set up at once (its MediaServer's);
@@ -291,11 +293,16 @@ class Room:
                 "their answer; answer or unsubscribe first")
         self.find_publication(stream_id)  # fail fast, before waiting in the queue
         subscription, publication = await self._open_subscription(participant, stream_id)
+        # Unanswered from here on: while its offer is made too (a client sending several
+        # subscribes at once would otherwise have them all past the bound).
+        self._offering.add(subscription.id)
         try:
             offer = await subscription.create_offer(publication.producers)
         except BaseException:
             self._abandon(participant, subscription)
             raise
+        finally:
+            self._offering.discard(subscription.id)
         if subscription.closed or participant.subscriptions.get(subscription.id) is None:
             raise ClosedError("the subscription was closed during negotiation")
         self._pending[subscription.id] = asyncio.get_running_loop().call_later(
@@ -325,7 +332,8 @@ class Room:
     def pending_count(self, participant: Participant) -> int:
         """How many of ``participant``'s subscriptions wait for their answer or for a
         set-up slot."""
-        answers = sum(1 for sid in participant.subscriptions if sid in self._pending)
+        answers = sum(1 for sid in participant.subscriptions
+                      if sid in self._pending or sid in self._offering)
         return answers + self.queued_count(participant)
 
     def queued_count(self, participant: Participant) -> int:
