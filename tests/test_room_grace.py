@@ -108,6 +108,9 @@ async def publish_pattern(client: SignalingClient) -> RTCPeerConnection:
     pc.addTrack(PatternVideoTrack(320, 240, 30))
     pc.addTrack(ToneAudioTrack())
     await client.publish(pc)
+    # Connected before the test counts its seconds of media (on a loaded machine ICE and
+    # DTLS took most of the 2 s once, and the recording had 3 frames).
+    await wait_for(lambda: pc.connectionState == "connected", 20)
     return pc
 
 
