@@ -30,18 +30,28 @@ DEFAULT_SECRET = "huizhen-benchmark-secret-not-for-production"
 TARGET_BITRATE = 1_500_000
 ROOM_VIEWERS = 1024  # the benchmark server's viewer seats (the default is 1000)
 OUTGOING_QUEUE = 1 << 16  # signalling events queued per socket (the default is 512)
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def bench_settings(port: int, record_dir: str | None = None) -> Settings:
+def bench_settings(port: int, record_dir: str | None = None,
+                   cluster_prefix: str | None = None,
+                   redis_url: str = DEFAULT_REDIS_URL) -> Settings:
     """The same settings (port, token secret) in every benchmark process.
 
     The environment given to ``load_settings`` is explicit, so a HUIZHEN_CONFIG or
     other HUIZHEN_* variables of the caller's shell cannot change the benchmark.
+    ``cluster_prefix``: a node of a cluster on ``redis_url`` under that key prefix.
     """
     secret = os.environ.get(SECRET_ENV) or DEFAULT_SECRET
-    return load_settings(environ={
+    cluster = {} if cluster_prefix is None else {
+        "HUIZHEN_CLUSTER_REDIS_URL": redis_url,
+        "HUIZHEN_CLUSTER_KEY_PREFIX": cluster_prefix,
+        # The nodes share this machine's cores: placement by load, not by a busy tier.
+        "HUIZHEN_CLUSTER_BUSY_CPU": "1000",
+    }
+    return load_settings(environ={**cluster,
         "HUIZHEN_SERVER_HOST": HOST,
         "HUIZHEN_SERVER_PORT": str(port),
         "HUIZHEN_AUTH_TOKEN_SECRET": secret,

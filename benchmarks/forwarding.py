@@ -370,17 +370,7 @@ def measure(seconds: float, server: Child, publisher: Child, subscribers: list[C
 
     wall = wall1 - wall0
     cpu = {name: 100.0 * (cpu1[name] - cpu0[name]) / wall for name in cpu0}
-    per_subscriber = []
-    for index, (t1, c1) in sorted(subs1.items(), key=lambda item: int(item[0])):
-        t0, c0 = subs0.get(index, (t1, [0, 0, 0, 0, 0]))
-        dt = max(1e-9, t1 - t0)
-        packets, octets, frames, keyframes, expected = (b - a for a, b in zip(c0, c1,
-                                                                               strict=True))
-        per_subscriber.append({
-            "index": int(index), "fps": frames / dt, "mbps": octets * 8 / dt / 1e6,
-            "packets": packets, "keyframes": keyframes,
-            "lossPercent": 100.0 * max(0, expected - packets) / expected if expected else 100.0,
-        })
+    per_subscriber = viewer_figures(subs0, subs1)
     n = len(per_subscriber)
     result: dict[str, Any] = {
         "seconds": wall,
@@ -409,6 +399,24 @@ def measure(seconds: float, server: Child, publisher: Child, subscribers: list[C
         result["serverKeyframeRequestsSent"] = sum(int(p.get("keyframeRequestsSent", 0))
                                                    for p in producers(end_stats))
     return result
+
+
+def viewer_figures(subs0: dict[str, tuple[float, list[int]]],
+                   subs1: dict[str, tuple[float, list[int]]]) -> list[dict[str, Any]]:
+    """Per subscriber, between two ``subscriber_counters`` snapshots: fps, Mbit/s,
+    packets, keyframes and loss."""
+    per_subscriber = []
+    for index, (t1, c1) in sorted(subs1.items(), key=lambda item: int(item[0])):
+        t0, c0 = subs0.get(index, (t1, [0, 0, 0, 0, 0]))
+        dt = max(1e-9, t1 - t0)
+        packets, octets, frames, keyframes, expected = (b - a for a, b in zip(c0, c1,
+                                                                               strict=True))
+        per_subscriber.append({
+            "index": int(index), "fps": frames / dt, "mbps": octets * 8 / dt / 1e6,
+            "packets": packets, "keyframes": keyframes,
+            "lossPercent": 100.0 * max(0, expected - packets) / expected if expected else 100.0,
+        })
+    return per_subscriber
 
 
 def wait_for_ingest(stats: StatsClient, timeout: float) -> None:

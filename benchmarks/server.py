@@ -22,10 +22,17 @@ from aiohttp import web
 from aiortc import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
-from benchmarks.common import HOST, bench_settings, emit, quiet_logging, serve_control
+from benchmarks.common import (
+    DEFAULT_REDIS_URL,
+    HOST,
+    bench_settings,
+    emit,
+    quiet_logging,
+    serve_control,
+)
 from huizhen.app import create_app
 from mediaserver import Consumer, LatencyProbe, MediaConfig, MediaServer, Producer
-from mediaserver.aiortc_hooks import ArrivalStamps, ReceiverTap, SenderPort
+from mediaserver.aiortc_hooks import ArrivalStamps, ReceiverTap, SenderPort, SimulcastStreams
 from mediaserver.codecs import PacketFlags
 from mediaserver.transport import (
     AiortcTransports,
@@ -62,7 +69,8 @@ class ProbedPublication(Publication):
     probe: LatencyProbe
     _stamps: ArrivalStamps | None = None
 
-    def _tap(self, receiver: RTCRtpReceiver, producer: Producer) -> ReceiverTap:
+    def _tap(self, receiver: RTCRtpReceiver, producer: Producer,
+             simulcast: SimulcastStreams | None = None) -> ReceiverTap:
         if self._stamps is None:  # the offer is applied: the ICE connections exist
             self._stamps = ArrivalStamps(self.pc)
             self.pc.on("connectionstatechange", self._hook_sockets)
@@ -72,7 +80,10 @@ class ProbedPublication(Publication):
             probe.arrival_ns = stamps.current
             producer.on_packet(packet)
 
-        return ReceiverTap(receiver, on_packet, producer.on_sender_report, self.port_counters)
+        # As the product's tap (Publication._tap), with the probe's stamp first.
+        return ReceiverTap(receiver, on_packet, producer.on_sender_report, self.port_counters,
+                           on_keyframe_needed=producer.request_keyframe,
+                           recovery=producer.recovery, simulcast=simulcast)
 
     def _hook_sockets(self) -> None:
         if self._stamps is not None and self.pc.connectionState == "connected":
@@ -123,8 +134,9 @@ def install_probe(app: web.Application, layer_selection: bool = True) -> Latency
     return probe
 
 
-async def run(port: int, record_dir: str | None, layer_selection: bool = True) -> None:
-    settings = bench_settings(port, record_dir)
+async def run(port: int, record_dir: str | None, layer_selection: bool = True,
+              cluster_prefix: str | None = None, redis_url: str = DEFAULT_REDIS_URL) -> None:
+    settings = bench_settings(port, record_dir, cluster_prefix, redis_url)
     app = create_app(settings)
     install_probe(app, layer_selection)
     # aiohttp waits up to shutdown_timeout for open WebSocket handlers to end, and the
@@ -148,9 +160,13 @@ def main() -> None:
                         help="record every room into this directory (recorder scenario)")
     parser.add_argument("--layer-selection", choices=["on", "off"], default="on",
                         help="per-viewer VP8 temporal layer selection (default on)")
+    parser.add_argument("--cluster-prefix", default=None,
+                        help="a node of a cluster on Redis, under this key prefix")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     args = parser.parse_args()
     quiet_logging()
-    asyncio.run(run(args.port, args.record, args.layer_selection == "on"))
+    asyncio.run(run(args.port, args.record, args.layer_selection == "on",
+                    args.cluster_prefix, args.redis_url))
 
 
 if __name__ == "__main__":
