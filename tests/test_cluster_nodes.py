@@ -86,6 +86,14 @@ async def joined_client(node: RunningServer, role: str, room: str = ROOM) -> Sig
     return client
 
 
+async def joined_at(base_url: str, token: str) -> SignalingClient:
+    """A client joined through the node at ``base_url`` (e.g. a killable one)."""
+    client = SignalingClient(base_url.replace("http", "ws", 1) + "/ws")
+    await client.connect()
+    await client.join(token)
+    return client
+
+
 async def raw_join(node: RunningServer, token: str) -> tuple[dict[str, Any], aiohttp.WSMsgType]:
     """The reply to a join on a plain socket, and what the socket does next."""
     async with aiohttp.ClientSession() as session, session.ws_connect(node.ws_url) as ws:
@@ -143,9 +151,7 @@ async def test_when_the_rooms_node_is_killed_its_people_come_back_through_anothe
     variables = cluster_variables(SHARED_REDIS, prefix)
     async with cluster(SHARED_REDIS, prefix, 1) as (b,), killable_node(variables) as (a, child):
         a_socket = a.replace("http", "ws", 1) + "/ws"
-        ward = SignalingClient(a_socket)
-        await ward.connect()
-        await ward.join(b.token("ward"))  # the join at a places the room on a
+        ward = await joined_at(a, b.token("ward"))  # the join at a places the room on a
         pc, stream = await publish_pattern(ward)
         expert = SignalingClient(b.ws_url)
         await expert.connect()

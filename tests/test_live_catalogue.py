@@ -30,9 +30,10 @@ def test_every_signalling_error_code_has_a_localised_text() -> None:
     codes = protocol_table_codes("Errors")
     assert {"unauthorized", "too-many-connections", "ptz-denied", "internal-error"} <= codes
     # ... and the page's own: the session ended by the server, the socket gone, no reply,
-    # no camera or microphone, a redirect it cannot follow, anything else.
+    # no camera or microphone, a redirect it cannot follow, a dead node no other took over
+    # from, anything else.
     codes |= {"token-expired", "disconnected", "timeout", "device", "redirect-failed",
-              "unknown"}
+              "node-lost", "unknown"}
     assert missing({f"live.error.{code}" for code in codes}) == []
 
 

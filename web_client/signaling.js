@@ -29,28 +29,95 @@ export function readFragment(hash = location.hash) {
 }
 
 // A page sent on by `redirect` more often than this in a row gives up (a misconfigured
-// `[cluster] node_url` would otherwise bounce it between nodes for ever).
+// `[cluster] node_url` would otherwise bounce it between nodes for ever). The count
+// (`hops` in the fragment) is dropped once the page has joined.
 export const MAX_REDIRECTS = 3;
+
+/**
+ * `value` if it is an http(s) origin ("https://media.example" or with a port, nothing
+ * after it), else null. The fragment is the user's to edit: what it names is checked.
+ */
+export function httpOrigin(value) {
+  const url = httpUrl(value);
+  return url && url.origin === value ? url.origin : null;
+}
+
+/** `value` parsed, if it is an http(s) URL; else null. */
+function httpUrl(value) {
+  if (typeof value !== "string" || value === "") return null;
+  let url;
+  try {
+    url = new URL(value);
+  } catch {
+    return null;
+  }
+  return url.protocol === "http:" || url.protocol === "https:" ? url : null;
+}
+
+/** The fragment's `entry`: where this page was first opened, before any redirect (or null). */
+export function entryOrigin(loc = location) {
+  return httpOrigin(readFragment(loc.hash).get("entry"));
+}
+
+/** The fragment's `failed`: the node this page left because it stopped answering (or null). */
+export function failedOrigin(loc = location) {
+  return httpOrigin(readFragment(loc.hash).get("failed"));
+}
+
+function pageAt(base, loc, fragment) {
+  return new URL(`${loc.pathname}${loc.search}#${fragment}`, base).href;
+}
+
+function addParams(fragment, extra) {
+  for (const [key, value] of Object.entries(extra ?? {})) fragment.set(key, String(value));
+}
 
 /**
  * Where a `redirect` join reply sends this page: the same page, query and fragment (the
  * token stays in the fragment, never sent to a server) on the room's node, with the
- * fragment's `hops` counting the redirects. Null when `url` is not an http(s) URL, or
- * after MAX_REDIRECTS hops.
+ * fragment's `hops` counting the redirects, `entry` naming where the page was first
+ * opened (kept if the fragment has a valid one) and `failed` dropped. Null when `url` is
+ * not an http(s) URL, or after MAX_REDIRECTS hops. `extra`: fragment keys to set too.
  */
-export function redirectedPage(url, loc = location) {
-  let base;
-  try {
-    base = new URL(url);
-  } catch {
-    return null;
-  }
-  if (base.protocol !== "http:" && base.protocol !== "https:") return null;
+export function redirectedPage(url, loc = location, extra = {}) {
+  const base = httpUrl(url);
+  if (!base) return null;
   const fragment = readFragment(loc.hash);
   const hops = Number.parseInt(fragment.get("hops") ?? "0", 10) || 0;
   if (hops >= MAX_REDIRECTS) return null;
   fragment.set("hops", String(hops + 1));
-  return new URL(`${loc.pathname}${loc.search}#${fragment}`, base).href;
+  if (!httpOrigin(fragment.get("entry"))) fragment.set("entry", loc.origin);
+  fragment.delete("failed");
+  addParams(fragment, extra);
+  return pageAt(base, loc, fragment);
+}
+
+/**
+ * Where a page goes when the node it was moved to stops answering: back to its `entry`
+ * (same page, query and fragment) with `failed=<this node's origin>`, so that the entry's
+ * redirects to the dead node are not followed (PROTOCOL.md, "Several nodes"). Null when
+ * the fragment names no valid entry, or this page is at its entry.
+ */
+export function failoverPage(loc = location, extra = {}) {
+  const entry = entryOrigin(loc);
+  if (!entry || entry === loc.origin) return null;
+  const fragment = readFragment(loc.hash);
+  fragment.delete("hops");
+  fragment.set("failed", loc.origin);
+  addParams(fragment, extra);
+  return pageAt(entry, loc, fragment);
+}
+
+/**
+ * This page's address without the fragment's `hops` and `failed` (once joined, the
+ * redirect limit counts anew and the dead node is forgotten), or null when it has neither.
+ */
+export function settledPage(loc = location) {
+  const fragment = readFragment(loc.hash);
+  if (!fragment.has("hops") && !fragment.has("failed")) return null;
+  fragment.delete("hops");
+  fragment.delete("failed");
+  return `${loc.pathname}${loc.search}#${fragment}`;
 }
 
 export function signalingUrl(loc = location) {
@@ -97,7 +164,18 @@ export function waitForIceGathering(pc, timeoutMs = 3000) {
  * after a join; reconnection attempts run until the next join), failed (join
  * refused, or gave up after `maxRetries`: see `fatal`), redirecting (the room lives
  * on another node: "redirect" is emitted with {url, room, target} and `onRedirect(target)`
- * moves the page there, by default with `location.replace`), closed.
+ * moves the page there, by default with `location.replace`), relocating (this page left
+ * a node that died, and its entry still redirects to that node: it joins again every
+ * `relocateDelayMs` until the room is placed anew), closed.
+ *
+ * Several nodes (PROTOCOL.md): a page moved by `redirect` keeps in its fragment where it
+ * was first opened (`entry`). When the link to its node is lost and `failoverAttempts`
+ * reconnections in a row have failed over at least `failoverMs`, the page goes back to its
+ * entry ("failover" is emitted with {target}, then `onRedirect(target)`), naming the node
+ * it left (`failed`); there a redirect to that node is not followed for `relocateForMs`
+ * (then the page fails with `node-lost`). Once joined, `onSettled()` drops `hops` and
+ * `failed` from the address. `moveFragment()`: fragment keys the page wants set on a page
+ * it moves to (the ward page: `autostart=1` while its camera is on).
  *
  * Heartbeat (PROTOCOL.md, "Heartbeat"): from the moment the socket opens, a `ping`
  * goes out every `heartbeatIntervalMs`; when nothing at all has arrived for
@@ -125,6 +203,16 @@ export class SignalingClient {
     this.subscribeTimeoutMs = options.subscribeTimeoutMs ?? 60000;
     this.iceGatheringTimeoutMs = options.iceGatheringTimeoutMs ?? 3000;
     this.onRedirect = options.onRedirect ?? ((target) => location.replace(target));
+    this.location = options.location ?? location;
+    this.failoverAttempts = options.failoverAttempts ?? 3;
+    this.failoverMs = options.failoverMs ?? 2000;
+    this.relocateDelayMs = options.relocateDelayMs ?? 500;
+    this.relocateForMs = options.relocateForMs ?? 60000;
+    this.onSettled = options.onSettled ?? (() => {
+      const settled = settledPage(this.location);
+      if (settled) history.replaceState(history.state, "", settled);
+    });
+    this.moveFragment = options.moveFragment ?? (() => ({}));
     this.state = "idle";
     this.joined = null;
     this.fatal = null;
@@ -140,6 +228,10 @@ export class SignalingClient {
     this._lastReceived = 0;
     this._everJoined = false;
     this._previousParticipant = null; // who this client was on its last socket
+    this._lostAt = null; // when the link was lost after a join (Date.now()), until rejoined
+    this._relocatingSince = null; // when a redirect to the failed node was first refused
+    this._refused = false; // the last join was redirected to the failed node
+    this.failingOver = false; // the page is leaving a node that stopped answering
     this.signalling = "reconnecting"; // the link: up | lost | reconnecting
   }
 
@@ -211,8 +303,9 @@ export class SignalingClient {
   }
 
   _connect() {
+    this._refused = false;
     // After a join, the page stays "disconnected" until it has joined again.
-    if (!this._everJoined) this._setState("connecting");
+    if (!this._everJoined && this.state !== "relocating") this._setState("connecting");
     this._setSignalling("reconnecting");
     let ws;
     try {
@@ -286,7 +379,7 @@ export class SignalingClient {
   }
 
   async _join(ws) {
-    this._setState("joining");
+    if (this.state !== "relocating") this._setState("joining");
     const join = { type: "join", version: PROTOCOL_VERSION, token: this.token };
     if (this._previousParticipant) join.previous = this._previousParticipant;
     try {
@@ -299,6 +392,13 @@ export class SignalingClient {
       this.joined = reply;
       this._attempt = 0;
       this._everJoined = true;
+      this._lostAt = null;
+      this._relocatingSince = null;
+      try {
+        this.onSettled();
+      } catch (err) {
+        console.warn("huizhen: could not tidy the address", err);
+      }
       this._previousParticipant = reply.participant?.id ?? null;
       this._setState("joined");
       this._setSignalling("up");
@@ -318,8 +418,17 @@ export class SignalingClient {
 
   /** The room lives on another node (PROTOCOL.md, "Several nodes"): the page moves there. */
   _redirect(ws, reply) {
+    const failed = failedOrigin(this.location);
+    if (failed && httpUrl(reply.url)?.origin === failed) {
+      // Sent back to the node this page left because it died: its record has not expired
+      // yet. Stay, and join again shortly (`_scheduleRetry`), until the room is placed anew.
+      this._refused = true;
+      this._relocatingSince ??= Date.now();
+      ws.close(1000, "redirect to a failed node");
+      return;
+    }
     this._stopped = true;
-    const target = redirectedPage(reply.url);
+    const target = redirectedPage(reply.url, this.location, this._extraFragment());
     if (target) {
       this._setState("redirecting", { url: target });
       this._emit("redirect", { ...reply, target });
@@ -383,7 +492,57 @@ export class SignalingClient {
     this._scheduleRetry(`connection closed (code ${event.code})`);
   }
 
+  _extraFragment() {
+    try {
+      return this.moveFragment() ?? {};
+    } catch (err) {
+      console.warn("huizhen: moveFragment failed", err);
+      return {};
+    }
+  }
+
+  /** Back to the entry: the node this page was moved to no longer answers. */
+  _failover(target) {
+    this._stopped = true;
+    this.failingOver = true;
+    clearTimeout(this._retryTimer);
+    this._setState("redirecting", { url: target, failover: true });
+    this._emit("failover", { target });
+    this.onRedirect(target);
+  }
+
   _scheduleRetry(reason) {
+    if (this._refused) {
+      this._refused = false;
+      if (Date.now() - this._relocatingSince >= this.relocateForMs) {
+        this._stopped = true;
+        this.fatal = new SignalingError("node-lost",
+          "the media node of this room stopped answering and no other node has taken the room");
+        this._setState("failed", { error: this.fatal });
+        return;
+      }
+      this._attempt = 0;
+      this._setState("relocating", { reason, retryInMs: this.relocateDelayMs });
+      clearTimeout(this._retryTimer);
+      this._retryTimer = setTimeout(() => {
+        if (!this._stopped) this._connect();
+      }, this.relocateDelayMs);
+      return;
+    }
+    if (this._everJoined) {
+      this._lostAt ??= Date.now();
+      // A node that died refuses (or never answers) every reconnection: after a few, over
+      // a couple of seconds, go back to where the page was first opened. Not while the
+      // browser knows it is offline: a navigation would end on its error page.
+      const target = this._attempt >= this.failoverAttempts
+        && Date.now() - this._lostAt >= this.failoverMs
+        && globalThis.navigator?.onLine !== false
+        ? failoverPage(this.location, this._extraFragment()) : null;
+      if (target) {
+        this._failover(target);
+        return;
+      }
+    }
     if (!this._everJoined && this._attempt >= this.maxRetries) {
       this._stopped = true;
       this.fatal = new SignalingError("disconnected",

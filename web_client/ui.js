@@ -233,7 +233,13 @@ export function renderStatus(node, session, health = null) {
       kind = "error";
       break;
     case "redirecting":
-      text = t("live.status.redirecting");
+      // Sent on by a `redirect`, or back to where the page was opened when its node died.
+      text = t(c.failingOver ? "live.status.failover" : "live.status.redirecting");
+      kind = c.failingOver ? "warn" : "info";
+      break;
+    case "relocating":
+      text = t("live.status.relocating");
+      kind = "warn";
       break;
     case "closed":
       text = t("live.status.closed");

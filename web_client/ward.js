@@ -48,6 +48,9 @@ if (token) {
   let camera = null; // the camera publication, while active
   let busy = false;
   let ended = null; // {stream, reason} when the server ended our camera's stream
+  // Moved to another node (its node died, or a redirect) while the camera is on: the page
+  // there starts it again by itself.
+  session.client.moveFragment = () => (camera ? { autostart: "1" } : {});
 
   function renderEnded() {
     const notice = $("stream-ended");
