@@ -120,6 +120,9 @@ DOWNSTREAM_FIELDS: tuple[Field[DownstreamStats], ...] = (
     Field("huizhen_downstream_copies_sent",
           "Second copies sent to a viewer whose link loses packets (retransmissions, base layer)",
           lambda d: d.copies_sent),
+    Field("huizhen_downstream_nacks_held",
+          "Subscriber NACKs not answered: asked again within 100 ms, or over the repair budget",
+          lambda d: d.nacks_held),
 )
 CLIENT_FIELDS: tuple[Field[StreamReport], ...] = (
     Field("huizhen_client_frames_decoded", "Video frames the viewer's browser decoded",

@@ -197,7 +197,8 @@ class Consumer:
                                spatial_layer=self.spatial_layer,
                                target_bitrate=None if target is None else int(target),
                                layer_switches=self.layer_switches,
-                               copies_sent=self.copies_sent)
+                               copies_sent=self.copies_sent,
+                               nacks_held=self.retransmissions_held)
 
     # ----------------------------------------------------------------- send port events
 

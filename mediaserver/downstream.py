@@ -41,6 +41,9 @@ class DownstreamStats:
     target_bitrate: int | None = None  # bit/s the viewer's downlink estimate allows
     layer_switches: int = 0  # times the chosen layer changed
     copies_sent: int = 0  # second copies for a viewer on a lossy link (retransmissions, TL0)
+    # NACKs the retransmission gate did not answer: asked again within its interval, or
+    # over the repair budget (mediaserver.retransmit_gate).
+    nacks_held: int = 0
 
 
 class Upstream(Protocol):

@@ -139,6 +139,7 @@ def _producer_json(producer: ProducerStats) -> dict[str, object]:
             "temporalLayer": d.temporal_layer, "spatialLayer": d.spatial_layer,
             "targetBitrate": d.target_bitrate,
             "layerSwitches": d.layer_switches, "copiesSent": d.copies_sent,
+            "nacksHeld": d.nacks_held,
         } for d in producer.downstreams if d.kind == "rtp"],
     }
 

@@ -48,6 +48,7 @@ def live_json(media: MediaServer) -> list[dict[str, Any]]:
                             "spatialLayer": c.spatial_layer,
                             "targetBitrate": c.target_bitrate,
                             "layerSwitches": c.layer_switches, "copiesSent": c.copies_sent,
+                            "nacksHeld": c.nacks_held,
                         } for c in (d.stats() for d in producer.downstreams) if c.kind == "rtp"],
                     })
         seats = [participant.seat for participant in room.participants.values()]

@@ -83,6 +83,11 @@ async def test_a_nack_for_a_packet_the_server_lacks_is_answered_when_it_arrives_
     assert rtx.payload[2:] == VP8_DELTA + b"42"
     assert consumer.retransmissions == 1 and consumer.stats().nacks_filled_late == 1
 
+    # Asked again at once (a browser re-asks every few ms): held by the gate, counted.
+    port.nack(missing)
+    assert len(port.sent) == 5 and consumer.retransmissions == 1
+    assert consumer.stats().nacks_held == 1
+
     # None of this asked the publisher for a keyframe.
     await asyncio.sleep(0.6)
     assert source.keyframe_requests == requests_before and consumer.keyframe_requests == 0
