@@ -113,6 +113,8 @@ class EdgeLink:
             logger.info("[%s] relayed from node %s (%d streams)", self.name, self.origin,
                         len(self.subscriptions))
             self.ready.set_result(self.room)
+            # Opened for a viewer whose join then failed (e.g. no seat left): not kept.
+            self._loop.call_later(READY_TIMEOUT, self._close_if_unoccupied)
             await self._follow()
         except asyncio.CancelledError:
             pass
@@ -131,6 +133,12 @@ class EdgeLink:
         if room.origin != self.origin:  # the room opened here meanwhile (re-placed)
             raise SignalingError("not-relayed", "the room is open on this node itself")
         return room
+
+    def _close_if_unoccupied(self) -> None:
+        room = self.room
+        if room is not None and not room.closed and room.only_services_left and (
+                not room.in_grace):
+            room.close("empty")
 
     def _arm_refresh(self) -> None:
         self._refresh = self._loop.call_later(TOKEN_TTL - REFRESH_BEFORE, self._refresh_due)

@@ -19,6 +19,7 @@ from aiortc import RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 from redis.asyncio import Redis
 
+from huizhen.cluster import CLUSTER
 from mediaserver import Participant, Room
 from mediaserver.producer import Producer
 from mediaserver.transport import Publication, Subscription
@@ -32,6 +33,7 @@ from tests.test_cluster_nodes import (
     close_all,
     cluster_variables,
     joined_client,
+    killable_node,
     node_id,
     publish_pattern,
     watch,
@@ -146,7 +148,7 @@ def check_frames(viewers: list[Subscriber], names: list[str]) -> None:
 
 async def test_a_cascaded_room_sends_each_packet_once_per_edge_node(
         redis_prefix: tuple[Redis, str]) -> None:
-    _, prefix = redis_prefix
+    redis, prefix = redis_prefix
     async with nodes(prefix, 3) as (a, b, c):
         ward = await joined_client(a, "ward")  # the first join places the room on a
         pc, stream = await publish_pattern(ward)
@@ -193,6 +195,11 @@ async def test_a_cascaded_room_sends_each_packet_once_per_edge_node(
             assert 1.94 * received <= total[0] <= 2.06 * received  # not 4x
             for got in edge_in:
                 assert abs(got - received) <= 0.03 * received
+            # The room stays placed on a: the edges never claim the rooms they relay.
+            for node in (b, c):  # what every heartbeat does after writing the record
+                await node.app[CLUSTER].after_beat()
+            assert await redis.hget(f"{prefix}rooms", ROOM) == node_id(a).encode()
+            assert not (await b.app[CLUSTER].placement(ROOM)).local
             # Viewers take the edges' seats, and the edge consumers fan out there.
             for node in (b, c):
                 sent = [consumer.packets_sent for p in room_of(node).participants.values()
@@ -299,3 +306,26 @@ async def test_edge_joins_need_an_edge_token_of_this_cluster_and_publishers_are_
             assert b.app[MEDIA_SERVER].directory.local_names() == ()
         finally:
             await ward.close()
+
+
+async def test_when_the_origin_dies_the_edges_viewers_are_told_and_the_relay_is_gone(
+        redis_prefix: tuple[Redis, str]) -> None:
+    _, prefix = redis_prefix
+    variables = cluster_variables(SHARED_REDIS, prefix)
+    async with nodes(prefix, 1) as (b,), killable_node(variables) as (a_url, child):
+        ward = SignalingClient(a_url.replace("http", "ws", 1) + "/ws")
+        await ward.connect()
+        await ward.join(b.token("ward"))  # placed on a, where it joined
+        pc, stream = await publish_pattern(ward)
+        clients, viewers = await join_viewers([b], stream)
+        try:
+            await wait_for(lambda: viewers[0].received.video_frames >= 10)
+            assert room_of(b).origin is not None
+            child.kill()
+            closed = await clients[0].next_event("room-closed")
+            assert closed["reason"] == "origin-lost"
+            await wait_for(lambda: not b.app[MEDIA_SERVER].directory.local_names())
+            print(f"the viewer at b decoded {viewers[0].received.video_frames} frames, then "
+                  f"heard {closed}")
+        finally:
+            await close_all(*viewers, *clients, pc, ward)
