@@ -28,10 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import Any
 
+import aiohttp
+
+from contracts.payload import APP_EVENTS
 from contracts.roles import EDGE, PUBLISH, RECORDER_ROLE, ROLE_GRANTS
 from mediaserver import MediaServer, MediaServerError, Participant, Room, RoomPlacement
+from mediaserver.errors import DirectoryUnavailableError
 from mediaserver.events import RoomClosed, RoomEvent
 from signaling.client import SignalingClient, SignalingError, socket_url
 from signaling.messages import PROTOCOL_VERSION
@@ -45,6 +50,9 @@ READY_TIMEOUT = 15.0
 # The edge token's lifetime, and how long before its end it is replaced (`refresh`).
 TOKEN_TTL = 6 * 3600
 REFRESH_BEFORE = 3600.0
+# The origin room's application events (vitals, alarms, the camera's state, the
+# recording's) that the relayed room passes on to its viewers as they are.
+RELAYED_EVENTS = frozenset({*(payload.KIND for payload in APP_EVENTS), "recording-state"})
 
 
 def stands_in(role: str) -> bool:
@@ -82,6 +90,10 @@ class EdgeLink:
         # Stream id -> the edge's subscription id on the origin.
         self.subscriptions: dict[str, str] = {}
         self._member = _StandIn(self)
+        # One subject per link: the origin's per-token socket quota counts each apart.
+        self._subject = f"edge-{media.node_id}-{secrets.token_hex(4)}"
+        # The origin's socket could not be opened (the node is down or unreachable).
+        self.unreachable = False
         self._known: dict[str, dict[str, Any]] = {}  # the origin's participants, by id
         self._on_closed = on_closed
         self._loop = asyncio.get_running_loop()
@@ -95,11 +107,15 @@ class EdgeLink:
     def _token(self) -> str:
         return self.authority.mint(room=self.name, role=EDGE, ttl=TOKEN_TTL,
                                    name=f"edge {self.media.node_id}",
-                                   subject=f"edge-{self.media.node_id}")
+                                   subject=self._subject)
 
     async def _run(self) -> None:
         try:
-            await self.client.connect()
+            try:
+                await self.client.connect()
+            except (OSError, aiohttp.ClientError, TimeoutError):
+                self.unreachable = True
+                raise
             joined = await self.client.request({"type": "join", "version": PROTOCOL_VERSION,
                                                 "token": self._token(), "edge": True})
             if joined.get("type") != "joined":
@@ -118,7 +134,8 @@ class EdgeLink:
             await self._follow()
         except asyncio.CancelledError:
             pass
-        except (TimeoutError, SignalingError, MediaServerError, ConnectionError, OSError) as exc:
+        except (TimeoutError, SignalingError, MediaServerError, ConnectionError, OSError,
+                aiohttp.ClientError) as exc:
             logger.warning("[%s] relaying from node %s failed: %s", self.name, self.origin,
                            exc)
         except Exception:
@@ -190,6 +207,8 @@ class EdgeLink:
             # The hop failed while the stream may go on there (track-removed says when
             # it ended): its viewers here are told, and join it again when it comes back.
             self._stream_gone(str(event.get("stream")), None)
+        elif kind in RELAYED_EVENTS and self.room is not None:
+            self.room.broadcast(str(kind), {k: v for k, v in event.items() if k != "type"})
         elif kind == "room-closed":
             self._close_room(str(event.get("reason") or "closed"))
             return False
@@ -325,6 +344,10 @@ class EdgeLinks:
         except TimeoutError:
             logger.warning("[%s] relaying took too long; redirecting", placement.name)
             return None
+        if room is None and link.unreachable:
+            # Most likely the origin died and its record has not expired yet: the viewer
+            # tries again here (the web client does by itself) rather than being sent there.
+            raise DirectoryUnavailableError("the room's node cannot be reached; try again")
         if room is None or room.closed:
             return None
         return room

@@ -16,4 +16,5 @@ class EdgeRooms(Protocol):
     async def relayed_room(self, placement: RoomPlacement) -> Room | None:
         """This node's relayed room of ``placement`` (a room living on another node),
         opened now if needed, its origin's streams listed; None when it cannot be
-        relayed now (the caller redirects the viewer to the origin instead)."""
+        relayed now (the caller redirects the viewer to the origin instead). Raises
+        ``DirectoryUnavailableError`` when the origin cannot be reached (try again)."""

@@ -26,7 +26,7 @@ from mediaserver.producer import Producer
 from mediaserver.stats import producer_stats
 from mediaserver.transport import Publication, Subscription
 from signaling import MEDIA_SERVER, TokenAuthority
-from signaling.client import SignalingClient
+from signaling.client import SignalingClient, SignalingError
 from tests.conftest import RunningServer, make_settings, serving
 from tests.peers import Subscriber, wait_for
 from tests.redis_fixtures import SHARED_REDIS
@@ -198,6 +198,11 @@ async def test_a_cascaded_room_sends_each_packet_once_per_edge_node(
             assert 1.94 * received <= total[0] <= 2.06 * received  # not 4x
             for got in edge_in:
                 assert abs(got - received) <= 0.03 * received
+            # The origin room's application events reach the edges' viewers.
+            room_of(a).broadcast("vitals", {"device": "monitor-1", "samples": []})
+            for client in clients:
+                assert (await client.next_event("vitals")) == {
+                    "type": "vitals", "device": "monitor-1", "samples": []}
             # The room stays placed on a: the edges never claim the rooms they relay.
             for node in (b, c):  # what every heartbeat does after writing the record
                 await node.app[CLUSTER].after_beat()
@@ -330,6 +335,21 @@ async def test_when_the_origin_dies_the_edges_viewers_are_told_and_the_relay_is_
             await wait_for(lambda: not b.app[MEDIA_SERVER].directory.local_names())
             print(f"the viewer at b decoded {viewers[0].received.video_frames} frames, then "
                   f"heard {closed}")
+            # Joining again at b: `unavailable` while a's record lives (not a redirect to
+            # the dead node), then the room is placed anew, on b.
+            refusals = 0
+            while True:
+                try:
+                    again = await clients[0].join(b.token("observer"))
+                    break
+                except SignalingError as exc:
+                    assert exc.code == "unavailable", exc
+                    refusals += 1
+                    await asyncio.sleep(0.2)
+            assert clients[0].redirects == [] and again["streams"] == []
+            assert room_of(b).origin is None
+            print(f"the viewer joined b again after {refusals} `unavailable` replies; the "
+                  f"room now lives on b")
         finally:
             await close_all(*viewers, *clients, pc, ward)
 
