@@ -119,7 +119,8 @@ def _room_json(room: RoomStats) -> dict[str, object]:
             "publishers": room.publishers, "viewers": room.viewers,
             "producers": [_producer_json(p) for p in room.producers],
             "transports": [_transport_json(t) for t in room.transports],
-            **room.dropped.as_json()}
+            **room.dropped.as_json(),
+            **({"relayedFrom": room.origin} if room.origin is not None else {})}
 
 
 def _transport_json(transport: TransportStats) -> dict[str, object]:

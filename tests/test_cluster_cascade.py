@@ -11,14 +11,17 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 from redis.asyncio import Redis
 
+from huizhen import cascade
 from huizhen.cluster import CLUSTER
 from huizhen.testpattern import PatternVideoTrack, ToneAudioTrack
 from mediaserver import Participant, Room
@@ -27,6 +30,7 @@ from mediaserver.stats import producer_stats
 from mediaserver.transport import Publication, Subscription
 from signaling import MEDIA_SERVER, TokenAuthority
 from signaling.client import SignalingClient, SignalingError
+from signaling.session import SignalingSession
 from tests.conftest import RunningServer, make_settings, serving
 from tests.peers import Subscriber, wait_for
 from tests.redis_fixtures import SHARED_REDIS
@@ -170,6 +174,7 @@ async def test_a_cascaded_room_sends_each_packet_once_per_edge_node(
                 assert room_of(node).origin == node_id(a)
                 [relayed] = node.app[MEDIA_SERVER].stats().rooms
                 assert (relayed.publishers, relayed.viewers) == (0, 2)
+                assert relayed.origin == node_id(a)
             # A window of the steady state, counted at every hop.
             origin, at_b, at_c = producer_of(a), producer_of(b), producer_of(c)
             before = (await sent_by_publisher(pc), origin.packets_received,
@@ -402,5 +407,34 @@ async def test_losses_on_the_hop_are_repaired_by_the_edge_nacking_the_origin(
             print(f"viewer at b: {len(numbers)} frames in this window, {skips} skips; "
                   f"audio at {frequency:.0f} Hz")
             assert abs(frequency - 440.0) < 15
+        finally:
+            await close_all(*viewers, *clients, pc, ward)
+
+
+async def test_the_edge_refreshes_its_token_before_the_origin_would_end_it(
+        redis_prefix: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a 3 s edge token replaced 2 s before its end, the edge is still in the
+    origin's room, and its viewer still decoding, after the first token expired."""
+    monkeypatch.setattr(cascade, "TOKEN_TTL", 3)
+    monkeypatch.setattr(cascade, "REFRESH_BEFORE", 2.0)
+    _, prefix = redis_prefix
+    async with nodes(prefix, 2) as (a, b):
+        ward = await joined_client(a, "ward")
+        pc, stream = await publish_pattern(ward)
+        clients, viewers = await join_viewers([b], stream)
+        try:
+            [edge] = edges_at(a)
+            session = edge.member
+            assert isinstance(session, SignalingSession) and session.grant is not None
+            first_expiry = session.grant.expires_at
+            await wait_for(lambda: session.grant is not None
+                           and session.grant.expires_at > first_expiry)
+            while time.time() < first_expiry + 1:
+                await asyncio.sleep(0.2)
+            frames = viewers[0].received.video_frames
+            await wait_for(lambda: viewers[0].received.video_frames > frames + 10)
+            assert [e.id for e in edges_at(a)] == [edge.id]
+            print(f"the edge token was replaced: expiry {first_expiry} -> "
+                  f"{session.grant.expires_at}")
         finally:
             await close_all(*viewers, *clients, pc, ward)
