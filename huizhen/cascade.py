@@ -37,7 +37,7 @@ from contracts.payload import APP_EVENTS
 from contracts.roles import EDGE, PUBLISH, RECORDER_ROLE, ROLE_GRANTS
 from mediaserver import MediaServer, MediaServerError, Participant, Room, RoomPlacement
 from mediaserver.errors import DirectoryUnavailableError
-from mediaserver.events import RoomClosed, RoomEvent
+from mediaserver.events import RoomClosed, RoomEvent, StreamEnded
 from signaling.client import SignalingClient, SignalingError, socket_url
 from signaling.messages import PROTOCOL_VERSION
 from signaling.tokens import TokenAuthority
@@ -53,6 +53,10 @@ REFRESH_BEFORE = 3600.0
 # The origin room's application events (vitals, alarms, the camera's state, the
 # recording's) that the relayed room passes on to its viewers as they are.
 RELAYED_EVENTS = frozenset({*(payload.KIND for payload in APP_EVENTS), "recording-state"})
+# How many times one stream's hop is set up again after its connection failed.
+HOP_RETRIES = 5
+# What the relayed room itself says when a hop's connection ended (a stand-in is told).
+HOP_FAILED = "hop-failed"
 
 
 def stands_in(role: str) -> bool:
@@ -73,6 +77,8 @@ class _StandIn:
     def on_room_event(self, event: RoomEvent) -> None:
         if isinstance(event, RoomClosed):
             self._link.close(close_room=False)  # it is closing
+        elif isinstance(event, StreamEnded) and event.reason in ("failed", "closed"):
+            self._link.hop_failed(event.stream_id)
 
 
 class EdgeLink:
@@ -95,6 +101,8 @@ class EdgeLink:
         # The origin's socket could not be opened (the node is down or unreachable).
         self.unreachable = False
         self._known: dict[str, dict[str, Any]] = {}  # the origin's participants, by id
+        self._streams: dict[str, dict[str, Any]] = {}  # the origin's streams, by id
+        self._retries: dict[str, int] = {}  # hops set up again, per stream
         self._on_closed = on_closed
         self._loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[Room | None] = self._loop.create_future()
@@ -182,7 +190,7 @@ class EdgeLink:
                 if event not in done:
                     event.cancel()
                     logger.info("[%s] the origin node %s went away", self.name, self.origin)
-                    self._close_room("origin-lost")
+                    self.close_room("origin-lost")
                     return
                 if not await self._on_event(event.result()):
                     return
@@ -202,15 +210,18 @@ class EdgeLink:
             except (TimeoutError, SignalingError, MediaServerError) as exc:
                 logger.warning("[%s] stream not relayed: %s", self.name, exc)
         elif kind == "track-removed":
-            self._stream_gone(str(event.get("stream")), str(event.get("participant")))
-        elif kind == "subscription-closed" and event.get("reason") != "stream-ended":
-            # The hop failed while the stream may go on there (track-removed says when
-            # it ended): its viewers here are told, and join it again when it comes back.
-            self._stream_gone(str(event.get("stream")), None)
+            self._streams.pop(str(event.get("stream")), None)
+            self._stream_gone(str(event.get("stream")))
+        elif kind in ("subscription-closed", HOP_FAILED) and event.get(
+                "reason") != "stream-ended":
+            # The hop failed (the origin's side, or this node's) while the stream goes on
+            # there (track-removed says when it ended): set up again.
+            await self._relay_again(str(event.get("stream")), str(event.get("subscription")),
+                                    unsubscribe=kind == HOP_FAILED)
         elif kind in RELAYED_EVENTS and self.room is not None:
             self.room.broadcast(str(kind), {k: v for k, v in event.items() if k != "type"})
         elif kind == "room-closed":
-            self._close_room(str(event.get("reason") or "closed"))
+            self.close_room(str(event.get("reason") or "closed"))
             return False
         return True
 
@@ -246,6 +257,7 @@ class EdgeLink:
         if not isinstance(stream, dict):
             return
         stream_id, owner = str(stream.get("id")), str(stream.get("participant"))
+        self._streams[stream_id] = stream
         participant = self._stand_in(owner)
         if participant is None or stream_id in self.subscriptions or self.room is None:
             return
@@ -261,19 +273,47 @@ class EdgeLink:
         await self.client.request({"type": "answer", "subscription": subscription,
                                    "sdp": answer})
 
-    def _stream_gone(self, stream_id: str, owner: str | None) -> None:
-        """The origin's stream ended (or the edge's subscription to it closed)."""
+    def hop_failed(self, stream_id: str) -> None:
+        """This node's side of a stream's hop ended (its room ended the stream): handled
+        in turn with the origin's events."""
+        subscription = self.subscriptions.get(stream_id)
+        if not self.closed and subscription is not None:
+            self.client.events.put_nowait({"type": HOP_FAILED, "stream": stream_id,
+                                           "subscription": subscription})
+
+    async def _relay_again(self, stream_id: str, subscription: str, *,
+                           unsubscribe: bool) -> None:
+        """The hop ``subscription`` of a stream ended while the stream goes on at the
+        origin: the relayed room's stream ends (its viewers are told, and subscribe again
+        when it is back) and the hop is set up anew, up to ``HOP_RETRIES`` times. News of
+        a hop already replaced changes nothing."""
+        if self.subscriptions.get(stream_id) != subscription:
+            return
+        self._stream_gone(stream_id)
+        if unsubscribe:
+            await self._unsubscribe(subscription)
+        stream = self._streams.get(stream_id)
+        retries = self._retries.get(stream_id, 0)
+        if stream is None or retries >= HOP_RETRIES or self.closed:
+            return
+        self._retries[stream_id] = retries + 1
+        logger.info("[%s] setting up the hop of stream %s again", self.name, stream_id)
+        try:
+            await self._relay(stream)
+        except (TimeoutError, SignalingError, MediaServerError) as exc:
+            logger.warning("[%s] stream not relayed again: %s", self.name, exc)
+
+    def _stream_gone(self, stream_id: str) -> str | None:
+        """End the relayed room's stream; returns the edge's subscription to it, if any."""
         subscription = self.subscriptions.pop(stream_id, None)
         room = self.room
         if room is None or room.closed:
-            return
+            return subscription
         for participant in list(room.participants.values()):
             if participant.member is self._member and stream_id in participant.publications:
-                if owner is None and subscription is not None:
-                    # The stream may go on there: stop receiving it.
-                    self._spawn(self._unsubscribe(subscription))
                 with contextlib.suppress(MediaServerError):
                     room.unpublish(participant, stream_id)
+        return subscription
 
     async def _unsubscribe(self, subscription: str) -> None:
         with contextlib.suppress(SignalingError, ConnectionError, asyncio.TimeoutError):
@@ -281,7 +321,8 @@ class EdgeLink:
 
     # ----------------------------------------------------------------- closing
 
-    def _close_room(self, reason: str) -> None:
+    def close_room(self, reason: str) -> None:
+        """Close the relayed room (its viewers hear ``reason``) and the link."""
         room = self.room
         if room is not None and not room.closed:
             room.close(reason)  # its viewers hear `room-closed` and join again
@@ -358,8 +399,9 @@ class EdgeLinks:
         self._closing.add(link)
 
     async def close(self) -> None:
+        """The node shuts down: every relayed room closes as its own rooms do."""
         for link in list(self.links.values()):
-            link.close()
+            link.close_room("server-shutdown")
         closing, self._closing = self._closing, set()
         await asyncio.gather(*(link.wait_closed() for link in closing),
                              return_exceptions=True)

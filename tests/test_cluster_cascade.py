@@ -438,3 +438,38 @@ async def test_the_edge_refreshes_its_token_before_the_origin_would_end_it(
                   f"{session.grant.expires_at}")
         finally:
             await close_all(*viewers, *clients, pc, ward)
+
+
+async def test_a_failed_hop_is_set_up_again_and_the_viewers_subscribe_again(
+        redis_prefix: tuple[Redis, str]) -> None:
+    """The edge's peer connection of a stream closes under it: the relayed stream ends
+    there (its viewer is told), the edge subscribes to the origin again, and the stream
+    comes back with its id; the viewer subscribes again and decodes."""
+    _, prefix = redis_prefix
+    async with nodes(prefix, 2) as (a, b):
+        ward = await joined_client(a, "ward")
+        pc, stream = await publish_pattern(ward)
+        clients, viewers = await join_viewers([b], stream)
+        client = clients[0]
+        try:
+            await wait_for(lambda: viewers[0].received.video_frames >= 10)
+            [edge] = edges_at(a)
+            [first_hop] = edge.subscriptions
+            relayed = next(p for part in room_of(b).participants.values()
+                           for p in part.publications.values())
+            assert isinstance(relayed, Publication)
+            await relayed.pc.close()  # the hop's connection ends at the edge
+            ended = await client.next_event("subscription-closed")
+            assert ended["stream"] == stream
+            added = await client.next_event("track-added")
+            assert added["stream"]["id"] == stream
+            viewers.append(await watch(client, stream))
+            await wait_for(lambda: viewers[-1].received.video_frames >= 10)
+            numbers = viewers[-1].received.frame_numbers
+            assert numbers == sorted(numbers) and viewers[-1].received.mean_difference < 12
+            [second_hop] = edge.subscriptions
+            assert second_hop != first_hop and edges_at(a) == [edge]
+            print(f"hop {first_hop} ended; the edge set up {second_hop}, the viewer "
+                  f"subscribed again and decoded {len(numbers)} frames")
+        finally:
+            await close_all(*viewers, *clients, pc, ward)
