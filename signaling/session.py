@@ -321,6 +321,10 @@ class SignalingSession:
 
     def _require_peer_connection(self, request_id: str | int | None) -> None:
         assert self.grant is not None
+        if self.service:
+            # An edge node holds one peer connection per stream of the room, whatever
+            # their number (its subscriptions are still bounded per participant).
+            return
         if not self.quotas.may_add_peer_connection(self.grant.subject):
             limit = self.quotas.limits.peer_connections_per_token
             raise ProtocolError("too-many-peer-connections",
