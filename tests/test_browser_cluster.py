@@ -1,12 +1,14 @@
 """The expert page opened at a node that does not host the room: the join's `redirect`
 moves the page to the room's node by itself (same page and token), where it joins and
-decodes the bedside's video published on that node."""
+decodes the bedside's video published on that node; an observer's page stays at the node
+it opened on, which relays the room (a cascade)."""
 
 from __future__ import annotations
 
 import pytest
 from redis.asyncio import Redis
 
+from signaling import MEDIA_SERVER
 from tests.redis_fixtures import SHARED_REDIS
 from tests.test_browser import Chromium, chromium, frames_decoded, wait_joined
 from tests.test_cluster_nodes import (
@@ -15,6 +17,7 @@ from tests.test_cluster_nodes import (
     cluster,
     joined_client,
     local_rooms,
+    node_id,
     publish_pattern,
 )
 
@@ -37,5 +40,28 @@ async def test_the_expert_page_follows_the_redirect_to_the_rooms_node_and_plays(
             frames = await frames_decoded(page, 30, 30, chromium.log)
             assert local_rooms(b) == () and local_rooms(a) == (ROOM,)
             print(f"expert page opened at node b, moved to node a, decoded {frames} frames")
+        finally:
+            await close_all(pc, ward)
+
+
+async def test_an_observer_page_opened_at_an_edge_node_stays_there_and_plays(
+        chromium: Chromium, redis_prefix: tuple[Redis, str]) -> None:
+    """A viewer's page at a node that does not host the room is served there (a cascaded
+    room): no redirect, the node relays the bedside's video from the room's node."""
+    _, prefix = redis_prefix
+    async with cluster(SHARED_REDIS, prefix, 2) as (a, b):
+        ward = await joined_client(a, "ward")
+        pc, _ = await publish_pattern(ward)
+        try:
+            token = b.token("observer", name="Trainee Wang")
+            url = f"{b.base_url}/expert.html#token={token}&lang=en"
+            page = await chromium.open("observer", url)
+            await wait_joined(page, timeout=20)
+            frames = await frames_decoded(page, 30, 30, chromium.log)
+            assert page.url == url  # not moved
+            assert local_rooms(b) == (ROOM,) and local_rooms(a) == (ROOM,)
+            relayed = b.app[MEDIA_SERVER].directory.local(ROOM)
+            assert relayed is not None and relayed.origin == node_id(a)
+            print(f"observer page at node b, relayed from node a: {frames} frames decoded")
         finally:
             await close_all(pc, ward)
