@@ -6,9 +6,11 @@ it opened on, which relays the room (a cascade)."""
 from __future__ import annotations
 
 import pytest
+from playwright.async_api import Page
 from redis.asyncio import Redis
 
 from signaling import MEDIA_SERVER
+from tests.conftest import RunningServer
 from tests.redis_fixtures import SHARED_REDIS
 from tests.test_browser import Chromium, chromium, frames_decoded, wait_joined
 from tests.test_cluster_nodes import (
@@ -25,6 +27,13 @@ pytestmark = pytest.mark.browser
 __all__ = ["chromium"]  # fixtures used by name below
 
 
+async def page_at(chromium: Chromium, node: RunningServer, role: str, name: str
+                  ) -> tuple[Page, str]:
+    """The expert page opened at ``node`` with a token of ``role``, and its address."""
+    url = f"{node.base_url}/expert.html#token={node.token(role, name=name)}&lang=en"
+    return await chromium.open(role, url), url
+
+
 async def test_the_expert_page_follows_the_redirect_to_the_rooms_node_and_plays(
         chromium: Chromium, redis_prefix: tuple[Redis, str]) -> None:
     _, prefix = redis_prefix
@@ -32,11 +41,9 @@ async def test_the_expert_page_follows_the_redirect_to_the_rooms_node_and_plays(
         ward = await joined_client(a, "ward")
         pc, _ = await publish_pattern(ward)
         try:
-            token = b.token("expert", name="Dr. Li")
-            page = await chromium.open(
-                "expert", f"{b.base_url}/expert.html#token={token}&lang=en")
+            page, url = await page_at(chromium, b, "expert", "Dr. Li")
             await wait_joined(page, timeout=20)
-            assert page.url == f"{a.base_url}/expert.html#token={token}&lang=en&hops=1"
+            assert page.url == url.replace(b.base_url, a.base_url) + "&hops=1"
             frames = await frames_decoded(page, 30, 30, chromium.log)
             assert local_rooms(b) == () and local_rooms(a) == (ROOM,)
             print(f"expert page opened at node b, moved to node a, decoded {frames} frames")
@@ -53,9 +60,7 @@ async def test_an_observer_page_opened_at_an_edge_node_stays_there_and_plays(
         ward = await joined_client(a, "ward")
         pc, _ = await publish_pattern(ward)
         try:
-            token = b.token("observer", name="Trainee Wang")
-            url = f"{b.base_url}/expert.html#token={token}&lang=en"
-            page = await chromium.open("observer", url)
+            page, url = await page_at(chromium, b, "observer", "Trainee Wang")
             await wait_joined(page, timeout=20)
             frames = await frames_decoded(page, 30, 30, chromium.log)
             assert page.url == url  # not moved
