@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -365,8 +366,8 @@ class SignalingSession:
         if request.edge != grant.allows(EDGE):
             raise ProtocolError("forbidden", "an edge join needs an edge token, and an edge "
                                 "token joins only as an edge", request.id)
-        room = await self._room_to_join(grant, request)
-        if room is None:
+        open_room = await self._room_to_join(grant, request)
+        if open_room is None:
             return
         # A socket whose room closed under it may join again: drop its previous claim.
         self._end_grant()
@@ -377,6 +378,7 @@ class SignalingSession:
                                    request.id, b"too many connections")
             return
         try:
+            room = open_room()
             self._muted = True
             old = self._replaceable(grant, request.previous)
             seat = Seat.PUBLISHER if grant.allows(PUBLISH) else Seat.VIEWER
@@ -411,10 +413,12 @@ class SignalingSession:
             **self.services.room_state(room.name),
         })
 
-    async def _room_to_join(self, grant: Grant, request: Join) -> Room | None:
-        """The room this join enters on this node: its own room, or (a viewer of a room
-        living on another node, cascade on) this node's relayed room of it; None when the
-        join was answered with a redirect instead."""
+    async def _room_to_join(self, grant: Grant, request: Join
+                            ) -> Callable[[], Room] | None:
+        """What opens the room this join enters on this node (called once the socket's
+        quota is claimed): its own room, or (a viewer of a room living on another node,
+        cascade on) this node's relayed room of it; None when the join was answered with
+        a redirect instead."""
         placement = await self.media.directory.placement(grant.room)
         if placement.local and request.edge:
             # An edge relays an open room; it never opens one (nor relays a relay).
@@ -422,16 +426,16 @@ class SignalingSession:
             if room is None or room.origin is not None:
                 raise ProtocolError("not-found", "the room is not open on this node",
                                     request.id)
-            return room
+            return lambda: room
         if placement.local:
-            return self.media.room(grant.room)
+            return lambda: self.media.room(grant.room)
         if request.edge:  # an edge joins the origin itself, never a node that relays it
             raise ProtocolError("not-found", "the room does not live on this node",
                                 request.id)
         if self.edges is not None and not grant.allows(PUBLISH):
-            room = await self.edges.relayed_room(placement)
-            if room is not None:
-                return room
+            relayed = await self.edges.relayed_room(placement)
+            if relayed is not None:
+                return lambda: relayed
         self._redirect(placement, request.id)
         return None
 
