@@ -132,7 +132,7 @@ class EdgeLink:
             for info in joined.get("participants", []):
                 self._participant_joined(info)
             for stream in joined.get("streams", []):
-                await self._relay(stream)
+                await self._relay_or_log(stream)
             self._arm_refresh()
             logger.info("[%s] relayed from node %s (%d streams)", self.name, self.origin,
                         len(self.subscriptions))
@@ -205,10 +205,7 @@ class EdgeLink:
         elif kind == "participant-left":
             self._participant_left(str(event.get("participant")))
         elif kind == "track-added":
-            try:
-                await self._relay(event.get("stream"))
-            except (TimeoutError, SignalingError, MediaServerError) as exc:
-                logger.warning("[%s] stream not relayed: %s", self.name, exc)
+            await self._relay_or_log(event.get("stream"))
         elif kind == "track-removed":
             self._streams.pop(str(event.get("stream")), None)
             self._stream_gone(str(event.get("stream")))
@@ -251,6 +248,14 @@ class EdgeLink:
             for stream_id in participant.publications:
                 self.subscriptions.pop(stream_id, None)
             room.leave(participant)  # its streams end here as they did there
+
+    async def _relay_or_log(self, stream: object) -> None:
+        """Relay a stream; one the origin or this node refuses is left out (logged), the
+        room's other streams go on. A lost socket ends the link (ConnectionError)."""
+        try:
+            await self._relay(stream)
+        except (TimeoutError, SignalingError, MediaServerError) as exc:
+            logger.warning("[%s] a stream was not relayed: %s", self.name, exc)
 
     async def _relay(self, stream: object) -> None:
         """Subscribe once to the origin's stream and feed it into the relayed room."""
@@ -298,10 +303,7 @@ class EdgeLink:
             return
         self._retries[stream_id] = retries + 1
         logger.info("[%s] setting up the hop of stream %s again", self.name, stream_id)
-        try:
-            await self._relay(stream)
-        except (TimeoutError, SignalingError, MediaServerError) as exc:
-            logger.warning("[%s] stream not relayed again: %s", self.name, exc)
+        await self._relay_or_log(stream)
 
     def _stream_gone(self, stream_id: str) -> str | None:
         """End the relayed room's stream; returns the edge's subscription to it, if any."""
@@ -368,7 +370,8 @@ class EdgeLinks:
         self.authority = authority
         self.ready_timeout = ready_timeout
         self.links: dict[str, EdgeLink] = {}
-        self._closing: set[EdgeLink] = set()
+        # Closed links still releasing their socket (each task ends by itself).
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def relayed_room(self, placement: RoomPlacement) -> Room | None:
         if self.media.closed or not placement.url:
@@ -396,12 +399,12 @@ class EdgeLinks:
     def _link_closed(self, link: EdgeLink) -> None:
         if self.links.get(link.name) is link:
             del self.links[link.name]
-        self._closing.add(link)
+        task = asyncio.get_running_loop().create_task(link.wait_closed())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         """The node shuts down: every relayed room closes as its own rooms do."""
         for link in list(self.links.values()):
             link.close_room("server-shutdown")
-        closing, self._closing = self._closing, set()
-        await asyncio.gather(*(link.wait_closed() for link in closing),
-                             return_exceptions=True)
+        await asyncio.gather(*list(self._closing), return_exceptions=True)
