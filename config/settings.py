@@ -141,6 +141,9 @@ class ClusterSettings:
     heartbeat: float = 1.0
     node_ttl: float = 3.0
     busy_cpu: float = 0.85
+    # Viewers joining at a node that is not the room's origin are served there, the node
+    # relaying the room from its origin (a cascaded room); False: they are redirected.
+    cascade: bool = True
 
     @property
     def enabled(self) -> bool:
@@ -550,7 +553,8 @@ def _cluster(raw: Mapping[str, Any]) -> ClusterSettings:
         raise ConfigError("cluster.key_prefix must not be empty")
     return ClusterSettings(redis_url=redis_url, node_url=node_url, key_prefix=prefix,
                            heartbeat=heartbeat, node_ttl=node_ttl,
-                           busy_cpu=_positive(raw, "cluster", "busy_cpu", float))
+                           busy_cpu=_positive(raw, "cluster", "busy_cpu", float),
+                           cascade=bool(raw["cascade"]))
 
 
 def _signaling(raw: Mapping[str, Any]) -> SignalingSettings:

@@ -23,12 +23,16 @@ class Role(StrEnum):
     """Reads server statistics; never joins a room."""
     RECORDER = "recorder"
     """The server's recorder participant (a service participant, never in a token)."""
+    EDGE = "edge"
+    """Another media node relaying the room to its own viewers (a cascaded room): a
+    service participant whose token that node mints with the shared secret."""
 
 
 PUBLISH = "publish"
 SUBSCRIBE = "subscribe"
 PTZ = "ptz"
 STATS = "stats"
+EDGE = "edge"
 
 ROLE_GRANTS: Mapping[str, frozenset[str]] = MappingProxyType({
     # Ward staff publish the bedside camera and microphone, hear/see the experts, and
@@ -40,10 +44,14 @@ ROLE_GRANTS: Mapping[str, frozenset[str]] = MappingProxyType({
     Role.OBSERVER.value: frozenset({SUBSCRIBE}),
     # Operators read server statistics; they never join a room.
     Role.OPERATOR.value: frozenset({STATS}),
+    # An edge node subscribes once to each stream and fans it out to its own viewers; it
+    # takes no seat. Only a node mints it (never the CLI, never the records service).
+    Role.EDGE.value: frozenset({SUBSCRIBE, EDGE}),
 })
 """The roles a token may carry, and the most each may be granted."""
 
-TOKEN_ROLES: tuple[str, ...] = tuple(ROLE_GRANTS)
+TOKEN_ROLES: tuple[str, ...] = tuple(r for r in ROLE_GRANTS if r != Role.EDGE.value)
+"""The roles a person's token may carry (``huizhen token``): every one but ``edge``."""
 
 PTZ_RANKS: Mapping[str, int] = MappingProxyType({
     # Staff at the bedside outrank remote experts: they must be able to take the camera

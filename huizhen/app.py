@@ -31,7 +31,7 @@ from signaling import (
     TokenAuthority,
     setup_routes,
 )
-from signaling.app_keys import CLIENT_STATS, HEALTH_CHECKS
+from signaling.app_keys import CLIENT_STATS, EDGE_ROOMS, HEALTH_CHECKS
 from signaling.client_stats import ClientStatsBook
 from signaling.services import NoRoomServices
 from signaling.turn import TurnServer
@@ -119,6 +119,8 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
         await media.close()
 
     app.cleanup_ctx.append(media_lifecycle)
+    if cluster is not None and settings.cluster.cascade:
+        setup_cascade(app, media)
     hub = device_hub(settings, LocalRoomBus(media.directory))
     if hub is not None:
         app[ROOM_SERVICES] = hub
@@ -142,6 +144,19 @@ def create_app(settings: Settings, *, web_root: Path = WEB_ROOT) -> web.Applicat
     setup_routes(app, web_root)
     setup_whip_routes(app)
     return app
+
+
+def setup_cascade(app: web.Application, media: MediaServer) -> None:
+    """Relay rooms living on other nodes to this node's viewers (``[cluster] cascade``)."""
+    from huizhen.cascade import EdgeLinks
+
+    edges = app[EDGE_ROOMS] = EdgeLinks(media, app[AUTHORITY])
+
+    async def cascade_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await edges.close()  # registered after the media server: closed before it
+
+    app.cleanup_ctx.append(cascade_lifecycle)
 
 
 def setup_front_door(app: web.Application, settings: Settings) -> None:

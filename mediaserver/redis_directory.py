@@ -80,7 +80,8 @@ class RedisRoomDirectory:
     async def placement(self, name: str) -> RoomPlacement:
         """Where ``name`` lives; placed now (atomically) when unplaced or on a dead node.
         Raises DirectoryUnavailableError when Redis cannot be reached or no node is live."""
-        if self._local.local(name) is not None:
+        room = self._local.local(name)
+        if room is not None and room.origin is None:  # a relayed room lives elsewhere
             return RoomPlacement(name, self.node_id, local=True, url=self.registry.url)
         try:
             for _ in range(PLACEMENT_ATTEMPTS):
@@ -138,13 +139,19 @@ class RedisRoomDirectory:
 
     def room_opened(self, room: Room) -> None:
         self._local.room_opened(room)
-        self._background(self._assert(room.name))
+        if room.origin is None:  # a relayed room is placed on its origin, not here
+            self._background(self._assert(room.name))
 
     def room_closed(self, room: Room) -> None:
         self._local.room_closed(room)
         self._conflicts.discard(room.name)
-        if self._local.local(room.name) is None:
+        if self._local.local(room.name) is None and room.origin is None:
             self._background(self._release(room.name))
+
+    def _placed_here(self) -> tuple[str, ...]:
+        """This node's rooms that live here (not the rooms it relays)."""
+        return tuple(name for name in self._local.local_names()
+                     if (room := self._local.local(name)) is not None and room.origin is None)
 
     def load(self) -> NodeLoad:
         """Rooms and participants of this node (the registry adds the CPU share)."""
@@ -169,7 +176,7 @@ class RedisRoomDirectory:
 
     async def _assert_all(self) -> None:
         """Claim every room of this node in one round trip (a pipeline)."""
-        names = self._local.local_names()
+        names = self._placed_here()
         if not names:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -181,7 +188,8 @@ class RedisRoomDirectory:
             self._note_holder(name, as_text(holder))
 
     async def _assert(self, name: str) -> None:
-        if self._local.local(name) is None:
+        room = self._local.local(name)
+        if room is None or room.origin is not None:
             return
         held = as_text(await self._claim(keys=[self.keys.rooms], args=[name, self.node_id]))
         self._note_holder(name, held)

@@ -126,8 +126,12 @@ class Room:
 
     def __init__(self, name: str, config: MediaConfig, limits: RoomLimits | None = None,
                  on_closed: Callable[[Room], None] | None = None,
-                 setup: SetupQueue | None = None) -> None:
+                 setup: SetupQueue | None = None, origin: str | None = None) -> None:
         self.name = name
+        # A relayed room (cascade): the id of the node where the room lives, which this
+        # node mirrors for its own viewers; None: the room lives here. A relayed room is
+        # never placed on this node, and its streams come in through ``relay``.
+        self.origin = origin
         self.config = config
         self.limits = limits or RoomLimits()
         self.closed = False
@@ -256,12 +260,28 @@ class Room:
 
     async def publish(self, participant: Participant, offer_sdp: object
                       ) -> tuple[PublicationTransport, str]:
+        return await self._publish(participant, offer_sdp, new_id("s-"))
+
+    async def relay(self, participant: Participant, stream_id: str, offer_sdp: object
+                    ) -> tuple[PublicationTransport, str]:
+        """A relayed room's stream (cascade): the origin node's offer of its stream
+        ``stream_id`` to this node is answered as a publisher's offer would be, so the
+        stream keeps its id and its packets reach this room's producers (never decoded).
+        ``participant`` stands for the stream's publisher on the origin."""
+        if self.origin is None:
+            raise LimitError("only a relayed room takes relayed streams")
+        if any(stream_id in p.publications for p in self.participants.values()):
+            raise LimitError("a stream with this id is already in the room")
+        return await self._publish(participant, offer_sdp, stream_id)
+
+    async def _publish(self, participant: Participant, offer_sdp: object, stream_id: str
+                       ) -> tuple[PublicationTransport, str]:
         self._check_member(participant)
         if len(participant.publications) >= self.limits.publications_per_participant:
             raise TooManyPublicationsError(
                 f"at most {self.limits.publications_per_participant} publications per participant")
         offer = check_sdp(offer_sdp, "offer")  # before any peer connection exists
-        publication = self._transports.publication(new_id("s-"), participant.id,
+        publication = self._transports.publication(stream_id, participant.id,
                                                    self._transport_state)
         participant.publications[publication.id] = publication
         try:

@@ -42,14 +42,15 @@ class MediaServer:
     def node_id(self) -> str:
         return self.directory.node_id
 
-    def room(self, name: str) -> Room:
-        """The live room called ``name``, created if needed."""
+    def room(self, name: str, *, origin: str | None = None) -> Room:
+        """The live room called ``name``, created if needed; ``origin``: created as a
+        relayed room of that node (cascade; see ``Room.origin``)."""
         if self.closed:
             raise ClosedError("the media server is shutting down")
         room = self.directory.local(name)
         if room is None:
             room = Room(name, self.config, self.limits, on_closed=self._room_closed,
-                        setup=self.setup)
+                        setup=self.setup, origin=origin)
             self.directory.room_opened(room)
         return room
 

@@ -68,6 +68,7 @@ class RoomStats:
     dropped: PortCounters  # the sum over the room's transports
     publishers: int = 0  # people in publisher seats
     viewers: int = 0  # people in viewer seats
+    origin: str | None = None  # a relayed room (cascade): the node it is relayed from
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,8 @@ def room_stats(room: Room) -> RoomStats:
         dropped.add(transport.dropped)
     seats = [participant.seat for participant in participants]
     return RoomStats(room.name, len(participants), producers, transports, dropped,
-                     publishers=seats.count(Seat.PUBLISHER), viewers=seats.count(Seat.VIEWER))
+                     publishers=seats.count(Seat.PUBLISHER), viewers=seats.count(Seat.VIEWER),
+                     origin=room.origin)
 
 
 def transport_stats(transport: MediaTransport) -> TransportStats:

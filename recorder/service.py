@@ -170,7 +170,8 @@ class RecorderService:
         return None
 
     def _room_opened(self, room: Room) -> None:
-        if room.closed or self.recorder_for(room.name) is not None:
+        # A relayed room (cascade) is recorded on its origin node, once.
+        if room.closed or room.origin is not None or self.recorder_for(room.name) is not None:
             return
         if self.recording_stopped:
             self.stopped_rooms.add(room.name)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from mediaserver import LatencyProbe, MediaServer
+from signaling.cascade import EdgeRooms
 from signaling.client_stats import ClientStatsBook
 from signaling.quotas import Quotas
 from signaling.services import RoomServices
@@ -40,6 +41,9 @@ AUTHORITY = web.AppKey("token_authority", TokenAuthority)
 SIGNALING_CONFIG = web.AppKey("signaling_config", SignalingConfig)
 LATENCY_PROBE = web.AppKey("latency_probe", LatencyProbe)
 ROOM_SERVICES: web.AppKey[RoomServices] = web.AppKey("room_services")
+# Relayed rooms of a cascade (several nodes, `[cluster] cascade`): absent, viewers of a
+# room on another node are redirected there.
+EDGE_ROOMS: web.AppKey[EdgeRooms] = web.AppKey("edge_rooms")
 QUOTAS = web.AppKey("signaling_quotas", Quotas)
 # The pages' `client-stats`, latest per participant and stream (read by /metrics).
 CLIENT_STATS = web.AppKey("client_stats", ClientStatsBook)

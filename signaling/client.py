@@ -62,6 +62,8 @@ class SignalingClient:
                                 asyncio.Task[None]]] = []
         # The sockets `redirect` replies sent this client to, in order.
         self.redirects: list[str] = []
+        # Set when the current socket closes (the server went away or closed it).
+        self.lost = asyncio.Event()
 
     async def connect(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -71,6 +73,7 @@ class SignalingClient:
             await self._session.close()
             self._session = None
             raise
+        self.lost.clear()
         self._reader = asyncio.ensure_future(self._read(self._ws))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -85,6 +88,7 @@ class SignalingClient:
                 self.events.put_nowait(data)
         if ws is self._ws:
             self._fail_pending()
+            self.lost.set()
 
     def _fail_pending(self) -> None:
         for future in self._pending.values():

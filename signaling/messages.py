@@ -50,6 +50,9 @@ class Join:
     version: int
     token: str
     previous: str | None = None
+    # A media node joining as the edge of a cascaded room (PROTOCOL.md, "Several nodes");
+    # the token must be an edge token, and an edge token joins only so.
+    edge: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,11 @@ def parse_request(raw: str) -> Request:
         previous = None
         if message.get("previous") is not None:
             previous = _string(message, "previous", request_id, MAX_ID_LENGTH)
-        return Join(request_id, version, _string(message, "token", request_id, 4096), previous)
+        edge = message.get("edge", False)
+        if not isinstance(edge, bool):
+            raise ProtocolError("bad-message", "'edge' must be true or false", request_id)
+        return Join(request_id, version, _string(message, "token", request_id, 4096), previous,
+                    edge)
     if kind == "publish":
         return Publish(request_id, _string(message, "sdp", request_id, sdp_limit))
     if kind == "unpublish":

@@ -13,6 +13,7 @@ from mediaserver.stats import ProducerStats, RoomStats, TransportStats
 from signaling.app_keys import (
     AUTHORITY,
     CLIENT_STATS,
+    EDGE_ROOMS,
     HEALTH_CHECKS,
     LATENCY_PROBE,
     MEDIA_SERVER,
@@ -78,7 +79,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     sockets.add(ws)
     services = request.app.get(ROOM_SERVICES) or NoRoomServices()
     session = SignalingSession(ws, request.app[MEDIA_SERVER], request.app[AUTHORITY], config,
-                               services, quotas, request.app[CLIENT_STATS])
+                               services, quotas, request.app[CLIENT_STATS],
+                               request.app.get(EDGE_ROOMS))
     try:
         await session.run()
     finally:
@@ -117,7 +119,8 @@ def _room_json(room: RoomStats) -> dict[str, object]:
             "publishers": room.publishers, "viewers": room.viewers,
             "producers": [_producer_json(p) for p in room.producers],
             "transports": [_transport_json(t) for t in room.transports],
-            **room.dropped.as_json()}
+            **room.dropped.as_json(),
+            **({"relayedFrom": room.origin} if room.origin is not None else {})}
 
 
 def _transport_json(transport: TransportStats) -> dict[str, object]:

@@ -7,15 +7,17 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from contracts.roles import PTZ, PUBLISH, SUBSCRIBE
+from contracts.roles import EDGE, PTZ, PUBLISH, SUBSCRIBE
 from mediaserver import MediaServer, MediaServerError, Participant, Room, RoomPlacement, Seat
 from mediaserver.errors import DirectoryUnavailableError
 from mediaserver.events import RoomClosed, RoomEvent
 from signaling.app_keys import SignalingConfig
+from signaling.cascade import EdgeRooms
 from signaling.client_stats import ClientStatsBook
 from signaling.messages import (
     PROTOCOL_VERSION,
@@ -65,8 +67,11 @@ class SignalingSession:
     def __init__(self, ws: web.WebSocketResponse, media: MediaServer,
                  authority: TokenAuthority, config: SignalingConfig,
                  services: RoomServices | None = None, quotas: Quotas | None = None,
-                 client_stats: ClientStatsBook | None = None) -> None:
+                 client_stats: ClientStatsBook | None = None,
+                 edges: EdgeRooms | None = None) -> None:
         self.ws = ws
+        # Relayed rooms for viewers of rooms living on other nodes (None: redirect them).
+        self.edges = edges
         self.media = media
         self.services: RoomServices = services or NoRoomServices()
         self.authority = authority
@@ -317,6 +322,10 @@ class SignalingSession:
 
     def _require_peer_connection(self, request_id: str | int | None) -> None:
         assert self.grant is not None
+        if self.service:
+            # An edge node holds one peer connection per stream of the room, whatever
+            # their number (its subscriptions are still bounded per participant).
+            return
         if not self.quotas.may_add_peer_connection(self.grant.subject):
             limit = self.quotas.limits.peer_connections_per_token
             raise ProtocolError("too-many-peer-connections",
@@ -354,9 +363,11 @@ class SignalingSession:
         grant = self.authority.verify(request.token)
         if grant.room == ALL_ROOMS or not grant.grants & {PUBLISH, SUBSCRIBE}:
             raise ProtocolError("forbidden", "this token does not admit to a room", request.id)
-        placement = await self.media.directory.placement(grant.room)
-        if not placement.local:
-            self._redirect(placement, request.id)
+        if request.edge != grant.allows(EDGE):
+            raise ProtocolError("forbidden", "an edge join needs an edge token, and an edge "
+                                "token joins only as an edge", request.id)
+        open_room = await self._room_to_join(grant, request)
+        if open_room is None:
             return
         # A socket whose room closed under it may join again: drop its previous claim.
         self._end_grant()
@@ -367,10 +378,12 @@ class SignalingSession:
                                    request.id, b"too many connections")
             return
         try:
-            room = self.media.room(grant.room)
+            room = open_room()
             self._muted = True
             old = self._replaceable(grant, request.previous)
             seat = Seat.PUBLISHER if grant.allows(PUBLISH) else Seat.VIEWER
+            # Another node relaying the room: a service, it takes no seat.
+            self.service = request.edge
             participant = room.join(grant.name, grant.role, self, seat=seat,
                                     replacing=request.previous if old is not None else None)
             # In before the previous one leaves: the room never empties (nor closes, nor
@@ -399,6 +412,32 @@ class SignalingSession:
             "expiresAt": grant.expires_at,
             **self.services.room_state(room.name),
         })
+
+    async def _room_to_join(self, grant: Grant, request: Join
+                            ) -> Callable[[], Room] | None:
+        """What opens the room this join enters on this node (called once the socket's
+        quota is claimed): its own room, or (a viewer of a room living on another node,
+        cascade on) this node's relayed room of it; None when the join was answered with
+        a redirect instead."""
+        placement = await self.media.directory.placement(grant.room)
+        if placement.local and request.edge:
+            # An edge relays an open room; it never opens one (nor relays a relay).
+            room = self.media.directory.local(grant.room)
+            if room is None or room.origin is not None:
+                raise ProtocolError("not-found", "the room is not open on this node",
+                                    request.id)
+            return lambda: room
+        if placement.local:
+            return lambda: self.media.room(grant.room)
+        if request.edge:  # an edge joins the origin itself, never a node that relays it
+            raise ProtocolError("not-found", "the room does not live on this node",
+                                request.id)
+        if self.edges is not None and not grant.allows(PUBLISH):
+            relayed = await self.edges.relayed_room(placement)
+            if relayed is not None:
+                return lambda: relayed
+        self._redirect(placement, request.id)
+        return None
 
     def _redirect(self, placement: RoomPlacement, request_id: str | int | None) -> None:
         """The room lives on another node: say where, then close this socket (the

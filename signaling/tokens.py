@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from contracts.roles import ROLE_GRANTS
+from contracts.roles import ROLE_GRANTS, TOKEN_ROLES
 
 ALGORITHM = "HS256"
 ALL_ROOMS = "*"
@@ -130,7 +130,7 @@ def _grant(claims: dict[str, object], expires_at: int) -> Grant:
     role = claims.get("role")
     if not isinstance(role, str) or role not in ROLE_GRANTS:
         raise TokenError("the token carries no valid room and role (the role must be one of "
-                         f"{', '.join(sorted(ROLE_GRANTS))})")
+                         f"{', '.join(sorted(TOKEN_ROLES))})")
     room = _text_claim(claims, "room", 128)
     if room is None:
         raise TokenError("the token carries no valid room and role (the room must be a "

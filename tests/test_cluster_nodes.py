@@ -2,7 +2,9 @@
 a join at any node reaches the room on its origin node, through a `redirect` that the
 Python client follows, and media from a publisher on the origin reaches a viewer who came
 in through another node; a node that stops heartbeating has its rooms placed anew; a
-draining node gets no new room; a Redis restart is survived while the room forwards."""
+draining node gets no new room; a Redis restart is survived while the room forwards.
+People who may publish are redirected (a viewer would be served where it joined, through
+a cascade: tests/test_cluster_cascade.py)."""
 
 from __future__ import annotations
 
@@ -124,7 +126,7 @@ async def test_a_join_at_any_node_reaches_the_room_on_its_origin_and_its_media(
         assert await redis.hget(f"{prefix}rooms", ROOM) == node_id(a).encode()
         pc, stream = await publish_pattern(ward)
         # On the wire: b answers a join with where the room lives, and closes the socket.
-        reply, after = await raw_join(b, b.token("observer"))
+        reply, after = await raw_join(b, b.token("expert"))
         assert reply == {"type": "redirect", "id": 1, "room": ROOM, "url": a.base_url}
         assert after in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         # The client follows it and watches the bedside through a.
@@ -218,7 +220,7 @@ async def test_a_node_that_stops_heartbeating_has_its_rooms_placed_again_on_the_
     redis, prefix = redis_prefix
     async with cluster(SHARED_REDIS, prefix, 2) as (a, b):
         ward = await joined_client(a, "ward")
-        before = await joined_client(b, "observer")
+        before = await joined_client(b, "expert")
         assert before.redirects == [a.ws_url]
         await before.close()
         await a.app[CLUSTER].registry.stop(deregister=False)  # a's heartbeat stops
@@ -250,7 +252,7 @@ async def test_a_draining_node_gets_no_new_room_and_keeps_its_open_one(
              "node": node_id(a)}]
         await wait_for_record(b, node_id(a), draining=True)
         moved = await joined_client(a, "expert", room="bed-2")
-        stays = await joined_client(b, "observer")
+        stays = await joined_client(b, "expert")
         try:
             assert moved.redirects == [b.ws_url] and local_rooms(b) == ("bed-2",)
             assert stays.redirects == [a.ws_url] and local_rooms(a) == (ROOM,)
@@ -292,7 +294,7 @@ async def test_a_redis_restart_is_survived_while_the_room_forwards(
             print(f"both nodes registered again, and the room's placement restored, "
                   f"{elapsed:.2f} s after Redis came back; the viewer decoded "
                   f"{viewer.received.video_frames - frames} frames meanwhile")
-            again = await joined_client(b, "observer")
+            again = await joined_client(b, "expert")
             assert again.redirects == [a.ws_url]
             await again.close()
         finally:

@@ -272,11 +272,11 @@ def test_role_vocabulary() -> None:
     assert TOKEN_ROLES == ("ward", "expert", "observer", "operator")
     assert dict(ROLE_GRANTS) == {
         "ward": {"publish", "subscribe", "ptz"}, "expert": {"publish", "subscribe", "ptz"},
-        "observer": {"subscribe"}, "operator": {"stats"}}
+        "observer": {"subscribe"}, "operator": {"stats"}, "edge": {"subscribe", "edge"}}
     assert dict(PTZ_RANKS) == {"ward": 3, "expert": 2}
     assert PTZ_RANKS[BEDSIDE_ROLE] > PTZ_RANKS[Role.EXPERT]  # the bedside takes the camera back
     assert RECORDER_ROLE == "recorder" and RECORDER_ROLE not in ROLE_GRANTS  # never in a token
-    assert {r.value for r in Role} == {*TOKEN_ROLES, RECORDER_ROLE}
+    assert {r.value for r in Role} == {*TOKEN_ROLES, RECORDER_ROLE, "edge"}
     with pytest.raises(TypeError):
         ROLE_GRANTS["observer"] = frozenset({"ptz"})  # type: ignore[index]
 

@@ -8,11 +8,12 @@ import pytest
 from aiortc.rtp import RtpPacket
 
 from mediaserver import MediaConfig, MediaServer, Room, Seat
-from mediaserver.errors import ClosedError, NotFoundError
+from mediaserver.errors import ClosedError, LimitError, NotFoundError
 from mediaserver.events import (
     ParticipantJoined,
     ParticipantLeft,
     RoomClosed,
+    StreamAdded,
     StreamEnded,
     StreamRemoved,
     SubscriptionClosed,
@@ -286,3 +287,27 @@ async def test_viewers_are_not_told_of_each_other_so_joins_cost_the_room_linearl
     assert ParticipantLeft(joined[0].id) in ward_member.events
     assert ParticipantLeft(joined[0].id) in recorder_member.events
     assert all(ParticipantLeft(joined[0].id) not in m.events for m, _ in watchers[1:])
+
+
+async def test_a_relayed_room_takes_the_origins_stream_ids_and_a_room_of_its_own_does_not():
+    own, _ = new_room()
+    ward = own.join("ward", "ward", Member(), seat=Seat.PUBLISHER)
+    with pytest.raises(LimitError):
+        await own.relay(ward, "s-origin1", OFFER)
+    transports = FakeTransports()
+    relayed = Room("bed-1", MediaConfig(transports=transports), origin="node-a")
+    stand_in = relayed.join("ward", "ward", Member(service=True), "p-origin")
+    viewer_member = Member()
+    viewer = relayed.join("viewer", "observer", viewer_member)
+    publication, answer = await relayed.relay(stand_in, "s-origin1", OFFER)
+    assert answer.startswith("v=0") and publication.id == "s-origin1"
+    assert [s.id for s in relayed.streams()] == ["s-origin1"]
+    assert [e.stream.id for e in viewer_member.events if isinstance(e, StreamAdded)] == [
+        "s-origin1"]
+    with pytest.raises(LimitError):  # one stream per id
+        await relayed.relay(stand_in, "s-origin1", OFFER)
+    subscription, _ = await relayed.subscribe(viewer, "s-origin1")
+    assert subscription.stream_id == "s-origin1"
+    # Stand-ins are services: the last viewer's leave closes the relayed room.
+    relayed.leave(viewer)
+    assert relayed.closed
