@@ -38,10 +38,12 @@ from tests.test_cluster_nodes import (
     ROOM,
     close_all,
     cluster_variables,
+    joined_at,
     joined_client,
     killable_node,
     node_id,
     publish_pattern,
+    rejoin_through,
     watch,
 )
 from tests.test_upstream_loss import LossyTap
@@ -473,3 +475,40 @@ async def test_a_failed_hop_is_set_up_again_and_the_viewers_subscribe_again(
                   f"subscribed again and decoded {len(numbers)} frames")
         finally:
             await close_all(*viewers, *clients, pc, ward)
+
+
+async def test_when_an_edge_dies_its_viewers_come_back_through_another_edge(
+        redis_prefix: tuple[Redis, str]) -> None:
+    """The viewer's node is an edge (b, a child process); killed outright, its viewer
+    reconnects at another node (c), is served there as an edge too, and decodes again."""
+    _, prefix = redis_prefix
+    variables = {**cluster_variables(SHARED_REDIS, prefix),
+                 "HUIZHEN_MEDIA_KEYFRAME_INTERVAL": str(KEYFRAME_INTERVAL)}
+    async with nodes(prefix, 2) as (a, c), killable_node(variables) as (b_url, child):
+        ward = await joined_client(a, "ward")  # the room's origin is a
+        pc, stream = await publish_pattern(ward)
+        viewer_client = await joined_at(b_url, a.token("observer"))
+        assert viewer_client.redirects == []  # served at b, an edge
+        first = await watch(viewer_client, stream)
+        things: list[Subscriber | RTCPeerConnection | SignalingClient] = [first, pc, ward]
+        try:
+            await wait_for(lambda: first.received.video_frames >= 10)
+            await wait_for(lambda: len(edges_at(a)) == 1)
+            child.kill()  # no goodbye: b's sockets and peer connections just stop
+            killed = time.monotonic()
+            joined = await rejoin_through(viewer_client, c.ws_url, a.token("observer"))
+            assert viewer_client.redirects == [] and [s["id"] for s in joined["streams"]] == [
+                stream]
+            again = await watch(viewer_client, stream)
+            things.append(again)
+            await wait_for(lambda: again.received.video_frames >= 10)
+            elapsed = time.monotonic() - killed
+            check_frames([again], ["c"])
+            assert room_of(c).origin is not None  # c relays the room from a
+            # a's room forwards to its live edge only: b's edge participant is gone.
+            await wait_for(lambda: len(edges_at(a)) == 1, 10)
+            print(f"edge b killed; its viewer joined again at c and decoded 10 frames "
+                  f"{elapsed:.2f} s later (c relays from a; a's edges: "
+                  f"{len(edges_at(a))})")
+        finally:
+            await close_all(*things, viewer_client)
