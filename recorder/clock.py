@@ -54,6 +54,12 @@ class MediaClock:
             self._arrival_offset = offset
         return extended
 
+    def skip(self, seconds: float) -> None:
+        """The publisher lost this much media (its timestamps count only what it sent): its
+        later timestamps arrive that much later, which the sender reports say too."""
+        if self._arrival_offset is not None:
+            self._arrival_offset += seconds
+
     def observe_sender_report(self, ntp: int, rtp_timestamp: int) -> None:
         if self._last is None:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from huizhen.testpattern import dominant_frequency, pattern_difference, read_frame_number
 from recorder.track_recorder import TrackRecorder, TrackSpec
 from tests.recorder_child import opus_packets, video_packets
+from tests.test_recorder_timeline import ntp
 
 ARRIVAL0 = 1_700_000_000.0
 
@@ -91,6 +93,61 @@ def test_opus_is_remuxed_with_an_opus_head(tmp_path):
         assert container.duration == pytest.approx(2_000_000, abs=25_000)
         samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(stream)])
     assert abs(dominant_frequency(samples[-48000:], 48000) - 440) < 10
+
+
+def audio_steps(path: Path) -> list[float]:
+    """Seconds from each audio frame of a file to the next."""
+    with av.open(str(path)) as container:
+        times = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.pts is not None]
+    return [round(b - a, 3) for a, b in itertools.pairwise(times)]
+
+
+def test_audio_the_publisher_lost_is_a_gap_where_its_sender_report_says(tmp_path):
+    """A browser under load drops captured audio: its RTP timestamps count only the samples
+    it sent, its sender reports keep to the wall clock. Here 65 ms are lost after 1 s; the
+    next report (at 1.5 s) puts the samples 65 ms later than the file does, and from there
+    on they are written after a 65 ms gap. Reports 5 ms early or 8 ms late after that are
+    noise: no second gap."""
+    packets = opus_packets(150)
+    first = packets[0][1]
+    run = Run(tmp_path, "opus", "audio")
+    for index, packet in enumerate(packets):
+        lost = 0.065 if index >= 50 else 0.0
+        reported = {0: 0.0, 75: 0.065, 100: 0.060, 125: 0.073}
+        if index in reported:
+            run.recorder.sender_report(ntp(ARRIVAL0 + index * 0.02 + reported[index]),
+                                       (first + index * 960) & 0xFFFFFFFF)
+        run.feed([packet], ARRIVAL0 + index * 0.02 + lost + 0.001)
+        if index == 0:  # the first report comes after the first frame
+            run.recorder.sender_report(ntp(ARRIVAL0), first)
+    summary = run.recorder.close()
+    assert summary is not None and summary.clock == "sender-report"
+    steps = audio_steps(run.path)
+    print("gaps between frames (s):", sorted({s for s in steps if s != 0.02}))
+    assert steps[:74] == [0.02] * 74 and steps[75:] == [0.02] * (len(steps) - 75), steps
+    assert steps[74] == pytest.approx(0.02 + 0.065, abs=0.001)  # written after a 65 ms gap
+    assert summary.duration == pytest.approx(3.0 + 0.065, abs=0.001)
+    syncs = [e for e in run.events if e["kind"] == "track-sync"]
+    assert [e["media_time"] for e in syncs] == [0.0, pytest.approx(1.5 + 0.065)]
+    assert syncs[1]["t"] - syncs[0]["t"] == 1565
+
+
+def test_audio_losses_add_up_past_the_sender_report_check(tmp_path):
+    """Three losses of 100 ms, each followed by a report: three gaps. Without moving the
+    arrival estimate along, the third report (300 ms later than the earliest arrivals)
+    would be taken for a publisher clock running ahead, and refused."""
+    packets = opus_packets(200)
+    first = packets[0][1]
+    run = Run(tmp_path, "opus", "audio")
+    for index, packet in enumerate(packets):
+        lost = 0.1 * (index // 50)
+        if index % 50 == 25:
+            run.recorder.sender_report(ntp(ARRIVAL0 + index * 0.02 + lost),
+                                       (first + index * 960) & 0xFFFFFFFF)
+        run.feed([packet], ARRIVAL0 + index * 0.02 + lost + 0.001)
+    run.recorder.close()
+    gaps = [round(step - 0.02, 3) for step in audio_steps(run.path) if step > 0.02]
+    assert gaps == [0.1, 0.1, 0.1], gaps
 
 
 def test_clusters_reach_the_disk_at_least_every_second(tmp_path):
