@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 KEYFRAME_RETRY = 1.0  # seconds between keyframe requests while waiting for one
 SYNC_EVENT_INTERVAL = 10.0  # seconds of media between track-sync (drift) events
 # An audio track's sender report that places its samples this much later than the file
-# does: the publisher lost samples (their RTP timestamps count only the samples sent), and
-# what follows is written after a gap of that length.
+# does, and arrivals that agree: the publisher lost samples (their RTP timestamps count
+# only the samples sent), and what follows is written after a gap of that length.
 AUDIO_RESYNC = 0.010
 
 # Packets reach the worker in batches: at most this many, spanning at most this long.
@@ -179,15 +179,19 @@ class TrackRecorder:
         load drops captured audio), its timestamps fall behind the wall clock while its
         sender reports keep to it. The file follows the reports: the samples from here on
         are written after a gap, so the track stays on the wall clock that its start and
-        every other track keep (a video timestamp is a capture time and needs none)."""
+        every other track keep (a video timestamp is a capture time and needs none). The
+        gap is only what the arrivals confirm (the last second's packets arrive that much
+        later for their timestamps): a report stamped late (aiortc stamps its reports when
+        it sends, and an event loop can lag) moves nothing."""
         rate = self.clock.clock_rate
         late = wall - (self.start_ms / 1000 + (extended - self._origin + self._gap) / rate)
-        if late > AUDIO_RESYNC:
-            self._gap += round(late * rate)
-            self.clock.skip(late)  # the arrival check of later reports starts from here
+        lost = min(late, self.clock.recent_delay())
+        if lost > AUDIO_RESYNC:
+            self._gap += round(lost * rate)
+            self.clock.skip(lost)  # the arrival estimate follows: later reports pass its check
             self._next_sync_media = 0.0  # record the new placement in the timeline now
             logger.info("[%s] the publisher's audio lost %.0f ms: written after a gap",
-                        self.spec.id, late * 1000)
+                        self.spec.id, lost * 1000)
 
     def tick(self, now: float) -> None:
         """Called when idle: release packets held behind a gap, repeat keyframe requests."""
