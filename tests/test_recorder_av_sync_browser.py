@@ -29,18 +29,20 @@ so each flash's and click's wall-clock time as recorded. Printed per flash: clic
 delay comes from); asserted: the median offset within 20 ms.
 
 Measured (2-core machine shared with other tests, Chromium 156, 20 flashes): median
-click - flash 0.0, 15.2, -1.5, 1.5 and -13.5 ms in five runs, 4.9 and 3.5 ms beside a
-busy loop on one core. Chromium places its picture by capture time: flash - page was 0 to
--7 ms per run (in one run -17 ms; click - page within 4 ms, in one run -16 ms), also
-with ``AV_SYNC_GRAIN=16`` (pictures as costly to encode as a camera's: 4.5 ms median), so
-the "40 ms" of an aiortc publisher (tests/test_recorder_av_sync.py: its reports are
-stamped after encoding) is not a browser's. Chromium under load drops captured audio,
-50-65 ms at a time beside that busy loop: its audio RTP timestamps fall behind while its
-sender reports keep to the wall clock. Before the recorder followed those reports, 30
-flashes beside the busy loop gave a median of -59.6 ms (audio leading by 110-160 ms after
-30 s; -69.7 ms with both cores busy); now a loss is a gap in the file from the next report
-on (30 flashes: -7.1 ms). The printout's "audio slip" (the page's audio clock behind the
-wall clock) jumps where the page stalled, which is where a loss begins.
+click - flash 5.5, 5.2, 3.5, 2.5 and 3.2 ms in five runs, -0.9 ms beside a busy loop on
+one core; while other tests loaded the machine (load average 6-8), 0.0, 15.2, -1.5, 1.5
+and -13.5 ms, and 4.9 and 3.5 ms beside the busy loop. Chromium places its picture by
+capture time: flash - page was 0 to -7 ms per run (in one run -17 ms; click - page within
+6 ms, in one run -16 ms), also with ``AV_SYNC_GRAIN=16`` (pictures as costly to encode as
+a camera's: 4.5 ms median), so the "40 ms" of an aiortc publisher
+(tests/test_recorder_av_sync.py: its reports are stamped after encoding) is not a
+browser's. Chromium under load drops captured audio, 50-65 ms at a time beside that busy
+loop: its audio RTP timestamps fall behind while its sender reports keep to the wall
+clock. Before the recorder followed those reports, 30 flashes beside the busy loop gave a
+median of -59.6 ms (audio leading by 110-160 ms after 30 s; -69.7 ms with both cores
+busy); now a loss is a gap in the file from the first report that the arrivals confirm
+(30 flashes: -7.1 and -3.0 ms). The printout's "audio slip" (the page's audio clock
+behind the wall clock) jumps where the page stalled, which is where a loss begins.
 
 ``AV_SYNC_FLASHES=30`` runs longer (default 20); ``AV_SYNC_GRAIN=16`` makes the pictures
 as costly to encode as a camera's.
