@@ -19,8 +19,8 @@ audio output's latency (a destination node's track never goes through the output
 are not on this path. The page notes each flash's wall-clock time (``Date.now()``, the
 server's clock on this machine); a flash whose page woke after the click's burst had
 already arrived (a busy main thread) cannot be timed so, and is left out and counted.
-Chromium's fake capture devices are no use here: its fake picture never flashes, and its
-fake microphone beeps on a timer of its own.
+Chromium's fake capture devices are no use here (checked): its fake picture (a dark
+pacman) never flashes, and its fake microphone beeps every 500 ms on a timer of its own.
 
 The recording gives each track's wall-clock start (manifest) and each flash's and click's
 media time (decoded; each audio frame at its own time, so a gap in the file is silence),
