@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 KEYFRAME_RETRY = 1.0  # seconds between keyframe requests while waiting for one
 SYNC_EVENT_INTERVAL = 10.0  # seconds of media between track-sync (drift) events
+# An audio track's sender report that places its samples this much later than the file
+# does, and arrivals that agree: the publisher lost samples (their RTP timestamps count
+# only the samples sent), and what follows is written after a gap of that length.
+AUDIO_RESYNC = 0.010
 
 # Packets reach the worker in batches: at most this many, spanning at most this long.
 BATCH_PACKETS = 64
@@ -115,6 +119,7 @@ class TrackRecorder:
         self._waiting = self._video  # for a keyframe: at the start and after a loss
         self._last_request = float("-inf")
         self._origin = 0  # extended RTP timestamp of media time 0
+        self._gap = 0  # audio: samples the publisher lost, by its sender reports (AUDIO_RESYNC)
         self.start_ms = 0
         self.clock_source = "arrival"
         self._synced = False
@@ -159,12 +164,34 @@ class TrackRecorder:
                 logger.warning("[%s] the publisher's clock disagrees with arrival times; "
                                "timing the track by arrival", self.spec.id)
             return
-        media_time = (self.clock.relative(rtp_timestamp) - self._origin) / self.clock.clock_rate
-        wall = self.clock.report_wall(self.clock.relative(rtp_timestamp))
+        extended = self.clock.relative(rtp_timestamp)
+        wall = self.clock.report_wall(extended)
+        if wall is not None and not self._video:
+            self._follow_report(extended, wall)
+        media_time = (extended - self._origin + self._gap) / self.clock.clock_rate
         if wall is not None and media_time >= self._next_sync_media:
             self._next_sync_media = media_time + SYNC_EVENT_INTERVAL
             self._emit({"kind": "track-sync", "t": wall_ms(wall), "track": self.spec.id,
                         "media_time": round(media_time, 4), "clock": "sender-report"})
+
+    def _follow_report(self, extended: int, wall: float) -> None:
+        """Audio RTP timestamps count samples: when a publisher loses some (a browser under
+        load drops captured audio), its timestamps fall behind the wall clock while its
+        sender reports keep to it. The file follows the reports: the samples from here on
+        are written after a gap, so the track stays on the wall clock that its start and
+        every other track keep (a video timestamp is a capture time and needs none). The
+        gap is only what the arrivals confirm (the last second's packets arrive that much
+        later for their timestamps): a report stamped late (aiortc stamps its reports when
+        it sends, and an event loop can lag) moves nothing."""
+        rate = self.clock.clock_rate
+        late = wall - (self.start_ms / 1000 + (extended - self._origin + self._gap) / rate)
+        lost = min(late, self.clock.recent_delay())
+        if lost > AUDIO_RESYNC:
+            self._gap += round(lost * rate)
+            self.clock.skip(lost)  # the arrival estimate follows: later reports pass its check
+            self._next_sync_media = 0.0  # record the new placement in the timeline now
+            logger.info("[%s] the publisher's audio lost %.0f ms: written after a gap",
+                        self.spec.id, lost * 1000)
 
     def tick(self, now: float) -> None:
         """Called when idle: release packets held behind a gap, repeat keyframe requests."""
@@ -233,7 +260,7 @@ class TrackRecorder:
             self._start(frame)
             if self.writer is None:
                 return
-        pts = self.clock.relative(frame.timestamp) - self._origin
+        pts = self.clock.relative(frame.timestamp) - self._origin + self._gap
         if pts < 0:
             self.dropped_frames += 1  # older than the file's first frame
             return

@@ -80,9 +80,11 @@ class Chromium:
         self.browser: Browser | None = None
         self.log = PageLog()
 
-    async def open(self, label: str, url: str, locale: str | None = None) -> Page:
+    async def open(self, label: str, url: str, locale: str | None = None,
+                   init_script: Path | None = None) -> Page:
         """A new page (in a context of its own) at ``url``; ``locale``: the browser's
-        language (navigator.languages), Chromium's default when None."""
+        language (navigator.languages), Chromium's default when None; ``init_script``: a
+        script run in the page before its own."""
         if self.browser is None:
             if not CHROMIUM.exists():
                 pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium "
@@ -92,6 +94,8 @@ class Chromium:
                 executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         context = await self.browser.new_context(viewport={"width": 1280, "height": 860},
                                                   **({"locale": locale} if locale else {}))
+        if init_script is not None:
+            await context.add_init_script(path=str(init_script))
         page = self.log.attach(await context.new_page(), label)
         await page.goto(url)
         return page

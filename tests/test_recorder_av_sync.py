@@ -122,18 +122,21 @@ def flash_times(path: Path) -> list[float]:
 
 
 def click_times(path: Path) -> list[float]:
-    """Media times (s) of the samples at which each click starts (silence before it)."""
-    chunks: list[np.ndarray] = []
-    first: float | None = None
+    """Media times (s) of the samples at which each click starts (silence before it). Each
+    decoded frame is placed at its own time: a gap in the file is silence."""
+    frames: list[tuple[float, np.ndarray]] = []
     with av.open(str(path)) as container:
         for frame in container.decode(audio=0):
-            if first is None:
-                first = frame.time or 0.0
-            chunks.append(np.abs(frame.to_ndarray()).max(axis=0))
-    loud = np.concatenate(chunks) > 0.1
+            frames.append((frame.time or 0.0, np.abs(frame.to_ndarray()).max(axis=0)))
+    first = frames[0][0] if frames else 0.0
+    level = np.zeros(max((round((t - first) * RATE) + len(f) for t, f in frames), default=0))
+    for t, f in frames:
+        start = round((t - first) * RATE)
+        level[start:start + len(f)] = f
+    loud = level > 0.1
     starts = np.flatnonzero(loud[1:] & ~loud[:-1]) + 1
     onsets = [s for s in starts if not loud[max(0, s - RATE // 5):s].any()]
-    return [(first or 0.0) + s / RATE for s in onsets]
+    return [first + s / RATE for s in onsets]
 
 
 def nearest(times: list[float], to: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from huizhen.testpattern import dominant_frequency, pattern_difference, read_frame_number
 from recorder.track_recorder import TrackRecorder, TrackSpec
 from tests.recorder_child import opus_packets, video_packets
+from tests.test_recorder_timeline import ntp
 
 ARRIVAL0 = 1_700_000_000.0
 
@@ -91,6 +93,65 @@ def test_opus_is_remuxed_with_an_opus_head(tmp_path):
         assert container.duration == pytest.approx(2_000_000, abs=25_000)
         samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(stream)])
     assert abs(dominant_frequency(samples[-48000:], 48000) - 440) < 10
+
+
+def audio_steps(path: Path) -> list[float]:
+    """Seconds from each audio frame of a file to the next."""
+    with av.open(str(path)) as container:
+        times = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.pts is not None]
+    return [round(b - a, 3) for a, b in itertools.pairwise(times)]
+
+
+def test_audio_the_publisher_lost_is_a_gap_where_its_sender_report_says(tmp_path):
+    """A browser under load drops captured audio: its RTP timestamps count only the samples
+    it sent, its sender reports keep to the wall clock. Here 65 ms are lost at 1 s. The
+    report at 1.5 s says so, but half of the last second's packets came before the loss;
+    the report at 2 s says so and every packet of the last second agrees: from there on
+    the samples are written after a 65 ms gap. Reports stamped late with packets on time
+    (aiortc stamps a report when it sends, and its event loop can lag) move nothing: 30 ms
+    at 0.5 s, 8 ms at 2.5 s."""
+    packets = opus_packets(150)
+    first = packets[0][1]
+    run = Run(tmp_path, "opus", "audio")
+    reported = {25: 0.030, 75: 0.065, 100: 0.065, 125: 0.073}
+    for index, packet in enumerate(packets):
+        lost = 0.065 if index >= 50 else 0.0
+        if index in reported:
+            run.recorder.sender_report(ntp(ARRIVAL0 + index * 0.02 + reported[index]),
+                                       (first + index * 960) & 0xFFFFFFFF)
+        run.feed([packet], ARRIVAL0 + index * 0.02 + lost + 0.001)
+        if index == 0:  # the first report comes after the first frame
+            run.recorder.sender_report(ntp(ARRIVAL0), first)
+    summary = run.recorder.close()
+    assert summary is not None and summary.clock == "sender-report"
+    steps = audio_steps(run.path)
+    print("gaps between frames (s):", sorted({s for s in steps if s != 0.02}))
+    assert steps[:99] == [0.02] * 99 and steps[100:] == [0.02] * (len(steps) - 100), steps
+    assert steps[99] == pytest.approx(0.02 + 0.065, abs=0.001)  # written after a 65 ms gap
+    assert summary.duration == pytest.approx(3.0 + 0.065, abs=0.001)
+    syncs = [e for e in run.events if e["kind"] == "track-sync"]
+    assert [e["media_time"] for e in syncs] == [0.0, pytest.approx(2.0 + 0.065)]
+    assert syncs[1]["t"] - syncs[0]["t"] == 2065
+
+
+def test_audio_losses_add_up_past_the_sender_report_check(tmp_path):
+    """Three losses of 100 ms, each confirmed by a report: three gaps. Without moving the
+    arrival estimate along, the third report (300 ms later than the earliest arrivals)
+    would be taken for a publisher clock running ahead, and refused."""
+    packets = opus_packets(200)
+    first = packets[0][1]
+    run = Run(tmp_path, "opus", "audio")
+    for index, packet in enumerate(packets):
+        lost = 0.1 * ((index + 40) // 60)  # at frames 20, 80 and 140
+        if index in (75, 135, 195):
+            run.recorder.sender_report(ntp(ARRIVAL0 + index * 0.02 + lost),
+                                       (first + index * 960) & 0xFFFFFFFF)
+        run.feed([packet], ARRIVAL0 + index * 0.02 + lost + 0.001)
+        if index == 0:
+            run.recorder.sender_report(ntp(ARRIVAL0), first)
+    run.recorder.close()
+    gaps = [round(step - 0.02, 3) for step in audio_steps(run.path) if step > 0.02]
+    assert gaps == [0.1, 0.1, 0.1], gaps
 
 
 def test_clusters_reach_the_disk_at_least_every_second(tmp_path):
