@@ -29,7 +29,6 @@ SECRET_ENV = "HUIZHEN_BENCH_SECRET"
 DEFAULT_SECRET = "huizhen-benchmark-secret-not-for-production"
 TARGET_BITRATE = 1_500_000
 ROOM_VIEWERS = 1024  # the benchmark server's viewer seats (the default is 1000)
-OUTGOING_QUEUE = 1 << 16  # signalling events queued per socket (the default is 512)
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -60,13 +59,11 @@ def bench_settings(port: int, record_dir: str | None = None,
         "HUIZHEN_RECORDER_DIRECTORY": record_dir or "",
         "HUIZHEN_STORAGE_DATA_DIR": record_dir or os.path.join(tempfile.gettempdir(),
                                                                "huizhen-bench"),
-        # Rooms of hundreds of viewers (the sweep), all of them from 127.0.0.1. Each join
-        # sends every participant participant-joined and connection-state events: 250
-        # viewers joining a room of 250 queue ~1,000 events per socket faster than the
-        # server flushes them, and the default queue (512) closed even the publisher's.
+        # Rooms of hundreds of viewers (the sweep), all of them from 127.0.0.1. Signalling
+        # queues are the product's own (viewers are not told of each other since the
+        # sweep closed sockets with 250 viewers; see benchmarks/README.md).
         "HUIZHEN_MEDIA_ROOM_VIEWERS": str(ROOM_VIEWERS),
         "HUIZHEN_SIGNALING_SOCKETS_PER_ADDRESS": "0",
-        "HUIZHEN_SIGNALING_OUTGOING_QUEUE": str(OUTGOING_QUEUE),
     })
 
 

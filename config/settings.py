@@ -111,6 +111,7 @@ class MediaSettings:
     room_publishers: int = 16
     room_viewers: int = 1000
     setup_concurrency: int = 16  # 0: no bound
+    admit_cpu: float = 0.85  # share of a core; 0: viewers are never refused for load
     publications_per_participant: int = 4
     subscriptions_per_participant: int = 32
     pending_per_participant: int = 4
@@ -614,6 +615,7 @@ def load_settings(
                 room_publishers=_positive(m, "media", "room_publishers", int),
                 room_viewers=_positive(m, "media", "room_viewers", int),
                 setup_concurrency=_not_negative(m, "media", "setup_concurrency", int),
+                admit_cpu=_not_negative(m, "media", "admit_cpu", float),
                 publications_per_participant=_positive(
                     m, "media", "publications_per_participant", int),
                 subscriptions_per_participant=_positive(

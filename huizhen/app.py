@@ -59,6 +59,7 @@ def media_config(settings: Settings) -> MediaConfig:
         empty_room_grace=settings.media.empty_room_grace,
         simulcast=settings.media.simulcast,
         setup_concurrency=settings.media.setup_concurrency,
+        admit_cpu=settings.media.admit_cpu,
     )
 
 

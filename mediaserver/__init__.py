@@ -15,6 +15,7 @@ from mediaserver.errors import (
     NegotiationError,
     NotFoundError,
     RoomFullError,
+    ServerBusyError,
 )
 from mediaserver.latency_probe import LatencyProbe, LatencySummary
 from mediaserver.media_config import MediaConfig
@@ -72,6 +73,7 @@ __all__ = [
     "SendParameters",
     "SendPort",
     "SendPortListener",
+    "ServerBusyError",
     "ServerStats",
     "SetupQueue",
     "SetupQueueStats",

@@ -58,6 +58,12 @@ class TooManyPublicationsError(LimitError):
     code = "too-many-publications"
 
 
+class ServerBusyError(LimitError):
+    """This node's event loop is too busy to take another viewer (``admission``)."""
+
+    code = "server-busy"
+
+
 class TooManySubscriptionsError(LimitError):
     code = "too-many-subscriptions"
 

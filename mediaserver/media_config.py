@@ -31,6 +31,10 @@ class MediaConfig:
     # connected, have failed or are closed); later ones wait in arrival order
     # (``setup_queue``). 0: no bound. `[media] setup_concurrency`.
     setup_concurrency: int = 16
+    # A new viewer is refused (`server-busy`) while this node's event loop has used more
+    # than this share of a core over the last 3 s (``admission``). 0: never refused.
+    # `[media] admit_cpu`.
+    admit_cpu: float = 0.0
     # How rooms get their transports; None: aiortc peer connections
     # (``transport.AiortcTransports`` over this configuration).
     transports: TransportFactory | None = field(default=None, compare=False)

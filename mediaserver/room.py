@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mediaserver.admission import LoadAdmission
 from mediaserver.downstream import Downstream
 from mediaserver.errors import (
     ClosedError,
@@ -23,6 +24,7 @@ from mediaserver.errors import (
     NegotiationError,
     NotFoundError,
     RoomFullError,
+    ServerBusyError,
     TooManyPendingError,
     TooManyPublicationsError,
     TooManySubscriptionsError,
@@ -126,8 +128,11 @@ class Room:
 
     def __init__(self, name: str, config: MediaConfig, limits: RoomLimits | None = None,
                  on_closed: Callable[[Room], None] | None = None,
-                 setup: SetupQueue | None = None, origin: str | None = None) -> None:
+                 setup: SetupQueue | None = None, origin: str | None = None,
+                 admission: LoadAdmission | None = None) -> None:
         self.name = name
+        # The node's load: a new viewer is refused while it is too busy (None: never).
+        self._admission = admission
         # A relayed room (cascade): the id of the node where the room lives, which this
         # node mirrors for its own viewers; None: the room lives here. A relayed room is
         # never placed on this node, and its streams come in through ``relay``.
@@ -181,6 +186,13 @@ class Room:
         return participant
 
     def _check_seat(self, seat: Seat, replacing: str | None) -> None:
+        # A viewer coming back (replacing its own lost participant) adds no load.
+        if (seat is Seat.VIEWER and replacing is None and self._admission is not None
+                and not self._admission.admits()):
+            logger.info("[%s] viewer refused: this node's event loop is at %.0f %% of a "
+                        "core (limit %.0f %%)", self.name, 100 * self._admission.share,
+                        100 * self._admission.limit)
+            raise ServerBusyError("this media server is at capacity: try again later")
         taken = (p.seat for p in self.participants.values() if p.id != replacing)
         if full_seat(self.limits.seats, seat, taken):
             seats = self.limits.seats.of(seat)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from mediaserver.admission import LoadAdmission
 from mediaserver.directory import LocalRoomDirectory, RoomDirectory
 from mediaserver.errors import ClosedError
 from mediaserver.room import Room, RoomLimits
@@ -13,6 +15,9 @@ from mediaserver.stats import ServerStats, server_stats
 from mediaserver.transport import MediaConfig
 
 logger = logging.getLogger(__name__)
+
+SAMPLE_INTERVAL = 0.5
+"""Seconds between samples of the event loop's CPU clock (``admission``)."""
 
 
 class MediaServer:
@@ -37,6 +42,9 @@ class MediaServer:
         # Closed rooms whose peer connections are still closing. Each task ends by itself
         # and drops its room then: nothing keeps a closed room alive after that.
         self._closing: set[asyncio.Task[None]] = set()
+        # How busy this node's event loop is, sampled on the loop (from the first room).
+        self.admission = LoadAdmission(config.admit_cpu)
+        self._sampling: asyncio.TimerHandle | None = None
 
     @property
     def node_id(self) -> str:
@@ -49,10 +57,20 @@ class MediaServer:
             raise ClosedError("the media server is shutting down")
         room = self.directory.local(name)
         if room is None:
+            self._start_sampling()
             room = Room(name, self.config, self.limits, on_closed=self._room_closed,
-                        setup=self.setup, origin=origin)
+                        setup=self.setup, origin=origin, admission=self.admission)
             self.directory.room_opened(room)
         return room
+
+    def _start_sampling(self) -> None:
+        if self._sampling is None and self.config.admit_cpu > 0:
+            self._sample()
+
+    def _sample(self) -> None:
+        """The loop thread's CPU clock, twice a second (this runs on the loop thread)."""
+        self.admission.observe(time.thread_time(), time.monotonic())
+        self._sampling = asyncio.get_running_loop().call_later(SAMPLE_INTERVAL, self._sample)
 
     def _room_closed(self, room: Room) -> None:
         self.directory.room_closed(room)
@@ -76,6 +94,8 @@ class MediaServer:
     async def close(self) -> None:
         """Close every room and wait for their peer connections to finish closing."""
         self.closed = True
+        if self._sampling is not None:
+            self._sampling.cancel()
         for room in self._rooms():
             room.close("server-shutdown")
         await asyncio.gather(*list(self._closing), return_exceptions=True)

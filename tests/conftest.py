@@ -76,7 +76,10 @@ def server_environment(**overrides: str) -> dict[str, str]:
            # Recording is on by default in production; tests that record say so.
            "HUIZHEN_RECORDER_ENABLED": "false",
            # An empty room waits 60 s for a rejoin in production; tests that need it say so.
-           "HUIZHEN_MEDIA_EMPTY_ROOM_GRACE": "0"}
+           "HUIZHEN_MEDIA_EMPTY_ROOM_GRACE": "0",
+           # The tests' clients share the server's event loop (in-process servers): its
+           # load is theirs too. tests/test_admission.py turns it on.
+           "HUIZHEN_MEDIA_ADMIT_CPU": "0"}
     env.update(overrides)
     return env
 

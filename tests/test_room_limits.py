@@ -262,13 +262,21 @@ async def test_the_chinese_page_says_the_room_is_full_for_viewers(
     async with serving(settings) as server:
         await joined(server, clients, "observer", "学员")
         token = server.authority.mint(room=ROOM, role="observer", name="学员 2", ttl=600)
-        page = await chromium.open("zh-full", f"{server.base_url}/expert.html#token={token}",
-                                   locale="zh-CN")
-        status = page.locator("#status")
-        await expect(status).to_have_attribute("data-code", "room-full", timeout=15000)
-        await expect(status).to_have_attribute("data-state", "failed")
-        await expect(status).to_contain_text("观看人数已满")
-        print(f"\nzh-CN page: {await status.inner_text()}")
+        text = await refused_page(chromium, server, token, "room-full", "观看人数已满")
+        print(f"\nzh-CN page: {text}")
+
+
+async def refused_page(chromium: Chromium, server: RunningServer, token: str, code: str,
+                       words: str) -> str:
+    """The Chinese expert page opened with ``token``: it stops with ``code`` and says
+    ``words``; returns its status line."""
+    page = await chromium.open(f"zh-{code}", f"{server.base_url}/expert.html#token={token}",
+                               locale="zh-CN")
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-code", code, timeout=15000)
+    await expect(status).to_have_attribute("data-state", "failed")
+    await expect(status).to_contain_text(words)
+    return await status.inner_text()
 
 
 async def test_an_offer_never_answered_gives_its_slot_back_at_the_answer_timeout() -> None:

@@ -8,9 +8,10 @@ export const PROTOCOL_VERSION = 1;
 
 // Join errors that a retry cannot fix: the page stops and shows them.
 const FATAL_JOIN_ERRORS = new Set(["unauthorized", "unsupported-version", "forbidden"]);
-// ...and those that stop a page that has not joined yet (a full room: the person is told
-// at once, and opens the link again later); once joined, a rejoin keeps trying.
-const FATAL_FIRST_JOIN_ERRORS = new Set(["room-full"]);
+// ...and those that stop a page that has not joined yet (a full room, a node at capacity:
+// the person is told at once, and opens the link again later); once joined, a rejoin
+// keeps trying.
+const FATAL_FIRST_JOIN_ERRORS = new Set(["room-full", "server-busy"]);
 
 export class SignalingError extends Error {
   /** `limit`: which of the room's limits a `room-full` error is about. */

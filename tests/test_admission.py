@@ -1,0 +1,139 @@
+"""A node at capacity refuses the next viewer (`server-busy`) and keeps those watching.
+
+The policy (mediaserver/admission.py) is pure and tested with given clocks; the server
+test makes the real server's event loop busy (blocking it in chunks, as a flood of
+forwarding would) and joins with real signalling clients; the page test checks what a
+Chinese-speaking viewer is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mediaserver.admission import LoadAdmission
+from signaling import MEDIA_SERVER
+from signaling.client import SignalingClient, SignalingError
+from tests.conftest import RunningServer, make_settings, serving
+from tests.test_browser import Chromium, chromium
+from tests.test_room_limits import refused_page
+
+__all__ = ["chromium"]  # a fixture used by name below
+
+ROOM = "grand-round-2"
+
+
+def test_the_share_is_the_loops_cpu_over_the_last_window() -> None:
+    gate = LoadAdmission(0.85, window=3.0)
+    assert gate.share == 0.0 and gate.admits()  # nothing known yet: admitted
+    for step in range(13):  # 6 s at 50 % of a core
+        gate.observe(cpu_seconds=0.25 * step, now=0.5 * step)
+    assert gate.share == pytest.approx(0.5) and gate.admits()
+    for step in range(13, 20):  # then 3.5 s at 100 %
+        gate.observe(cpu_seconds=0.25 * 12 + 0.5 * (step - 12), now=0.5 * step)
+    assert gate.share == pytest.approx(1.0) and not gate.admits()
+    for step in range(20, 27):  # quiet again: after a window, admitted
+        gate.observe(cpu_seconds=0.25 * 12 + 0.5 * 7, now=0.5 * step)
+    assert gate.share == pytest.approx(0.0) and gate.admits()
+
+
+def test_a_clock_going_back_or_standing_still_changes_nothing_and_zero_is_off() -> None:
+    gate = LoadAdmission(0.5)
+    gate.observe(0.0, 10.0)
+    gate.observe(1.0, 11.0)
+    gate.observe(5.0, 11.0)  # the same instant again
+    gate.observe(9.0, 9.0)  # a clock that went back
+    assert gate.share == pytest.approx(1.0)
+    assert LoadAdmission(0.0).admits()
+    with pytest.raises(ValueError):
+        LoadAdmission(-0.1)
+
+
+def busy_loop(seconds: float, duty: float = 0.9) -> asyncio.Task[None]:
+    """Block the event loop ``duty`` of every 100 ms for ``seconds`` (the loop runs
+    between the blocks: the server keeps answering, slowly)."""
+    async def spin() -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            block = time.thread_time() + 0.1 * duty
+            while time.thread_time() < block:
+                pass
+            await asyncio.sleep(0.1 * (1 - duty))
+    return asyncio.get_running_loop().create_task(spin())
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    settings = make_settings(HUIZHEN_MEDIA_ADMIT_CPU="0.6",
+                             HUIZHEN_SIGNALING_SOCKETS_PER_ADDRESS="0")
+    async with serving(settings) as running:
+        yield running
+
+
+async def join(server: RunningServer, role: str, name: str, subject: str | None = None,
+               previous: str | None = None) -> SignalingClient:
+    client = SignalingClient(server.ws_url)
+    await client.connect()
+    token = server.authority.mint(room=ROOM, role=role, name=name, ttl=600, subject=subject)
+    client.previous = previous
+    try:
+        await client.join(token)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+async def test_a_busy_node_refuses_new_viewers_only_and_takes_them_again_when_calm(
+        server: RunningServer) -> None:
+    media = server.app[MEDIA_SERVER]
+    ward = await join(server, "ward", "bedside")  # opens the room: sampling starts
+    watching = await join(server, "observer", "student 1", subject="student-1")
+    opened = [ward, watching]
+    try:
+        await busy_loop(3.5)
+        share = media.admission.share
+        assert share > 0.6, share
+        with pytest.raises(SignalingError) as refused:
+            opened.append(await join(server, "observer", "student 2"))
+        assert refused.value.code == "server-busy"
+        assert "capacity" in str(refused.value)
+        # Still busy: a publisher is taken, and so is a viewer coming back in place of
+        # its own lost participant (it adds no load).
+        opened.append(await join(server, "expert", "Dr. Wang"))
+        assert watching.joined is not None
+        previous = watching.joined["participant"]["id"]
+        opened.append(await join(server, "observer", "student 1", subject="student-1",
+                                 previous=previous))
+        room = media.directory.local(ROOM)
+        assert room is not None
+        roles = sorted(p.role for p in room.participants.values() if not p.service)
+        # The refused viewer left no trace; the rejoin replaced its old participant.
+        assert roles == ["expert", "observer", "ward"], roles
+        # Calm again for a window: the next viewer is admitted.
+        await asyncio.sleep(3.5)
+        calm = media.admission.share
+        assert calm < 0.6, calm
+        opened.append(await join(server, "observer", "student 2"))
+        print(f"loop at {share:.0%} of a core: a viewer refused (server-busy), a publisher "
+              f"and a viewer's rejoin taken; at {calm:.0%}: the viewer admitted")
+    finally:
+        await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
+
+
+@pytest.mark.browser
+async def test_the_chinese_page_says_the_server_is_busy(
+        server: RunningServer, chromium: Chromium) -> None:
+    ward = await join(server, "ward", "bedside")
+    try:
+        spinning = busy_loop(20.0)
+        await asyncio.sleep(3.2)
+        token = server.authority.mint(room=ROOM, role="observer", name="学员 3", ttl=600)
+        text = await refused_page(chromium, server, token, "server-busy", "服务器繁忙")
+        print(f"\nzh-CN page: {text}")
+        spinning.cancel()
+    finally:
+        await ward.close()
