@@ -64,6 +64,10 @@ def bench_settings(port: int, record_dir: str | None = None,
         # sweep closed sockets with 250 viewers; see benchmarks/README.md).
         "HUIZHEN_MEDIA_ROOM_VIEWERS": str(ROOM_VIEWERS),
         "HUIZHEN_SIGNALING_SOCKETS_PER_ADDRESS": "0",
+        # The node's load admission (server-busy): the product's default unless the
+        # benchmark's shell sets it (e.g. HUIZHEN_MEDIA_ADMIT_CPU=0 to see the collapse).
+        **({"HUIZHEN_MEDIA_ADMIT_CPU": os.environ["HUIZHEN_MEDIA_ADMIT_CPU"]}
+           if "HUIZHEN_MEDIA_ADMIT_CPU" in os.environ else {}),
     })
 
 

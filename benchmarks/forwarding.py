@@ -314,14 +314,16 @@ def start_subscribers(group: ProcessGroup, mode: str, port: int, count: int,
                                      *args))
         first += n
     failed: list[str] = []
-    connected = 0
+    connected = busy = 0
     for child in children:
         ready = child.expect("ready", 120 + count / 2)
         connected += int(ready["connected"])
         failed += ready["failed"]
+        busy += int(ready.get("busyRefusals", 0))
     for line in failed:
         log(f"FAILED {line}")
-    log(f"{connected}/{count} subscribers connected")
+    log(f"{connected}/{count} subscribers connected"
+        + (f" ({busy} joins refused with server-busy, then tried again)" if busy else ""))
     return children
 
 

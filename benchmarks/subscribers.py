@@ -19,6 +19,8 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,7 +39,7 @@ from benchmarks.common import (
 )
 from huizhen.app import token_authority
 from mediaserver.codecs.vp8 import vp8_keyframe_start
-from signaling.client import SignalingClient
+from signaling.client import SignalingClient, SignalingError
 
 
 class RtpCounter:
@@ -163,6 +165,10 @@ class BenchSubscriber:
 Factory = Callable[[int], BenchSubscriber]
 
 
+BUSY_WAIT = 90.0
+"""Seconds a viewer refused with server-busy keeps joining again (after 2 s, doubling up
+to 30 s, jittered: as the web page, whose wait starts at 3 s)."""
+
 async def run(mode: str, port: int, count: int, first: int, stream_id: str | None,
               concurrency: int, factory: Factory = BenchSubscriber) -> None:
     subscribers = [factory(first + i) for i in range(count)]
@@ -170,16 +176,34 @@ async def run(mode: str, port: int, count: int, first: int, stream_id: str | Non
     session = aiohttp.ClientSession()
     authority = token_authority(bench_settings(port)) if mode == "huizhen" else None
     failed: list[str] = []
+    busy = [0]  # joins refused with server-busy (each retried)
 
     async def start(sub: BenchSubscriber) -> None:
+        busy_until = time.monotonic() + BUSY_WAIT
+        refusals = 0
         try:
-            async with limit:
-                if authority is not None:
-                    token = authority.mint(room=ROOM, role="observer",
-                                           name=f"bench-subscriber-{sub.index}", ttl=3600)
-                    await asyncio.wait_for(sub.start_huizhen(port, token, stream_id), 30)
-                else:
-                    await asyncio.wait_for(sub.start_relay(port, session), 30)
+            while True:
+                try:
+                    async with limit:
+                        if authority is not None:
+                            token = authority.mint(room=ROOM, role="observer",
+                                                   name=f"bench-subscriber-{sub.index}",
+                                                   ttl=3600)
+                            await asyncio.wait_for(sub.start_huizhen(port, token, stream_id),
+                                                   30)
+                        else:
+                            await asyncio.wait_for(sub.start_relay(port, session), 30)
+                    break
+                except SignalingError as exc:
+                    # A node at capacity (server-busy): wait, as the web page does.
+                    if exc.code != "server-busy" or time.monotonic() > busy_until:
+                        raise
+                    busy[0] += 1
+                    if sub.client is not None:
+                        await sub.client.close()
+                    wait = min(2.0 * 2 ** refusals, 30.0)
+                    refusals += 1
+                    await asyncio.sleep(wait * random.uniform(0.75, 1.25))
             await sub.wait_connected(30)
         except Exception as exc:
             failed.append(f"subscriber {sub.index}: {type(exc).__name__}: {exc}")
@@ -187,7 +211,7 @@ async def run(mode: str, port: int, count: int, first: int, stream_id: str | Non
     try:
         await asyncio.gather(*(start(sub) for sub in subscribers))
         emit("ready", connected=sum(s.pc.connectionState == "connected" for s in subscribers),
-             failed=failed, pid=os.getpid())
+             failed=failed, busyRefusals=busy[0], pid=os.getpid())
 
         async def snapshot(command: dict[str, Any]) -> dict[str, Any]:
             reply = {"subscribers": {str(s.index): s.counters() for s in subscribers},

@@ -13,13 +13,13 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from playwright.async_api import expect
 
 from mediaserver.admission import LoadAdmission
 from signaling import MEDIA_SERVER
 from signaling.client import SignalingClient, SignalingError
 from tests.conftest import RunningServer, make_settings, serving
 from tests.test_browser import Chromium, chromium
-from tests.test_room_limits import refused_page
 
 __all__ = ["chromium"]  # a fixture used by name below
 
@@ -125,15 +125,69 @@ async def test_a_busy_node_refuses_new_viewers_only_and_takes_them_again_when_ca
 
 
 @pytest.mark.browser
-async def test_the_chinese_page_says_the_server_is_busy(
+async def test_the_chinese_page_waits_while_the_server_is_busy_then_joins(
         server: RunningServer, chromium: Chromium) -> None:
     ward = await join(server, "ward", "bedside")
+    spinning = busy_loop(9.0)
     try:
-        spinning = busy_loop(20.0)
         await asyncio.sleep(3.2)
         token = server.authority.mint(room=ROOM, role="observer", name="学员 3", ttl=600)
-        text = await refused_page(chromium, server, token, "server-busy", "服务器繁忙")
-        print(f"\nzh-CN page: {text}")
-        spinning.cancel()
+        page = await chromium.open("zh-busy", f"{server.base_url}/expert.html#token={token}",
+                                   locale="zh-CN")
+        status = page.locator("#status")
+        await expect(status).to_have_attribute("data-state", "busy", timeout=15000)
+        await expect(status).to_contain_text("服务器繁忙")
+        waiting = await status.inner_text()
+        refused_at = time.monotonic()
+        # Calm again: the page joins by itself (every ~3 s, jittered), no click.
+        await expect(status).to_have_attribute("data-state", "joined", timeout=30000)
+        print(f"\nzh-CN page while busy: {waiting}\njoined by itself "
+              f"{time.monotonic() - refused_at:.1f} s later: {await status.inner_text()}")
     finally:
+        spinning.cancel()
         await ward.close()
+
+
+
+GIVE_UP = """async ([url, token]) => {
+  const i18n = await import('/i18n.js');
+  await i18n.loadCatalogue();
+  const { SignalingClient } = await import('/signaling.js');
+  const { renderStatus } = await import('/ui.js');
+  const states = [];
+  const client = new SignalingClient(token, { url, busyDelayMs: 200, busyForMs: 1500,
+                                              onSettled: () => {} });
+  client.on('state', ({ state }) => { if (states.at(-1) !== state) states.push(state); });
+  const started = Date.now();
+  client.start();
+  while (client.state !== 'failed' && client.state !== 'joined'
+         && Date.now() - started < 10000) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const node = document.createElement('p');
+  renderStatus(node, { state: client.state, client, room: 'r', errors: [] });
+  client.close();
+  return { states, code: client.fatal?.code, text: node.textContent,
+           seconds: (Date.now() - started) / 1000 };
+}"""
+
+
+@pytest.mark.browser
+async def test_a_page_refused_for_load_for_too_long_stops_and_says_why(
+        server: RunningServer, chromium: Chromium) -> None:
+    """The page's client, its wait (120 s on the pages) shortened to 1.5 s."""
+    ward = await join(server, "ward", "bedside")
+    spinning = busy_loop(12.0)
+    try:
+        await asyncio.sleep(3.2)
+        page = await chromium.open("busy-units", f"{server.base_url}/whep.html",
+                                   locale="zh-CN")
+        token = server.authority.mint(room=ROOM, role="observer", name="学员 4", ttl=600)
+        got = await page.evaluate(GIVE_UP, [server.ws_url, token])
+    finally:
+        spinning.cancel()
+        await ward.close()
+    assert got["code"] == "server-busy", got
+    assert got["states"][-2:] == ["busy", "failed"], got
+    assert "服务器繁忙" in got["text"] and got["text"].startswith("已停止"), got
+    print(f"gave up after {got['seconds']:.1f} s of server-busy: {got['text']}")

@@ -105,7 +105,10 @@ export class RoomSession {
     c.on("state", () => this._changed());
     c.on("joined", (reply) => this._onJoined(reply));
     c.on("disconnected", () => this._onDisconnected());
-    c.on("error", (error) => this.reportError(error.code, error.message, error.limit));
+    c.on("error", (error) => {
+      // A refusal for load is the "busy" state's own line (it waits and joins by itself).
+      if (error.code !== "server-busy") this.reportError(error.code, error.message, error.limit);
+    });
     c.on("participant-joined", ({ participant }) => {
       this.participants[participant.id] = { ...participant, self: false, transports: {} };
       this._changed();

@@ -8,10 +8,12 @@ export const PROTOCOL_VERSION = 1;
 
 // Join errors that a retry cannot fix: the page stops and shows them.
 const FATAL_JOIN_ERRORS = new Set(["unauthorized", "unsupported-version", "forbidden"]);
-// ...and those that stop a page that has not joined yet (a full room, a node at capacity:
-// the person is told at once, and opens the link again later); once joined, a rejoin
-// keeps trying.
-const FATAL_FIRST_JOIN_ERRORS = new Set(["room-full", "server-busy"]);
+// ...and those that stop a page that has not joined yet (a full room: the person is told
+// at once, and opens the link again later); once joined, a rejoin keeps trying. A node
+// at capacity (`server-busy`) is waited for instead: see `busyDelayMs`.
+const FATAL_FIRST_JOIN_ERRORS = new Set(["room-full"]);
+// States in which the page waits to join again, and shows why (not "connecting").
+const WAITING_STATES = new Set(["relocating", "busy"]);
 
 export class SignalingError extends Error {
   /** `limit`: which of the room's limits a `room-full` error is about. */
@@ -167,7 +169,11 @@ export function waitForIceGathering(pc, timeoutMs = 3000) {
  * on another node: "redirect" is emitted with {url, room, target} and `onRedirect(target)`
  * moves the page there, by default with `location.replace`), relocating (this page left
  * a node that died, and its entry still redirects to that node: it joins again every
- * `relocateDelayMs` until the room is placed anew), closed.
+ * `relocateDelayMs` until the room is placed anew), busy (the node refused this viewer
+ * for load, `server-busy`: it joins again after `busyDelayMs`, doubling up to
+ * `maxBusyDelayMs`, each jittered (pages refused together come back apart, and fewer
+ * and fewer: a node at capacity is not kept busy by its refusals) for up to `busyForMs`,
+ * then fails with `server-busy`), closed.
  *
  * Several nodes (PROTOCOL.md): a page moved by `redirect` keeps in its fragment where it
  * was first opened (`entry`). When the link to its node is lost and `failoverAttempts`
@@ -209,6 +215,9 @@ export class SignalingClient {
     this.failoverMs = options.failoverMs ?? 2000;
     this.relocateDelayMs = options.relocateDelayMs ?? 500;
     this.relocateForMs = options.relocateForMs ?? 60000;
+    this.busyDelayMs = options.busyDelayMs ?? 3000;
+    this.maxBusyDelayMs = options.maxBusyDelayMs ?? 30000;
+    this.busyForMs = options.busyForMs ?? 120000;
     this.onSettled = options.onSettled ?? (() => {
       const settled = settledPage(this.location);
       if (settled) history.replaceState(history.state, "", settled);
@@ -232,6 +241,10 @@ export class SignalingClient {
     this._lostAt = null; // when the link was lost after a join (Date.now()), until rejoined
     this._relocatingSince = null; // when a redirect to the failed node was first refused
     this._refused = false; // the last join was redirected to the failed node
+    this._busy = false; // the last join was refused with `server-busy`
+    this._busySince = null; // when the node first refused this page for load
+    this._busyError = null; // that refusal, the failure shown after `busyForMs`
+    this._busyRefusals = 0; // refusals for load in a row (the wait doubles with each)
     this.failingOver = false; // the page is leaving a node that stopped answering
     this.signalling = "reconnecting"; // the link: up | lost | reconnecting
   }
@@ -306,7 +319,7 @@ export class SignalingClient {
   _connect() {
     this._refused = false;
     // After a join, the page stays "disconnected" until it has joined again.
-    if (!this._everJoined && this.state !== "relocating") this._setState("connecting");
+    if (!this._everJoined && !WAITING_STATES.has(this.state)) this._setState("connecting");
     this._setSignalling("reconnecting");
     let ws;
     try {
@@ -380,7 +393,7 @@ export class SignalingClient {
   }
 
   async _join(ws) {
-    if (this.state !== "relocating") this._setState("joining");
+    if (!WAITING_STATES.has(this.state)) this._setState("joining");
     const join = { type: "join", version: PROTOCOL_VERSION, token: this.token };
     if (this._previousParticipant) join.previous = this._previousParticipant;
     try {
@@ -395,6 +408,8 @@ export class SignalingClient {
       this._everJoined = true;
       this._lostAt = null;
       this._relocatingSince = null;
+      this._busySince = null;
+      this._busyRefusals = 0;
       try {
         this.onSettled();
       } catch (err) {
@@ -406,7 +421,12 @@ export class SignalingClient {
       this._emit("joined", reply);
     } catch (err) {
       if (ws !== this.ws) return;
-      if (FATAL_JOIN_ERRORS.has(err.code)
+      if (err.code === "server-busy" && !this._everJoined) {
+        // The node is at capacity: those watching keep their picture; this page waits.
+        this._busy = true;
+        this._busySince ??= Date.now();
+        this._busyError = err;
+      } else if (FATAL_JOIN_ERRORS.has(err.code)
           || (FATAL_FIRST_JOIN_ERRORS.has(err.code) && !this._everJoined)) {
         // Retrying with the same token cannot succeed.
         this.fatal = err;
@@ -513,6 +533,25 @@ export class SignalingClient {
   }
 
   _scheduleRetry(reason) {
+    if (this._busy) {
+      this._busy = false;
+      if (Date.now() - this._busySince >= this.busyForMs) {
+        this._stopped = true;
+        this.fatal = this._busyError;
+        this._setState("failed", { error: this.fatal });
+        return;
+      }
+      this._attempt = 0;
+      const backoff = Math.min(this.busyDelayMs * 2 ** this._busyRefusals, this.maxBusyDelayMs);
+      this._busyRefusals += 1;
+      const delay = Math.round(backoff * (0.75 + Math.random() / 2));
+      this._setState("busy", { reason, retryInMs: delay });
+      clearTimeout(this._retryTimer);
+      this._retryTimer = setTimeout(() => {
+        if (!this._stopped) this._connect();
+      }, delay);
+      return;
+    }
     if (this._refused) {
       this._refused = false;
       if (Date.now() - this._relocatingSince >= this.relocateForMs) {

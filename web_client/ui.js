@@ -241,6 +241,10 @@ export function renderStatus(node, session, health = null) {
       text = t("live.status.relocating");
       kind = "warn";
       break;
+    case "busy":
+      text = t("live.status.busy");
+      kind = "warn";
+      break;
     case "closed":
       text = t("live.status.closed");
       kind = "warn";
