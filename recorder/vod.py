@@ -58,6 +58,7 @@ from recorder.vod_canvas import (
     I420Canvas,
     Overlay,
     even_box,
+    even_cover,
     plane_arrays,
     rects_minus,
     scale_into,
@@ -572,13 +573,6 @@ class Mp4Encoder:
             audio.bit_rate = o.audio_bitrate
             self.audio = audio
 
-    def picture(self, index: int, bgr: np.ndarray) -> None:
-        # OpenCV's BGR -> I420 is BT.601 limited range like swscale's default, 5x faster.
-        self.picture_i420(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
-
-    def picture_i420(self, index: int, yuv: np.ndarray) -> None:
-        self.picture_frame(index, av.VideoFrame.from_ndarray(yuv, format="yuv420p"))
-
     def picture_frame(self, index: int, frame: av.VideoFrame) -> None:
         """Encode ``frame`` (yuv420p, the output's size) as picture ``index``."""
         frame.pts = index
@@ -600,8 +594,8 @@ class Mp4Encoder:
         self.container.close()
 
 
-Payload = np.ndarray | av.VideoFrame | list[tuple[int, np.ndarray]]
-"""What the encoder thread is handed: an I420 array, a frame, or sounds with their times."""
+Payload = av.VideoFrame | list[tuple[int, np.ndarray]]
+"""What the encoder thread is handed: a picture, or sounds with their times."""
 
 
 class BackgroundEncoder:
@@ -633,13 +627,6 @@ class BackgroundEncoder:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vod-encoder", daemon=True)
         self._thread.start()
-
-    def picture(self, index: int, bgr: np.ndarray) -> None:
-        self._put(("video", index, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)))
-
-    def picture_i420(self, index: int, yuv: np.ndarray) -> None:
-        """Queue an I420 picture (copied: the caller may reuse its buffer)."""
-        self._put(("video", index, yuv.copy()))
 
     def picture_frame(self, index: int, frame: av.VideoFrame) -> None:
         """Queue a yuv420p frame as it is: the caller must not draw on it again."""
@@ -685,9 +672,6 @@ class BackgroundEncoder:
                 if kind == "frame":
                     assert isinstance(data, av.VideoFrame)
                     self.encoder.picture_frame(position, data)
-                elif kind == "video":
-                    assert isinstance(data, np.ndarray)
-                    self.encoder.picture_i420(position, data)
                 else:
                     assert isinstance(data, list)
                     for start, samples in data:
@@ -856,7 +840,7 @@ class Overlays:
         patch = self.painter.patch(text, LABEL_PX, LABEL_OUTLINE)
         mask = patch.outline if patch.outline is not None else patch.fill
         x, y = slot.rect.x + 8 + patch.dx, slot.rect.y + slot.rect.h - 10 + patch.dy
-        box = _even_cover(Rect(x, y, mask.shape[1], mask.shape[0]), *self.bounds)
+        box = even_cover(Rect(x, y, mask.shape[1], mask.shape[0]), *self.bounds)
 
         def draw(image: np.ndarray) -> None:
             self.painter.draw(image, text, (x - box.x - patch.dx, y - box.y - patch.dy),
@@ -871,21 +855,13 @@ class Overlays:
             self._strips.move_to_end(look)
             return found
         area = self.layout.vitals
-        box = _even_cover(area, *self.bounds)
+        box = even_cover(area, *self.bounds)
         local = Rect(area.x - box.x, area.y - box.y, area.w, area.h)
         made = self._strips[look] = Overlay.of(box, lambda image: draw_vitals(
             image, local, state, 0.0, self.painter, self.labels, traces=False))
         if len(self._strips) > self.KEPT:
             self._strips.popitem(last=False)
         return made
-
-
-def _even_cover(rect: Rect, width: int, height: int) -> Rect:
-    """The smallest even-aligned box covering ``rect``, inside the picture."""
-    x0, y0 = max(0, rect.x) & ~1, max(0, rect.y) & ~1
-    x1 = min(width, (rect.x + rect.w + 1) & ~1)
-    y1 = min(height, (rect.y + rect.h + 1) & ~1)
-    return Rect(x0, y0, max(2, x1 - x0), max(2, y1 - y0))
 
 
 def _mix(cursors: Sequence[AudioCursor], start: int, count: int) -> np.ndarray:

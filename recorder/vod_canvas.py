@@ -19,8 +19,7 @@ Areas are aligned to even pixels (one chroma sample covers 2x2 pixels).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import av
 import cv2
@@ -57,6 +56,15 @@ def plane_arrays(frame: av.VideoFrame) -> Planes:
         arrays.append(rows[:plane.height, :plane.width])
     y, u, v = arrays
     return y, u, v
+
+
+def even_cover(rect: Rect, width: int, height: int) -> Rect:
+    """The smallest even-aligned box covering ``rect``, inside the picture (a drawing that
+    reaches an odd edge is kept whole)."""
+    x0, y0 = max(0, rect.x) & ~1, max(0, rect.y) & ~1
+    x1 = min(width, (rect.x + rect.w + 1) & ~1)
+    y1 = min(height, (rect.y + rect.h + 1) & ~1)
+    return Rect(x0, y0, max(2, x1 - x0), max(2, y1 - y0))
 
 
 def rect_minus(area: Rect, hole: Rect) -> list[Rect]:
@@ -176,39 +184,6 @@ class I420Canvas:
         self.y[box.y:box.y + box.h, box.x:box.x + box.w] = y
         self.u[cy:cy + ch, cx:cx + cw] = u
         self.v[cy:cy + ch, cx:cx + cw] = v
-
-    def blit(self, box: Rect, planes: Planes) -> None:
-        """Copy a picture's planes (``box.w`` x ``box.h``, even-aligned) to ``box``."""
-        y, u, v = planes
-        cx, cy, cw, ch = box.x // 2, box.y // 2, box.w // 2, box.h // 2
-        self.y[box.y:box.y + box.h, box.x:box.x + box.w] = y
-        self.u[cy:cy + ch, cx:cx + cw] = u
-        self.v[cy:cy + ch, cx:cx + cw] = v
-
-    @contextlib.contextmanager
-    def bgr(self, rect: Rect) -> Iterator[tuple[np.ndarray, Rect]]:
-        """The pixels around ``rect`` as a BGR array to draw on, and ``rect`` in that
-        array's coordinates; written back to the planes when the block ends."""
-        x0, y0 = max(0, rect.x) & ~1, max(0, rect.y) & ~1
-        x1 = min(self.width, rect.x + rect.w + 1) & ~1
-        y1 = min(self.height, rect.y + rect.h + 1) & ~1
-        w, h = x1 - x0, y1 - y0
-        if w <= 0 or h <= 0:
-            yield np.zeros((2, 2, 3), dtype=np.uint8), Rect(rect.x - x0, rect.y - y0,
-                                                             rect.w, rect.h)
-            return
-        luma, chroma = w * h, w * h // 4
-        packed = np.empty(luma + 2 * chroma, dtype=np.uint8)
-        cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
-        packed[:luma].reshape(h, w)[:] = self.y[y0:y1, x0:x1]
-        packed[luma:luma + chroma].reshape(h // 2, w // 2)[:] = self.u[cy0:cy1, cx0:cx1]
-        packed[luma + chroma:].reshape(h // 2, w // 2)[:] = self.v[cy0:cy1, cx0:cx1]
-        image = cv2.cvtColor(packed.reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420)
-        yield image, Rect(rect.x - x0, rect.y - y0, rect.w, rect.h)
-        back = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).reshape(-1)
-        self.y[y0:y1, x0:x1] = back[:luma].reshape(h, w)
-        self.u[cy0:cy1, cx0:cx1] = back[luma:luma + chroma].reshape(h // 2, w // 2)
-        self.v[cy0:cy1, cx0:cx1] = back[luma + chroma:].reshape(h // 2, w // 2)
 
     @property
     def planes(self) -> Planes:
