@@ -532,41 +532,39 @@ export class SignalingClient {
     this.onRedirect(target);
   }
 
+  /**
+   * Wait in `state` (a WAITING_STATES one) and join again after `delayMs`; once `forMs`
+   * have passed since `since`, stop with the error `fatal()` instead.
+   */
+  _waitToJoin(state, reason, since, forMs, delayMs, fatal) {
+    if (Date.now() - since >= forMs) {
+      this._stopped = true;
+      this.fatal = fatal();
+      this._setState("failed", { error: this.fatal });
+      return;
+    }
+    this._attempt = 0;
+    this._setState(state, { reason, retryInMs: delayMs });
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => {
+      if (!this._stopped) this._connect();
+    }, delayMs);
+  }
+
   _scheduleRetry(reason) {
     if (this._busy) {
       this._busy = false;
-      if (Date.now() - this._busySince >= this.busyForMs) {
-        this._stopped = true;
-        this.fatal = this._busyError;
-        this._setState("failed", { error: this.fatal });
-        return;
-      }
-      this._attempt = 0;
       const backoff = Math.min(this.busyDelayMs * 2 ** this._busyRefusals, this.maxBusyDelayMs);
       this._busyRefusals += 1;
-      const delay = Math.round(backoff * (0.75 + Math.random() / 2));
-      this._setState("busy", { reason, retryInMs: delay });
-      clearTimeout(this._retryTimer);
-      this._retryTimer = setTimeout(() => {
-        if (!this._stopped) this._connect();
-      }, delay);
+      this._waitToJoin("busy", reason, this._busySince, this.busyForMs,
+        Math.round(backoff * (0.75 + Math.random() / 2)), () => this._busyError);
       return;
     }
     if (this._refused) {
       this._refused = false;
-      if (Date.now() - this._relocatingSince >= this.relocateForMs) {
-        this._stopped = true;
-        this.fatal = new SignalingError("node-lost",
-          "the media node of this room stopped answering and no other node has taken the room");
-        this._setState("failed", { error: this.fatal });
-        return;
-      }
-      this._attempt = 0;
-      this._setState("relocating", { reason, retryInMs: this.relocateDelayMs });
-      clearTimeout(this._retryTimer);
-      this._retryTimer = setTimeout(() => {
-        if (!this._stopped) this._connect();
-      }, this.relocateDelayMs);
+      this._waitToJoin("relocating", reason, this._relocatingSince, this.relocateForMs,
+        this.relocateDelayMs, () => new SignalingError("node-lost",
+          "the media node of this room stopped answering and no other node has taken the room"));
       return;
     }
     if (this._everJoined) {
