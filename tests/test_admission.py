@@ -9,6 +9,7 @@ Chinese-speaking viewer is told.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -143,13 +144,24 @@ async def test_a_busy_node_refuses_new_viewers_only_and_takes_them_again_when_ca
         await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def busy_room(server: RunningServer, seconds: float) -> AsyncIterator[None]:
+    """The bedside in the room and the server's loop busy for ``seconds``; entered once
+    the busy share covers a whole window."""
+    ward = await join(server, "ward", "bedside")
+    spinning = busy_loop(seconds)
+    try:
+        await asyncio.sleep(3.2)
+        yield
+    finally:
+        spinning.cancel()
+        await ward.close()
+
+
 @pytest.mark.browser
 async def test_the_chinese_page_waits_while_the_server_is_busy_then_joins(
         server: RunningServer, chromium: Chromium) -> None:
-    ward = await join(server, "ward", "bedside")
-    spinning = busy_loop(9.0)
-    try:
-        await asyncio.sleep(3.2)
+    async with busy_room(server, 9.0):
         token = server.authority.mint(room=ROOM, role="observer", name="学员 3", ttl=600)
         page = await chromium.open("zh-busy", f"{server.base_url}/expert.html#token={token}",
                                    locale="zh-CN")
@@ -162,9 +174,6 @@ async def test_the_chinese_page_waits_while_the_server_is_busy_then_joins(
         await expect(status).to_have_attribute("data-state", "joined", timeout=30000)
         print(f"\nzh-CN page while busy: {waiting}\njoined by itself "
               f"{time.monotonic() - refused_at:.1f} s later: {await status.inner_text()}")
-    finally:
-        spinning.cancel()
-        await ward.close()
 
 
 
@@ -195,17 +204,11 @@ GIVE_UP = """async ([url, token]) => {
 async def test_a_page_refused_for_load_for_too_long_stops_and_says_why(
         server: RunningServer, chromium: Chromium) -> None:
     """The page's client, its wait (120 s on the pages) shortened to 1.5 s."""
-    ward = await join(server, "ward", "bedside")
-    spinning = busy_loop(12.0)
-    try:
-        await asyncio.sleep(3.2)
+    async with busy_room(server, 12.0):
         page = await chromium.open("busy-units", f"{server.base_url}/whep.html",
                                    locale="zh-CN")
         token = server.authority.mint(room=ROOM, role="observer", name="学员 4", ttl=600)
         got = await page.evaluate(GIVE_UP, [server.ws_url, token])
-    finally:
-        spinning.cancel()
-        await ward.close()
     assert got["code"] == "server-busy", got
     assert got["states"][-2:] == ["busy", "failed"], got
     assert "服务器繁忙" in got["text"] and got["text"].startswith("已停止"), got
