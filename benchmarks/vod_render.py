@@ -116,6 +116,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--preset", default="veryfast", help="the x264 preset to render with")
+    parser.add_argument("--threads", type=int, default=RenderOptions.threads,
+                        help="x264 threads for the render and the baselines (0: x264 chooses)")
     parser.add_argument("--keep", action="store_true", help="keep the generated recording")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vod-bench-"))
@@ -128,7 +130,7 @@ def main() -> int:
             SampleParty("p-expert", "expert", video_offset=5000, start_s=5.0, tone_hz=660.0),
         ], duration=args.seconds, width=640, height=480, fps=30, picture=pattern_frame)
         print(f"generated in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        options = RenderOptions(preset=args.preset)
+        options = RenderOptions(preset=args.preset, threads=args.threads)
         decode = measure("decode (inputs)", args.seconds, lambda: decode_all(directory))
         render_once = functools.partial(render, directory, options)
         render_once()  # the baseline's pictures (and a warm-up)

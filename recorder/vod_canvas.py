@@ -196,11 +196,18 @@ class I420Canvas:
                 self.u[cy:cy + ch, cx:cx + cw], self.v[cy:cy + ch, cx:cx + cw])
 
     def polyline(self, points: np.ndarray, colour: BGR, thickness: int = 2) -> None:
-        """An anti-aliased line through ``points`` (int (n, 2), picture pixels): drawn
-        on the luma plane at full size, on the chroma planes at half (with sub-pixel
-        precision, thinner)."""
+        """An anti-aliased line through ``points`` (int (n, 2), picture pixels), about
+        ``thickness`` pixels wide: drawn on the luma plane at full size, on the chroma
+        planes at half (with sub-pixel precision, thinner).
+
+        On the luma plane a wide line is several one-pixel anti-aliased lines, each moved
+        by a pixel right or down: OpenCV draws a wider anti-aliased line as a polygon per
+        segment, six times slower (0.33 ms against 0.05 ms for a 500-point trace)."""
         y, u, v = self._yuv(colour)
-        cv2.polylines(self.y, [points], False, y, thickness, cv2.LINE_AA)
+        width = max(1, thickness)
+        curves = [points + np.array([dx, dy], dtype=points.dtype)
+                  for dx in range(width) for dy in range(width - dx)]
+        cv2.polylines(self.y, curves, False, y, 1, cv2.LINE_AA)
         half = (points * 8).astype(np.int32)  # 3 fractional bits: points / 2
         cv2.polylines(self.u, [half], False, u, max(1, thickness // 2), cv2.LINE_AA, 4)
         cv2.polylines(self.v, [half], False, v, max(1, thickness // 2), cv2.LINE_AA, 4)
