@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import av.container
@@ -609,6 +609,21 @@ class Mp4Encoder:
         self.container.close()
 
 
+class PictureEncoder(Protocol):
+    """What ``compose`` hands its pictures and sound to (``Mp4Encoder``, or a stand-in
+    that drops them, to measure the composing alone)."""
+
+    def picture_frame(self, index: int, frame: av.VideoFrame) -> None: ...
+
+    def sound(self, start: int, samples: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+EncoderFactory = Callable[[Path, RenderOptions, bool], PictureEncoder]
+"""``make(output, options, has_audio)``."""
+
+
 Payload = av.VideoFrame | list[tuple[int, np.ndarray]]
 """What the encoder thread is handed: a picture, or sounds with their times."""
 
@@ -629,7 +644,7 @@ class BackgroundEncoder:
 
     SWITCH_INTERVAL = 0.0002
 
-    def __init__(self, encoder: Mp4Encoder, depth: int = 8,
+    def __init__(self, encoder: PictureEncoder, depth: int = 8,
                  switch_interval: float | None = SWITCH_INTERVAL) -> None:
         self.encoder = encoder
         self._old_interval = sys.getswitchinterval()
@@ -722,10 +737,13 @@ def _write_json(path: Path, document: object) -> None:
 
 
 def compose(recording: Recording, output: Path, options: RenderOptions,
-            labels: Mapping[str, str] = DEFAULT_LABELS, progress: Progress | None = None) -> int:
+            labels: Mapping[str, str] = DEFAULT_LABELS, progress: Progress | None = None,
+            make_encoder: EncoderFactory = Mp4Encoder) -> int:
     """Compose and encode into ``output`` (an HLS playlist path, or an MP4's: see
     ``Mp4Encoder``); returns frames written. ``labels``: the overlay's words (see
-    recorder.vod_overlay.DEFAULT_LABELS); ``progress``: told after each picture."""
+    recorder.vod_overlay.DEFAULT_LABELS); ``progress``: told after each picture;
+    ``make_encoder``: what takes the pictures (``benchmarks.vod_render`` measures the
+    composing alone with one that drops them)."""
     origin_ms, end_ms = media_span(recording)
     duration = (end_ms - origin_ms) / 1000.0
     frames = max(1, math.ceil(duration * options.fps - 1e-6))
@@ -736,7 +754,7 @@ def compose(recording: Recording, output: Path, options: RenderOptions,
              for slot in (layout.main, *layout.others)]
     audio = [AudioCursor(t, origin_ms, clocks.get(t.id)) for t in recording.audio_tracks]
     total_samples = round(duration * AUDIO_RATE)
-    encoder = BackgroundEncoder(Mp4Encoder(output, options, has_audio=bool(audio)))
+    encoder = BackgroundEncoder(make_encoder(output, options, bool(audio)))
     canvas = I420Canvas(options.width, options.height)
     whole = Rect(0, 0, options.width, options.height)
     overlays = Overlays(layout, canvas, TextPainter(), labels)

@@ -149,3 +149,20 @@ def test_a_trace_is_drawn_in_its_colour_on_all_three_planes() -> None:
     drawn = bgr[np.abs(bgr.astype(int) - (240, 197, 54)).sum(axis=2) < 60]
     assert len(drawn) > 200  # the line's pixels come out in the trace's colour
     assert bgr[230, 20].sum() < 30  # away from it: still black
+
+
+def test_a_wide_trace_is_as_wide_as_opencvs_own_wide_line_in_every_direction() -> None:
+    """The luma line is one-pixel anti-aliased lines moved a pixel right and down (see
+    ``I420Canvas.polyline``): as many pixels lit as OpenCV's own 2-pixel line, within a
+    quarter, flat, steep and diagonal."""
+    for points in ([[20, 120], [300, 120]], [[160, 10], [160, 230]], [[20, 10], [240, 230]]):
+        line = np.array(points, dtype=np.int32)
+        canvas = I420Canvas(WIDTH, HEIGHT)
+        canvas.fill((0, 0, 0))
+        black_y = int(canvas.y[0, 0])
+        canvas.polyline(line, (255, 255, 255), thickness=2)
+        ours = int((canvas.y.astype(int) - black_y > 60).sum())
+        reference = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+        cv2.polylines(reference, [line], False, 255, 2, cv2.LINE_AA)
+        theirs = int((reference > 60).sum())
+        assert 0.75 * theirs <= ours <= 1.25 * theirs, (points, ours, theirs)
