@@ -285,3 +285,37 @@ def test_track_sync_events_correct_the_drift(tmp_path: Path) -> None:
     # 2.1 s of wall time is 2.0 s of media (interpolated); 6.0 s is 5.8 s (nominal after).
     assert abs(read_code(pictures[round(2.1 * 25)], main) - 60) <= 1
     assert abs(read_code(pictures[round(6.0 * 25)], main) - 174) <= 1
+
+
+def test_damaged_track_files_render_what_is_readable(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A stranger's bytes in the recording: the expert's video has its last 30 % replaced
+    by random bytes, its audio file is random bytes from the start. The render finishes,
+    the bedside camera is right throughout, the expert's tile right before the damage,
+    and the sound is silence (the one audio track cannot be read): never a crash."""
+    directory = make_recording(tmp_path, duration=4.0)
+    rng = np.random.default_rng(12)
+    video = directory / "tracks" / "p-expert-video.webm"
+    data = bytearray(video.read_bytes())
+    cut = len(data) * 7 // 10
+    data[cut:] = rng.integers(0, 256, len(data) - cut, dtype=np.uint8).tobytes()
+    video.write_bytes(bytes(data))
+    audio = directory / "tracks" / "p-expert-audio.webm"
+    audio.write_bytes(rng.integers(0, 256, audio.stat().st_size, dtype=np.uint8).tobytes())
+    result = render(directory)
+    assert math.isclose(result.duration, 4.0, abs_tol=1 / 25)
+    info = json.loads((result.directory / "render.json").read_text())
+    main, tile = info["layout"]["main"]["rect"], info["layout"]["others"][0]["rect"]
+    with av.open(str(result.mp4)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    with av.open(str(result.mp4)) as container:
+        sound = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    assert len(frames) == 100
+    for t in (0.5, 2.0, 3.5):
+        index = round(t * 25)
+        assert abs(read_code(frames[index], main) - bedside_index(index / 25)) <= 1
+    index = round(2.0 * 25)
+    assert abs(read_code(frames[index], tile) - expert_index(index / 25)) <= 1
+    assert float(np.abs(sound).max()) < 0.01
+    assert any("cannot open audio track p-expert-audio" in r.getMessage()
+               for r in caplog.records)
